@@ -1,0 +1,96 @@
+"""Writing artifacts: atomically, and with provenance attached.
+
+Every output is written under a temporary name beside its target and renamed
+into place when complete, so an interrupted step never leaves a half-written
+file that a later step (or Snakemake, or DVC) would take for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+
+PROVENANCE_KEY = b"latent_abstractions.provenance"
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    temporary = Path(temporary)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def params_sha256(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def _git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str]) -> dict:
+    """What made an artifact: the step, its params, its inputs' hashes, the code version."""
+    return {
+        "step": step,
+        "experiment": experiment,
+        "params_sha256": params_sha256(params),
+        "params": params,
+        "inputs": {str(path): file_sha256(path) for path in inputs},
+        "package_version": __version__,
+        "git_commit": _git_commit(),
+    }
+
+
+def write_parquet(table: pa.Table, target: Path | str, meta: dict) -> None:
+    """Write ``table`` atomically with ``meta`` (JSON) in the Parquet schema metadata."""
+    existing = table.schema.metadata or {}
+    table = table.replace_schema_metadata({**existing, PROVENANCE_KEY: json.dumps(meta).encode()})
+    with atomic_path(target) as temporary:
+        pq.write_table(table, temporary)
+
+
+def read_provenance(path: Path | str) -> dict:
+    metadata = pq.read_schema(path).metadata or {}
+    if PROVENANCE_KEY not in metadata:
+        raise ValueError(f"{path}: no provenance in its Parquet metadata")
+    return json.loads(metadata[PROVENANCE_KEY])

@@ -1,0 +1,90 @@
+"""Model weights as safetensors, with the architecture and provenance in the header.
+
+A checkpoint is never unpickled: the header's JSON says how to rebuild the
+network, and the tensors must then match it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .artifacts import atomic_path
+from .datasets.base import Factor
+from .nets.unet import ScoreUNet
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupted or from another architecture."""
+
+
+def build_model(architecture: dict) -> ScoreUNet:
+    factors = [Factor(f["name"], f["kind"], tuple(f["values"])) for f in architecture["factors"]]
+    return ScoreUNet(
+        image_channels=architecture["image_channels"],
+        factors=factors,
+        base_channels=architecture["base_channels"],
+        channel_mults=list(architecture["channel_mults"]),
+        groups=architecture["groups"],
+        cond_frequencies=architecture["cond_frequencies"],
+    )
+
+
+def architecture_from_params(model_params: dict, factors: list[Factor], image_shape: tuple[int, int, int]) -> dict:
+    """Everything needed to rebuild the network; ``image_shape`` is (C, H, W)."""
+    return {
+        "image_channels": image_shape[0],
+        "image_size": list(image_shape[1:]),
+        "factors": [{"name": f.name, "kind": f.kind, "values": list(f.values)} for f in factors],
+        "base_channels": model_params["base_channels"],
+        "channel_mults": list(model_params["channel_mults"]),
+        "groups": model_params["groups"],
+        "cond_frequencies": model_params["cond_frequencies"],
+    }
+
+
+def save(model: ScoreUNet, architecture: dict, path: Path | str, provenance: dict) -> None:
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    metadata = {"architecture": json.dumps(architecture), "provenance": json.dumps(provenance)}
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
+
+
+def read_metadata(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if "architecture" not in metadata:
+        raise CheckpointError(f"{path}: no architecture in the checkpoint header")
+    return {key: json.loads(value) for key, value in metadata.items()}
+
+
+def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[ScoreUNet, dict]:
+    """Rebuild the network from the header and load its weights (strictly)."""
+    metadata = read_metadata(path)
+    architecture = metadata["architecture"]
+    if expected_architecture is not None and architecture != expected_architecture:
+        differing = sorted(k for k in expected_architecture if architecture.get(k) != expected_architecture[k])
+        raise CheckpointError(f"{path}: architecture differs from params in {', '.join(differing)}")
+    model = build_model(architecture)
+    try:
+        state = load_file(str(path))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the architecture in its header ({first_line})") from None
+    model.eval()
+    return model, metadata
+
+
+def select_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

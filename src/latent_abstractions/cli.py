@@ -1,0 +1,49 @@
+"""What every pipeline step shares: arguments, params, logging, one-line errors.
+
+A step is ``python -m latent_abstractions.<step> --experiment NAME``; it reads
+params.yaml from the working directory (the repository root under Snakemake
+and DVC alike), validates it, and logs to stderr and logs/<step>/<NAME>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import params as params_module
+
+
+class InputError(ValueError):
+    """An input file (dataset, checkpoint, table) is missing or malformed."""
+
+
+def run_step(step: str, body: Callable[[str, dict, dict], None], argv: list[str] | None = None) -> None:
+    """Parse the command line, validate params, then call ``body(experiment, params, all_params)``.
+
+    Bad params or inputs end the process with one line on stderr and exit code 2,
+    before the step writes anything.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.{step}")
+    parser.add_argument("--experiment", required=True, help="experiment name in params.yaml")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        all_params = params_module.load(args.params)
+        experiment_params = params_module.experiment(all_params, args.experiment)
+    except params_module.ParamsError as exc:
+        sys.exit(f"error: {exc}")
+    _setup_logging(step, args.experiment)
+    try:
+        body(args.experiment, experiment_params, all_params)
+    except (InputError, params_module.ParamsError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+def _setup_logging(step: str, experiment: str) -> None:
+    log_path = Path("logs") / step / f"{experiment}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_path, mode="w")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=handlers, force=True)

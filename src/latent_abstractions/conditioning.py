@@ -1,0 +1,62 @@
+"""Factor vector -> conditioning embedding, with a null value per factor.
+
+Each factor is encoded on its own and the encodings are summed. A factor whose
+``keep`` flag is False contributes a learned null embedding instead, independent
+of its value, so one network gives the score given any subset of factors,
+including none (classifier-free-style dropout, as MINDE needs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .datasets.base import Factor
+
+
+def sinusoidal(u: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """Encode values ``u`` (B,) in [0, 1] as sin/cos at octave-spaced frequencies: (B, 2F)."""
+    scales = math.pi * 2.0 ** torch.arange(frequencies, device=u.device, dtype=u.dtype)
+    angles = u[:, None] * scales[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class ContinuousFactorEncoder(nn.Module):
+    """Sinusoidal encoding of a continuous factor rescaled to [0, 1], then a linear map."""
+
+    def __init__(self, low: float, high: float, frequencies: int, dim: int):
+        super().__init__()
+        self.low, self.span, self.frequencies = low, max(high - low, 1e-12), frequencies
+        self.project = nn.Linear(2 * frequencies, dim)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self.project(sinusoidal((values - self.low) / self.span, self.frequencies))
+
+
+class FactorConditioner(nn.Module):
+    def __init__(self, factors: list[Factor], dim: int, frequencies: int):
+        super().__init__()
+        unsupported = [f.name for f in factors if f.kind != "continuous"]
+        if unsupported:
+            raise ValueError(f"categorical factors are not supported yet: {', '.join(unsupported)}")
+        self.names = [f.name for f in factors]
+        self.encoders = nn.ModuleList(ContinuousFactorEncoder(f.low, f.high, frequencies, dim) for f in factors)
+        self.null = nn.Parameter(torch.zeros(len(factors), dim))
+
+    def forward(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """``values`` (B, n_factors) float, ``keep`` (B, n_factors) bool -> (B, dim)."""
+        total = torch.zeros(values.shape[0], self.null.shape[1], device=values.device, dtype=self.null.dtype)
+        for index, encoder in enumerate(self.encoders):
+            encoded = encoder(values[:, index])
+            total = total + torch.where(keep[:, index, None], encoded, self.null[index].expand_as(encoded))
+        return total
+
+
+def dropout_mask(batch: int, n_factors: int, drop_each: float, drop_all: float,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training-time keep flags: each factor dropped with ``drop_each``, all with ``drop_all``."""
+    keep = torch.rand(batch, n_factors, generator=generator) >= drop_each
+    keep_any = torch.rand(batch, 1, generator=generator) >= drop_all
+    return keep & keep_any

@@ -1,0 +1,1 @@
+"""Datasets with known generating factors, behind one interface (see base.py)."""

@@ -1,0 +1,130 @@
+"""Load params.yaml and validate it against workflow/schemas/params.schema.yaml.
+
+Every failure becomes a :class:`ParamsError` whose message is one line naming
+the key, the value and what is allowed, so that a step stops before any compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path("workflow/schemas/params.schema.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, malformed or breaks the schema."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+
+
+def _allowed(error: jsonschema.ValidationError) -> str:
+    rule, bound = error.validator, error.validator_value
+    if rule == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        return f"allowed keys: {', '.join(known)}" if known else "no other keys allowed"
+    if rule == "required":
+        return "required keys: " + ", ".join(bound)
+    if rule == "enum":
+        return "allowed: " + ", ".join(map(str, bound))
+    if rule in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        symbol = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[rule]
+        return f"must be {symbol} {bound}"
+    if rule == "type":
+        return f"must be of type {bound}"
+    if rule in ("minItems", "maxItems", "minProperties"):
+        return f"{rule} is {bound}"
+    if rule == "pattern":
+        return f"must match {bound}"
+    return error.message
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = _key_path(error)
+        return f"params.yaml: unknown key {', '.join(extra)!s} under {where}; {_allowed(error)}"
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"params.yaml: {_key_path(error)} lacks {', '.join(missing)}; {_allowed(error)}"
+    if error.validator == "propertyNames":
+        return f"params.yaml: experiment name {error.instance!r} is not allowed; must match {error.schema['pattern']}"
+    return f"params.yaml: {_key_path(error)} = {error.instance!r}: {_allowed(error)}"
+
+
+def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
+    with open(schema_path) as handle:
+        return yaml.safe_load(handle)
+
+
+def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
+    """Raise ParamsError on the first (deepest) schema violation; return params."""
+    if not isinstance(params, dict):
+        raise ParamsError(f"params.yaml: expected a mapping at the top level, got {type(params).__name__}")
+    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(params))
+    if error is not None:
+        raise ParamsError(_one_line(error))
+    _check_consistency(params)
+    return params
+
+
+def _check_consistency(params: dict) -> None:
+    """Rules a JSON schema cannot express."""
+    for name, experiment in params["experiments"].items():
+        model = experiment["model"]
+        for level, mult in enumerate(model["channel_mults"]):
+            channels = model["base_channels"] * mult
+            if channels % model["groups"]:
+                raise ParamsError(
+                    f"params.yaml: experiments.{name}.model.groups = {model['groups']}: "
+                    f"must divide the {channels} channels of level {level}"
+                )
+        levels = len(model["channel_mults"])
+        for tap in model["taps"]:
+            kind, _, index = tap.partition(".")
+            if kind in ("down", "up") and int(index) >= levels:
+                raise ParamsError(
+                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: "
+                    f"the model has levels 0..{levels - 1}"
+                )
+        dataset = experiment["dataset"]
+        downsample = 2 ** (levels - 1)
+        if dataset["height"] % downsample or dataset["width"] % downsample:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.dataset height x width = "
+                f"{dataset['height']}x{dataset['width']}: must be divisible by {downsample} "
+                f"for {levels} model levels"
+            )
+        if 2 * dataset["margin"] >= min(dataset["height"], dataset["width"]) - 1:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.dataset.margin = {dataset['margin']}: leaves no room for centres"
+            )
+
+
+def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        with open(path) as handle:
+            params = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ParamsError(f"{path}: malformed YAML{where}: {problem}") from None
+    return validate(params, schema_path)
+
+
+def experiment(params: dict, name: str) -> dict:
+    """The params of one experiment, or a one-line error listing the known names."""
+    experiments = params["experiments"]
+    if name not in experiments:
+        raise ParamsError(f"unknown experiment {name!r}; params.yaml defines: {', '.join(sorted(experiments))}")
+    return experiments[name]
