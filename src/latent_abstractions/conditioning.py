@@ -24,12 +24,12 @@ def sinusoidal(u: torch.Tensor, frequencies: int) -> torch.Tensor:
 
 
 class ContinuousFactorEncoder(nn.Module):
-    """Sinusoidal encoding of a continuous factor rescaled to [0, 1], then a linear map."""
+    """Sinusoidal encoding of a continuous factor rescaled to [0, 1], then a small MLP."""
 
     def __init__(self, low: float, high: float, frequencies: int, dim: int):
         super().__init__()
         self.low, self.span, self.frequencies = low, max(high - low, 1e-12), frequencies
-        self.project = nn.Linear(2 * frequencies, dim)
+        self.project = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         return self.project(sinusoidal((values - self.low) / self.span, self.frequencies))

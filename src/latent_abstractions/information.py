@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .nets.unet import ScoreUNet
+from .ground_truth import factor_posterior, image_posterior
 from .sde import VPSDE
 
 
@@ -45,7 +45,7 @@ def factor_entropy(labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def score_difference_integrand(model: ScoreUNet, sde: VPSDE, x_s: torch.Tensor, s: float,
+def score_difference_integrand(model: torch.nn.Module, sde: VPSDE, x_s: torch.Tensor, s: float,
                                factor_values: torch.Tensor) -> np.ndarray:
     """g^2/sigma^2 E||eps(.|y_k) - eps(.|none)||^2 for every factor k, from one batched pass."""
     batch, n_factors = factor_values.shape
@@ -67,24 +67,20 @@ def score_difference_integrand(model: ScoreUNet, sde: VPSDE, x_s: torch.Tensor, 
 
 
 def exact_conditional_entropy(x_s: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
-                              alpha: float, sigma: float) -> np.ndarray:
-    """Mean over draws of H(Y_k | X_s = x) for every factor k, from the exact mixture posterior.
+                              alpha: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
+    """Mean over draws of H(Y_k | X_s) for every factor k, from the exact mixture posterior.
 
-    ``images`` (N, D), ``labels`` (N, n_factors) int, ``x_s`` (B, D).
+    ``images`` (N, ...), ``labels`` (N, n_factors) int, ``x_s`` (B, ...), ``alpha``/``sigma`` (B,).
     """
-    x = x_s.flatten(1).double()
-    centres = alpha * images.double()
-    squared = (x.pow(2).sum(1, keepdim=True) - 2 * x @ centres.T + centres.pow(2).sum(1)[None, :])
-    posterior = torch.softmax(-squared / (2 * sigma**2), dim=1)  # (B, N) over images
+    posterior = image_posterior(x_s, images, alpha, sigma)
     entropies = []
     for k in range(labels.shape[1]):
-        by_value = torch.zeros(x.shape[0], int(labels[:, k].max()) + 1, dtype=torch.float64)
-        by_value.index_add_(1, labels[:, k], posterior)
-        entropies.append(float(-(by_value * torch.log(by_value.clamp_min(1e-300))).sum(1).mean()))
+        p = factor_posterior(posterior, labels[:, k])
+        entropies.append(float(-(p * torch.log(p.clamp_min(1e-300))).sum(1).mean()))
     return np.asarray(entropies)
 
 
-def estimate(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
+def estimate(model: torch.nn.Module, sde: VPSDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
              t_end: float, points: int, samples: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
     """Both estimates of I(Y_k; X_t) on the quadrature grid.
 
@@ -94,7 +90,6 @@ def estimate(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np
     data = torch.tensor(np.asarray(images), dtype=torch.float32)
     values = torch.tensor(np.asarray(factor_values), dtype=torch.float32)
     labels_t = torch.tensor(np.asarray(labels), dtype=torch.long)
-    flat = data.flatten(1)
     times = quadrature_times(t_end, points)
     integrand, conditional_entropy = [], []
     for s in times:
@@ -103,8 +98,7 @@ def estimate(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np
         ts = torch.full((samples,), float(s))
         x_s = sde.marginal(data[index], ts, noise)
         integrand.append(score_difference_integrand(model, sde, x_s.to(device), float(s), values[index].to(device)))
-        alpha, sigma = float(sde.alpha(ts[:1])), float(sde.sigma(ts[:1]))
-        conditional_entropy.append(exact_conditional_entropy(x_s, flat, labels_t, alpha, sigma))
+        conditional_entropy.append(exact_conditional_entropy(x_s, data, labels_t, sde.alpha(ts), sde.sigma(ts)))
     entropy = np.asarray([factor_entropy(labels[:, k]) for k in range(labels.shape[1])])
     return {
         "times": times,

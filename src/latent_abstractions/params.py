@@ -52,8 +52,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
         return f"params.yaml: {_key_path(error)} lacks {', '.join(missing)}; {_allowed(error)}"
-    if error.validator == "propertyNames":
-        return f"params.yaml: experiment name {error.instance!r} is not allowed; must match {error.schema['pattern']}"
+    if "propertyNames" in error.schema_path:
+        return f"params.yaml: name {error.instance!r} under {_key_path(error)} is not allowed; {_allowed(error)}"
     return f"params.yaml: {_key_path(error)} = {error.instance!r}: {_allowed(error)}"
 
 

@@ -26,6 +26,7 @@ class TrainConfig:
     warmup_steps: int
     drop_each: float
     drop_all: float
+    ema_decay: float
     seed: int
 
 
@@ -35,6 +36,28 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+
+
+class ExponentialMovingAverage:
+    """EMA of the weights, with the usual warm-up min(decay, (1 + n) / (10 + n))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[name].lerp_(value.detach(), 1.0 - decay)
+            else:
+                self.shadow[name].copy_(value)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.shadow)
 
 
 def denoising_loss(model: ScoreUNet, sde: VPSDE, x0: torch.Tensor, factor_values: torch.Tensor,
@@ -47,12 +70,13 @@ def denoising_loss(model: ScoreUNet, sde: VPSDE, x0: torch.Tensor, factor_values
 
 def train(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np.ndarray,
           config: TrainConfig, device: torch.device) -> list[dict]:
-    """Train in place; return one record per step (step, loss, learning_rate)."""
+    """Train in place, leaving the EMA weights in ``model``; return one record per step."""
     generator = torch.Generator().manual_seed(config.seed)
     data = torch.tensor(np.asarray(images), dtype=torch.float32)
     values = torch.tensor(np.asarray(factor_values), dtype=torch.float32)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    ema = ExponentialMovingAverage(model, config.ema_decay)
     history = []
     progress = tqdm(range(config.steps), desc="train", mininterval=2.0)
     for step in progress:
@@ -69,8 +93,10 @@ def train(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np.nd
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        ema.update(model)
         history.append({"step": step, "loss": loss.item(), "learning_rate": rate})
         if step % 50 == 0:
             progress.set_postfix(loss=f"{loss.item():.4f}")
+    ema.copy_to(model)
     model.eval()
     return history

@@ -1,0 +1,42 @@
+"""Shared fixtures: the repository root, a small experiment's params, a tiny trained-shape model."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _repo_root_cwd(monkeypatch):
+    """Steps resolve params.yaml and the schema from the working directory, as under Snakemake."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def default_params() -> dict:
+    with open(ROOT / "params.yaml") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture
+def bumps_params(default_params) -> dict:
+    return copy.deepcopy(default_params["experiments"]["bumps"])
+
+
+def perturb(model, scale: float = 0.05):
+    """Nudge every weight: the U-Net zero-initialises its output convolutions, which at
+    initialisation would hide the effect of the condition."""
+    import torch
+
+    generator = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return model

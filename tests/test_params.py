@@ -1,0 +1,117 @@
+"""params.yaml validation: one line naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from latent_abstractions import params
+from conftest import ROOT
+
+
+def test_default_params_are_valid(default_params):
+    assert params.validate(default_params) is default_params
+
+
+def test_schema_documents_every_key():
+    """Every property in the schema carries a description (and leaves a default)."""
+    schema = params.load_schema()
+
+    def walk(node, where):
+        for key, child in node.get("properties", {}).items():
+            if "$ref" not in child and child.get("type") != "object":
+                assert "description" in child, f"{where}.{key} lacks a description"
+                assert "default" in child, f"{where}.{key} lacks a default"
+            walk(child, f"{where}.{key}")
+
+    for name, definition in schema["$defs"].items():
+        walk(definition, name)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda p: p["experiments"]["bumps"]["dataset"].update(height=-16),
+         "experiments.bumps.dataset.height = -16: must be >= 4"),
+        (lambda p: p["experiments"]["bumps"]["train"].update(stepz=3),
+         "unknown key stepz under experiments.bumps.train; allowed keys:"),
+        (lambda p: p["experiments"]["bumps"]["sde"].update(kind="ve"),
+         "experiments.bumps.sde.kind = 've': allowed: vp"),
+        (lambda p: p["experiments"]["bumps"]["train"].pop("seed"),
+         "experiments.bumps.train lacks seed"),
+        (lambda p: p["experiments"]["bumps"]["model"].update(taps=["side.3"]),
+         "experiments.bumps.model.taps.0 = 'side.3': must match"),
+        (lambda p: p["experiments"]["bumps"]["model"].update(taps=["up.7"]),
+         "taps contains 'up.7': the model has levels 0..1"),
+        (lambda p: p["experiments"]["bumps"]["model"].update(groups=5),
+         "model.groups = 5: must divide"),
+        (lambda p: p["experiments"].update({"Bad-Name": p["experiments"]["bumps"]}),
+         "name 'Bad-Name' under experiments is not allowed; must match"),
+    ],
+)
+def test_bad_value_gives_one_line(default_params, mutate, expected):
+    mutate(default_params)
+    with pytest.raises(params.ParamsError) as caught:
+        params.validate(default_params)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("experiments:\n  bumps: [unclosed\n")
+    with pytest.raises(params.ParamsError, match=r"malformed YAML at line \d+"):
+        params.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(params.ParamsError, match="params file not found"):
+        params.load(tmp_path / "nope.yaml")
+
+
+def test_unknown_experiment(default_params):
+    with pytest.raises(params.ParamsError, match="unknown experiment 'nope'; params.yaml defines: bumps"):
+        params.experiment(default_params, "nope")
+
+
+def run_step(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "latent_abstractions.prepare_data", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A bare working directory with the schema, as a step sees the repository root."""
+    (tmp_path / "workflow" / "schemas").mkdir(parents=True)
+    (tmp_path / "workflow" / "schemas" / "params.schema.yaml").write_text(
+        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "edit, args, expected",
+    [
+        (None, ["--experiment", "nope"], "unknown experiment 'nope'"),
+        (lambda p: p["experiments"]["bumps"]["dataset"].update(width=-3), ["--experiment", "bumps"],
+         "experiments.bumps.dataset.width = -3"),
+        ("delete", ["--experiment", "bumps"], "params file not found: params.yaml"),
+        ("garbage", ["--experiment", "bumps"], "malformed YAML"),
+    ],
+)
+def test_step_cli_stops_before_writing(workdir, default_params, edit, args, expected):
+    target = workdir / "params.yaml"
+    if edit == "garbage":
+        target.write_text("experiments: {bumps: [\n")
+    elif edit != "delete":
+        if edit is not None:
+            edit(default_params)
+        target.write_text(yaml.safe_dump(default_params))
+    result = run_step(workdir, *args)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (workdir / "data").exists() and not (workdir / "logs").exists()

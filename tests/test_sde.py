@@ -1,0 +1,58 @@
+"""The VP SDE's closed forms against Monte Carlo and against each other."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from latent_abstractions.sde import VPSDE, expand_like, time_grid
+
+
+@pytest.fixture
+def sde():
+    return VPSDE(beta_min=0.1, beta_max=20.0)
+
+
+def test_marginal_matches_simulated_forward_sde(sde):
+    """Euler-Maruyama on dX = -1/2 beta X dt + sqrt(beta) dW from x_0 = 1.5 gives N(alpha x_0, sigma^2)."""
+    generator = torch.Generator().manual_seed(0)
+    x0, n, steps, t_end = 1.5, 40_000, 400, 0.4
+    x = torch.full((n,), x0, dtype=torch.float64)
+    dt = t_end / steps
+    for i in range(steps):
+        t = torch.tensor([i * dt], dtype=torch.float64)
+        x = x + sde.drift(x, t.expand(n)) * dt + sde.diffusion(t) * math.sqrt(dt) * torch.randn(n, generator=generator, dtype=torch.float64)
+    t = torch.tensor([t_end], dtype=torch.float64)
+    assert float(x.mean()) == pytest.approx(float(sde.alpha(t)) * x0, abs=0.02)
+    assert float(x.std()) == pytest.approx(float(sde.sigma(t)), abs=0.02)
+
+
+def test_variance_preserving_and_log_snr(sde):
+    t = torch.linspace(1e-3, 1.0, 50, dtype=torch.float64)
+    assert torch.allclose(sde.alpha(t) ** 2 + sde.sigma(t) ** 2, torch.ones_like(t))
+    assert torch.allclose(sde.log_snr(t), torch.log(sde.alpha(t) ** 2 / sde.sigma(t) ** 2))
+    assert torch.all(torch.diff(sde.log_snr(t)) < 0)
+    assert float(sde.alpha(torch.tensor(1.0))) < 0.01  # X_1 is nearly independent of x_0
+
+
+def test_denoise_inverts_marginal(sde):
+    x0 = torch.randn(8, 1, 4, 4)
+    noise = torch.randn_like(x0)
+    t = torch.rand(8) * 0.9 + 0.05
+    x_t = sde.marginal(x0, t, noise)
+    assert torch.allclose(sde.denoise(x_t, noise, t), x0, atol=1e-4)
+
+
+def test_expand_like_broadcasts_per_sample():
+    values = torch.arange(3.0)
+    target = torch.zeros(3, 2, 5, 5)
+    assert expand_like(values, target).shape == (3, 1, 1, 1)
+    assert torch.equal((expand_like(values, target) + target)[:, 1, 4, 4], values)
+
+
+def test_time_grid_runs_down():
+    grid = time_grid(1.0, 1e-3, 10)
+    assert len(grid) == 11 and grid[0] == 1.0 and grid[-1] == pytest.approx(1e-3)
+    assert torch.all(torch.diff(grid) < 0)

@@ -1,0 +1,62 @@
+"""Trajectory recording: which steps, which columns, and the Parquet round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from latent_abstractions import checkpoints, trajectories
+from latent_abstractions.datasets.base import Factor
+from latent_abstractions.sample_trajectories import record_steps, requested_positions
+from latent_abstractions.samplers import reverse_sde_euler_maruyama
+from latent_abstractions.sde import VPSDE, time_grid
+from conftest import perturb
+
+
+def test_record_steps_include_both_ends():
+    assert record_steps(100, 5) == [0, 25, 50, 75, 100]
+    assert record_steps(3, 8) == [0, 1, 2, 3]
+
+
+def test_requested_positions_cross_the_lattice():
+    requested = requested_positions({"x": (1.0, 2.0, 3.0), "y": (5.0, 6.0)}, stride=2, per_position=3)
+    assert set(zip(requested["x"], requested["y"])) == {(1.0, 5.0), (3.0, 5.0)}
+    assert len(requested["x"]) == 6 and list(requested["x"][:3]) == [1.0, 1.0, 1.0]
+
+
+def test_recorded_table_layout_and_round_trip(tmp_path):
+    factors = [Factor("x", "continuous", (1.0, 2.0)), Factor("y", "continuous", (1.0, 2.0))]
+    architecture = checkpoints.architecture_from_params(
+        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "coord_channels": False},
+        factors, (1, 8, 8))
+    torch.manual_seed(0)
+    model = perturb(checkpoints.build_model(architecture)).eval()
+    sde = VPSDE()
+    requested = {"x": np.array([1.0, 2.0, 2.0]), "y": np.array([1.0, 1.0, 2.0])}
+    values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
+    recorder = trajectories.TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"])
+    generator = torch.Generator().manual_seed(0)
+    final = reverse_sde_euler_maruyama(recorder, sde, torch.randn(3, 1, 8, 8, generator=generator),
+                                       time_grid(1.0, 1e-3, 10), generator)
+    table = recorder.table(requested)
+    path = tmp_path / "trajectories.parquet"
+    trajectories.write(table, path, (1, 8, 8), ["mid", "up.0"], {"step": "test"})
+
+    read = pq.read_table(path)
+    assert read.num_rows == 3 * 3
+    assert trajectories.read_layout(path) == {"image_shape": [1, 8, 8], "taps": ["mid", "up.0"], "passes": ["cond", "uncond"]}
+    assert trajectories.feature_columns(read) == [
+        "state", "denoised", "act.cond.mid", "act.uncond.mid", "act.cond.up.0", "act.uncond.up.0"]
+    assert trajectories.vector_column(read, "state").shape == (9, 64)
+    assert trajectories.vector_column(read, "act.cond.mid").shape == (9, 16)
+    assert trajectories.vector_column(read, "act.uncond.up.0").shape == (9, 8)
+    steps, t = read.column("step").to_numpy(), read.column("t").to_numpy()
+    assert list(np.unique(steps)) == [0, 5, 10]
+    assert np.allclose(t[steps == 0], 1.0) and np.allclose(t[steps == 10], 1e-3)
+    # the last recorded denoised estimate is the sampler's output
+    last = trajectories.vector_column(read, "denoised")[steps == 10]
+    assert np.allclose(last, final.flatten(1).numpy(), atol=1e-6)
+    # conditional and unconditional passes differ (the condition is used)
+    assert not np.allclose(trajectories.vector_column(read, "act.cond.mid"),
+                           trajectories.vector_column(read, "act.uncond.mid"))

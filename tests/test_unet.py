@@ -1,0 +1,112 @@
+"""Score network: taps from one pass, null conditions, and checkpoints that are never unpickled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latent_abstractions import checkpoints
+from latent_abstractions.conditioning import dropout_mask
+from latent_abstractions.datasets.base import Factor
+from conftest import perturb
+
+FACTORS = [Factor("x", "continuous", (2.0, 3.0, 4.0, 5.0)), Factor("y", "continuous", (2.0, 6.0))]
+MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4, "coord_channels": True}
+
+
+@pytest.fixture
+def architecture():
+    return checkpoints.architecture_from_params(MODEL, FACTORS, (1, 8, 8))
+
+
+@pytest.fixture
+def model(architecture):
+    torch.manual_seed(0)
+    return perturb(checkpoints.build_model(architecture)).eval()
+
+
+def inputs(batch=4):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 1, 8, 8, generator=generator)
+    t = torch.rand(batch, generator=generator)
+    values = torch.tensor([[2.0, 2.0], [3.0, 6.0], [4.0, 2.0], [5.0, 6.0]])[:batch]
+    return x, t, values
+
+
+def test_taps_come_from_the_same_pass(model):
+    x, t, values = inputs()
+    keep = torch.ones(4, 2, dtype=torch.bool)
+    eps, taps = model(x, t, values, keep, taps=["down.0", "down.1", "mid", "up.0"])
+    plain, none = model(x, t, values, keep)
+    assert torch.allclose(eps, plain) and none == {}
+    assert eps.shape == x.shape
+    assert taps["down.0"].shape == (4, 8, 8, 8)
+    assert taps["down.1"].shape == (4, 16, 4, 4)
+    assert taps["mid"].shape == (4, 16, 4, 4)
+    assert taps["up.0"].shape == (4, 8, 8, 8)
+
+
+def test_unknown_tap_is_named(model):
+    x, t, values = inputs()
+    with pytest.raises(ValueError, match="unknown feature tap down.9; this model has: down.0, down.1, mid, up.0, up.1"):
+        model(x, t, values, torch.ones(4, 2, dtype=torch.bool), taps=["down.9"])
+
+
+def test_null_factor_ignores_its_value(model):
+    x, t, values = inputs()
+    keep = torch.tensor([[True, False]] * 4)
+    other = values.clone()
+    other[:, 1] = torch.tensor([9.0, -3.0, 100.0, 0.5])
+    eps_a, _ = model(x, t, values, keep)
+    eps_b, _ = model(x, t, other, keep)
+    assert torch.equal(eps_a, eps_b)
+    # ... while a kept factor's value does matter
+    other_x = values.clone()
+    other_x[:, 0] = 3.5
+    assert not torch.allclose(model(x, t, other_x, keep)[0], eps_a)
+
+
+def test_dropout_mask_rates():
+    generator = torch.Generator().manual_seed(0)
+    keep = dropout_mask(100_000, 2, drop_each=0.2, drop_all=0.1, generator=generator)
+    assert float((~keep).float().mean()) == pytest.approx(1 - 0.9 * 0.8, abs=0.01)
+    assert float((~keep).all(dim=1).float().mean()) == pytest.approx(0.1 + 0.9 * 0.04, abs=0.01)
+
+
+def test_checkpoint_round_trip(tmp_path, model, architecture):
+    path = tmp_path / "weights.safetensors"
+    checkpoints.save(model, architecture, path, {"step": "test"})
+    loaded, metadata = checkpoints.load(path, expected_architecture=architecture)
+    assert metadata["provenance"] == {"step": "test"}
+    x, t, values = inputs()
+    keep = torch.ones(4, 2, dtype=torch.bool)
+    assert torch.equal(loaded(x, t, values, keep)[0], model(x, t, values, keep)[0])
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path, model, architecture):
+    path = tmp_path / "weights.safetensors"
+    checkpoints.save(model, architecture, path, {})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(checkpoints.CheckpointError, match="not a readable safetensors checkpoint|do not fit"):
+        checkpoints.load(path)
+
+
+def test_pickle_is_refused(tmp_path, model):
+    path = tmp_path / "weights.safetensors"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(checkpoints.CheckpointError, match="not a readable safetensors checkpoint"):
+        checkpoints.load(path)
+
+
+def test_other_architecture_is_refused(tmp_path, model, architecture):
+    path = tmp_path / "weights.safetensors"
+    checkpoints.save(model, architecture, path, {})
+    wider = dict(architecture, base_channels=16)
+    with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in base_channels"):
+        checkpoints.load(path, expected_architecture=wider)
+    # a header that lies about the tensors
+    import json
+    from safetensors.torch import load_file, save_file
+    save_file(load_file(str(path)), str(path), metadata={"architecture": json.dumps(wider)})
+    with pytest.raises(checkpoints.CheckpointError, match="weights do not fit the architecture"):
+        checkpoints.load(path)
