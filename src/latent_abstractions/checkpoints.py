@@ -31,7 +31,6 @@ def build_model(architecture: dict) -> ScoreUNet:
         channel_mults=list(architecture["channel_mults"]),
         groups=architecture["groups"],
         cond_frequencies=architecture["cond_frequencies"],
-        coord_channels=architecture["coord_channels"],
     )
 
 
@@ -45,7 +44,6 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
         "channel_mults": list(model_params["channel_mults"]),
         "groups": model_params["groups"],
         "cond_frequencies": model_params["cond_frequencies"],
-        "coord_channels": model_params["coord_channels"],
     }
 
 

@@ -29,7 +29,7 @@ class ContinuousFactorEncoder(nn.Module):
     def __init__(self, low: float, high: float, frequencies: int, dim: int):
         super().__init__()
         self.low, self.span, self.frequencies = low, max(high - low, 1e-12), frequencies
-        self.project = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.project = nn.Linear(2 * frequencies, dim)
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         return self.project(sinusoidal((values - self.low) / self.span, self.frequencies))

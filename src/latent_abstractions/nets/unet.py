@@ -25,15 +25,6 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def with_coordinates(x: torch.Tensor) -> torch.Tensor:
-    """Append row and column coordinates in [-1, 1] as two channels (CoordConv, Liu et al. 2018):
-    convolutions alone see absolute position only through the border padding."""
-    batch, _, height, width = x.shape
-    rows = torch.linspace(-1, 1, height, device=x.device, dtype=x.dtype)[:, None].expand(height, width)
-    cols = torch.linspace(-1, 1, width, device=x.device, dtype=x.dtype)[None, :].expand(height, width)
-    return torch.cat([x, torch.stack([rows, cols]).expand(batch, 2, height, width)], dim=1)
-
-
 class ResidualBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the embedding as a per-channel scale and shift."""
 
@@ -75,16 +66,15 @@ class SelfAttention(nn.Module):
 
 class ScoreUNet(nn.Module):
     def __init__(self, image_channels: int, factors: list[Factor], base_channels: int,
-                 channel_mults: list[int], groups: int, cond_frequencies: int, coord_channels: bool = False):
+                 channel_mults: list[int], groups: int, cond_frequencies: int):
         super().__init__()
-        self.coord_channels = coord_channels
         widths = [base_channels * m for m in channel_mults]
         emb_dim = 4 * base_channels
         self.levels = len(widths)
         self.base_channels = base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.conditioner = FactorConditioner(factors, emb_dim, cond_frequencies)
-        self.stem = nn.Conv2d(image_channels + (2 if coord_channels else 0), widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(image_channels, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         previous = widths[0]
@@ -126,7 +116,7 @@ class ScoreUNet(nn.Module):
 
         emb = self.time_mlp(timestep_embedding(t, self.base_channels)) + self.conditioner(factor_values, keep)
         emb = F.silu(emb)
-        h = self.stem(with_coordinates(x) if self.coord_channels else x)
+        h = self.stem(x)
         skips = []
         for level in range(self.levels):
             h = record(f"down.{level}", self.down[level](h, emb))
