@@ -19,7 +19,7 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-FIGURES = ["probes", "information", "samples", "loss"]
+FIGURES = ["probes", "information", "samples", "loss", "dataset_contact_sheet", "dataset_traversals"]
 PIPELINE_TIMEOUT_S = 900  # hard kill: a hung scheduler must not hang the suite
 
 
@@ -61,8 +61,9 @@ def check_outputs(repo: Path) -> None:
             with Image.open(png) as image:
                 provenance = json.loads(image.text["provenance"])
             assert provenance["step"] == "figures" and provenance["inputs"], png
+        factors = pq.read_table(repo / "data" / experiment / "dataset" / "factors.parquet").column_names
         probes = pq.read_table(repo / "data" / experiment / "probes.parquet").to_pandas()
-        assert set(probes["factor"]) == {"x", "y"} and probes["r2"].notna().all()
+        assert {f"{name}_bin" for name in probes["factor"]} <= set(factors) and probes["score"].notna().all()
         info = pq.read_table(repo / "data" / experiment / "information.parquet").to_pandas()
         assert set(info["estimator"]) == {"score_difference", "exact"}
         assert (info["mi_nats"] >= -1e-9).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_abstractions.probes import held_out_r2, r_squared, split_trajectories
+from latent_abstractions.probes import held_out_accuracy, held_out_r2, r_squared, split_trajectories
 
 
 def test_split_is_disjoint_and_sized():
@@ -31,3 +31,14 @@ def test_r_squared_definition():
     assert r_squared(target, target) == 1.0
     assert r_squared(target, np.full(3, 2.0)) == 0.0
     assert r_squared(target, np.array([3.0, 2.0, 1.0])) == pytest.approx(-3.0)
+
+
+def test_linear_classifier_accuracy():
+    rng = np.random.default_rng(1)
+    classes = rng.integers(0, 3, size=300)
+    centres = rng.normal(size=(3, 10)) * 3
+    features = centres[classes] + rng.normal(size=(300, 10))
+    train, test = split_trajectories(300, 0.3, seed=0)
+    assert held_out_accuracy(features, classes, train, test, ridge=1e-3) > 0.95
+    shuffled = rng.permutation(classes)
+    assert held_out_accuracy(features, shuffled, train, test, ridge=1e-3) < 0.55

@@ -8,7 +8,7 @@ import torch
 
 from latent_abstractions import checkpoints, trajectories
 from latent_abstractions.datasets.base import Factor
-from latent_abstractions.sample_trajectories import record_steps, requested_positions
+from latent_abstractions.sample_trajectories import condition_grid, record_steps, requested_positions
 from latent_abstractions.samplers import reverse_sde_euler_maruyama
 from latent_abstractions.sde import VPSDE, time_grid
 from conftest import perturb
@@ -20,9 +20,22 @@ def test_record_steps_include_both_ends():
 
 
 def test_requested_positions_cross_the_lattice():
-    requested = requested_positions({"x": (1.0, 2.0, 3.0), "y": (5.0, 6.0)}, stride=2, per_position=3)
+    grid = condition_grid([{"name": "x", "kind": "continuous", "values": [1.0, 2.0, 3.0]},
+                           {"name": "y", "kind": "continuous", "values": [5.0, 6.0]}])
+    requested = requested_positions(grid, stride=2, per_position=3, max_conditions=100, seed=0)
     assert set(zip(requested["x"], requested["y"])) == {(1.0, 5.0), (3.0, 5.0)}
     assert len(requested["x"]) == 6 and list(requested["x"][:3]) == [1.0, 1.0, 1.0]
+
+
+def test_categorical_conditions_are_indices_and_capped():
+    grid = condition_grid([{"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0, 3.0]},
+                           {"name": "hue", "kind": "categorical", "values": [0.1, 0.5, 0.9]}])
+    assert list(grid["hue"]) == [0.0, 1.0, 2.0]
+    requested = requested_positions(grid, stride=1, per_position=1, max_conditions=5, seed=3)
+    pairs = set(zip(requested["shape"], requested["hue"]))
+    assert len(pairs) == 5 and pairs <= {(s, h) for s in range(4) for h in range(3)}
+    again = requested_positions(grid, stride=1, per_position=1, max_conditions=5, seed=3)
+    assert np.array_equal(again["shape"], requested["shape"])
 
 
 def test_recorded_table_layout_and_round_trip(tmp_path):
@@ -41,11 +54,13 @@ def test_recorded_table_layout_and_round_trip(tmp_path):
                                        time_grid(1.0, 1e-3, 10), generator)
     table = recorder.table(requested)
     path = tmp_path / "trajectories.parquet"
-    trajectories.write(table, path, (1, 8, 8), ["mid", "up.0"], {"step": "test"})
+    factor_list = [{"name": f.name, "kind": f.kind, "values": list(f.values)} for f in factors]
+    trajectories.write(table, path, (1, 8, 8), ["mid", "up.0"], factor_list, {"step": "test"})
 
     read = pq.read_table(path)
     assert read.num_rows == 3 * 3
-    assert trajectories.read_layout(path) == {"image_shape": [1, 8, 8], "taps": ["mid", "up.0"], "passes": ["cond", "uncond"]}
+    assert trajectories.read_layout(path) == {"image_shape": [1, 8, 8], "taps": ["mid", "up.0"],
+                                              "passes": ["cond", "uncond"], "factors": factor_list}
     assert trajectories.feature_columns(read) == [
         "state", "denoised", "act.cond.mid", "act.uncond.mid", "act.cond.up.0", "act.uncond.up.0"]
     assert trajectories.vector_column(read, "state").shape == (9, 64)

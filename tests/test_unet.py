@@ -110,3 +110,16 @@ def test_other_architecture_is_refused(tmp_path, model, architecture):
     save_file(load_file(str(path)), str(path), metadata={"architecture": json.dumps(wider)})
     with pytest.raises(checkpoints.CheckpointError, match="weights do not fit the architecture"):
         checkpoints.load(path)
+
+
+def test_categorical_factor_embedding_and_null(tmp_path):
+    factors = [Factor("shape", "categorical", (0.0, 1.0, 2.0, 3.0)), Factor("x", "continuous", (0.0, 1.0))]
+    architecture = checkpoints.architecture_from_params(MODEL, factors, (3, 8, 8))
+    torch.manual_seed(0)
+    net = perturb(checkpoints.build_model(architecture)).eval()
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([0.3, 0.6])
+    both = torch.ones(2, 2, dtype=torch.bool)
+    square, sphere = torch.tensor([[0.0, 0.5], [0.0, 0.5]]), torch.tensor([[2.0, 0.5], [2.0, 0.5]])
+    assert not torch.allclose(net(x, t, square, both)[0], net(x, t, sphere, both)[0])
+    shape_dropped = torch.tensor([[False, True]] * 2)
+    assert torch.equal(net(x, t, square, shape_dropped)[0], net(x, t, sphere, shape_dropped)[0])

@@ -1,6 +1,7 @@
 """Factor vector -> conditioning embedding, with a null value per factor.
 
-Each factor is encoded on its own and the encodings are summed. A factor whose
+Continuous factors get a sinusoidal encoding (as in the bumps study), categorical
+ones a learned embedding. Each factor is encoded on its own and the encodings are summed. A factor whose
 ``keep`` flag is False contributes a learned null embedding instead, independent
 of its value, so one network gives the score given any subset of factors,
 including none (classifier-free-style dropout, as MINDE needs).
@@ -35,18 +36,33 @@ class ContinuousFactorEncoder(nn.Module):
         return self.project(sinusoidal((values - self.low) / self.span, self.frequencies))
 
 
+class CategoricalFactorEncoder(nn.Module):
+    """A learned embedding per value; the input is the value's index (as a float)."""
+
+    def __init__(self, cardinality: int, dim: int):
+        super().__init__()
+        self.cardinality = cardinality
+        self.embed = nn.Embedding(cardinality, dim)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        # Clamped so that a dropped factor's placeholder value cannot index out of range.
+        return self.embed(indices.long().clamp(0, self.cardinality - 1))
+
+
 class FactorConditioner(nn.Module):
     def __init__(self, factors: list[Factor], dim: int, frequencies: int):
         super().__init__()
-        unsupported = [f.name for f in factors if f.kind != "continuous"]
-        if unsupported:
-            raise ValueError(f"categorical factors are not supported yet: {', '.join(unsupported)}")
         self.names = [f.name for f in factors]
-        self.encoders = nn.ModuleList(ContinuousFactorEncoder(f.low, f.high, frequencies, dim) for f in factors)
+        self.encoders = nn.ModuleList(
+            ContinuousFactorEncoder(f.low, f.high, frequencies, dim) if f.kind == "continuous"
+            else CategoricalFactorEncoder(f.cardinality, dim)
+            for f in factors
+        )
         self.null = nn.Parameter(torch.zeros(len(factors), dim))
 
     def forward(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """``values`` (B, n_factors) float, ``keep`` (B, n_factors) bool -> (B, dim)."""
+        """``values`` (B, n_factors): a continuous factor's value or a categorical one's
+        index; ``keep`` (B, n_factors) bool -> (B, dim)."""
         total = torch.zeros(values.shape[0], self.null.shape[1], device=values.device, dtype=self.null.dtype)
         for index, encoder in enumerate(self.encoders):
             encoded = encoder(values[:, index])

@@ -14,6 +14,7 @@ from . import checkpoints, information, paths
 from .artifacts import provenance, write_parquet
 from .cli import InputError, run_step
 from .datasets import base
+from .datasets.base import model_range
 from .sde import make_sde
 
 log = logging.getLogger("estimate_information")
@@ -32,8 +33,7 @@ def information_step(experiment: str, params: dict, all_params: dict) -> None:
     names = [f.name for f in dataset.factor_table]
     settings = params["information"]
     result = information.estimate(
-        model, sde, dataset.images, dataset.factors[names].to_numpy(),
-        dataset.factors[[f"{n}_bin" for n in names]].to_numpy(),
+        model, sde, model_range(dataset.images), dataset.condition_values(), dataset.bins(),
         t_end=settings["t_end"], points=settings["integration_points"], samples=settings["samples"],
         seed=settings["seed"], device=device,
     )

@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 from . import paths, plotting, trajectories
 from .artifacts import atomic_path, provenance
 from .cli import InputError, run_step
+from .datasets import base
 
 log = logging.getLogger("figures")
 
-FIGURE_NAMES = ("probes", "information", "samples", "loss")
+FIGURE_NAMES = ("probes", "information", "samples", "loss", "dataset_contact_sheet", "dataset_traversals")
 
 
 def save_png(figure, target: Path, meta: dict) -> None:
@@ -45,16 +46,23 @@ def figures_step(experiment: str, params: dict, all_params: dict) -> None:
         "probes": paths.probes(experiment), "information": paths.information(experiment),
         "trajectories": paths.trajectories(experiment), "loss": paths.loss_table(experiment),
     }
+    dataset_dir = paths.dataset_dir(experiment)
+    dataset_files = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
     try:
         tables = {name: pq.read_table(path) for name, path in sources.items()}
-    except OSError as exc:
+        dataset = base.load(dataset_dir)
+    except (OSError, ValueError) as exc:
         raise InputError(str(exc)) from None
+    images_for_display = base.model_range(dataset.images[:])
     images, requested = final_samples(tables["trajectories"], params["sample"]["per_position"])
     drawn = {
-        "probes": (plotting.probe_r2(tables["probes"].to_pandas()), [sources["probes"]]),
+        "probes": (plotting.probe_scores(tables["probes"].to_pandas()), [sources["probes"]]),
         "information": (plotting.mutual_information(tables["information"].to_pandas()), [sources["information"]]),
         "samples": (plotting.sample_grid(images, requested), [sources["trajectories"]]),
         "loss": (plotting.training_loss(tables["loss"].to_pandas()), [sources["loss"]]),
+        "dataset_contact_sheet": (plotting.contact_sheet(images_for_display, f"{experiment}: {len(dataset.images)} images"),
+                                  dataset_files),
+        "dataset_traversals": (plotting.traversals(images_for_display, base.traversal_rows(dataset)), dataset_files),
     }
     folder = paths.figures_dir(experiment)
     for name in FIGURE_NAMES:

@@ -1,5 +1,6 @@
 """Pipeline step: a linear probe per recorded time, feature (state, denoised estimate,
-each tap's activations) and factor; held-out R^2 as a tidy Parquet table."""
+each tap's activations) and factor; held-out R^2 (continuous factors) or accuracy
+(categorical ones) as a tidy Parquet table."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import pyarrow.parquet as pq
 from . import paths, trajectories
 from .artifacts import provenance, write_parquet
 from .cli import InputError, run_step
-from .probes import held_out_r2, split_trajectories
+from .probes import held_out_accuracy, held_out_r2, split_trajectories
 
 log = logging.getLogger("fit_probes")
 
 
-def probe_table(table: pa.Table, test_fraction: float, ridge: float, seed: int) -> pd.DataFrame:
-    """One row per (step, feature, factor): t, log_snr, held-out R^2."""
-    factors = [name.removeprefix("requested_") for name in table.column_names if name.startswith("requested_")]
+def probe_table(table: pa.Table, factors: list[dict], test_fraction: float, ridge: float, seed: int) -> pd.DataFrame:
+    """One row per (step, feature, factor): t, log_snr, metric (r2 or accuracy), score."""
     trajectory = table.column("trajectory").to_numpy()
     step = table.column("step").to_numpy()
     train_ids, test_ids = split_trajectories(int(trajectory.max()) + 1, test_fraction, seed)
@@ -31,28 +31,31 @@ def probe_table(table: pa.Table, test_fraction: float, ridge: float, seed: int) 
             at_step = step == s
             ids = trajectory[at_step]
             for factor in factors:
-                target = table.column(f"requested_{factor}").to_numpy()[at_step]
-                r2 = held_out_r2(vectors[at_step], target, train_ids[ids], test_ids[ids], ridge)
+                target = table.column(f"requested_{factor['name']}").to_numpy()[at_step]
+                categorical = factor["kind"] == "categorical"
+                probe = held_out_accuracy if categorical else held_out_r2
                 rows.append({"step": int(s), "t": float(table.column("t").to_numpy()[at_step][0]),
                              "log_snr": float(table.column("log_snr").to_numpy()[at_step][0]),
-                             "feature": feature, "factor": factor, "r2": r2})
+                             "feature": feature, "factor": factor["name"],
+                             "metric": "accuracy" if categorical else "r2",
+                             "score": probe(vectors[at_step], target, train_ids[ids], test_ids[ids], ridge)})
     return pd.DataFrame(rows)
 
 
 def probes_step(experiment: str, params: dict, all_params: dict) -> None:
     source = paths.trajectories(experiment)
     try:
-        trajectories.read_layout(source)
+        layout = trajectories.read_layout(source)
         table = pq.read_table(source)
     except (OSError, ValueError) as exc:
         raise InputError(f"{source}: {exc}") from None
     settings = params["probes"]
-    frame = probe_table(table, settings["test_fraction"], settings["ridge"], settings["seed"])
+    frame = probe_table(table, layout["factors"], settings["test_fraction"], settings["ridge"], settings["seed"])
     frame.insert(0, "experiment", experiment)
     meta = provenance("fit_probes", experiment, settings, [source])
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.probes(experiment), meta)
     final = frame[frame["step"] == frame["step"].max()]
-    log.info("R^2 at the last step:\n%s", final.pivot(index="feature", columns="factor", values="r2").round(3))
+    log.info("held-out score at the last step:\n%s", final.pivot(index="feature", columns="factor", values="score").round(3))
 
 
 if __name__ == "__main__":

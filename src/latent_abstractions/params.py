@@ -94,17 +94,26 @@ def _check_consistency(params: dict) -> None:
                     f"the model has levels 0..{levels - 1}"
                 )
         dataset = experiment["dataset"]
+        height, width = image_size(dataset)
         downsample = 2 ** (levels - 1)
-        if dataset["height"] % downsample or dataset["width"] % downsample:
+        if height % downsample or width % downsample:
             raise ParamsError(
-                f"params.yaml: experiments.{name}.dataset height x width = "
-                f"{dataset['height']}x{dataset['width']}: must be divisible by {downsample} "
-                f"for {levels} model levels"
+                f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
+                f"must be divisible by {downsample} for {levels} model levels"
             )
-        if 2 * dataset["margin"] >= min(dataset["height"], dataset["width"]) - 1:
+        if dataset["kind"] == "bumps" and 2 * dataset["margin"] >= min(height, width) - 1:
             raise ParamsError(
                 f"params.yaml: experiments.{name}.dataset.margin = {dataset['margin']}: leaves no room for centres"
             )
+
+
+def image_size(dataset: dict) -> tuple[int, int]:
+    """(height, width) of the images a dataset section describes."""
+    if dataset["kind"] == "bumps":
+        return dataset["height"], dataset["width"]
+    if dataset["kind"] == "shapes":
+        return dataset["size"], dataset["size"]
+    return 64, 64  # the real Shapes3D file
 
 
 def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> dict:

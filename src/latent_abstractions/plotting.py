@@ -10,18 +10,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def probe_r2(probes: pd.DataFrame) -> plt.Figure:
-    """Held-out R^2 of each feature's probe against t, one panel per factor."""
+def probe_scores(probes: pd.DataFrame) -> plt.Figure:
+    """Held-out R^2 (continuous factor) or accuracy (categorical) of each feature's probe
+    against t, one panel per factor."""
     factors = sorted(probes["factor"].unique())
-    fig, axes = plt.subplots(1, len(factors), figsize=(5 * len(factors), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 3.8), sharey=True, squeeze=False)
     for ax, factor in zip(axes[0], factors):
         for feature, rows in probes[probes["factor"] == factor].groupby("feature"):
             rows = rows.sort_values("t")
-            ax.plot(rows["t"], rows["r2"].clip(lower=-0.5), marker="o", ms=3, label=feature)
-        ax.set(title=f"linear probe for {factor}", xlabel="t (generation runs right to left)", ylim=(-0.55, 1.05))
+            ax.plot(rows["t"], rows["score"].clip(lower=-0.5), marker="o", ms=3, label=feature)
+        metric = probes.loc[probes["factor"] == factor, "metric"].iloc[0]
+        ax.set(title=f"linear probe for {factor} ({metric})", xlabel="t (generation runs right to left)",
+               ylim=(-0.55, 1.05))
         ax.invert_xaxis()
         ax.axhline(0, color="grey", lw=0.5)
-    axes[0][0].set_ylabel("held-out R$^2$ (clipped at -0.5)")
+    axes[0][0].set_ylabel("held-out score (R$^2$ clipped at -0.5)")
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
@@ -30,7 +33,7 @@ def probe_r2(probes: pd.DataFrame) -> plt.Figure:
 def mutual_information(info: pd.DataFrame) -> plt.Figure:
     """I(factor; X_t) against t (top) and against log-SNR (bottom), learned and exact."""
     factors = sorted(info["factor"].unique())
-    fig, axes = plt.subplots(2, len(factors), figsize=(5 * len(factors), 7), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(factors), figsize=(4 * len(factors), 7), squeeze=False)
     styles = {"exact": dict(color="black", ls="--"), "score_difference": dict(color="tab:blue", ls="-")}
     for column, factor in enumerate(factors):
         rows = info[info["factor"] == factor]
@@ -40,8 +43,13 @@ def mutual_information(info: pd.DataFrame) -> plt.Figure:
             axes[0][column].plot(curve["t"], curve["mi_nats"], label=estimator, **style)
             axes[1][column].plot(curve["log_snr"], curve["mi_nats"], label=estimator, **style)
         entropy = rows["factor_entropy_nats"].iloc[0]
+        top = 1.5 * entropy  # the learned curve can run far above H near t = 0, where errors in
+        peak = rows["mi_nats"].max()  # the score difference are weighted by 1/sigma^2
         for ax in axes[:, column]:
             ax.axhline(entropy, color="grey", lw=0.8, ls=":", label=f"H({factor})")
+            ax.set_ylim(-0.05 * top, top)
+            if peak > top:
+                ax.text(0.02, 0.96, f"peak {peak:.3g} nats, off scale", transform=ax.transAxes, fontsize=7, va="top")
         axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t")
         axes[0][column].invert_xaxis()
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
@@ -52,19 +60,64 @@ def mutual_information(info: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def sample_grid(images: np.ndarray, requested: pd.DataFrame, columns: int = 8) -> plt.Figure:
-    """Generated images with a cross at the position each was asked for."""
-    count = len(images)
-    rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw a (C, H, W) image in [-1, 1], grey or RGB."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=-1, vmax=1)
+    else:
+        ax.imshow(np.clip((np.moveaxis(image, 0, -1) + 1) / 2, 0, 1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def sample_grid(images: np.ndarray, requested: pd.DataFrame, columns: int = 8, limit: int = 48) -> plt.Figure:
+    """Generated images, titled with the condition each was asked for; for (x, y) data a
+    red cross marks the requested position."""
+    chosen = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int))
+    rows = int(np.ceil(len(chosen) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.4 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, image, (_, position) in zip(axes.ravel(), images, requested.iterrows()):
-        ax.imshow(np.moveaxis(image, 0, -1).squeeze(-1) if image.shape[0] == 1 else np.moveaxis(image, 0, -1),
-                  cmap="gray", vmin=-1, vmax=1)
-        ax.plot(position["x"], position["y"], "r+", ms=8, mew=1.2)
-        ax.set_title(f"({position['x']:g}, {position['y']:g})", fontsize=6)
-    fig.suptitle("generated samples; red + = requested (x, y)", fontsize=9)
+    positional = {"x", "y"} <= set(requested.columns)
+    for ax, index in zip(axes.ravel(), chosen):
+        show_image(ax, images[index])
+        condition = requested.iloc[index]
+        if positional:
+            ax.plot(condition["x"], condition["y"], "r+", ms=8, mew=1.2)
+        ax.set_title(",".join(f"{v:g}" for v in condition.to_numpy()), fontsize=6)
+    legend = "red + = requested (x, y)" if positional else f"title = requested {', '.join(requested.columns)}"
+    fig.suptitle(f"generated samples; {legend}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def contact_sheet(images: np.ndarray, title: str, columns: int = 16, limit: int = 128) -> plt.Figure:
+    """Up to ``limit`` images, evenly spaced through the data set."""
+    chosen = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int))
+    rows = int(np.ceil(len(chosen) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(0.8 * columns, 0.8 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), chosen):
+        show_image(ax, images[index])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def traversals(images: np.ndarray, rows_per_factor: dict[str, list[tuple[float, int]]]) -> plt.Figure:
+    """One row per factor: the images along that factor's values, the others held fixed."""
+    width = max(len(row) for row in rows_per_factor.values())
+    fig, axes = plt.subplots(len(rows_per_factor), width, figsize=(0.9 * width + 1.2, 1.0 * len(rows_per_factor)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for axes_row, (name, row) in zip(axes, rows_per_factor.items()):
+        for ax, (value, index) in zip(axes_row, row):
+            show_image(ax, images[index])
+            ax.set_title(f"{value:g}", fontsize=6)
+        axes_row[0].text(-0.15, 0.5, name, transform=axes_row[0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle("factor traversals (one factor varies per row)", fontsize=9)
     fig.tight_layout()
     return fig
 

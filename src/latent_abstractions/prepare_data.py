@@ -1,4 +1,5 @@
-"""Pipeline step: render the experiment's dataset under data/<experiment>/dataset/."""
+"""Pipeline step: make the experiment's dataset under data/<experiment>/dataset/:
+Gaussian bumps, procedural Shapes3D-like scenes, or an import of the real Shapes3D file."""
 
 from __future__ import annotations
 
@@ -6,19 +7,38 @@ import logging
 
 from . import paths
 from .artifacts import provenance
-from .cli import run_step
-from .datasets import base, bumps
+from .cli import InputError, run_step
+from .datasets import base, bumps, shapes, shapes3d_file, splits
 
 log = logging.getLogger("prepare_data")
 
+BUMPS_KEYS = ("height", "width", "sigma", "spacing_x", "spacing_y", "margin", "profile", "centres", "count", "seed")
+
+
+def subset_indices(subset: dict | None) -> dict[str, list[int]] | None:
+    return {name: list(indices) for name, indices in subset.items()} if subset else None
+
 
 def prepare(experiment: str, params: dict, all_params: dict) -> None:
-    spec = {key: value for key, value in params["dataset"].items() if key != "kind"}
-    dataset = bumps.make(**spec)
-    meta = provenance("prepare_data", experiment, params["dataset"], inputs=[])
-    base.save(dataset, paths.dataset_dir(experiment), meta)
-    log.info("%d images of shape %s, factors %s", len(dataset.images), dataset.images.shape[1:],
-             {f.name: f.cardinality for f in dataset.factor_table})
+    spec = params["dataset"]
+    folder = paths.dataset_dir(experiment)
+    meta = provenance("prepare_data", experiment, spec, inputs=[])
+    try:
+        if spec["kind"] == "shapes3d_file":
+            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec.get("subset")),
+                                              spec["split"], meta)
+            log.info("imported %d images from %s", count, spec["path"])
+            return
+        if spec["kind"] == "bumps":
+            dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS if key in spec})
+        else:
+            dataset = shapes.make(spec["size"], subset_indices(spec.get("subset")))
+        dataset.factors["split"] = splits.split_column(dataset.factors, dataset.factor_table, spec["split"])
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+    base.save(dataset, folder, meta)
+    log.info("%d images of shape %s (%d for training), factors %s", len(dataset.images), dataset.images.shape[1:],
+             len(dataset.train_rows()), {f.name: f.cardinality for f in dataset.factor_table})
 
 
 if __name__ == "__main__":

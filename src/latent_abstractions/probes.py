@@ -1,5 +1,6 @@
-"""Linear probes: ridge regression from a feature vector to a factor, scored by
-held-out R^2 with the split made by trajectory (no trajectory in both halves)."""
+"""Linear probes: ridge regression from a feature vector to a continuous factor,
+scored by held-out R^2, and a one-hot ridge classifier for a categorical factor,
+scored by held-out accuracy; the split is made by trajectory (no trajectory in both halves)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,13 @@ def r_squared(target: np.ndarray, prediction: np.ndarray) -> float:
 def held_out_r2(features: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray, ridge: float) -> float:
     fitted = fit_ridge(features[train].astype(np.float64), target[train].astype(np.float64), ridge)
     return r_squared(target[test].astype(np.float64), predict(features[test].astype(np.float64), fitted))
+
+
+def held_out_accuracy(features: np.ndarray, classes: np.ndarray, train: np.ndarray, test: np.ndarray,
+                      ridge: float) -> float:
+    """A linear classifier: ridge regression onto one-hot classes, predicted class = argmax."""
+    labels = classes.astype(np.int64)
+    one_hot = np.eye(labels.max() + 1)[labels]
+    fitted = [fit_ridge(features[train].astype(np.float64), one_hot[train, c], ridge) for c in range(one_hot.shape[1])]
+    scores = np.stack([predict(features[test].astype(np.float64), f) for f in fitted], axis=1)
+    return float((scores.argmax(axis=1) == labels[test]).mean())

@@ -17,11 +17,24 @@ from .sde import make_sde, time_grid
 log = logging.getLogger("sample_trajectories")
 
 
-def requested_positions(factor_values: dict[str, tuple[float, ...]], stride: int, per_position: int) -> dict[str, np.ndarray]:
-    """Every ``stride``-th lattice value of each factor, crossed, each repeated ``per_position`` times."""
-    names = list(factor_values)
-    grids = np.meshgrid(*[np.asarray(factor_values[n])[::stride] for n in names], indexing="ij")
-    return {name: np.repeat(grid.ravel(), per_position) for name, grid in zip(names, grids)}
+def condition_grid(factors: list[dict]) -> dict[str, np.ndarray]:
+    """What the network is conditioned with, per factor: the values of a continuous
+    factor, the value indices of a categorical one."""
+    return {f["name"]: np.asarray(f["values"], dtype=np.float64) if f["kind"] == "continuous"
+            else np.arange(len(f["values"]), dtype=np.float64) for f in factors}
+
+
+def requested_positions(grid: dict[str, np.ndarray], stride: int, per_position: int,
+                        max_conditions: int, seed: int) -> dict[str, np.ndarray]:
+    """Every ``stride``-th entry of each factor's grid, crossed; at most ``max_conditions``
+    of those combinations (a seeded draw when there are more); each repeated ``per_position`` times."""
+    names = list(grid)
+    mesh = np.meshgrid(*[grid[n][::stride] for n in names], indexing="ij")
+    combinations = np.stack([m.ravel() for m in mesh], axis=1)
+    if len(combinations) > max_conditions:
+        chosen = np.random.default_rng(seed).choice(len(combinations), max_conditions, replace=False)
+        combinations = combinations[np.sort(chosen)]
+    return {name: np.repeat(combinations[:, k], per_position) for k, name in enumerate(names)}
 
 
 def record_steps(steps: int, count: int) -> list[int]:
@@ -46,8 +59,8 @@ def sample_step(experiment: str, params: dict, all_params: dict) -> None:
     model.to(device)
     sde = make_sde(params["sde"])
 
-    factor_values = {f["name"]: tuple(f["values"]) for f in architecture["factors"]}
-    requested = requested_positions(factor_values, sample["position_stride"], sample["per_position"])
+    requested = requested_positions(condition_grid(architecture["factors"]), sample["position_stride"],
+                                    sample["per_position"], sample["max_conditions"], sample["seed"])
     values = torch.tensor(np.stack(list(requested.values()), axis=1), dtype=torch.float32, device=device)
     image_shape = (architecture["image_channels"], *architecture["image_size"])
     steps = record_steps(sample["steps"], sample["record_times"])
@@ -59,7 +72,8 @@ def sample_step(experiment: str, params: dict, all_params: dict) -> None:
 
     section = {key: params[key] for key in ("sde", "model", "sample")}
     meta = provenance("sample_trajectories", experiment, section, [weights])
-    trajectories.write(recorder.table(requested), paths.trajectories(experiment), image_shape, taps, meta)
+    trajectories.write(recorder.table(requested), paths.trajectories(experiment), image_shape, taps,
+                       architecture["factors"], meta)
     log.info("%d trajectories, %d recorded steps, taps %s", len(values), len(steps), ", ".join(taps))
 
 

@@ -12,6 +12,7 @@ from . import checkpoints, paths
 from .artifacts import provenance, write_parquet
 from .cli import InputError, run_step
 from .datasets import base
+from .datasets.base import model_range
 from .sde import make_sde
 from .train import TrainConfig, train
 
@@ -31,9 +32,9 @@ def train_step(experiment: str, params: dict, all_params: dict) -> None:
     model.check_taps(params["model"]["taps"])
     log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))
 
-    factor_names = [f.name for f in dataset.factor_table]
-    history = train(model, make_sde(params["sde"]), dataset.images, dataset.factors[factor_names].to_numpy(),
-                    TrainConfig(**params["train"]), checkpoints.select_device())
+    rows = dataset.train_rows()
+    history = train(model, make_sde(params["sde"]), model_range(dataset.images[rows]),
+                    dataset.condition_values()[rows], TrainConfig(**params["train"]), checkpoints.select_device())
 
     section = {key: params[key] for key in ("sde", "model", "train")}
     inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]

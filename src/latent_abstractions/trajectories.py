@@ -2,7 +2,8 @@
 
 One row per (trajectory, recorded step). Columns:
 - ``trajectory`` (int32), ``step`` (int32), ``t`` and ``log_snr`` (float32);
-- ``requested_<factor>`` (float64): the condition the trajectory was sampled with;
+- ``requested_<factor>`` (float64): the condition the trajectory was sampled with
+  (a continuous factor's value, a categorical factor's value index);
 - ``state``: X_t flattened, fixed-size list of float32 (C*H*W);
 - ``denoised``: Tweedie's estimate of x_0 at that step, same layout;
 - ``act.<pass>.<tap>``: the tap's activations averaged over space, fixed-size
@@ -87,8 +88,11 @@ class TrajectoryRecorder:
         return pa.table(arrays)
 
 
-def write(table: pa.Table, path: Path | str, image_shape: tuple[int, ...], taps: list[str], meta: dict) -> None:
-    layout = {"image_shape": list(image_shape), "taps": list(taps), "passes": list(PASSES)}
+def write(table: pa.Table, path: Path | str, image_shape: tuple[int, ...], taps: list[str], factors: list[dict],
+          meta: dict) -> None:
+    """``factors``: name, kind and values of each factor (a categorical factor's
+    ``requested_<name>`` holds the value's index)."""
+    layout = {"image_shape": list(image_shape), "taps": list(taps), "passes": list(PASSES), "factors": factors}
     table = table.replace_schema_metadata({LAYOUT_KEY: json.dumps(layout).encode()})
     write_parquet(table, path, meta)
 

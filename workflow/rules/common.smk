@@ -11,7 +11,7 @@ except params_schema.ParamsError as error:
     sys.exit(f"error: {error}")
 
 EXPERIMENTS = sorted(config["experiments"])
-FIGURES = ["probes", "information", "samples", "loss"]
+FIGURES = ["probes", "information", "samples", "loss", "dataset_contact_sheet", "dataset_traversals"]
 PACKAGE = "src/latent_abstractions"
 
 

@@ -2,6 +2,8 @@ rule figures:
     input:
         f"{PACKAGE}/figures.py",
         f"{PACKAGE}/plotting.py",
+        "data/{experiment}/dataset/images.npy",
+        "data/{experiment}/dataset/factors.parquet",
         "data/{experiment}/probes.parquet",
         "data/{experiment}/information.parquet",
         "data/{experiment}/trajectories.parquet",

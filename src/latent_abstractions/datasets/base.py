@@ -1,18 +1,23 @@
 """The one interface every dataset presents, and its on-disk form.
 
 On disk a dataset is two files in one folder:
-- ``images.npy``: float32 array (N, C, H, W), values in [-1, 1], memory-mappable;
+- ``images.npy``: array (N, C, H, W), memory-mappable, either float32 with values in
+  [-1, 1] or uint8 in [0, 255] (rendered or real photographs), which
+  :func:`model_range` maps to [-1, 1] as x / 127.5 - 1;
 - ``factors.parquet``: one row per image, one column per factor (and ``<name>_bin``,
-  the index of the value in the factor's sorted list of values), with the factor
-  table and a content hash of the images in its metadata.
+  the index of the value in the factor's sorted list of values), a ``split`` column
+  ("train"/"test", see splits.py), with the factor table and a content hash of the
+  images in its metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,13 +54,31 @@ class Factor:
 
 @dataclasses.dataclass
 class Dataset:
-    images: np.ndarray  # (N, C, H, W) float32 in [-1, 1]
+    images: np.ndarray  # (N, C, H, W): float32 in [-1, 1], or uint8 in [0, 255]
     factors: pd.DataFrame  # one column per factor, plus <name>_bin
     factor_table: list[Factor]
 
     @property
     def content_sha256(self) -> str:
-        return hashlib.sha256(np.ascontiguousarray(self.images).tobytes()).hexdigest()
+        digest = hashlib.sha256()
+        for start in range(0, len(self.images), 4096):  # streams: images may be memory-mapped
+            digest.update(np.ascontiguousarray(self.images[start:start + 4096]).tobytes())
+        return digest.hexdigest()
+
+    def condition_values(self) -> np.ndarray:
+        """The network's factor input (N, n_factors): the value of a continuous factor,
+        the value's index of a categorical one."""
+        columns = [f.name if f.kind == "continuous" else f"{f.name}_bin" for f in self.factor_table]
+        return self.factors[columns].to_numpy(dtype=np.float64)
+
+    def bins(self) -> np.ndarray:
+        """Each factor's value index (N, n_factors), for classification and exact MI."""
+        return self.factors[[f"{f.name}_bin" for f in self.factor_table]].to_numpy()
+
+    def train_rows(self) -> np.ndarray:
+        if "split" not in self.factors:
+            return np.arange(len(self.factors))
+        return np.flatnonzero(self.factors["split"].to_numpy() == "train")
 
     def factor(self, name: str) -> Factor:
         for factor in self.factor_table:
@@ -65,22 +88,47 @@ class Dataset:
         raise KeyError(f"unknown factor {name!r}; the dataset has: {known}")
 
 
+def model_range(images: np.ndarray) -> np.ndarray:
+    """Images as float32 in [-1, 1], whichever of the two stored forms they are in."""
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 127.5 - 1.0
+    return np.asarray(images, dtype=np.float32)
+
+
 def bin_index(values: np.ndarray, factor: Factor) -> np.ndarray:
     """Index of each value in the factor's sorted values (nearest one)."""
     grid = np.asarray(factor.values)
     return np.abs(np.asarray(values)[:, None] - grid[None, :]).argmin(axis=1)
 
 
+@contextlib.contextmanager
+def images_writer(folder: Path | str, shape: tuple[int, ...], dtype: np.dtype) -> Iterator[np.ndarray]:
+    """A writable memory-mapped ``images.npy`` to fill, renamed into place on success:
+    large data sets stream into it chunk by chunk."""
+    with atomic_path(Path(folder) / IMAGES_FILE) as temporary:
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+        yield array
+        array.flush()
+        del array
+
+
+def write_factors(factors: pd.DataFrame, factor_table: list[Factor], folder: Path | str, meta: dict) -> None:
+    table = pa.Table.from_pandas(factors, preserve_index=False)
+    factor_json = json.dumps([dataclasses.asdict(f) for f in factor_table]).encode()
+    write_parquet(table.replace_schema_metadata({FACTOR_TABLE_KEY: factor_json}), Path(folder) / FACTORS_FILE, meta)
+
+
 def save(dataset: Dataset, folder: Path | str, provenance: dict) -> None:
-    folder = Path(folder)
-    with atomic_path(folder / IMAGES_FILE) as temporary:
-        with open(temporary, "wb") as handle:
-            np.save(handle, dataset.images.astype(np.float32, copy=False))
-    table = pa.Table.from_pandas(dataset.factors, preserve_index=False)
-    factor_json = json.dumps([dataclasses.asdict(f) for f in dataset.factor_table]).encode()
-    table = table.replace_schema_metadata({FACTOR_TABLE_KEY: factor_json})
-    meta = {**provenance, "content_sha256": dataset.content_sha256, "value_range": [-1.0, 1.0]}
-    write_parquet(table, folder / FACTORS_FILE, meta)
+    stored = dataset.images if dataset.images.dtype == np.uint8 else dataset.images.astype(np.float32, copy=False)
+    with images_writer(folder, stored.shape, stored.dtype) as array:
+        array[:] = stored
+    write_factors(dataset.factors, dataset.factor_table, folder, stored_meta(dataset, provenance))
+
+
+def stored_meta(dataset: Dataset, provenance: dict) -> dict:
+    """Provenance plus what a reader needs to trust the images: content hash, value range."""
+    value_range = [0, 255] if dataset.images.dtype == np.uint8 else [-1.0, 1.0]
+    return {**provenance, "content_sha256": dataset.content_sha256, "value_range": value_range}
 
 
 def load(folder: Path | str, mmap: bool = True) -> Dataset:
@@ -103,3 +151,20 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     if images.ndim != 4 or len(images) != len(factors):
         raise ValueError(f"{folder}: images {images.shape} do not match {len(factors)} factor rows")
     return Dataset(images=images, factors=factors, factor_table=factor_table)
+
+
+def traversal_rows(dataset: Dataset, reference: int = 0) -> dict[str, list[tuple[float, int]]]:
+    """For each factor, (value, image index) along its values with the other factors as
+    close as the data set allows to those of image ``reference`` (fewest differing bins)."""
+    bins = dataset.bins()
+    rows = {}
+    for k, factor in enumerate(dataset.factor_table):
+        others = np.delete(np.arange(bins.shape[1]), k)
+        mismatch = (bins[:, others] != bins[reference, others]).sum(axis=1)
+        row = []
+        for v, value in enumerate(factor.values):
+            candidates = np.flatnonzero(bins[:, k] == v)
+            if len(candidates):
+                row.append((float(value), int(candidates[mismatch[candidates].argmin()])))
+        rows[factor.name] = row
+    return rows

@@ -1,8 +1,10 @@
 """Gaussian bumps (Liang, Liu & Fiete, arXiv 2402.03305): one 2D Gaussian bump per
-image, centred at (x, y) on a lattice over an H x W canvas.
+image, centred at (x, y) on a lattice over an H x W canvas, or at random centres.
 
-Coordinates are in pixels: x is the column, y the row, (0, 0) the top-left
-pixel's centre.
+Coordinates are in pixels: x is the column, y the row, (0, 0) the top-left pixel's
+centre. Imbalanced variants space the x and y lattices differently. The ``stripe``
+profile is the 1D variant: a vertical stripe at x, constant along y, whose only
+factor is x.
 """
 
 from __future__ import annotations
@@ -20,27 +22,40 @@ def lattice(extent: int, spacing: float, margin: float) -> np.ndarray:
     return margin + spacing * np.arange(count)
 
 
-def render(xs: np.ndarray, ys: np.ndarray, height: int, width: int, sigma: float) -> np.ndarray:
-    """Images (N, 1, H, W) in [-1, 1] with one bump of width ``sigma`` at each (x, y)."""
+def render(xs: np.ndarray, ys: np.ndarray | None, height: int, width: int, sigma: float) -> np.ndarray:
+    """Images (N, 1, H, W) in [-1, 1]: a bump of width ``sigma`` at each (x, y), or a
+    vertical stripe at each x when ``ys`` is None."""
     rows = np.arange(height, dtype=np.float64)[None, :, None]
     cols = np.arange(width, dtype=np.float64)[None, None, :]
     xs = np.asarray(xs, dtype=np.float64)[:, None, None]
-    ys = np.asarray(ys, dtype=np.float64)[:, None, None]
-    bumps = np.exp(-((cols - xs) ** 2 + (rows - ys) ** 2) / (2.0 * sigma**2))
-    return (2.0 * bumps - 1.0).astype(np.float32)[:, None]
+    squared = (cols - xs) ** 2
+    if ys is not None:
+        squared = squared + (rows - np.asarray(ys, dtype=np.float64)[:, None, None]) ** 2
+    profile = np.exp(-squared / (2.0 * sigma**2))
+    profile = np.broadcast_to(profile, (len(xs), height, width))
+    return (2.0 * profile - 1.0).astype(np.float32)[:, None]
 
 
-def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: float, margin: float) -> Dataset:
-    """Every lattice position once."""
-    x_values = lattice(width, spacing_x, margin)
-    y_values = lattice(height, spacing_y, margin)
-    grid_x, grid_y = np.meshgrid(x_values, y_values, indexing="xy")
-    xs, ys = grid_x.ravel(), grid_y.ravel()
-    factor_table = [
-        Factor("x", "continuous", tuple(float(v) for v in x_values)),
-        Factor("y", "continuous", tuple(float(v) for v in y_values)),
-    ]
-    factors = pd.DataFrame({"x": xs, "y": ys})
+def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: float, margin: float,
+         profile: str = "bump", centres: str = "lattice", count: int = 0, seed: int = 0) -> Dataset:
+    """Every lattice position once (``centres="lattice"``), or ``count`` centres drawn
+    uniformly over the same box (``centres="continuous"``); factor values are then the
+    draws, and ``<name>_bin`` is the nearest lattice value, for classification."""
+    names = ["x"] if profile == "stripe" else ["x", "y"]
+    grids = {"x": lattice(width, spacing_x, margin), "y": lattice(height, spacing_y, margin)}
+    if centres == "lattice":
+        mesh = np.meshgrid(*[grids[n] for n in reversed(names)], indexing="ij")
+        columns = {name: grid.ravel() for name, grid in zip(reversed(names), mesh)}
+    elif centres == "continuous":
+        rng = np.random.default_rng(seed)
+        columns = {name: rng.uniform(grids[name][0], grids[name][-1], count) for name in names}
+    else:
+        raise ValueError(f"unknown centres {centres!r}; allowed: lattice, continuous")
+    kind = "continuous"
+    factor_table = [Factor(name, kind, tuple(float(v) for v in grids[name])) for name in names]
+    factors = pd.DataFrame({name: columns[name] for name in names})
     for factor in factor_table:
         factors[f"{factor.name}_bin"] = bin_index(factors[factor.name].to_numpy(), factor)
-    return Dataset(images=render(xs, ys, height, width, sigma), factors=factors, factor_table=factor_table)
+    images = render(factors["x"].to_numpy(), None if profile == "stripe" else factors["y"].to_numpy(),
+                    height, width, sigma)
+    return Dataset(images=images, factors=factors, factor_table=factor_table)

@@ -1,0 +1,105 @@
+"""The real Shapes3D file (``3dshapes.h5``: ``images`` uint8 N x 64 x 64 x 3, ``labels``
+float N x 6 in the order floor hue, wall hue, object hue, scale, shape, orientation),
+read through the same interface as the procedural scenes, streaming in chunks.
+
+There is no download code: point params at a local copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import base, shapes, splits
+
+CHUNK = 4096  # images per read: about 50 MB at 64 x 64 x 3
+
+
+class Shapes3DFileError(ValueError):
+    """The file is missing, unreadable, or not in the Shapes3D layout."""
+
+
+def _open(path: Path):
+    import h5py  # imported here: only this loader needs it
+
+    if not path.is_file():
+        raise Shapes3DFileError(f"Shapes3D file not found: {path}")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise Shapes3DFileError(f"{path}: not a readable HDF5 file ({exc})") from None
+    for name in ("images", "labels"):
+        if name not in handle:
+            found = ", ".join(handle.keys()) or "none"
+            handle.close()
+            raise Shapes3DFileError(f"{path}: no dataset {name!r} (found: {found})")
+    images, labels = handle["images"], handle["labels"]
+    problems = []
+    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
+        problems.append(f"images is {images.dtype} {images.shape}, expected uint8 (N, H, H, 3)")
+    if labels.ndim != 2 or labels.shape[1] != len(shapes.FACTOR_NAMES) or labels.shape[0] != images.shape[0]:
+        problems.append(f"labels is {labels.shape}, expected ({images.shape[0]}, {len(shapes.FACTOR_NAMES)})")
+    if problems:
+        handle.close()
+        raise Shapes3DFileError(f"{path}: {'; '.join(problems)}")
+    return handle
+
+
+def label_indices(labels: np.ndarray, path: Path) -> np.ndarray:
+    """Each label's index into Shapes3D's value list for its factor (N, 6); an unknown
+    value is an error naming the factor."""
+    indices = np.empty(labels.shape, dtype=np.int64)
+    for k, name in enumerate(shapes.FACTOR_NAMES):
+        grid = np.asarray(shapes.FACTOR_VALUES[name])
+        nearest = np.abs(labels[:, k, None] - grid[None, :]).argmin(axis=1)
+        off = np.abs(grid[nearest] - labels[:, k]) > 1e-3
+        if off.any():
+            raise Shapes3DFileError(f"{path}: label {name} = {labels[off, k][0]:g} is not a Shapes3D value")
+        indices[:, k] = nearest
+    return indices
+
+
+def import_file(path: Path | str, folder: Path | str, subset: dict[str, list[int]] | None, split: dict,
+                provenance: dict) -> int:
+    """Copy the rows whose factor indices are in ``subset`` into ``folder`` in the common
+    on-disk form (uint8 images, channels first) with the ``split`` column; returns the
+    number of images. Everything is checked before the first image is written."""
+    path = Path(path)
+    wanted = shapes.all_indices(subset)  # validates the subset's names and indices
+    with _open(path) as handle:
+        indices = label_indices(handle["labels"][:], path)
+        keep = np.flatnonzero(_rows_in(indices, wanted))
+        if len(keep) == 0:
+            raise Shapes3DFileError(f"{path}: no image matches the requested subset")
+        factor_table, factors = _factor_frame(indices[keep])
+        factors["split"] = splits.split_column(factors, factor_table, split)
+        size = handle["images"].shape[1]
+        with base.images_writer(folder, (len(keep), 3, size, size), np.uint8) as out:
+            for start in range(0, len(keep), CHUNK):
+                rows = keep[start:start + CHUNK]
+                out[start:start + len(rows)] = np.moveaxis(handle["images"][rows], -1, 1)
+            dataset = base.Dataset(images=out, factors=factors, factor_table=factor_table)
+            meta = base.stored_meta(dataset, {**provenance, "source": str(path)})
+    base.write_factors(factors, factor_table, folder, meta)
+    return len(keep)
+
+
+def _rows_in(indices: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Whether each row of ``indices`` is one of the ``wanted`` combinations."""
+    radix = np.asarray([len(shapes.FACTOR_VALUES[n]) for n in shapes.FACTOR_NAMES])
+    weights = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]])
+    return np.isin(indices @ weights, wanted @ weights)
+
+
+def _factor_frame(indices: np.ndarray) -> tuple[list[base.Factor], pd.DataFrame]:
+    """The factor table lists the values present; ``<name>_bin`` indexes that list."""
+    table, columns = [], {}
+    for k, name in enumerate(shapes.FACTOR_NAMES):
+        values = np.asarray(shapes.FACTOR_VALUES[name])
+        present, position = np.unique(indices[:, k], return_inverse=True)
+        table.append(base.Factor(name, "categorical", tuple(float(v) for v in values[present])))
+        columns[name] = values[indices[:, k]]
+        columns[f"{name}_bin"] = position
+    return table, pd.DataFrame(columns)
