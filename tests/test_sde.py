@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from latent_abstractions.sde import VPSDE, expand_like, time_grid
+from latent_abstractions.sde import VESDE, VPSDE, expand_like, make_sde, time_grid
 
 
 @pytest.fixture
@@ -27,6 +27,31 @@ def test_marginal_matches_simulated_forward_sde(sde):
     t = torch.tensor([t_end], dtype=torch.float64)
     assert float(x.mean()) == pytest.approx(float(sde.alpha(t)) * x0, abs=0.02)
     assert float(x.std()) == pytest.approx(float(sde.sigma(t)), abs=0.02)
+
+
+def test_ve_marginal_matches_simulated_forward_sde():
+    """dX = g(t) dW from x_0 = 1.5 gives N(x_0, sigma(t)^2 - sigma_min^2)."""
+    sde = VESDE(sigma_min=0.01, sigma_max=5.0)
+    generator = torch.Generator().manual_seed(1)
+    x0, n, steps, t_end = 1.5, 40_000, 400, 0.7
+    x = torch.full((n,), x0, dtype=torch.float64)
+    dt = t_end / steps
+    for i in range(steps):
+        t = torch.tensor([i * dt], dtype=torch.float64)
+        x = x + sde.drift(x, t) * dt + sde.diffusion(t) * math.sqrt(dt) * torch.randn(n, generator=generator, dtype=torch.float64)
+    t = torch.tensor([t_end], dtype=torch.float64)
+    assert float(sde.alpha(t)) == 1.0
+    assert float(x.mean()) == pytest.approx(x0, abs=0.04)
+    assert float(x.std()) == pytest.approx(float(sde.sigma(t)), rel=0.02)
+    assert float(sde.sigma(torch.tensor(0.0, dtype=torch.float64))) == 0.0
+    assert sde.prior_std() == pytest.approx(5.0, rel=1e-4)
+
+
+def test_make_sde_kinds():
+    assert isinstance(make_sde({"kind": "vp", "beta_min": 0.1, "beta_max": 20}), VPSDE)
+    assert make_sde({"kind": "ve", "sigma_min": 0.02, "sigma_max": 9}) == VESDE(0.02, 9.0)
+    with pytest.raises(ValueError, match="unknown SDE kind 'sub-vp'"):
+        make_sde({"kind": "sub-vp"})
 
 
 def test_variance_preserving_and_log_snr(sde):

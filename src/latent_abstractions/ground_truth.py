@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .sde import VPSDE, expand_like
+from .sde import SDE, expand_like
 
 
 def image_posterior(x_t: torch.Tensor, images: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
@@ -38,7 +38,7 @@ class ExactEpsilon(torch.nn.Module):
     """The Bayes-optimal epsilon-predictor for a finite data set: a drop-in for the score
     network (same call signature), conditioned on any subset of factors."""
 
-    def __init__(self, sde: VPSDE, images: torch.Tensor, factor_values: torch.Tensor):
+    def __init__(self, sde: SDE, images: torch.Tensor, factor_values: torch.Tensor):
         super().__init__()
         self.sde, self.images, self.values = sde, images.float(), factor_values.float()
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .ground_truth import factor_posterior, image_posterior
-from .sde import VPSDE
+from .sde import SDE
 
 
 def quadrature_times(t_end: float, points: int, t_max: float = 1.0) -> np.ndarray:
@@ -45,7 +45,7 @@ def factor_entropy(labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def score_difference_integrand(model: torch.nn.Module, sde: VPSDE, x_s: torch.Tensor, s: float,
+def score_difference_integrand(model: torch.nn.Module, sde: SDE, x_s: torch.Tensor, s: float,
                                factor_values: torch.Tensor) -> np.ndarray:
     """g^2/sigma^2 E||eps(.|y_k) - eps(.|none)||^2 for every factor k, from one batched pass."""
     batch, n_factors = factor_values.shape
@@ -62,7 +62,7 @@ def score_difference_integrand(model: torch.nn.Module, sde: VPSDE, x_s: torch.Te
     eps = eps.reshape(repeats, batch, -1).double()
     squared = (eps[1:] - eps[:1]).pow(2).sum(dim=-1).mean(dim=-1)  # (n_factors,)
     ts = torch.tensor([s], dtype=torch.float64)
-    weight = sde.beta(ts) / sde.sigma(ts) ** 2
+    weight = sde.diffusion(ts) ** 2 / sde.sigma(ts) ** 2
     return (weight * squared.cpu()).numpy()
 
 
@@ -80,7 +80,7 @@ def exact_conditional_entropy(x_s: torch.Tensor, images: torch.Tensor, labels: t
     return np.asarray(entropies)
 
 
-def estimate(model: torch.nn.Module, sde: VPSDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
+def estimate(model: torch.nn.Module, sde: SDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
              t_end: float, points: int, samples: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
     """Both estimates of I(Y_k; X_t) on the quadrature grid.
 

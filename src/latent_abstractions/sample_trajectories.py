@@ -11,7 +11,7 @@ import torch
 from . import checkpoints, paths, trajectories
 from .artifacts import provenance
 from .cli import InputError, run_step
-from .samplers import reverse_sde_euler_maruyama
+from .samplers import SAMPLERS
 from .sde import make_sde, time_grid
 
 log = logging.getLogger("sample_trajectories")
@@ -67,8 +67,8 @@ def sample_step(experiment: str, params: dict, all_params: dict) -> None:
     recorder = trajectories.TrajectoryRecorder(model, sde, values, steps, taps)
     generator = torch.Generator().manual_seed(sample["seed"])
     prior = sde.prior_sample((len(values),) + image_shape, generator).to(device)
-    reverse_sde_euler_maruyama(recorder, sde, prior, time_grid(sde.T, sample["t_end"], sample["steps"]),
-                               generator=generator)
+    SAMPLERS[sample["sampler"]](recorder, sde, prior, time_grid(sde.T, sample["t_end"], sample["steps"]),
+                                generator=generator)
 
     section = {key: params[key] for key in ("sde", "model", "sample")}
     meta = provenance("sample_trajectories", experiment, section, [weights])

@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .sde import VPSDE, expand_like
+from .sde import SDE, expand_like
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 
@@ -22,14 +22,28 @@ class StepCallback(Protocol):
 
 
 @torch.no_grad()
-def reverse_sde_euler_maruyama(eps_fn: EpsFn, sde: VPSDE, x: torch.Tensor, times: torch.Tensor,
+def reverse_sde_euler_maruyama(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
                                generator: torch.Generator | None = None,
                                callback: StepCallback | None = None) -> torch.Tensor:
-    """Integrate the reverse SDE dX = [f - g^2 score] dt + g dW-bar along the decreasing ``times``.
+    """Integrate the reverse SDE dX = [f - g^2 score] dt + g dW-bar along the decreasing ``times``."""
+    return _integrate(eps_fn, sde, x, times, generator, callback, stochastic=True)
 
-    ``times`` has steps + 1 entries from T down to t_end. The network is evaluated
-    at every entry, the last one included, and the result is Tweedie's denoised
-    estimate at t_end. The callback sees (step, t, x_t, eps) at steps 0..len(times)-1.
+
+@torch.no_grad()
+def probability_flow_euler(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
+                           generator: torch.Generator | None = None,
+                           callback: StepCallback | None = None) -> torch.Tensor:
+    """Integrate the probability-flow ODE dX = [f - 1/2 g^2 score] dt (deterministic given X_T)."""
+    return _integrate(eps_fn, sde, x, times, generator, callback, stochastic=False)
+
+
+def _integrate(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor, generator: torch.Generator | None,
+               callback: StepCallback | None, stochastic: bool) -> torch.Tensor:
+    """Euler(-Maruyama) steps from times[0] down to times[-1].
+
+    ``times`` has steps + 1 entries. The network is evaluated at every entry, the last
+    one included, and the result is Tweedie's denoised estimate at times[-1]. The
+    callback sees (step, t, x_t, eps) at steps 0..len(times)-1.
     """
     batch = x.shape[0]
     for step in range(len(times)):
@@ -41,7 +55,12 @@ def reverse_sde_euler_maruyama(eps_fn: EpsFn, sde: VPSDE, x: torch.Tensor, times
             return sde.denoise(x, eps, t)
         h = float(times[step] - times[step + 1])
         score = sde.score_from_eps(eps, t)
-        g = expand_like(sde.diffusion(t), x)
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
-        x = x - (sde.drift(x, t) - g**2 * score) * h + g * (h**0.5) * noise
+        if stochastic:
+            noise = torch.randn(x.shape, generator=generator).to(x.device)
+            x = x - sde.reverse_drift(x, t, score) * h + expand_like(sde.diffusion(t), x) * (h**0.5) * noise
+        else:
+            x = x - sde.probability_flow_drift(x, t, score) * h
     raise ValueError("times must hold at least one entry")
+
+
+SAMPLERS = {"sde": reverse_sde_euler_maruyama, "ode": probability_flow_euler}

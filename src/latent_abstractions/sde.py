@@ -1,14 +1,22 @@
-"""The forward noising process as one small object (after score_sde_pytorch's sde_lib).
+"""The forward noising process as one small abstraction (after score_sde_pytorch's sde_lib).
 
-VP SDE (Song et al. 2021, eq. 11): dX = -1/2 beta(t) X dt + sqrt(beta(t)) dW with
-beta(t) = beta_min + t (beta_max - beta_min) on t in [0, 1]. Its marginal is
-X_t | x_0 ~ N(alpha_t x_0, sigma_t^2 I) with
-log alpha_t = -1/4 t^2 (beta_max - beta_min) - 1/2 t beta_min and sigma_t^2 = 1 - alpha_t^2.
+Every SDE here has a Gaussian marginal X_t | x_0 ~ N(alpha_t x_0, sigma_t^2 I), so a
+subclass gives beta-style drift/diffusion and alpha_t, sigma_t in closed form; the rest
+(marginal draws, log-SNR, the reverse-time SDE, the probability-flow ODE, Tweedie's
+denoiser) follows here once.
+
+- VP (Song et al. 2021, eq. 11): dX = -1/2 beta(t) X dt + sqrt(beta(t)) dW with
+  beta(t) = beta_min + t (beta_max - beta_min); log alpha_t = -1/4 t^2 (beta_max - beta_min)
+  - 1/2 t beta_min, sigma_t^2 = 1 - alpha_t^2.
+- VE (eq. 9): dX = sqrt(d[sigma^2(t)]/dt) dW with sigma(t) = sigma_min (sigma_max/sigma_min)^t;
+  alpha_t = 1, sigma_t^2 = sigma(t)^2 - sigma_min^2 (exact, so that X_0 = x_0).
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+import math
 
 import torch
 
@@ -18,11 +26,59 @@ def expand_like(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape + (1,) * (target.ndim - values.ndim))
 
 
+class SDE(abc.ABC):
+    T: float = 1.0
+
+    @abc.abstractmethod
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def diffusion(self, t: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean coefficient of the marginal: E[X_t | x_0] = alpha_t x_0."""
+
+    @abc.abstractmethod
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Standard deviation of the marginal."""
+
+    @abc.abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the (Gaussian) distribution sampling starts from at T."""
+
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """log(alpha_t^2 / sigma_t^2)."""
+        return 2.0 * (torch.log(self.alpha(t)) - torch.log(self.sigma(t)))
+
+    def marginal(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A draw of X_t given x_0, with the given standard-normal ``noise``."""
+        return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * noise
+
+    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.prior_std() * torch.randn(shape, generator=generator)
+
+    def score_from_eps(self, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """grad log p_t(x) = -eps / sigma_t for an epsilon-prediction network."""
+        return -eps / expand_like(self.sigma(t), eps)
+
+    def denoise(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Tweedie's estimate E[x_0 | x_t] = (x_t - sigma_t eps) / alpha_t."""
+        return (x - expand_like(self.sigma(t), x) * eps) / expand_like(self.alpha(t), x)
+
+    def reverse_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """Drift of the reverse-time SDE (Anderson 1982): f - g^2 score (integrated backwards in t)."""
+        return self.drift(x, t) - expand_like(self.diffusion(t), x) ** 2 * score
+
+    def probability_flow_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The ODE with the same marginals (Song et al. 2021, eq. 13): f - 1/2 g^2 score."""
+        return self.drift(x, t) - 0.5 * expand_like(self.diffusion(t), x) ** 2 * score
+
+
 @dataclasses.dataclass(frozen=True)
-class VPSDE:
+class VPSDE(SDE):
     beta_min: float = 0.1
     beta_max: float = 20.0
-    T: float = 1.0
 
     def beta(self, t: torch.Tensor) -> torch.Tensor:
         return self.beta_min + t * (self.beta_max - self.beta_min)
@@ -37,8 +93,7 @@ class VPSDE:
         return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
 
     def log_snr(self, t: torch.Tensor) -> torch.Tensor:
-        """log(alpha_t^2 / sigma_t^2)."""
-        two_log_alpha = 2.0 * self.log_alpha(t)
+        two_log_alpha = 2.0 * self.log_alpha(t)  # stable form of the base class's formula
         return two_log_alpha - torch.log(-torch.expm1(two_log_alpha))
 
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -47,30 +102,42 @@ class VPSDE:
     def diffusion(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(self.beta(t))
 
-    def marginal(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """A draw of X_t given x_0, with the given standard-normal ``noise``."""
-        return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * noise
-
-    def prior_sample(self, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(shape, generator=generator)
-
-    def score_from_eps(self, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """grad log p_t(x) = -eps / sigma_t for an epsilon-prediction network."""
-        return -eps / expand_like(self.sigma(t), eps)
-
-    def denoise(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Tweedie's estimate E[x_0 | x_t] = (x_t - sigma_t eps) / alpha_t."""
-        return (x - expand_like(self.sigma(t), x) * eps) / expand_like(self.alpha(t), x)
+    def prior_std(self) -> float:
+        return 1.0
 
 
-def make_sde(params: dict) -> VPSDE:
-    if params["kind"] != "vp":
-        raise ValueError(f"unknown SDE kind {params['kind']!r}; allowed: vp")
-    return VPSDE(beta_min=float(params["beta_min"]), beta_max=float(params["beta_max"]))
+@dataclasses.dataclass(frozen=True)
+class VESDE(SDE):
+    sigma_min: float = 0.01
+    sigma_max: float = 50.0
+
+    def _sigma_of_t(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(t)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(self._sigma_of_t(t) ** 2 - self.sigma_min**2)
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+    def diffusion(self, t: torch.Tensor) -> torch.Tensor:
+        return self._sigma_of_t(t) * math.sqrt(2.0 * math.log(self.sigma_max / self.sigma_min))
+
+    def prior_std(self) -> float:
+        return math.sqrt(self.sigma_max**2 - self.sigma_min**2)
+
+
+def make_sde(params: dict) -> SDE:
+    if params["kind"] == "vp":
+        return VPSDE(beta_min=float(params["beta_min"]), beta_max=float(params["beta_max"]))
+    if params["kind"] == "ve":
+        return VESDE(sigma_min=float(params["sigma_min"]), sigma_max=float(params["sigma_max"]))
+    raise ValueError(f"unknown SDE kind {params['kind']!r}; allowed: vp, ve")
 
 
 def time_grid(t_start: float, t_end: float, steps: int) -> torch.Tensor:
     """``steps + 1`` equally spaced times from ``t_start`` down to ``t_end``."""
     return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).float()
-
-

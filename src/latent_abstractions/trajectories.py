@@ -24,7 +24,7 @@ import torch
 
 from .artifacts import write_parquet
 from .nets.unet import ScoreUNet
-from .sde import VPSDE
+from .sde import SDE
 
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
 PASSES = ("cond", "uncond")
@@ -39,7 +39,7 @@ class TrajectoryRecorder:
     conditional and unconditional passes as one batch and keeps state, denoised
     estimate and pooled activations; elsewhere a single conditional pass."""
 
-    def __init__(self, model: ScoreUNet, sde: VPSDE, factor_values: torch.Tensor,
+    def __init__(self, model: ScoreUNet, sde: SDE, factor_values: torch.Tensor,
                  record_steps: list[int], taps: list[str]):
         self.model, self.sde, self.taps = model, sde, list(taps)
         self.values = factor_values
