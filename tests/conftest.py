@@ -20,6 +20,15 @@ def _repo_root_cwd(monkeypatch):
 
 
 @pytest.fixture
+def workdir(tmp_path):
+    """A bare working directory with the schema, as a step sees the repository root."""
+    (tmp_path / "workflow" / "schemas").mkdir(parents=True)
+    (tmp_path / "workflow" / "schemas" / "params.schema.yaml").write_text(
+        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    return tmp_path
+
+
+@pytest.fixture
 def default_params() -> dict:
     with open(ROOT / "params.yaml") as handle:
         return yaml.safe_load(handle)

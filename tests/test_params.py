@@ -95,15 +95,6 @@ def run_step(cwd, *args):
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    """A bare working directory with the schema, as a step sees the repository root."""
-    (tmp_path / "workflow" / "schemas").mkdir(parents=True)
-    (tmp_path / "workflow" / "schemas" / "params.schema.yaml").write_text(
-        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
-    return tmp_path
-
-
 @pytest.mark.parametrize(
     "edit, args, expected",
     [

@@ -32,9 +32,9 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary = Path(temporary)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -48,7 +48,12 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
 
 
 def save(model: ScoreUNet, architecture: dict, path: Path | str, provenance: dict) -> None:
-    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    save_state(model.state_dict(), architecture, path, provenance)
+
+
+def save_state(state: dict[str, torch.Tensor], architecture: dict, path: Path | str, provenance: dict) -> None:
+    """Weights (e.g. an EMA's) as safetensors, with the architecture and provenance in the header."""
+    tensors = {name: value.detach().cpu().contiguous() for name, value in state.items()}
     metadata = {"architecture": json.dumps(architecture), "provenance": json.dumps(provenance)}
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)

@@ -37,3 +37,18 @@ def information(experiment: str) -> Path:
 
 def figures_dir(experiment: str) -> Path:
     return DATA / experiment / "figures"
+
+
+def checkpoints_dir(experiment: str) -> Path:
+    """EMA snapshots at log-spaced training steps, step_<n>.safetensors."""
+    return model_dir(experiment) / "checkpoints"
+
+
+def live_dir(experiment: str) -> Path:
+    """dvclive metrics of training."""
+    return model_dir(experiment) / "live"
+
+
+def partial_dir(experiment: str) -> Path:
+    """Training in progress (resume checkpoint, snapshots so far); not a pipeline output."""
+    return model_dir(experiment) / ".partial"

@@ -1,19 +1,29 @@
-"""Training the conditional score network: epsilon-prediction on a VP SDE with
-per-factor condition dropout, so one network gives conditional and unconditional scores.
+"""Training the conditional score network: epsilon-prediction on an SDE with per-factor
+condition dropout, so one network gives conditional and unconditional scores.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, an EMA of the weights
+(the weights that are saved and analysed), bf16 autocast and channels_last on CUDA,
+optional torch.compile, data parallelism through torchrun (distributed.py), and a
+seeded generator that draws every batch, time and noise, so a run resumed from its
+rolling checkpoint (resume.py) continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .conditioning import dropout_mask
+from .distributed import World
 from .nets.unet import ScoreUNet
-from .sde import VPSDE
+from .sde import SDE
 
 T_MIN = 1e-3  # smallest training time: the eps-target is ill-posed as sigma_t -> 0
 
@@ -28,6 +38,11 @@ class TrainConfig:
     drop_all: float
     ema_decay: float
     seed: int
+    checkpoints: int = 8  # log-spaced EMA snapshots kept along training
+    resume_every: int = 0  # rolling resume checkpoint every n steps (0: never)
+    precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
+    compile: bool = False
+    log_every: int = 10
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -36,6 +51,13 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     return config.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+
+
+def checkpoint_steps(steps: int, count: int) -> list[int]:
+    """``count`` (or fewer, once rounded) log-spaced steps in 1..steps, the last always included."""
+    if count <= 0:
+        return [steps]
+    return sorted(set(np.geomspace(1, steps, count).round().astype(int).tolist()) | {steps})
 
 
 class ExponentialMovingAverage:
@@ -56,47 +78,109 @@ class ExponentialMovingAverage:
             else:
                 self.shadow[name].copy_(value)
 
-    def copy_to(self, model: torch.nn.Module) -> None:
-        model.load_state_dict(self.shadow)
 
-
-def denoising_loss(model: ScoreUNet, sde: VPSDE, x0: torch.Tensor, factor_values: torch.Tensor,
+def denoising_loss(model: torch.nn.Module, sde: SDE, x0: torch.Tensor, factor_values: torch.Tensor,
                    keep: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Epsilon-matching loss (Ho et al. 2020, eq. 14; Song et al. 2021, eq. 7 with lambda = sigma^2)."""
     x_t = sde.marginal(x0, t, noise)
     predicted, _ = model(x_t, t, factor_values, keep)
-    return (predicted - noise).pow(2).mean()
+    return (predicted.float() - noise).pow(2).mean()
 
 
-def train(model: ScoreUNet, sde: VPSDE, images: np.ndarray, factor_values: np.ndarray,
-          config: TrainConfig, device: torch.device) -> list[dict]:
-    """Train in place, leaving the EMA weights in ``model``; return one record per step."""
-    generator = torch.Generator().manual_seed(config.seed)
+@dataclasses.dataclass
+class Batch:
+    index: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+    keep: torch.Tensor
+
+
+class Trainer:
+    """One optimizer step at a time; owns the model, optimizer, EMA and batch generator."""
+
+    def __init__(self, model: ScoreUNet, sde: SDE, config: TrainConfig, device: torch.device,
+                 world: World | None = None):
+        self.model, self.sde, self.config, self.device = model, sde, config, device
+        self.world = world or World()
+        if config.batch_size % self.world.size:
+            raise ValueError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
+        cuda = device.type == "cuda"
+        self.model.to(device)
+        if cuda:
+            self.model.to(memory_format=torch.channels_last)
+        self.network: torch.nn.Module = self.model
+        if self.world.active:
+            self.network = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
+        if config.compile:
+            self.network = torch.compile(self.network)
+        self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                       enabled=cuda and config.precision == "bf16")
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+        self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step_index = 0
+        self.history: list[tuple[int, float, float]] = []
+
+    def draw(self, n_data: int, image_shape: tuple[int, ...], n_factors: int) -> Batch:
+        """The global batch: identical on every rank (same generator, same draws)."""
+        size, generator = self.config.batch_size, self.generator
+        index = torch.randint(n_data, (size,), generator=generator)
+        t = T_MIN + (1.0 - T_MIN) * torch.rand(size, generator=generator)
+        noise = torch.randn((size,) + tuple(image_shape), generator=generator)
+        keep = dropout_mask(size, n_factors, self.config.drop_each, self.config.drop_all, generator)
+        return Batch(index, t, noise, keep)
+
+    def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:
+        """One update on this rank's shard of the global batch; returns the global mean loss."""
+        shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
+        x0, values = to(shard(x0)), to(shard(values))
+        t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))
+        if self.device.type == "cuda":
+            x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+        rate = learning_rate_at(self.step_index, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        with self.autocast:
+            loss = denoising_loss(self.network, self.sde, x0, values, keep, t, noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        value = float(self.world.mean(loss.detach()))
+        self.history.append((self.step_index, value, rate))
+        self.step_index += 1
+        return value
+
+
+def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray,
+          on_checkpoint: Callable[[int], None] | None = None,
+          on_resume_point: Callable[[int], None] | None = None,
+          on_log: Callable[[int, float], None] | None = None) -> None:
+    """Run ``trainer`` from its current step to ``config.steps``.
+
+    ``on_checkpoint(step)`` is called at the log-spaced steps (after the update of that
+    step), ``on_resume_point(step)`` every ``resume_every`` steps, ``on_log`` every ``log_every``.
+    """
+    config = trainer.config
     data = torch.tensor(np.asarray(images), dtype=torch.float32)
     values = torch.tensor(np.asarray(factor_values), dtype=torch.float32)
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    ema = ExponentialMovingAverage(model, config.ema_decay)
-    history = []
-    progress = tqdm(range(config.steps), desc="train", mininterval=2.0)
-    for step in progress:
-        index = torch.randint(len(data), (config.batch_size,), generator=generator)
-        t = T_MIN + (1.0 - T_MIN) * torch.rand(config.batch_size, generator=generator)
-        noise = torch.randn((config.batch_size,) + tuple(data.shape[1:]), generator=generator)
-        keep = dropout_mask(config.batch_size, values.shape[1], config.drop_each, config.drop_all, generator)
-        rate = learning_rate_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        loss = denoising_loss(model, sde, data[index].to(device), values[index].to(device), keep.to(device),
-                              t.to(device), noise.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update(model)
-        history.append({"step": step, "loss": loss.item(), "learning_rate": rate})
-        if step % 50 == 0:
-            progress.set_postfix(loss=f"{loss.item():.4f}")
-    ema.copy_to(model)
-    model.eval()
-    return history
+    snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
+    trainer.model.train()
+    progress = tqdm(range(trainer.step_index, config.steps), desc="train", mininterval=2.0,
+                    disable=not trainer.world.is_main, initial=trainer.step_index, total=config.steps)
+    started, done_at_start = time.perf_counter(), trainer.step_index
+    for _ in progress:
+        batch = trainer.draw(len(data), tuple(data.shape[1:]), values.shape[1])
+        loss = trainer.step(data[batch.index], values[batch.index], batch)
+        step = trainer.step_index  # steps completed
+        if step % config.log_every == 0 or step == config.steps:
+            rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)
+            progress.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{rate:.0f}")
+            if on_log:
+                on_log(step, loss)
+        if on_checkpoint and step in snapshots:
+            on_checkpoint(step)
+        if on_resume_point and config.resume_every and step % config.resume_every == 0 and step < config.steps:
+            on_resume_point(step)
+    trainer.model.eval()

@@ -1,47 +1,112 @@
-"""Pipeline step: train the conditional score network of one experiment."""
+"""Pipeline step: train the conditional score network of one experiment.
+
+Writes the final EMA weights, EMA snapshots at log-spaced steps (checkpoints/), the
+loss per step, and dvclive metrics (live/). Work in progress lives in .partial/
+beside them (the rolling resume checkpoint and the snapshots so far), which
+Snakemake and DVC leave alone when they clear a failed job's outputs, so a killed
+run started again resumes where it stopped. Under torchrun every rank trains; rank 0 writes.
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pandas as pd
 import pyarrow as pa
 import torch
 
-from . import checkpoints, paths
-from .artifacts import provenance, write_parquet
+from . import checkpoints, paths, resume
+from .artifacts import params_sha256, provenance, write_parquet
 from .cli import InputError, run_step
 from .datasets import base
 from .datasets.base import model_range
+from .distributed import World, close_world, device_for, init_world
 from .sde import make_sde
-from .train import TrainConfig, train
+from .train import Trainer, TrainConfig, train
 
 log = logging.getLogger("train_score_model")
 
 
+def snapshot_name(step: int) -> str:
+    return f"step_{step:08d}.safetensors"
+
+
+def write_live_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:
+    """The loss curve through dvclive, for `dvc plots show` and `dvc exp show`."""
+    from dvclive import Live
+
+    with Live(dir=str(paths.live_dir(experiment)), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        for step, loss, rate in history:
+            if (step + 1) % every == 0 or step + 1 == len(history):
+                live.step = step + 1
+                live.log_metric("train/loss", loss)
+                live.log_metric("train/learning_rate", rate)
+
+
 def train_step(experiment: str, params: dict, all_params: dict) -> None:
+    world = init_world()
+    try:
+        run_training(experiment, params, world)
+    finally:
+        close_world(world)
+
+
+def run_training(experiment: str, params: dict, world: World) -> None:
     dataset_dir = paths.dataset_dir(experiment)
     try:
         dataset = base.load(dataset_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table,
-                                                           dataset.images.shape[1:])
-    torch.manual_seed(params["train"]["seed"])
+                                                       dataset.images.shape[1:])
+    config = TrainConfig(**params["train"])
+    torch.manual_seed(config.seed)
     model = checkpoints.build_model(architecture)
     model.check_taps(params["model"]["taps"])
-    log.info("model: %d parameters", sum(p.numel() for p in model.parameters()))
-
-    rows = dataset.train_rows()
-    history = train(model, make_sde(params["sde"]), model_range(dataset.images[rows]),
-                    dataset.condition_values()[rows], TrainConfig(**params["train"]), checkpoints.select_device())
+    trainer = Trainer(model, make_sde(params["sde"]), config, device_for(world), world)
+    if world.is_main:
+        log.info("model: %d parameters, %d process(es), device %s", sum(p.numel() for p in model.parameters()),
+                 world.size, trainer.device)
 
     section = {key: params[key] for key in ("sde", "model", "train")}
+    fingerprint = params_sha256({**section, "dataset": dataset.content_sha256, "world": world.size})
+    partial = paths.partial_dir(experiment)
+    resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
+    if resume.fingerprint_of(resume_file) == fingerprint:
+        resume.load(trainer, resume_file)
+        if world.is_main:
+            log.info("resuming at step %d from %s", trainer.step_index, resume_file)
+    elif world.is_main:
+        shutil.rmtree(partial, ignore_errors=True)
     inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
     meta = provenance("train_score_model", experiment, section, inputs)
-    checkpoints.save(model, architecture, paths.weights(experiment), meta)
-    write_parquet(pa.Table.from_pandas(pd.DataFrame(history), preserve_index=False), paths.loss_table(experiment), meta)
-    log.info("final loss (mean of last 50 steps): %.4f", pd.DataFrame(history)["loss"].tail(50).mean())
+
+    def save_snapshot(step: int) -> None:
+        if world.is_main:
+            checkpoints.save_state(trainer.ema.shadow, architecture, snapshots / snapshot_name(step),
+                                   {**meta, "training_step": step})
+
+    def save_resume(step: int) -> None:
+        if world.is_main:
+            resume.save(trainer, resume_file, fingerprint)
+
+    rows = dataset.train_rows()
+    train(trainer, model_range(dataset.images[rows]), dataset.condition_values()[rows],
+          on_checkpoint=save_snapshot, on_resume_point=save_resume)
+    if not world.is_main:
+        return
+
+    checkpoints.save_state(trainer.ema.shadow, architecture, paths.weights(experiment), meta)
+    history = pd.DataFrame(trainer.history, columns=["step", "loss", "learning_rate"])
+    write_parquet(pa.Table.from_pandas(history, preserve_index=False), paths.loss_table(experiment), meta)
+    write_live_metrics(experiment, trainer.history, config.log_every)
+    final = paths.checkpoints_dir(experiment)
+    shutil.rmtree(final, ignore_errors=True)
+    snapshots.rename(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    log.info("final loss (mean of last 50 steps): %.4f; %d snapshots in %s",
+             history["loss"].tail(50).mean(), len(list(final.iterdir())), final)
 
 
 if __name__ == "__main__":
