@@ -11,7 +11,7 @@ from latent_abstractions.datasets.base import Factor
 from conftest import perturb
 
 FACTORS = [Factor("x", "continuous", (2.0, 3.0, 4.0, 5.0)), Factor("y", "continuous", (2.0, 6.0))]
-MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4}
+MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4, "blocks_per_level": 1, "attention_levels": [], "heads": 1}
 
 
 @pytest.fixture
@@ -123,3 +123,15 @@ def test_categorical_factor_embedding_and_null(tmp_path):
     assert not torch.allclose(net(x, t, square, both)[0], net(x, t, sphere, both)[0])
     shape_dropped = torch.tensor([[False, True]] * 2)
     assert torch.equal(net(x, t, square, shape_dropped)[0], net(x, t, sphere, shape_dropped)[0])
+
+
+def test_deeper_family_member_with_attention_levels():
+    architecture = checkpoints.architecture_from_params(
+        dict(MODEL, channel_mults=[1, 2, 2], blocks_per_level=2, attention_levels=[1, 2], heads=2), FACTORS, (1, 16, 16))
+    net = checkpoints.build_model(architecture).eval()
+    attentions = [name for name, module in net.named_modules() if type(module).__name__ == "SelfAttention"]
+    assert len(attentions) == 1 + 2 * 2 * 2  # middle, plus levels 1 and 2 on both sides, 2 blocks each
+    x, t = torch.randn(2, 1, 16, 16), torch.rand(2)
+    eps, taps = net(x, t, torch.tensor([[2.0, 2.0], [3.0, 6.0]]), torch.ones(2, 2, dtype=torch.bool),
+                    taps=["down.2", "up.1"])
+    assert eps.shape == x.shape and taps["down.2"].shape == (2, 16, 4, 4) and taps["up.1"].shape == (2, 16, 8, 8)

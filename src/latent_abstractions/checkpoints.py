@@ -31,6 +31,9 @@ def build_model(architecture: dict) -> ScoreUNet:
         channel_mults=list(architecture["channel_mults"]),
         groups=architecture["groups"],
         cond_frequencies=architecture["cond_frequencies"],
+        blocks_per_level=architecture["blocks_per_level"],
+        attention_levels=tuple(architecture["attention_levels"]),
+        heads=architecture["heads"],
     )
 
 
@@ -44,6 +47,9 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
         "channel_mults": list(model_params["channel_mults"]),
         "groups": model_params["groups"],
         "cond_frequencies": model_params["cond_frequencies"],
+        "blocks_per_level": model_params["blocks_per_level"],
+        "attention_levels": list(model_params["attention_levels"]),
+        "heads": model_params["heads"],
     }
 
 

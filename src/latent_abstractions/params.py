@@ -86,6 +86,19 @@ def _check_consistency(params: dict) -> None:
                     f"must divide the {channels} channels of level {level}"
                 )
         levels = len(model["channel_mults"])
+        for level in model["attention_levels"]:
+            if level >= levels:
+                raise ParamsError(
+                    f"params.yaml: experiments.{name}.model.attention_levels contains {level}: "
+                    f"the model has levels 0..{levels - 1}"
+                )
+        for level in set(model["attention_levels"]) | {levels - 1}:
+            channels = model["base_channels"] * model["channel_mults"][level]
+            if channels % model["heads"]:
+                raise ParamsError(
+                    f"params.yaml: experiments.{name}.model.heads = {model['heads']}: "
+                    f"must divide the {channels} channels of attended level {level}"
+                )
         for tap in model["taps"]:
             kind, _, index = tap.partition(".")
             if kind in ("down", "up") and int(index) >= levels:

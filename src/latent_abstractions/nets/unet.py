@@ -1,4 +1,6 @@
-"""A conditional U-Net predicting the noise epsilon.
+"""A conditional U-Net predicting the noise epsilon: residual blocks with GroupNorm,
+self-attention at chosen levels and in the middle, the time and factor embedding fed
+to every block as a per-channel scale and shift.
 
 Every block has a stable dotted name (``down.<level>``, ``mid``, ``up.<level>``);
 ``forward(..., taps=[...])`` returns those blocks' activations from the same
@@ -64,9 +66,27 @@ class SelfAttention(nn.Module):
         return x + self.out(attended.transpose(-1, -2).reshape(batch, channels, height, width))
 
 
+class Stage(nn.Module):
+    """The residual blocks of one resolution level, each followed by self-attention if asked."""
+
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int, blocks: int,
+                 attention: bool, heads: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResidualBlock(in_channels if i == 0 else out_channels, out_channels, emb_dim, groups) for i in range(blocks))
+        self.attention = nn.ModuleList(
+            SelfAttention(out_channels, groups, heads) if attention else nn.Identity() for _ in range(blocks))
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for block, attention in zip(self.blocks, self.attention):
+            h = attention(block(h, emb))
+        return h
+
+
 class ScoreUNet(nn.Module):
     def __init__(self, image_channels: int, factors: list[Factor], base_channels: int,
-                 channel_mults: list[int], groups: int, cond_frequencies: int):
+                 channel_mults: list[int], groups: int, cond_frequencies: int, blocks_per_level: int = 1,
+                 attention_levels: tuple[int, ...] = (), heads: int = 1):
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
         emb_dim = 4 * base_channels
@@ -79,17 +99,18 @@ class ScoreUNet(nn.Module):
         self.downsample = nn.ModuleList()
         previous = widths[0]
         for level, width in enumerate(widths):
-            self.down.append(ResidualBlock(previous, width, emb_dim, groups))
+            self.down.append(Stage(previous, width, emb_dim, groups, blocks_per_level, level in attention_levels, heads))
             last = level == self.levels - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(width, width, 3, stride=2, padding=1))
             previous = width
         self.mid = ResidualBlock(previous, previous, emb_dim, groups)
-        self.mid_attention = SelfAttention(previous, groups)
+        self.mid_attention = SelfAttention(previous, groups, heads)
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level in reversed(range(self.levels)):
             width = widths[level]
-            self.up.append(ResidualBlock(previous + width, width, emb_dim, groups))
+            self.up.append(Stage(previous + width, width, emb_dim, groups, blocks_per_level, level in attention_levels,
+                                 heads))
             self.upsample.append(nn.Identity() if level == 0 else nn.Upsample(scale_factor=2, mode="nearest"))
             previous = width
         self.head = nn.Sequential(nn.GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1))
