@@ -118,3 +118,8 @@ def test_step_cli_stops_before_writing(workdir, default_params, edit, args, expe
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (workdir / "data").exists() and not (workdir / "logs").exists()
+
+
+@pytest.mark.parametrize("overlay", sorted((ROOT / "workflow" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_paper_overlays_are_valid_params(overlay):
+    params.load(overlay)

@@ -31,7 +31,7 @@ def tiny_params(default_params: dict) -> dict:
 
 def environment() -> dict:
     # One thread: the same reduction order in both runs.
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
 
 
 def run(cwd, command):

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .conditioning import dropout_mask
+from .datasets.base import model_range
 from .distributed import World
 from .nets.unet import ScoreUNet
 from .sde import SDE
@@ -153,26 +154,34 @@ class Trainer:
         return value
 
 
-def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray,
+def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray, rows: np.ndarray | None = None,
           on_checkpoint: Callable[[int], None] | None = None,
           on_resume_point: Callable[[int], None] | None = None,
           on_log: Callable[[int, float], None] | None = None) -> None:
-    """Run ``trainer`` from its current step to ``config.steps``.
+    """Run ``trainer`` from its current step to ``config.steps`` on ``images[rows]``.
+
+    ``images`` stays as stored (possibly a memory-mapped uint8 array larger than memory):
+    each batch is gathered and mapped to [-1, 1] on its own.
 
     ``on_checkpoint(step)`` is called at the log-spaced steps (after the update of that
     step), ``on_resume_point(step)`` every ``resume_every`` steps, ``on_log`` every ``log_every``.
     """
     config = trainer.config
-    data = torch.tensor(np.asarray(images), dtype=torch.float32)
-    values = torch.tensor(np.asarray(factor_values), dtype=torch.float32)
+    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
+    values = torch.tensor(np.asarray(factor_values)[rows], dtype=torch.float32)
+    image_shape = tuple(images.shape[1:])
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
     trainer.model.train()
     progress = tqdm(range(trainer.step_index, config.steps), desc="train", mininterval=2.0,
                     disable=not trainer.world.is_main, initial=trainer.step_index, total=config.steps)
     started, done_at_start = time.perf_counter(), trainer.step_index
     for _ in progress:
-        batch = trainer.draw(len(data), tuple(data.shape[1:]), values.shape[1])
-        loss = trainer.step(data[batch.index], values[batch.index], batch)
+        batch = trainer.draw(len(rows), image_shape, values.shape[1])
+        chosen = rows[batch.index.numpy()]
+        order = np.argsort(chosen)  # memory maps read fastest in file order
+        x0 = np.empty((len(chosen),) + image_shape, dtype=np.float32)
+        x0[order] = model_range(images[chosen[order]])
+        loss = trainer.step(torch.from_numpy(x0), values[batch.index], batch)
         step = trainer.step_index  # steps completed
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)

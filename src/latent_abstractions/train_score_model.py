@@ -20,7 +20,6 @@ from . import checkpoints, paths, resume
 from .artifacts import params_sha256, provenance, write_parquet
 from .cli import InputError, run_step
 from .datasets import base
-from .datasets.base import model_range
 from .distributed import World, close_world, device_for, init_world
 from .sde import make_sde
 from .train import Trainer, TrainConfig, train
@@ -91,8 +90,7 @@ def run_training(experiment: str, params: dict, world: World) -> None:
         if world.is_main:
             resume.save(trainer, resume_file, fingerprint)
 
-    rows = dataset.train_rows()
-    train(trainer, model_range(dataset.images[rows]), dataset.condition_values()[rows],
+    train(trainer, dataset.images, dataset.condition_values(), dataset.train_rows(),
           on_checkpoint=save_snapshot, on_resume_point=save_resume)
     if not world.is_main:
         return
