@@ -68,15 +68,18 @@ class ExponentialMovingAverage:
         self.decay = decay
         self.updates = 0
         self.shadow = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        self._floating = [name for name, value in self.shadow.items() if value.dtype.is_floating_point]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[name].lerp_(value.detach(), 1.0 - decay)
-            else:
+        current = model.state_dict()
+        # One fused kernel for all tensors rather than one launch per tensor.
+        torch._foreach_lerp_([self.shadow[n] for n in self._floating], [current[n].detach() for n in self._floating],
+                             1.0 - decay)
+        for name, value in current.items():
+            if not value.dtype.is_floating_point:
                 self.shadow[name].copy_(value)
 
 
@@ -113,10 +116,11 @@ class Trainer:
         if self.world.active:
             self.network = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
         if config.compile:
-            self.network = torch.compile(self.network)
+            self.network = torch.compile(self.network, dynamic=False)  # fixed batch shapes: no recompiles
         self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                                        enabled=cuda and config.precision == "bf16")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0,
+                                           fused=cuda)
         self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step_index = 0
