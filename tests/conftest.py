@@ -39,6 +39,16 @@ def bumps_params(default_params) -> dict:
     return copy.deepcopy(default_params["experiments"]["bumps"])
 
 
+def tiny_experiment(default_params: dict, **train) -> dict:
+    """params.yaml holding one experiment, `tiny`: 8x8 bumps and an 8-channel U-Net, for
+    tests that run training steps as subprocesses."""
+    experiment = copy.deepcopy(default_params["experiments"]["bumps"])
+    experiment["dataset"].update(height=8, width=8, margin=1.0, spacing_x=2.0, spacing_y=2.0)
+    experiment["model"].update(base_channels=8, channel_mults=[1, 2], groups=4, taps=["mid"])
+    experiment["train"].update(warmup_steps=5, **train)
+    return {"experiments": {"tiny": experiment}}
+
+
 def perturb(model, scale: float = 0.05):
     """Nudge every weight: the U-Net zero-initialises its output convolutions, which at
     initialisation would hide the effect of the condition."""

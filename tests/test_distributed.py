@@ -18,16 +18,9 @@ import yaml
 from safetensors.torch import load_file
 
 from latent_abstractions.distributed import World
+from conftest import tiny_experiment
 
 STEP = ["-m", "latent_abstractions.train_score_model", "--experiment", "tiny"]
-
-
-def tiny_params(default_params: dict) -> dict:
-    experiment = default_params["experiments"]["bumps"]
-    experiment["dataset"].update(height=8, width=8, margin=1.0, spacing_x=2.0, spacing_y=2.0)
-    experiment["model"].update(base_channels=8, channel_mults=[1, 2], groups=4, taps=["mid"])
-    experiment["train"].update(steps=40, batch_size=16, resume_every=0, checkpoints=2, warmup_steps=5)
-    return {"experiments": {"tiny": experiment}}
 
 
 def free_port() -> int:
@@ -48,7 +41,8 @@ def losses(cwd: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(workdir, default_params):
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(default_params)))
+    params = tiny_experiment(default_params, steps=40, batch_size=16, resume_every=0, checkpoints=2)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"])
     run(workdir, [sys.executable, *STEP])
     single = losses(workdir)

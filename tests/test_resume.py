@@ -17,16 +17,9 @@ import yaml
 from safetensors.torch import load_file
 
 from latent_abstractions import resume
+from conftest import tiny_experiment
 
 STEP = [sys.executable, "-m", "latent_abstractions.train_score_model", "--experiment", "tiny"]
-
-
-def tiny_params(default_params: dict) -> dict:
-    experiment = default_params["experiments"]["bumps"]
-    experiment["dataset"].update(height=8, width=8, margin=1.0, spacing_x=2.0, spacing_y=2.0)
-    experiment["model"].update(base_channels=8, channel_mults=[1, 2], groups=4, taps=["mid"])
-    experiment["train"].update(steps=1500, batch_size=16, resume_every=25, checkpoints=5, warmup_steps=10)
-    return {"experiments": {"tiny": experiment}}
 
 
 def environment() -> dict:
@@ -50,7 +43,8 @@ def outputs(cwd) -> dict:
 
 @pytest.mark.slow
 def test_kill_and_resume_is_bit_exact(workdir, default_params):
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(default_params)))
+    params = tiny_experiment(default_params, steps=1500, batch_size=16, resume_every=25, checkpoints=5)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"])
     run(workdir, STEP)
     uninterrupted = outputs(workdir)

@@ -15,15 +15,22 @@ def sde():
     return VPSDE(beta_min=0.1, beta_max=20.0)
 
 
-def test_marginal_matches_simulated_forward_sde(sde):
-    """Euler-Maruyama on dX = -1/2 beta X dt + sqrt(beta) dW from x_0 = 1.5 gives N(alpha x_0, sigma^2)."""
-    generator = torch.Generator().manual_seed(0)
-    x0, n, steps, t_end = 1.5, 40_000, 400, 0.4
+def simulate_forward(sde, x0: float, t_end: float, n: int = 40_000, steps: int = 400, seed: int = 0) -> torch.Tensor:
+    """Euler-Maruyama on the forward SDE from x_0, n paths: draws of X_{t_end}."""
+    generator = torch.Generator().manual_seed(seed)
     x = torch.full((n,), x0, dtype=torch.float64)
     dt = t_end / steps
     for i in range(steps):
         t = torch.tensor([i * dt], dtype=torch.float64)
-        x = x + sde.drift(x, t.expand(n)) * dt + sde.diffusion(t) * math.sqrt(dt) * torch.randn(n, generator=generator, dtype=torch.float64)
+        noise = torch.randn(n, generator=generator, dtype=torch.float64)
+        x = x + sde.drift(x, t.expand(n)) * dt + sde.diffusion(t) * math.sqrt(dt) * noise
+    return x
+
+
+def test_marginal_matches_simulated_forward_sde(sde):
+    """dX = -1/2 beta X dt + sqrt(beta) dW from x_0 = 1.5 gives N(alpha x_0, sigma^2)."""
+    x0, t_end = 1.5, 0.4
+    x = simulate_forward(sde, x0, t_end)
     t = torch.tensor([t_end], dtype=torch.float64)
     assert float(x.mean()) == pytest.approx(float(sde.alpha(t)) * x0, abs=0.02)
     assert float(x.std()) == pytest.approx(float(sde.sigma(t)), abs=0.02)
@@ -32,13 +39,8 @@ def test_marginal_matches_simulated_forward_sde(sde):
 def test_ve_marginal_matches_simulated_forward_sde():
     """dX = g(t) dW from x_0 = 1.5 gives N(x_0, sigma(t)^2 - sigma_min^2)."""
     sde = VESDE(sigma_min=0.01, sigma_max=5.0)
-    generator = torch.Generator().manual_seed(1)
-    x0, n, steps, t_end = 1.5, 40_000, 400, 0.7
-    x = torch.full((n,), x0, dtype=torch.float64)
-    dt = t_end / steps
-    for i in range(steps):
-        t = torch.tensor([i * dt], dtype=torch.float64)
-        x = x + sde.drift(x, t) * dt + sde.diffusion(t) * math.sqrt(dt) * torch.randn(n, generator=generator, dtype=torch.float64)
+    x0, t_end = 1.5, 0.7
+    x = simulate_forward(sde, x0, t_end, seed=1)
     t = torch.tensor([t_end], dtype=torch.float64)
     assert float(sde.alpha(t)) == 1.0
     assert float(x.mean()) == pytest.approx(x0, abs=0.04)
