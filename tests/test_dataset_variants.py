@@ -143,3 +143,14 @@ def test_empty_held_out_split_writes_nothing(small_file, tmp_path):
     with pytest.raises(splits.SplitError, match="held-out set is empty"):
         shapes3d_file.import_file(path, folder, None, {"kind": "random", "test_fraction": 0.01, "seed": 0}, {})
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_restricted_factor_table():
+    dataset = bumps.make(16, 16, 1.0, 2.0, 2.0, 2.0)
+    only_y = dataset.restricted(["y"])
+    assert [f.name for f in only_y.factor_table] == ["y"]
+    assert only_y.condition_values().shape == (len(dataset.images), 1)
+    assert np.array_equal(only_y.condition_values()[:, 0], dataset.factors["y"])
+    assert dataset.restricted([]) is dataset
+    with pytest.raises(ValueError, match="unknown factor colour; the dataset has: x, y"):
+        dataset.restricted(["colour"])

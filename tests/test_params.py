@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from latent_abstractions import params
-from conftest import ROOT
+from conftest import ROOT, tiny_experiment
 
 
 def test_default_params_are_valid(default_params):
@@ -123,3 +123,16 @@ def test_step_cli_stops_before_writing(workdir, default_params, edit, args, expe
 @pytest.mark.parametrize("overlay", sorted((ROOT / "workflow" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_paper_overlays_are_valid_params(overlay):
     params.load(overlay)
+
+
+def test_training_on_a_factor_the_dataset_lacks_stops_before_writing(workdir, default_params):
+    params = tiny_experiment(default_params, steps=5)
+    params["experiments"]["tiny"]["model"]["condition_on"] = ["x", "colour"]
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    assert subprocess.run([sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"],
+                          cwd=workdir, capture_output=True, timeout=120).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "latent_abstractions.train_score_model", "--experiment", "tiny"],
+                            cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: model.condition_on: unknown factor colour; the dataset has: x, y"
+    assert not (workdir / "data" / "tiny" / "model").exists()

@@ -41,7 +41,7 @@ def test_categorical_conditions_are_indices_and_capped():
 def test_recorded_table_layout_and_round_trip(tmp_path):
     factors = [Factor("x", "continuous", (1.0, 2.0)), Factor("y", "continuous", (1.0, 2.0))]
     architecture = checkpoints.architecture_from_params(
-        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "blocks_per_level": 1, "attention_levels": [], "heads": 1},
+        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "blocks_per_level": 1, "attention_levels": [], "heads": 1, "condition_on": []},
         factors, (1, 8, 8))
     torch.manual_seed(0)
     model = perturb(checkpoints.build_model(architecture)).eval()

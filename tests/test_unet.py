@@ -11,7 +11,7 @@ from latent_abstractions.datasets.base import Factor
 from conftest import perturb
 
 FACTORS = [Factor("x", "continuous", (2.0, 3.0, 4.0, 5.0)), Factor("y", "continuous", (2.0, 6.0))]
-MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4, "blocks_per_level": 1, "attention_levels": [], "heads": 1}
+MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4, "blocks_per_level": 1, "attention_levels": [], "heads": 1, "condition_on": []}
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ log = logging.getLogger("estimate_information")
 def information_step(experiment: str, params: dict, all_params: dict) -> None:
     dataset_dir, weights = paths.dataset_dir(experiment), paths.weights(experiment)
     try:
-        dataset = base.load(dataset_dir)
-        model, _ = checkpoints.load(weights)
+        model, metadata = checkpoints.load(weights)
+        dataset = base.load(dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     device = checkpoints.select_device()

@@ -54,9 +54,9 @@ def train_step(experiment: str, params: dict, all_params: dict) -> None:
 def run_training(experiment: str, params: dict, world: World) -> None:
     dataset_dir = paths.dataset_dir(experiment)
     try:
-        dataset = base.load(dataset_dir)
+        dataset = base.load(dataset_dir).restricted(params["model"]["condition_on"])
     except (FileNotFoundError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(f"model.condition_on: {exc}" if "unknown factor" in str(exc) else str(exc)) from None
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table,
                                                        dataset.images.shape[1:])
     config = TrainConfig(**params["train"])

@@ -80,6 +80,17 @@ class Dataset:
             return np.arange(len(self.factors))
         return np.flatnonzero(self.factors["split"].to_numpy() == "train")
 
+    def restricted(self, names: list[str]) -> "Dataset":
+        """The same images with only the named factors in the factor table (all when empty)."""
+        if not names:
+            return self
+        known = [f.name for f in self.factor_table]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown factor {', '.join(unknown)}; the dataset has: {', '.join(known)}")
+        table = [self.factor(n) for n in names]
+        return Dataset(images=self.images, factors=self.factors, factor_table=table)
+
     def factor(self, name: str) -> Factor:
         for factor in self.factor_table:
             if factor.name == name:
