@@ -61,8 +61,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width).unbind(1)
-        attended = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width)
+        # (batch, heads, tokens, head dim), contiguous: otherwise SDPA falls back to its unfused kernel on CPUs.
+        q, k, v = qkv.transpose(-1, -2).contiguous().unbind(1)
+        attended = F.scaled_dot_product_attention(q, k, v)
         return x + self.out(attended.transpose(-1, -2).reshape(batch, channels, height, width))
 
 
