@@ -8,7 +8,7 @@ Run from the repository root, no arguments:
 diffusers is needed for the baseline only: ``pip install -e '.[bench]'``. The model is built
 from a config (no Hub download).
 
-Both sides do the same work per step:
+Both sides are trained by the same ``Trainer``, so they do the same work per step:
 - the batch drawn on the CPU by ``Trainer.draw`` (times, noise, condition-dropout flags) and
   moved to the device;
 - the VP-SDE epsilon-matching loss of train.py (``denoising_loss``: x_t = alpha_t x0 +
@@ -59,8 +59,7 @@ from latent_abstractions import checkpoints
 from latent_abstractions.conditioning import FactorConditioner
 from latent_abstractions.datasets.base import Factor
 from latent_abstractions.sde import VPSDE
-from latent_abstractions.train import (Batch, ExponentialMovingAverage, TrainConfig, Trainer, denoising_loss,
-                                       learning_rate_at)
+from latent_abstractions.train import TrainConfig, Trainer, denoising_loss
 
 FACTORS = [Factor("x", "continuous", (0.0, 1.0)), Factor("y", "continuous", (0.0, 1.0))]
 N_DATA = 1024  # random "images" the batches are drawn from
@@ -190,53 +189,6 @@ class DiffusersBaseline(nn.Module):
         return self.unet(x, t * 999.0, class_labels=condition, return_dict=False)[0], {}
 
 
-class DiffusersTrainer:
-    """The diffusers side's step, line for line the work of ``Trainer.step`` (single process)."""
-
-    def __init__(self, model: nn.Module, sde: VPSDE, config: TrainConfig, device: torch.device):
-        self.model, self.sde, self.config, self.device = model.to(device), sde, config, device
-        cuda = device.type == "cuda"
-        if cuda:
-            self.model.to(memory_format=torch.channels_last)
-        # compile and optimizer options as Trainer's: static shapes, fused AdamW on CUDA
-        self.network = torch.compile(self.model, dynamic=False) if config.compile else self.model
-        self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                       enabled=cuda and config.precision == "bf16")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0,
-                                           fused=cuda)
-        self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
-        self.step_index = 0
-
-    def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:
-        to = (lambda v: v.to(self.device, non_blocking=True))
-        x0, values, t, noise, keep = to(x0), to(values), to(batch.t), to(batch.noise), to(batch.keep)
-        if self.device.type == "cuda":
-            x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
-        rate = learning_rate_at(self.step_index, self.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
-        with self.autocast:
-            loss = denoising_loss(self.network, self.sde, x0, values, keep, t, noise)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.ema.update(self.model)
-        value = float(loss.detach())
-        self.step_index += 1
-        return value
-
-
-class BatchDrawer:
-    """``Trainer.draw``'s own code with a generator of its own: the baseline's batches cost
-    the same host-side work as ours."""
-
-    draw = Trainer.draw
-
-    def __init__(self, config: TrainConfig):
-        self.config, self.generator = config, torch.Generator().manual_seed(config.seed)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -246,8 +198,8 @@ def count_parameters(model: nn.Module) -> int:
 class Side:
     """One model's trainer plus the random data its batches are drawn from."""
 
-    def __init__(self, name: str, trainer: Trainer | DiffusersTrainer, drawer: Trainer | BatchDrawer, setup: Setup):
-        self.name, self.trainer, self.drawer, self.setup = name, trainer, drawer, setup
+    def __init__(self, name: str, trainer: Trainer, setup: Setup):
+        self.name, self.trainer, self.setup = name, trainer, setup
         generator = torch.Generator().manual_seed(1)
         shape = (N_DATA, 3, setup.resolution, setup.resolution)
         self.images = torch.rand(shape, generator=generator) * 2.0 - 1.0
@@ -259,7 +211,7 @@ class Side:
         sync(self.setup.device)
         start = time.perf_counter()
         for _ in range(steps):
-            batch = self.drawer.draw(N_DATA, tuple(self.images.shape[1:]), len(FACTORS))
+            batch = self.trainer.draw(N_DATA, tuple(self.images.shape[1:]), len(FACTORS))
             self.trainer.step(self.images[batch.index], self.values[batch.index], batch)
         sync(self.setup.device)
         return time.perf_counter() - start
@@ -327,15 +279,14 @@ def main() -> None:
     config = TrainConfig(steps=100_000, batch_size=setup.batch, learning_rate=1e-4, warmup_steps=0, drop_each=0.1,
                          drop_all=0.1, ema_decay=0.999, seed=0, precision=setup.precision, compile=setup.compile)
     ours_trainer = Trainer(ours_model, sde, config, setup.device)
-    baseline_trainer = DiffusersTrainer(baseline_model, sde, config, setup.device)
+    baseline_trainer = Trainer(baseline_model, sde, config, setup.device)  # the same step code for both
     ours_model.train()
     baseline_model.train()
 
     # counted on the eager modules before any timing; gradients are cleared after
     flops = {"ours": flops_per_step(ours_model, setup, sde), "diffusers": flops_per_step(baseline_model, setup, sde)}
 
-    sides = [Side("ours", ours_trainer, ours_trainer, setup),
-             Side("diffusers", baseline_trainer, BatchDrawer(config), setup)]
+    sides = [Side("ours", ours_trainer, setup), Side("diffusers", baseline_trainer, setup)]
 
     threads = torch.get_num_threads()
     print(f"train throughput: ours (Trainer.step, ScoreUNet) vs diffusers {diffusers.__version__} UNet2DModel")
