@@ -16,6 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from latent_abstractions.artifacts import read_provenance
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -65,6 +66,9 @@ def check_outputs(repo: Path) -> None:
         factors = pq.read_table(repo / "data" / experiment / "dataset" / "factors.parquet").column_names
         probes = pq.read_table(repo / "data" / experiment / "probes.parquet").to_pandas()
         assert {f"{name}_bin" for name in probes["factor"]} <= set(factors) and probes["score"].notna().all()
+        made_from = read_provenance(repo / "data" / experiment / "trajectories.parquet")
+        assert list(made_from["inputs"]) == [f"data/{experiment}/model/weights.safetensors"]
+        assert made_from["step"] == "sample_trajectories" and len(made_from["params_sha256"]) == 64
         info = pq.read_table(repo / "data" / experiment / "information.parquet").to_pandas()
         assert set(info["estimator"]) == {"score_difference", "exact"}
         assert (info["mi_nats"] >= -1e-9).all()

@@ -104,6 +104,9 @@ def test_other_architecture_is_refused(tmp_path, model, architecture):
     wider = dict(architecture, base_channels=16)
     with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in base_channels"):
         checkpoints.load(path, expected_architecture=wider)
+    with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in attention_levels, heads"):
+        checkpoints.load_for_params(path, dict(MODEL, attention_levels=[1], heads=2))
+    assert checkpoints.load_for_params(path, MODEL)[1]["architecture"] == architecture
     # a header that lies about the tensors
     import json
     from safetensors.torch import load_file, save_file

@@ -97,5 +97,14 @@ def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[S
     return model, metadata
 
 
+def load_for_params(path: Path | str, model_params: dict) -> tuple[ScoreUNet, dict]:
+    """Load a checkpoint, refusing one whose network is not the one ``model_params`` describe
+    (the data's factors and image shape are taken from its header)."""
+    header = read_metadata(path)["architecture"]
+    factors = [Factor(f["name"], f["kind"], tuple(f["values"])) for f in header["factors"]]
+    image_shape = (header["image_channels"], *header["image_size"])
+    return load(path, expected_architecture=architecture_from_params(model_params, factors, image_shape))
+
+
 def select_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

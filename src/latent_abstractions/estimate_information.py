@@ -23,7 +23,7 @@ log = logging.getLogger("estimate_information")
 def information_step(experiment: str, params: dict, all_params: dict) -> None:
     dataset_dir, weights = paths.dataset_dir(experiment), paths.weights(experiment)
     try:
-        model, metadata = checkpoints.load(weights)
+        model, metadata = checkpoints.load_for_params(weights, params["model"])
         dataset = base.load(dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None

@@ -46,7 +46,7 @@ def sample_step(experiment: str, params: dict, all_params: dict) -> None:
     sample = params["sample"]
     weights = paths.weights(experiment)
     try:
-        model, metadata = checkpoints.load(weights)
+        model, metadata = checkpoints.load_for_params(weights, params["model"])
     except checkpoints.CheckpointError as exc:
         raise InputError(str(exc)) from None
     taps = params["model"]["taps"]
