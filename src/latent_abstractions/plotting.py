@@ -20,7 +20,7 @@ def probe_scores(probes: pd.DataFrame) -> plt.Figure:
             rows = rows.sort_values("t")
             ax.plot(rows["t"], rows["score"].clip(lower=-0.5), marker="o", ms=3, label=feature)
         metric = probes.loc[probes["factor"] == factor, "metric"].iloc[0]
-        ax.set(title=f"linear probe for {factor} ({metric})", xlabel="t (generation runs right to left)",
+        ax.set(title=f"linear probe for {factor} ({metric})", xlabel="t (generation runs left to right)",
                ylim=(-0.55, 1.05))
         ax.invert_xaxis()
         ax.axhline(0, color="grey", lw=0.5)
@@ -50,7 +50,7 @@ def mutual_information(info: pd.DataFrame) -> plt.Figure:
             ax.set_ylim(-0.05 * top, top)
             if peak > top:
                 ax.text(0.02, 0.96, f"peak {peak:.3g} nats, off scale", transform=ax.transAxes, fontsize=7, va="top")
-        axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t")
+        axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t (generation runs left to right)")
         axes[0][column].invert_xaxis()
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
     for row in axes:
