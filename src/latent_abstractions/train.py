@@ -2,7 +2,8 @@
 condition dropout, so one network gives conditional and unconditional scores.
 
 AdamW with linear warm-up then cosine decay, gradient clipping, an EMA of the weights
-(the weights that are saved and analysed), bf16 autocast and channels_last on CUDA,
+(the weights that are saved and analysed), channels_last memory format (faster convolutions
+on CPUs and GPUs alike), bf16 autocast on CUDA,
 optional torch.compile, data parallelism through torchrun (distributed.py), and a
 seeded generator that draws every batch, time and noise, so a run resumed from its
 rolling checkpoint (resume.py) continues exactly where it stopped.
@@ -110,8 +111,7 @@ class Trainer:
             raise ValueError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
         cuda = device.type == "cuda"
         self.model.to(device)
-        if cuda:
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=torch.channels_last)
         self.network: torch.nn.Module = self.model
         if self.world.active:
             self.network = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
@@ -140,8 +140,7 @@ class Trainer:
         shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
         x0, values = to(shard(x0)), to(shard(values))
         t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))
-        if self.device.type == "cuda":
-            x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+        x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
         rate = learning_rate_at(self.step_index, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
