@@ -8,6 +8,7 @@ file that a later step (or Snakemake, or DVC) would take for a finished one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -47,6 +48,14 @@ def _umask() -> int:
 
 
 def file_sha256(path: Path | str) -> str:
+    """sha256 of a file's bytes; a file unchanged since the last call (same size and
+    mtime) is not read again, since inputs can be gigabytes and several artifacts cite them."""
+    status = os.stat(path)
+    return _file_sha256(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -58,6 +67,7 @@ def params_sha256(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str:
     try:
         result = subprocess.run(

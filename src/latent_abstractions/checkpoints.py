@@ -23,7 +23,7 @@ class CheckpointError(ValueError):
 
 
 def build_model(architecture: dict) -> ScoreUNet:
-    factors = [Factor(f["name"], f["kind"], tuple(f["values"])) for f in architecture["factors"]]
+    factors = [Factor.from_dict(f) for f in architecture["factors"]]
     return ScoreUNet(
         image_channels=architecture["image_channels"],
         factors=factors,
@@ -101,7 +101,7 @@ def load_for_params(path: Path | str, model_params: dict) -> tuple[ScoreUNet, di
     """Load a checkpoint, refusing one whose network is not the one ``model_params`` describe
     (the data's factors and image shape are taken from its header)."""
     header = read_metadata(path)["architecture"]
-    factors = [Factor(f["name"], f["kind"], tuple(f["values"])) for f in header["factors"]]
+    factors = [Factor.from_dict(f) for f in header["factors"]]
     image_shape = (header["image_channels"], *header["image_size"])
     return load(path, expected_architecture=architecture_from_params(model_params, factors, image_shape))
 

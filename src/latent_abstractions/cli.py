@@ -20,8 +20,8 @@ class InputError(ValueError):
     """An input file (dataset, checkpoint, table) is missing or malformed."""
 
 
-def run_step(step: str, body: Callable[[str, dict, dict], None], argv: list[str] | None = None) -> None:
-    """Parse the command line, validate params, then call ``body(experiment, params, all_params)``.
+def run_step(step: str, body: Callable[[str, dict], None], argv: list[str] | None = None) -> None:
+    """Parse the command line, validate params, then call ``body(experiment, experiment_params)``.
 
     Bad params or inputs end the process with one line on stderr and exit code 2,
     before the step writes anything.
@@ -31,13 +31,12 @@ def run_step(step: str, body: Callable[[str, dict, dict], None], argv: list[str]
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     args = parser.parse_args(argv)
     try:
-        all_params = params_module.load(args.params)
-        experiment_params = params_module.experiment(all_params, args.experiment)
+        experiment_params = params_module.experiment(params_module.load(args.params), args.experiment)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     _setup_logging(step, args.experiment)
     try:
-        body(args.experiment, experiment_params, all_params)
+        body(args.experiment, experiment_params)
     except (InputError, params_module.ParamsError) as exc:
         sys.exit(f"error: {exc}")
 

@@ -20,7 +20,7 @@ from .sde import make_sde
 log = logging.getLogger("estimate_information")
 
 
-def information_step(experiment: str, params: dict, all_params: dict) -> None:
+def information_step(experiment: str, params: dict) -> None:
     dataset_dir, weights = paths.dataset_dir(experiment), paths.weights(experiment)
     try:
         model, metadata = checkpoints.load_for_params(weights, params["model"])

@@ -41,7 +41,7 @@ def final_samples(table, per_position: int) -> tuple[np.ndarray, pd.DataFrame]:
     return images[first], requested[first].reset_index(drop=True)
 
 
-def figures_step(experiment: str, params: dict, all_params: dict) -> None:
+def figures_step(experiment: str, params: dict) -> None:
     sources = {
         "probes": paths.probes(experiment), "information": paths.information(experiment),
         "trajectories": paths.trajectories(experiment), "loss": paths.loss_table(experiment),
@@ -53,16 +53,16 @@ def figures_step(experiment: str, params: dict, all_params: dict) -> None:
         dataset = base.load(dataset_dir)
     except (OSError, ValueError) as exc:
         raise InputError(str(exc)) from None
-    images_for_display = base.model_range(dataset.images[:])
     images, requested = final_samples(tables["trajectories"], params["sample"]["per_position"])
     drawn = {
         "probes": (plotting.probe_scores(tables["probes"].to_pandas()), [sources["probes"]]),
         "information": (plotting.mutual_information(tables["information"].to_pandas()), [sources["information"]]),
         "samples": (plotting.sample_grid(images, requested), [sources["trajectories"]]),
         "loss": (plotting.training_loss(tables["loss"].to_pandas()), [sources["loss"]]),
-        "dataset_contact_sheet": (plotting.contact_sheet(images_for_display, f"{experiment}: {len(dataset.images)} images"),
+        # The stored (memory-mapped) images: only the drawn ones are read.
+        "dataset_contact_sheet": (plotting.contact_sheet(dataset.images, f"{experiment}: {len(dataset.images)} images"),
                                   dataset_files),
-        "dataset_traversals": (plotting.traversals(images_for_display, base.traversal_rows(dataset)), dataset_files),
+        "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), dataset_files),
     }
     folder = paths.figures_dir(experiment)
     for name in FIGURE_NAMES:

@@ -42,7 +42,7 @@ def probe_table(table: pa.Table, factors: list[dict], test_fraction: float, ridg
     return pd.DataFrame(rows)
 
 
-def probes_step(experiment: str, params: dict, all_params: dict) -> None:
+def probes_step(experiment: str, params: dict) -> None:
     source = paths.trajectories(experiment)
     try:
         layout = trajectories.read_layout(source)

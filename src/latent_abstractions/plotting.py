@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .datasets.base import model_range  # noqa: E402
+
 
 def probe_scores(probes: pd.DataFrame) -> plt.Figure:
     """Held-out R^2 (continuous factor) or accuracy (categorical) of each feature's probe
@@ -61,7 +63,8 @@ def mutual_information(info: pd.DataFrame) -> plt.Figure:
 
 
 def show_image(ax, image: np.ndarray) -> None:
-    """Draw a (C, H, W) image in [-1, 1], grey or RGB."""
+    """Draw a stored (C, H, W) image (float32 in [-1, 1] or uint8), grey or RGB."""
+    image = model_range(image)
     if image.shape[0] == 1:
         ax.imshow(image[0], cmap="gray", vmin=-1, vmax=1)
     else:

@@ -19,7 +19,7 @@ def subset_indices(subset: dict | None) -> dict[str, list[int]] | None:
     return {name: list(indices) for name, indices in subset.items()} if subset else None
 
 
-def prepare(experiment: str, params: dict, all_params: dict) -> None:
+def prepare(experiment: str, params: dict) -> None:
     spec = params["dataset"]
     folder = paths.dataset_dir(experiment)
     meta = provenance("prepare_data", experiment, spec, inputs=[])

@@ -42,17 +42,14 @@ def record_steps(steps: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, steps, count).round().astype(int).tolist()))
 
 
-def sample_step(experiment: str, params: dict, all_params: dict) -> None:
+def sample_step(experiment: str, params: dict) -> None:
     sample = params["sample"]
     weights = paths.weights(experiment)
-    try:
-        model, metadata = checkpoints.load_for_params(weights, params["model"])
-    except checkpoints.CheckpointError as exc:
-        raise InputError(str(exc)) from None
     taps = params["model"]["taps"]
     try:
+        model, metadata = checkpoints.load_for_params(weights, params["model"])
         model.check_taps(taps)
-    except ValueError as exc:
+    except ValueError as exc:  # CheckpointError included
         raise InputError(str(exc)) from None
     architecture = metadata["architecture"]
     device = checkpoints.select_device()

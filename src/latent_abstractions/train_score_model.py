@@ -43,7 +43,7 @@ def write_live_metrics(experiment: str, history: list[tuple[int, float, float]],
                 live.log_metric("train/learning_rate", rate)
 
 
-def train_step(experiment: str, params: dict, all_params: dict) -> None:
+def train_step(experiment: str, params: dict) -> None:
     world = init_world()
     try:
         run_training(experiment, params, world)
@@ -69,7 +69,9 @@ def run_training(experiment: str, params: dict, world: World) -> None:
                  world.size, trainer.device)
 
     section = {key: params[key] for key in ("sde", "model", "train")}
-    fingerprint = params_sha256({**section, "dataset": dataset.content_sha256, "world": world.size})
+    inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
+    meta = provenance("train_score_model", experiment, section, inputs)
+    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "world": world.size})
     partial = paths.partial_dir(experiment)
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
     if resume.fingerprint_of(resume_file) == fingerprint:
@@ -78,8 +80,6 @@ def run_training(experiment: str, params: dict, world: World) -> None:
             log.info("resuming at step %d from %s", trainer.step_index, resume_file)
     elif world.is_main:
         shutil.rmtree(partial, ignore_errors=True)
-    inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
-    meta = provenance("train_score_model", experiment, section, inputs)
 
     def save_snapshot(step: int) -> None:
         if world.is_main:

@@ -39,6 +39,11 @@ class Factor:
     kind: str  # "continuous" or "categorical"
     values: tuple[float, ...]  # sorted values present in the dataset
 
+    @classmethod
+    def from_dict(cls, entry: dict) -> "Factor":
+        """From its JSON form (as stored in Parquet metadata and checkpoint headers)."""
+        return cls(name=entry["name"], kind=entry["kind"], values=tuple(entry["values"]))
+
     @property
     def cardinality(self) -> int:
         return len(self.values)
@@ -155,7 +160,7 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     if FACTOR_TABLE_KEY not in metadata:
         raise ValueError(f"{factors_path}: no factor table in its metadata")
     factor_table = [
-        Factor(name=f["name"], kind=f["kind"], values=tuple(f["values"]))
+        Factor.from_dict(f)
         for f in json.loads(metadata[FACTOR_TABLE_KEY])
     ]
     factors = table.to_pandas()
