@@ -57,7 +57,7 @@ except ImportError:
 
 from latent_abstractions import checkpoints
 from latent_abstractions.conditioning import FactorConditioner
-from latent_abstractions.datasets.base import Factor
+from latent_abstractions.factors import Factor
 from latent_abstractions.sde import VPSDE
 from latent_abstractions.train import TrainConfig, Trainer, denoising_loss
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latent_abstractions.datasets import base, bumps, shapes, shapes3d_file, splits
+from latent_abstractions import pixels
 
 
 def test_imbalanced_lattice_spacings():
@@ -106,7 +107,7 @@ def test_shapes3d_file_streams_into_the_common_form(small_file, tmp_path, monkey
     assert list(dataset.factors["floor_hue_bin"]) == [0, 0, 1, 1]  # indexes the values present
     assert set(dataset.factors["shape"]) == {3.0}
     assert dataset.factors["split"].eq("train").all()
-    model = base.model_range(dataset.images)
+    model = pixels.model_range(dataset.images)
     assert model.dtype == np.float32 and model.min() >= -1 and model.max() <= 1
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from latent_abstractions.datasets import base, shapes
+from latent_abstractions import pixels
 
 NAMES = shapes.FACTOR_NAMES
 CARDINALITIES = {"floor_hue": 10, "wall_hue": 10, "object_hue": 10, "scale": 8, "shape": 4, "orientation": 15}
@@ -140,7 +141,7 @@ def test_make_is_the_rendered_factorial_as_a_dataset():
     n = 2 * 1 * 1 * 2 * 4 * 2
     assert dataset.images.shape == (n, 3, 16, 16) and dataset.images.dtype == np.uint8
     assert np.array_equal(dataset.images, shapes.render(indices, 16).transpose(0, 3, 1, 2))
-    model = base.model_range(dataset.images)
+    model = pixels.model_range(dataset.images)
     assert model.dtype == np.float32 and model.min() >= -1.0 and model.max() <= 1.0
     assert list(dataset.factors.columns) == list(NAMES) + [f"{name}_bin" for name in NAMES]
     for k, name in enumerate(NAMES):

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import torch
 
 from latent_abstractions import checkpoints, trajectories
-from latent_abstractions.datasets.base import Factor
+from latent_abstractions.factors import Factor
 from latent_abstractions.sample_trajectories import condition_grid, record_steps, requested_positions
 from latent_abstractions.samplers import reverse_sde_euler_maruyama
 from latent_abstractions.sde import VPSDE, time_grid

@@ -7,7 +7,7 @@ import torch
 
 from latent_abstractions import checkpoints
 from latent_abstractions.conditioning import dropout_mask
-from latent_abstractions.datasets.base import Factor
+from latent_abstractions.factors import Factor
 from conftest import perturb
 
 FACTORS = [Factor("x", "continuous", (2.0, 3.0, 4.0, 5.0)), Factor("y", "continuous", (2.0, 6.0))]

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .artifacts import atomic_path
-from .datasets.base import Factor
+from .factors import Factor
 from .nets.unet import ScoreUNet
 
 

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from .datasets.base import Factor
+from .factors import Factor
 
 
 def sinusoidal(u: torch.Tensor, frequencies: int) -> torch.Tensor:

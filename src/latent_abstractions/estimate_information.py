@@ -14,7 +14,7 @@ from . import checkpoints, information, paths
 from .artifacts import provenance, write_parquet
 from .cli import InputError, run_step
 from .datasets import base
-from .datasets.base import model_range
+from .pixels import model_range
 from .sde import make_sde
 
 log = logging.getLogger("estimate_information")

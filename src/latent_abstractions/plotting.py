@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .datasets.base import model_range  # noqa: E402
+from .pixels import model_range  # noqa: E402
 
 
 def probe_scores(probes: pd.DataFrame) -> plt.Figure:

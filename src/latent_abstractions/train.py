@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .conditioning import dropout_mask
-from .datasets.base import model_range
+from .pixels import model_range
 from .distributed import World
 from .nets.unet import ScoreUNet
 from .sde import SDE

@@ -3,7 +3,7 @@
 On disk a dataset is two files in one folder:
 - ``images.npy``: array (N, C, H, W), memory-mappable, either float32 with values in
   [-1, 1] or uint8 in [0, 255] (rendered or real photographs), which
-  :func:`model_range` maps to [-1, 1] as x / 127.5 - 1;
+  ``pixels.model_range`` maps to [-1, 1] as x / 127.5 - 1;
 - ``factors.parquet``: one row per image, one column per factor (and ``<name>_bin``,
   the index of the value in the factor's sorted list of values), a ``split`` column
   ("train"/"test", see splits.py), with the factor table and a content hash of the
@@ -25,36 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..artifacts import atomic_path, write_parquet
+from ..factors import Factor
 
 IMAGES_FILE = "images.npy"
 FACTORS_FILE = "factors.parquet"
 FACTOR_TABLE_KEY = b"latent_abstractions.factors"
-
-
-@dataclasses.dataclass(frozen=True)
-class Factor:
-    """One generating factor: its name, kind and the values it takes."""
-
-    name: str
-    kind: str  # "continuous" or "categorical"
-    values: tuple[float, ...]  # sorted values present in the dataset
-
-    @classmethod
-    def from_dict(cls, entry: dict) -> "Factor":
-        """From its JSON form (as stored in Parquet metadata and checkpoint headers)."""
-        return cls(name=entry["name"], kind=entry["kind"], values=tuple(entry["values"]))
-
-    @property
-    def cardinality(self) -> int:
-        return len(self.values)
-
-    @property
-    def low(self) -> float:
-        return float(self.values[0])
-
-    @property
-    def high(self) -> float:
-        return float(self.values[-1])
 
 
 @dataclasses.dataclass
@@ -102,13 +77,6 @@ class Dataset:
                 return factor
         known = ", ".join(f.name for f in self.factor_table)
         raise KeyError(f"unknown factor {name!r}; the dataset has: {known}")
-
-
-def model_range(images: np.ndarray) -> np.ndarray:
-    """Images as float32 in [-1, 1], whichever of the two stored forms they are in."""
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 127.5 - 1.0
-    return np.asarray(images, dtype=np.float32)
 
 
 def bin_index(values: np.ndarray, factor: Factor) -> np.ndarray:

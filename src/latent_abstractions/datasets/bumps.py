@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import Dataset, Factor, bin_index
+from ..factors import Factor
+from .base import Dataset, bin_index
 
 
 def lattice(extent: int, spacing: float, margin: float) -> np.ndarray:

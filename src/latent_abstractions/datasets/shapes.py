@@ -33,7 +33,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from .base import Dataset, Factor
+from ..factors import Factor
+from .base import Dataset
 
 FACTOR_NAMES: tuple[str, ...] = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 _HUES = tuple(i / 10 for i in range(10))
@@ -332,7 +333,7 @@ def all_indices(subset: dict[str, list[int]] | None = None) -> np.ndarray:
 
 def make(size: int = 64, subset: dict[str, list[int]] | None = None) -> Dataset:
     """The full factorial (or the subset) as a Dataset: images (N, 3, size, size) uint8
-    (as the real Shapes3D; base.model_range maps them to [-1, 1]); a factors DataFrame
+    (as the real Shapes3D; pixels.model_range maps them to [-1, 1]); a factors DataFrame
     with each factor's value and ``<name>_bin``, the index into the factor table's values,
     which are the values present, as for every data set."""
     size = _check_size(size)

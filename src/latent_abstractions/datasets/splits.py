@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import Factor
+from ..factors import Factor
 
 
 class SplitError(ValueError):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conditioning import FactorConditioner
-from ..datasets.base import Factor
+from ..factors import Factor
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
