@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install clean
+.PHONY: run test install clean dvc.yaml
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ run: install
 
 test: install
 	python -m pytest
+
+# dvc.yaml is generated from the stage table and the experiments in params.yaml.
+dvc.yaml: install
+	python -m latent_abstractions.dvc_yaml
 
 clean:
 	rm -rf data/*/ logs .snakemake

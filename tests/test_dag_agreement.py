@@ -1,5 +1,6 @@
 """The Snakefile and dvc.yaml describe the same DAG: stage names, commands, deps,
-outs and params, job by job, for every experiment in params.yaml."""
+outs and params, job by job, for every experiment in params.yaml; both come from
+the stage table, and dvc.yaml is current with it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dvc.repo import Repo
 from snakemake.api import SnakemakeApi
 from snakemake.settings import types as settings
 
+from latent_abstractions import dvc_yaml, stage_table
 from conftest import ROOT
 
 
@@ -55,12 +57,16 @@ def both():
     return snakemake_jobs(), dvc_stages()
 
 
-def test_same_stages(both):
+def test_committed_dvc_yaml_is_current(default_params):
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml.render(default_params), "run `make dvc.yaml`"
+
+
+def test_same_stages(both, default_params):
     snakemake, dvc = both
     assert sorted(snakemake) == sorted(dvc)
-    assert {name.split("@")[0] for name in dvc} == {
-        "prepare_data", "train_score_model", "sample_trajectories", "fit_probes", "estimate_information", "figures",
-    }
+    expected = {f"{entry.name}@{name}" for entry in stage_table.STAGES
+                for name in stage_table.experiments_of(entry, default_params)}
+    assert set(dvc) == expected
 
 
 @pytest.mark.parametrize("field", ["cmd", "deps", "outs", "params"])

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from latent_abstractions.distributed import World
 from conftest import tiny_experiment
 
-STEP = ["-m", "latent_abstractions.train_score_model", "--experiment", "tiny"]
+STEP = ["-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"]
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ def losses(cwd: Path) -> np.ndarray:
 def test_two_processes_match_one_at_the_same_global_batch(workdir, default_params):
     params = tiny_experiment(default_params, steps=40, batch_size=16, resume_every=0, checkpoints=2)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    run(workdir, [sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"])
+    run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     run(workdir, [sys.executable, *STEP])
     single = losses(workdir)
     single_weights = load_file(str(workdir / "data" / "tiny" / "model" / "weights.safetensors"))

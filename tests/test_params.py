@@ -91,7 +91,7 @@ def test_unknown_experiment(default_params):
 
 
 def run_step(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "latent_abstractions.prepare_data", *args],
+    return subprocess.run([sys.executable, "-m", "latent_abstractions.stages.prepare_data", *args],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
@@ -129,9 +129,9 @@ def test_training_on_a_factor_the_dataset_lacks_stops_before_writing(workdir, de
     params = tiny_experiment(default_params, steps=5)
     params["experiments"]["tiny"]["model"]["condition_on"] = ["x", "colour"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    assert subprocess.run([sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"],
+    assert subprocess.run([sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"],
                           cwd=workdir, capture_output=True, timeout=120).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "latent_abstractions.train_score_model", "--experiment", "tiny"],
+    result = subprocess.run([sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"],
                             cwd=workdir, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert result.stderr.strip() == "error: model.condition_on: unknown factor colour; the dataset has: x, y"

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from latent_abstractions import resume
 from conftest import tiny_experiment
 
-STEP = [sys.executable, "-m", "latent_abstractions.train_score_model", "--experiment", "tiny"]
+STEP = [sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"]
 
 
 def environment() -> dict:
@@ -45,7 +45,7 @@ def outputs(cwd) -> dict:
 def test_kill_and_resume_is_bit_exact(workdir, default_params):
     params = tiny_experiment(default_params, steps=1500, batch_size=16, resume_every=25, checkpoints=5)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    run(workdir, [sys.executable, "-m", "latent_abstractions.prepare_data", "--experiment", "tiny"])
+    run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     run(workdir, STEP)
     uninterrupted = outputs(workdir)
     shutil.rmtree(workdir / "data" / "tiny" / "model")

@@ -8,7 +8,8 @@ import torch
 
 from latent_abstractions import checkpoints, trajectories
 from latent_abstractions.factors import Factor
-from latent_abstractions.sample_trajectories import condition_grid, record_steps, requested_positions
+from latent_abstractions.stages.sample_trajectories import condition_grid, record_steps, requested_positions
+from latent_abstractions.recording import TrajectoryRecorder
 from latent_abstractions.samplers import reverse_sde_euler_maruyama
 from latent_abstractions.sde import VPSDE, time_grid
 from conftest import perturb
@@ -48,7 +49,7 @@ def test_recorded_table_layout_and_round_trip(tmp_path):
     sde = VPSDE()
     requested = {"x": np.array([1.0, 2.0, 2.0]), "y": np.array([1.0, 1.0, 2.0])}
     values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
-    recorder = trajectories.TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"])
+    recorder = TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"])
     generator = torch.Generator().manual_seed(0)
     final = reverse_sde_euler_maruyama(recorder, sde, torch.randn(3, 1, 8, 8, generator=generator),
                                        time_grid(1.0, 1e-3, 10), generator)

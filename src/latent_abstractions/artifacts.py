@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+from .code_closure import code_sha256
 
 PROVENANCE_KEY = b"latent_abstractions.provenance"
 
@@ -63,40 +64,66 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def canonical_json(value) -> str:
+    """JSON with sorted keys: equal values give equal bytes, whatever the insertion order."""
+    return json.dumps(value, sort_keys=True)
+
+
 def params_sha256(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()
+
+
+def _git(*arguments: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *arguments], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 @functools.lru_cache(maxsize=1)
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+def git_state() -> dict:
+    """The commit checked out, and whether tracked files differ from it (a dirty work tree)."""
+    commit = _git("rev-parse", "HEAD")
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit or "unknown", "git_dirty": None if changes is None else bool(changes)}
+
+
+def stage_code_sha256(step: str) -> str:
+    """Hash of the code a step runs: the import closure of its stage module."""
+    return code_sha256(f"{__package__}.stages.{step}")
 
 
 def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str]) -> dict:
-    """What made an artifact: the step, its params, its inputs' hashes, the code version."""
+    """What made an artifact: the step, its params, its inputs' hashes, the code that ran."""
     return {
         "step": step,
         "experiment": experiment,
         "params_sha256": params_sha256(params),
         "params": params,
         "inputs": {str(path): file_sha256(path) for path in inputs},
+        "code_sha256": stage_code_sha256(step),
         "package_version": __version__,
-        "git_commit": _git_commit(),
+        **git_state(),
     }
 
 
 def write_parquet(table: pa.Table, target: Path | str, meta: dict) -> None:
     """Write ``table`` atomically with ``meta`` (JSON) in the Parquet schema metadata."""
     existing = table.schema.metadata or {}
-    table = table.replace_schema_metadata({**existing, PROVENANCE_KEY: json.dumps(meta).encode()})
+    table = table.replace_schema_metadata({**existing, PROVENANCE_KEY: canonical_json(meta).encode()})
     with atomic_path(target) as temporary:
         pq.write_table(table, temporary)
+
+
+def write_series_csv(frame, x: str, series: list[str], value: str, target: Path | str) -> None:
+    """A long table for `dvc plots` (the ``series`` template): columns ``x``, ``series``
+    (the named columns joined by a space) and ``value``, written atomically."""
+    table = frame[[x]].copy()
+    table["series"] = frame[series].astype(str).agg(" ".join, axis=1)
+    table["value"] = frame[value]
+    with atomic_path(target) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
 
 
 def read_provenance(path: Path | str) -> dict:

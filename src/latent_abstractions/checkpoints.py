@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
-from .artifacts import atomic_path
+from . import safetensors_file
+from .artifacts import canonical_json
 from .factors import Factor
 from .nets.unet import ScoreUNet
 
@@ -60,9 +61,8 @@ def save(model: ScoreUNet, architecture: dict, path: Path | str, provenance: dic
 def save_state(state: dict[str, torch.Tensor], architecture: dict, path: Path | str, provenance: dict) -> None:
     """Weights (e.g. an EMA's) as safetensors, with the architecture and provenance in the header."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in state.items()}
-    metadata = {"architecture": json.dumps(architecture), "provenance": json.dumps(provenance)}
-    with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=metadata)
+    metadata = {"architecture": canonical_json(architecture), "provenance": canonical_json(provenance)}
+    safetensors_file.write(tensors, path, metadata)
 
 
 def read_metadata(path: Path | str) -> dict:

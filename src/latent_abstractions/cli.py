@@ -20,23 +20,28 @@ class InputError(ValueError):
     """An input file (dataset, checkpoint, table) is missing or malformed."""
 
 
-def run_step(step: str, body: Callable[[str, dict], None], argv: list[str] | None = None) -> None:
-    """Parse the command line, validate params, then call ``body(experiment, experiment_params)``.
+def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None,
+             options: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Parse the command line, validate params, then call ``body(experiment, experiment_params)``
+    (plus the parsed arguments as keywords when ``options`` adds any to the parser).
 
     Bad params or inputs end the process with one line on stderr and exit code 2,
     before the step writes anything.
     """
-    parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.{step}")
+    parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
     parser.add_argument("--experiment", required=True, help="experiment name in params.yaml")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    if options:
+        options(parser)
     args = parser.parse_args(argv)
+    extra = {key: value for key, value in vars(args).items() if key not in ("experiment", "params")}
     try:
         experiment_params = params_module.experiment(params_module.load(args.params), args.experiment)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     _setup_logging(step, args.experiment)
     try:
-        body(args.experiment, experiment_params)
+        body(args.experiment, experiment_params, **extra)
     except (InputError, params_module.ParamsError) as exc:
         sys.exit(f"error: {exc}")
 

@@ -1,54 +1,84 @@
-"""Where each experiment's artifacts live under data/ (mirrored by the Snakefile and dvc.yaml)."""
+"""Where each experiment's artifacts live under data/: written once, here.
+
+Every path is a template with an ``{experiment}`` field. The stage table
+(stage_table.py) lists these templates as the stages' inputs and outputs for
+Snakemake and dvc.yaml; the stages call the functions below, which fill them in.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DATA = Path("data")
+DATASET_DIR = "data/{experiment}/dataset"
+IMAGES = DATASET_DIR + "/images.npy"
+FACTORS = DATASET_DIR + "/factors.parquet"
+MODEL_DIR = "data/{experiment}/model"
+WEIGHTS = MODEL_DIR + "/weights.safetensors"
+LOSS = MODEL_DIR + "/loss.parquet"
+CHECKPOINTS = MODEL_DIR + "/checkpoints"  # EMA snapshots at log-spaced steps, step_<n>.safetensors
+LIVE = MODEL_DIR + "/live"  # dvclive metrics of training
+LIVE_METRICS = LIVE + "/metrics.json"
+LIVE_PLOT = LIVE + "/plots/metrics/train/{metric}.tsv"
+PARTIAL = MODEL_DIR + "/.partial"  # training in progress; never a pipeline output
+TRAJECTORIES = "data/{experiment}/trajectories.parquet"
+PROBES = "data/{experiment}/probes.parquet"
+INFORMATION = "data/{experiment}/information.parquet"
+FIGURES_DIR = "data/{experiment}/figures"
+FIGURE = FIGURES_DIR + "/{figure}.png"
+PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
+
+# The figures of one experiment: each drawn by its own stage from only the tables it shows.
+DATASET_FIGURES = ("dataset_contact_sheet", "dataset_traversals")
+RESULT_FIGURES = ("probes", "information", "samples", "loss")
+
+
+def _fill(template: str, experiment: str, **fields: str) -> Path:
+    return Path(template.format(experiment=experiment, **fields))
 
 
 def dataset_dir(experiment: str) -> Path:
-    return DATA / experiment / "dataset"
+    return _fill(DATASET_DIR, experiment)
 
 
 def model_dir(experiment: str) -> Path:
-    return DATA / experiment / "model"
+    return _fill(MODEL_DIR, experiment)
 
 
 def weights(experiment: str) -> Path:
-    return model_dir(experiment) / "weights.safetensors"
+    return _fill(WEIGHTS, experiment)
 
 
 def loss_table(experiment: str) -> Path:
-    return model_dir(experiment) / "loss.parquet"
-
-
-def trajectories(experiment: str) -> Path:
-    return DATA / experiment / "trajectories.parquet"
-
-
-def probes(experiment: str) -> Path:
-    return DATA / experiment / "probes.parquet"
-
-
-def information(experiment: str) -> Path:
-    return DATA / experiment / "information.parquet"
-
-
-def figures_dir(experiment: str) -> Path:
-    return DATA / experiment / "figures"
+    return _fill(LOSS, experiment)
 
 
 def checkpoints_dir(experiment: str) -> Path:
-    """EMA snapshots at log-spaced training steps, step_<n>.safetensors."""
-    return model_dir(experiment) / "checkpoints"
+    return _fill(CHECKPOINTS, experiment)
 
 
 def live_dir(experiment: str) -> Path:
-    """dvclive metrics of training."""
-    return model_dir(experiment) / "live"
+    return _fill(LIVE, experiment)
 
 
 def partial_dir(experiment: str) -> Path:
-    """Training in progress (resume checkpoint, snapshots so far); not a pipeline output."""
-    return model_dir(experiment) / ".partial"
+    return _fill(PARTIAL, experiment)
+
+
+def trajectories(experiment: str) -> Path:
+    return _fill(TRAJECTORIES, experiment)
+
+
+def probes(experiment: str) -> Path:
+    return _fill(PROBES, experiment)
+
+
+def information(experiment: str) -> Path:
+    return _fill(INFORMATION, experiment)
+
+
+def figure(experiment: str, name: str) -> Path:
+    return _fill(FIGURE, experiment, figure=name)
+
+
+def plot_data(experiment: str, name: str) -> Path:
+    return _fill(PLOT_DATA, experiment, name=name)

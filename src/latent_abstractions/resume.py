@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
-from .artifacts import atomic_path
+from . import safetensors_file
+from .artifacts import canonical_json
 from .train import Trainer
 
 
@@ -34,10 +35,9 @@ def save(trainer: Trainer, path: Path | str, fingerprint: str) -> None:
         "fingerprint": fingerprint,
         "step": str(trainer.step_index),
         "ema_updates": str(trainer.ema.updates),
-        "param_groups": json.dumps(optimizer["param_groups"]),
+        "param_groups": canonical_json(optimizer["param_groups"]),
     }
-    with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=metadata)
+    safetensors_file.write(tensors, path, metadata)
 
 
 def fingerprint_of(path: Path | str) -> str | None:

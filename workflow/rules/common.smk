@@ -1,18 +1,21 @@
-# Shared by every rule: params validation before any job, experiment names,
-# and where the package's source lives (rules list the modules they run as inputs,
-# exactly as dvc.yaml lists them as deps).
+# Shared by every rule: params validation before any job, the stage table, and the
+# interpreter that jobs run with.
+import os
 import sys
 
 from latent_abstractions import params as params_schema
+from latent_abstractions import stage_table
 
 try:
     params_schema.validate(config)
 except params_schema.ParamsError as error:
     sys.exit(f"error: {error}")
 
+# Jobs run with the interpreter running Snakemake (workflow/scripts/run_stage.py reads
+# this), so an environment need not be activated; cluster jobs inherit it.
+os.environ["LATENT_ABSTRACTIONS_PYTHON"] = sys.executable
+
 EXPERIMENTS = sorted(config["experiments"])
-FIGURES = ["probes", "information", "samples", "loss", "dataset_contact_sheet", "dataset_traversals"]
-PACKAGE = "src/latent_abstractions"
 
 
 wildcard_constraints:

@@ -4,11 +4,12 @@ Gaussian bumps, procedural Shapes3D-like scenes, or an import of the real Shapes
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from . import paths
-from .artifacts import provenance
-from .cli import InputError, run_step
-from .datasets import base, bumps, shapes, shapes3d_file, splits
+from .. import paths
+from ..artifacts import provenance
+from ..cli import InputError, run_step
+from ..datasets import base, bumps, shapes, shapes3d_file, splits
 
 log = logging.getLogger("prepare_data")
 
@@ -22,7 +23,8 @@ def subset_indices(subset: dict | None) -> dict[str, list[int]] | None:
 def prepare(experiment: str, params: dict) -> None:
     spec = params["dataset"]
     folder = paths.dataset_dir(experiment)
-    meta = provenance("prepare_data", experiment, spec, inputs=[])
+    external = [spec["path"]] if spec["kind"] == "shapes3d_file" and Path(spec["path"]).is_file() else []
+    meta = provenance("prepare_data", experiment, spec, inputs=external)
     try:
         if spec["kind"] == "shapes3d_file":
             count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec.get("subset")),

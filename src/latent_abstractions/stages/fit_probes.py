@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import paths, trajectories
-from .artifacts import provenance, write_parquet
-from .cli import InputError, run_step
-from .probes import held_out_accuracy, held_out_r2, split_trajectories
+from .. import paths, trajectories
+from ..artifacts import provenance, write_parquet, write_series_csv
+from ..cli import InputError, run_step
+from ..probes import held_out_accuracy, held_out_r2, split_trajectories
 
 log = logging.getLogger("fit_probes")
 
@@ -54,6 +54,7 @@ def probes_step(experiment: str, params: dict) -> None:
     frame.insert(0, "experiment", experiment)
     meta = provenance("fit_probes", experiment, settings, [source])
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.probes(experiment), meta)
+    write_series_csv(frame, "t", ["feature", "factor"], "score", paths.plot_data(experiment, "probes"))
     final = frame[frame["step"] == frame["step"].max()]
     log.info("held-out score at the last step:\n%s", final.pivot(index="feature", columns="factor", values="score").round(3))
 

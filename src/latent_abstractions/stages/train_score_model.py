@@ -16,13 +16,13 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from . import checkpoints, paths, resume
-from .artifacts import params_sha256, provenance, write_parquet
-from .cli import InputError, run_step
-from .datasets import base
-from .distributed import World, close_world, device_for, init_world
-from .sde import make_sde
-from .train import Trainer, TrainConfig, train
+from .. import checkpoints, paths, resume
+from ..artifacts import params_sha256, provenance, write_parquet
+from ..cli import InputError, run_step
+from ..datasets import base
+from ..distributed import World, close_world, device_for, init_world
+from ..sde import make_sde
+from ..train import Trainer, TrainConfig, train
 
 log = logging.getLogger("train_score_model")
 
@@ -71,14 +71,20 @@ def run_training(experiment: str, params: dict, world: World) -> None:
     section = {key: params[key] for key in ("sde", "model", "train")}
     inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
     meta = provenance("train_score_model", experiment, section, inputs)
-    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "world": world.size})
+    # A resume checkpoint is used only by the same params, inputs, code and world size;
+    # any other is discarded and training starts over (never a mix of two runs).
+    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"],
+                                 "world": world.size})
     partial = paths.partial_dir(experiment)
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
-    if resume.fingerprint_of(resume_file) == fingerprint:
+    found = resume.fingerprint_of(resume_file)
+    if found == fingerprint:
         resume.load(trainer, resume_file)
         if world.is_main:
             log.info("resuming at step %d from %s", trainer.step_index, resume_file)
     elif world.is_main:
+        if found is not None:
+            log.warning("starting over: %s was made by other params, inputs or code", resume_file)
         shutil.rmtree(partial, ignore_errors=True)
 
     def save_snapshot(step: int) -> None:

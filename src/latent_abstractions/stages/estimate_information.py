@@ -10,12 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from . import checkpoints, information, paths
-from .artifacts import provenance, write_parquet
-from .cli import InputError, run_step
-from .datasets import base
-from .pixels import model_range
-from .sde import make_sde
+from .. import checkpoints, information, paths
+from ..artifacts import provenance, write_parquet, write_series_csv
+from ..cli import InputError, run_step
+from ..datasets import base
+from ..pixels import model_range
+from ..sde import make_sde
 
 log = logging.getLogger("estimate_information")
 
@@ -48,9 +48,10 @@ def information_step(experiment: str, params: dict) -> None:
             }))
     frame = pd.concat(rows, ignore_index=True)
     inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE, weights]
-    section = {key: params[key] for key in ("sde", "information")}
+    section = {key: params[key] for key in ("sde", "model", "information")}
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.information(experiment),
                   provenance("estimate_information", experiment, section, inputs))
+    write_series_csv(frame, "t", ["factor", "estimator"], "mi_nats", paths.plot_data(experiment, "information"))
     at_end = frame[np.isclose(frame["t"], times[-1])].pivot(index="factor", columns="estimator", values="mi_nats")
     log.info("I(factor; X_t) at t=%.3g, nats:\n%s", times[-1], at_end.round(3))
 

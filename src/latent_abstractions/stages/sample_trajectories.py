@@ -8,11 +8,12 @@ import logging
 import numpy as np
 import torch
 
-from . import checkpoints, paths, trajectories
-from .artifacts import provenance
-from .cli import InputError, run_step
-from .samplers import SAMPLERS
-from .sde import make_sde, time_grid
+from .. import checkpoints, paths, trajectories
+from ..artifacts import provenance
+from ..cli import InputError, run_step
+from ..recording import TrajectoryRecorder
+from ..samplers import SAMPLERS
+from ..sde import make_sde, time_grid
 
 log = logging.getLogger("sample_trajectories")
 
@@ -61,7 +62,7 @@ def sample_step(experiment: str, params: dict) -> None:
     values = torch.tensor(np.stack(list(requested.values()), axis=1), dtype=torch.float32, device=device)
     image_shape = (architecture["image_channels"], *architecture["image_size"])
     steps = record_steps(sample["steps"], sample["record_times"])
-    recorder = trajectories.TrajectoryRecorder(model, sde, values, steps, taps)
+    recorder = TrajectoryRecorder(model, sde, values, steps, taps)
     generator = torch.Generator().manual_seed(sample["seed"])
     prior = sde.prior_sample((len(values),) + image_shape, generator).to(device)
     SAMPLERS[sample["sampler"]](recorder, sde, prior, time_grid(sde.T, sample["t_end"], sample["steps"]),

@@ -1,0 +1,133 @@
+"""The pipeline's stages, defined once.
+
+Each entry names a stage, the module its command runs, the files it reads and
+writes (templates from paths.py), the params.yaml sections it reads, and what DVC
+shows as metrics and plots. The Snakemake rules (workflow/rules/stages.smk) and
+dvc.yaml (written by ``python -m latent_abstractions.dvc_yaml``) are both made
+from this table; a stage's code dependencies are the import closure of its module
+(code_closure.py), so neither engine's copy is kept by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from . import paths
+from .code_closure import closure_files
+
+STAGE_PACKAGE = "latent_abstractions.stages"
+LAUNCHER = "workflow/scripts/run_stage.py"  # finds the environment's interpreter (see its docstring)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plot:
+    """A `dvc plots` definition of a CSV output. Tables in long form (columns x,
+    ``series``, ``value``) use the ``series`` template (.dvc/plots/series.json), which
+    draws one line per series."""
+
+    path: str
+    x: str
+    y: str
+    template: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    module: str  # under latent_abstractions.stages
+    inputs: tuple[str, ...]  # path templates
+    outputs: tuple[str, ...]  # path templates (files)
+    params: tuple[str, ...]  # sections of the experiment's params
+    arguments: str = ""  # extra command-line arguments
+    directories: tuple[str, ...] = ()  # outputs that are directories
+    metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics (kept in git, not the cache)
+    plots: tuple[Plot, ...] = ()  # outputs DVC draws (kept in git, not the cache)
+    applies_to: Callable[[dict], bool] = lambda experiment: True
+    external_input: str | None = None  # a dataset key naming a file outside the repository
+
+    @property
+    def command_module(self) -> str:
+        return f"{STAGE_PACKAGE}.{self.module}"
+
+    def command(self, experiment: str) -> str:
+        extra = f" {self.arguments}" if self.arguments else ""
+        return f"python3 {LAUNCHER} {self.module} --experiment {experiment}{extra}"
+
+    def code(self) -> list[str]:
+        """The stage's code dependencies: its module's import closure inside the package."""
+        return closure_files(self.command_module)
+
+    def all_outputs(self) -> tuple[str, ...]:
+        return self.outputs + self.directories + self.metrics + tuple(p.path for p in self.plots)
+
+    def external(self, experiment_params: dict) -> list[str]:
+        """Files outside the repository that this experiment's run reads (hashed by DVC)."""
+        if self.external_input is None:
+            return []
+        return [experiment_params["dataset"][self.external_input]]
+
+
+def _is_file_import(experiment: dict) -> bool:
+    return experiment["dataset"]["kind"] == "shapes3d_file"
+
+
+DATASET = (paths.IMAGES, paths.FACTORS)
+LIVE_PLOTS = tuple(Plot(paths.LIVE_PLOT.replace("{metric}", m), "step", m) for m in ("loss", "learning_rate"))
+
+
+def _series_plot(name: str) -> Plot:
+    return Plot(paths.PLOT_DATA.replace("{name}", name), "t", "value", "series")
+
+
+def _figure(name: str) -> str:
+    return paths.FIGURE.replace("{figure}", name)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare_data", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
+          applies_to=lambda e: not _is_file_import(e)),
+    Stage("import_shapes3d", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
+          applies_to=_is_file_import, external_input="path"),
+    Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
+          params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
+          plots=LIVE_PLOTS),
+    Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(paths.TRAJECTORIES,),
+          params=("sde", "model", "sample")),
+    Stage("fit_probes", "fit_probes", inputs=(paths.TRAJECTORIES,), outputs=(paths.PROBES,), params=("probes",),
+          plots=(_series_plot("probes"),)),
+    Stage("estimate_information", "estimate_information", inputs=DATASET + (paths.WEIGHTS,),
+          outputs=(paths.INFORMATION,), params=("sde", "model", "information"),
+          plots=(_series_plot("information"),)),
+    Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
+          outputs=tuple(_figure(n) for n in paths.DATASET_FIGURES), params=()),
+    Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES,),
+          outputs=(_figure("probes"),), params=()),
+    Stage("plot_information", "figures", arguments="--figures information", inputs=(paths.INFORMATION,),
+          outputs=(_figure("information"),), params=()),
+    Stage("plot_samples", "figures", arguments="--figures samples", inputs=(paths.TRAJECTORIES,),
+          outputs=(_figure("samples"),), params=()),
+    Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
+          outputs=(_figure("loss"),), params=()),
+)
+
+
+def stage(name: str) -> Stage:
+    for entry in STAGES:
+        if entry.name == name:
+            return entry
+    raise KeyError(f"no stage {name!r}; the table has: {', '.join(s.name for s in STAGES)}")
+
+
+def experiments_of(entry: Stage, params: dict) -> list[str]:
+    """The experiments in params.yaml that run this stage."""
+    return sorted(name for name, experiment in params["experiments"].items() if entry.applies_to(experiment))
+
+
+def final_outputs(params: dict) -> list[str]:
+    """Every figure of every experiment: what `snakemake` (rule all) and `dvc repro` make."""
+    return sorted(
+        template.format(experiment=name)
+        for entry in STAGES if entry.outputs and entry.outputs[0].startswith(paths.FIGURES_DIR)
+        for name in experiments_of(entry, params) for template in entry.outputs
+    )

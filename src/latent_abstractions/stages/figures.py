@@ -1,0 +1,82 @@
+"""Pipeline step: one group of an experiment's figures (``--figures``) as PNG under
+data/<experiment>/figures/, each carrying its inputs' hashes in a PNG text chunk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .. import paths, plotting, trajectories
+from ..artifacts import atomic_path, canonical_json, provenance
+from ..cli import InputError, run_step
+from ..datasets import base
+
+log = logging.getLogger("figures")
+
+
+def save_png(figure, target: Path, meta: dict) -> None:
+    with atomic_path(target) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, metadata={"provenance": canonical_json(meta)})
+    plotting.plt.close(figure)
+
+
+def final_samples(table) -> tuple[np.ndarray, pd.DataFrame]:
+    """The final denoised image of the first trajectory at each requested condition."""
+    layout_shape = tuple(trajectories.read_layout_from_table(table)["image_shape"])
+    step = table.column("step").to_numpy()
+    last = step == step.max()
+    images = trajectories.vector_column(table, "denoised")[last].reshape((-1,) + layout_shape)
+    requested = pd.DataFrame({
+        name.removeprefix("requested_"): table.column(name).to_numpy()[last]
+        for name in table.column_names if name.startswith("requested_")
+    })
+    first = ~requested.duplicated().to_numpy()
+    return images[first], requested[first].reset_index(drop=True)
+
+
+def dataset_figures(experiment: str) -> dict[str, tuple]:
+    dataset_dir = paths.dataset_dir(experiment)
+    dataset = base.load(dataset_dir)
+    inputs = [paths.dataset_dir(experiment) / name for name in (base.IMAGES_FILE, base.FACTORS_FILE)]
+    title = f"{experiment}: {len(dataset.images)} images"
+    # The stored (memory-mapped) images: only the drawn ones are read.
+    return {"dataset_contact_sheet": (plotting.contact_sheet(dataset.images, title), inputs),
+            "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs)}
+
+
+def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
+    return {name: (draw(pq.read_table(source)), [source])}
+
+
+# Each group is drawn by its own stage from only the files it shows, so that a
+# change upstream of one figure redraws that figure alone.
+GROUPS = {
+    "dataset": dataset_figures,
+    "probes": lambda e: table_figure("probes", paths.probes(e), lambda t: plotting.probe_scores(t.to_pandas())),
+    "information": lambda e: table_figure("information", paths.information(e),
+                                          lambda t: plotting.mutual_information(t.to_pandas())),
+    "samples": lambda e: table_figure("samples", paths.trajectories(e), lambda t: plotting.sample_grid(*final_samples(t))),
+    "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),
+}
+
+
+def figures_step(experiment: str, params: dict, figures: str) -> None:
+    try:
+        drawn = GROUPS[figures](experiment)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    for name, (figure, inputs) in drawn.items():
+        save_png(figure, paths.figure(experiment, name), provenance("figures", experiment, {}, inputs))
+    log.info("wrote %s", ", ".join(str(paths.figure(experiment, name)) for name in drawn))
+
+
+def options(parser) -> None:
+    parser.add_argument("--figures", required=True, choices=sorted(GROUPS), help="which figures to draw")
+
+
+if __name__ == "__main__":
+    run_step("figures", figures_step, options=options)
