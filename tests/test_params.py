@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import inspect
 import subprocess
 import sys
 
@@ -9,6 +12,9 @@ import pytest
 import yaml
 
 from latent_abstractions import params
+from latent_abstractions.datasets import bumps
+from latent_abstractions.stages.prepare_data import BUMPS_KEYS
+from latent_abstractions.train import TrainConfig
 from conftest import ROOT, tiny_experiment
 
 
@@ -136,3 +142,46 @@ def test_training_on_a_factor_the_dataset_lacks_stops_before_writing(workdir, de
     assert result.returncode != 0
     assert result.stderr.strip() == "error: model.condition_on: unknown factor colour; the dataset has: x, y"
     assert not (workdir / "data" / "tiny" / "model").exists()
+
+
+def test_optional_keys_get_the_schema_default(default_params):
+    """One source of defaults: a continuous-centre bumps set without `count` has the
+    schema's 256 images, and a shapes set without `subset` keeps every value."""
+    bumps_experiment = copy.deepcopy(default_params["experiments"]["bumps"])
+    bumps_experiment["dataset"]["centres"] = "continuous"
+    shapes_experiment = copy.deepcopy(default_params["experiments"]["shapes"])
+    del shapes_experiment["dataset"]["subset"]
+    filled = params.validate({"experiments": {"b": bumps_experiment, "s": shapes_experiment}})["experiments"]
+    assert filled["b"]["dataset"]["count"] == 256
+    spec = filled["b"]["dataset"]
+    dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS})
+    assert len(dataset.images) == 256
+    assert filled["s"]["dataset"]["subset"]["shape"] == [0, 1, 2, 3]
+    assert filled["s"]["dataset"]["subset"]["orientation"] == list(range(15))
+
+
+def test_a_required_key_is_not_filled_in(default_params):
+    experiment = copy.deepcopy(default_params["experiments"]["bumps"])
+    del experiment["train"]["steps"]
+    with pytest.raises(params.ParamsError, match="experiments.b.train lacks steps"):
+        params.validate({"experiments": {"b": experiment}})
+
+
+def schema_defaults(definition: str) -> dict:
+    properties = params.load_schema()["$defs"][definition]["properties"]
+    return {key: entry["default"] for key, entry in properties.items() if "default" in entry}
+
+
+@pytest.mark.parametrize("function, definition", [(bumps.make, "bumps")])
+def test_library_defaults_agree_with_the_schema(function, definition):
+    defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    expected = schema_defaults(definition)
+    assert defaults and {name: expected[name] for name in defaults} == defaults
+
+
+def test_training_defaults_agree_with_the_schema():
+    expected = schema_defaults("train")
+    for field in dataclasses.fields(TrainConfig):
+        if field.default is not dataclasses.MISSING and field.name in expected:
+            assert field.default == expected[field.name], field.name

@@ -2,9 +2,14 @@
 
 Every failure becomes a :class:`ParamsError` whose message is one line naming
 the key, the value and what is allowed, so that a step stops before any compute.
+The schema is the one source of defaults: an optional key left out is filled in
+with the schema's default during validation, so the steps never fall back on
+defaults of their own.
 """
 
 from __future__ import annotations
+
+import copy
 
 from pathlib import Path
 from typing import Any
@@ -62,11 +67,31 @@ def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(handle)
 
 
+def _filling_defaults(validator_class):
+    """The validator class, extended to fill in the default of every optional key that is
+    missing (required keys are left missing, so that their absence is reported)."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            required = set(schema.get("required", ()))
+            for name, subschema in properties.items():
+                if name not in instance and name not in required and "default" in subschema:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
+
+
+DefaultFillingValidator = _filling_defaults(jsonschema.Draft202012Validator)
+
+
 def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
-    """Raise ParamsError on the first (deepest) schema violation; return params."""
+    """Fill in the defaults of missing optional keys (in place), then raise ParamsError on
+    the first (deepest) schema violation; return params."""
     if not isinstance(params, dict):
         raise ParamsError(f"params.yaml: expected a mapping at the top level, got {type(params).__name__}")
-    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
+    validator = DefaultFillingValidator(load_schema(schema_path))
     error = jsonschema.exceptions.best_match(validator.iter_errors(params))
     if error is not None:
         raise ParamsError(_one_line(error))

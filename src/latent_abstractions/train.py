@@ -41,7 +41,7 @@ class TrainConfig:
     ema_decay: float
     seed: int
     checkpoints: int = 8  # log-spaced EMA snapshots kept along training
-    resume_every: int = 0  # rolling resume checkpoint every n steps (0: never)
+    resume_every: int = 500  # rolling resume checkpoint every n steps (0: never)
     precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
     compile: bool = False
     log_every: int = 10

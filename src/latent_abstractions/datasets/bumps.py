@@ -38,7 +38,7 @@ def render(xs: np.ndarray, ys: np.ndarray | None, height: int, width: int, sigma
 
 
 def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: float, margin: float,
-         profile: str = "bump", centres: str = "lattice", count: int = 0, seed: int = 0) -> Dataset:
+         profile: str = "bump", centres: str = "lattice", count: int = 256, seed: int = 0) -> Dataset:
     """Every lattice position once (``centres="lattice"``), or ``count`` centres drawn
     uniformly over the same box (``centres="continuous"``); factor values are then the
     draws, and ``<name>_bin`` is the nearest lattice value, for classification."""

@@ -27,14 +27,14 @@ def prepare(experiment: str, params: dict) -> None:
     meta = provenance("prepare_data", experiment, spec, inputs=external)
     try:
         if spec["kind"] == "shapes3d_file":
-            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec.get("subset")),
+            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec["subset"]),
                                               spec["split"], meta)
             log.info("imported %d images from %s", count, spec["path"])
             return
         if spec["kind"] == "bumps":
-            dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS if key in spec})
+            dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS})
         else:
-            dataset = shapes.make(spec["size"], subset_indices(spec.get("subset")))
+            dataset = shapes.make(spec["size"], subset_indices(spec["subset"]))
         dataset.factors["split"] = splits.split_column(dataset.factors, dataset.factor_table, spec["split"])
     except (ValueError, FileNotFoundError) as exc:
         raise InputError(str(exc)) from None
