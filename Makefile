@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install clean dvc.yaml
+.PHONY: run test install clean dvc.yaml push pull
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ test: install
 # dvc.yaml is generated from the stage table and the experiments in params.yaml.
 dvc.yaml: install
 	python -m latent_abstractions.dvc_yaml
+
+# Share and restore artifacts through the DVC remote (default: ../latent-abstractions-dvc-remote).
+push pull: install
+	python -m latent_abstractions.remote $@
 
 clean:
 	rm -rf data/*/ logs .snakemake

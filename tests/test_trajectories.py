@@ -49,7 +49,9 @@ def test_recorded_table_layout_and_round_trip(tmp_path):
     sde = VPSDE()
     requested = {"x": np.array([1.0, 2.0, 2.0]), "y": np.array([1.0, 1.0, 2.0])}
     values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
-    recorder = TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"])
+    torch.manual_seed(1)
+    control = checkpoints.build_model(architecture).eval()
+    recorder = TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"], control=control)
     generator = torch.Generator().manual_seed(0)
     final = reverse_sde_euler_maruyama(recorder, sde, torch.randn(3, 1, 8, 8, generator=generator),
                                        time_grid(1.0, 1e-3, 10), generator)
@@ -61,17 +63,21 @@ def test_recorded_table_layout_and_round_trip(tmp_path):
     read = pq.read_table(path)
     assert read.num_rows == 3 * 3
     assert trajectories.read_layout(path) == {"image_shape": [1, 8, 8], "taps": ["mid", "up.0"],
-                                              "passes": ["cond", "uncond"], "factors": factor_list}
-    assert trajectories.feature_columns(read) == [
-        "state", "denoised", "act.cond.mid", "act.uncond.mid", "act.cond.up.0", "act.uncond.up.0"]
+                                              "passes": ["cond", "uncond", "random"], "factors": factor_list}
+    taps = [f"{kind}.{p}.{tap}" for p in ("cond", "uncond", "random") for tap in ("mid", "up.0") for kind in ("act", "map")]
+    assert sorted(trajectories.feature_columns(read)) == sorted(["state", "denoised.cond", "denoised.uncond", *taps])
+    assert [f for f in trajectories.feature_columns(read) if trajectories.sees_condition(f)] == [
+        "denoised.cond", "act.cond.mid", "map.cond.mid", "act.cond.up.0", "map.cond.up.0"]
     assert trajectories.vector_column(read, "state").shape == (9, 64)
     assert trajectories.vector_column(read, "act.cond.mid").shape == (9, 16)
+    assert trajectories.vector_column(read, "map.cond.mid").shape == (9, 16 * 16)  # 16 channels, 4 x 4 cells
     assert trajectories.vector_column(read, "act.uncond.up.0").shape == (9, 8)
+    assert trajectories.vector_column(read, "map.random.up.0").shape == (9, 8 * 16)
     steps, t = read.column("step").to_numpy(), read.column("t").to_numpy()
     assert list(np.unique(steps)) == [0, 5, 10]
     assert np.allclose(t[steps == 0], 1.0) and np.allclose(t[steps == 10], 1e-3)
     # the last recorded denoised estimate is the sampler's output
-    last = trajectories.vector_column(read, "denoised")[steps == 10]
+    last = trajectories.vector_column(read, "denoised.cond")[steps == 10]
     assert np.allclose(last, final.flatten(1).numpy(), atol=1e-6)
     # conditional and unconditional passes differ (the condition is used)
     assert not np.allclose(trajectories.vector_column(read, "act.cond.mid"),

@@ -31,23 +31,23 @@ def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None
     parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
     parser.add_argument("--experiment", required=True, help="experiment name in params.yaml")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--log", help=f"log file (default: logs/{step}/<experiment>.log)")
     if options:
         options(parser)
     args = parser.parse_args(argv)
-    extra = {key: value for key, value in vars(args).items() if key not in ("experiment", "params")}
+    extra = {key: value for key, value in vars(args).items() if key not in ("experiment", "params", "log")}
     try:
         experiment_params = params_module.experiment(params_module.load(args.params), args.experiment)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
-    _setup_logging(step, args.experiment)
+    _setup_logging(Path(args.log or f"logs/{step}/{args.experiment}.log"))
     try:
         body(args.experiment, experiment_params, **extra)
     except (InputError, params_module.ParamsError) as exc:
         sys.exit(f"error: {exc}")
 
 
-def _setup_logging(step: str, experiment: str) -> None:
-    log_path = Path("logs") / step / f"{experiment}.log"
+def _setup_logging(log_path: Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_path, mode="w")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=handlers, force=True)

@@ -43,10 +43,10 @@ def stage_entry(stage: Stage, experiments: list[str], params: dict) -> dict:
         body["params"] = [f"experiments.{name_field}.{section}" for section in stage.params]
     body["outs"] = [fill(path) for path in stage.outputs + stage.directories]
     if stage.metrics:
-        body["metrics"] = [{fill(path): {"cache": False}} for path in stage.metrics]
+        body["metrics"] = [fill(path) for path in stage.metrics]
     if stage.plots:
         body["plots"] = [{fill(plot.path): {"x": plot.x, "y": plot.y, **({"template": plot.template} if plot.template
-                                                                           else {}), "cache": False}}
+                                                                           else {})}}
                          for plot in stage.plots]
     return {"foreach": loop, "do": body}
 

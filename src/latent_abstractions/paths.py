@@ -16,7 +16,7 @@ MODEL_DIR = "data/{experiment}/model"
 WEIGHTS = MODEL_DIR + "/weights.safetensors"
 LOSS = MODEL_DIR + "/loss.parquet"
 CHECKPOINTS = MODEL_DIR + "/checkpoints"  # EMA snapshots at log-spaced steps, step_<n>.safetensors
-LIVE = MODEL_DIR + "/live"  # dvclive metrics of training
+LIVE = MODEL_DIR + "/live"  # training metrics and curves, in dvclive's layout
 LIVE_METRICS = LIVE + "/metrics.json"
 LIVE_PLOT = LIVE + "/plots/metrics/train/{metric}.tsv"
 PARTIAL = MODEL_DIR + "/.partial"  # training in progress; never a pipeline output
@@ -56,8 +56,12 @@ def checkpoints_dir(experiment: str) -> Path:
     return _fill(CHECKPOINTS, experiment)
 
 
-def live_dir(experiment: str) -> Path:
-    return _fill(LIVE, experiment)
+def live_metrics(experiment: str) -> Path:
+    return _fill(LIVE_METRICS, experiment)
+
+
+def live_plot(experiment: str, metric: str) -> Path:
+    return _fill(LIVE_PLOT, experiment, metric=metric)
 
 
 def partial_dir(experiment: str) -> Path:

@@ -6,20 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import torch
+import torch.nn.functional as F
 
 from .nets.unet import ScoreUNet
 from .sde import SDE
-from .trajectories import PASSES, activation_column
+from .trajectories import MAP_SIZE, activation_column, denoised_column, map_column
 
 
 class TrajectoryRecorder:
     """The sampler's ``eps_fn`` and ``callback`` in one: at recorded steps it runs the
-    conditional and unconditional passes as one batch and keeps state, denoised
-    estimate and pooled activations; elsewhere a single conditional pass."""
+    conditional and unconditional passes as one batch (and the control network's
+    unconditional pass) and keeps state, denoised estimates and activations, pooled
+    and as low-resolution maps; elsewhere a single conditional pass."""
 
     def __init__(self, model: ScoreUNet, sde: SDE, factor_values: torch.Tensor,
-                 record_steps: list[int], taps: list[str]):
-        self.model, self.sde, self.taps = model, sde, list(taps)
+                 record_steps: list[int], taps: list[str], control: ScoreUNet | None = None):
+        self.model, self.sde, self.taps, self.control = model, sde, list(taps), control
         self.values = factor_values
         self.keep = torch.ones(factor_values.shape, dtype=torch.bool, device=factor_values.device)
         self.record_steps = set(record_steps)
@@ -32,16 +34,19 @@ class TrajectoryRecorder:
         both_keep = torch.cat([self.keep, torch.zeros_like(self.keep)])
         eps_both, activations = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.values, self.values]),
                                            both_keep, taps=self.taps)
-        eps = eps_both[:batch]
-        record = {
-            "t": float(t[0]),
-            "state": x.flatten(1).float().cpu().numpy(),
-            "denoised": self.sde.denoise(x, eps, t).flatten(1).float().cpu().numpy(),
-        }
-        for tap, value in activations.items():
-            pooled = value.float().mean(dim=(2, 3)).cpu().numpy()
-            for index, pass_name in enumerate(PASSES):
-                record[activation_column(pass_name, tap)] = pooled[index * batch:(index + 1) * batch]
+        eps, eps_uncond = eps_both[:batch], eps_both[batch:]
+        record = {"t": float(t[0]), "state": _numpy(x)}
+        for pass_name, pass_eps in (("cond", eps), ("uncond", eps_uncond)):
+            record[denoised_column(pass_name)] = _numpy(self.sde.denoise(x, pass_eps, t))
+        passes = {"cond": {k: v[:batch] for k, v in activations.items()},
+                  "uncond": {k: v[batch:] for k, v in activations.items()}}
+        if self.control is not None:
+            passes["random"] = self.control(x, t, self.values, torch.zeros_like(self.keep), taps=self.taps)[1]
+        for pass_name, by_tap in passes.items():
+            for tap, value in by_tap.items():
+                record[activation_column(pass_name, tap)] = _numpy(value.float().mean(dim=(2, 3)))
+                cells = (min(MAP_SIZE, value.shape[2]), min(MAP_SIZE, value.shape[3]))
+                record[map_column(pass_name, tap)] = _numpy(F.adaptive_avg_pool2d(value.float(), cells))
         self.records[step] = record
         return eps
 
@@ -64,3 +69,8 @@ class TrajectoryRecorder:
             stacked = np.concatenate([self.records[s][key] for s in steps]).astype(np.float32)
             arrays[key] = pa.FixedSizeListArray.from_arrays(pa.array(stacked.ravel()), stacked.shape[1])
         return pa.table(arrays)
+
+
+def _numpy(value: torch.Tensor) -> np.ndarray:
+    """(B, ...) -> (B, features) float32 on the host."""
+    return value.flatten(1).float().cpu().numpy()

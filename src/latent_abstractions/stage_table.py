@@ -18,6 +18,7 @@ from .code_closure import closure_files
 
 STAGE_PACKAGE = "latent_abstractions.stages"
 LAUNCHER = "workflow/scripts/run_stage.py"  # finds the environment's interpreter (see its docstring)
+LOG = "logs/{stage}/{experiment}.log"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +42,8 @@ class Stage:
     params: tuple[str, ...]  # sections of the experiment's params
     arguments: str = ""  # extra command-line arguments
     directories: tuple[str, ...] = ()  # outputs that are directories
-    metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics (kept in git, not the cache)
-    plots: tuple[Plot, ...] = ()  # outputs DVC draws (kept in git, not the cache)
+    metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics
+    plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
     external_input: str | None = None  # a dataset key naming a file outside the repository
 
@@ -50,9 +51,12 @@ class Stage:
     def command_module(self) -> str:
         return f"{STAGE_PACKAGE}.{self.module}"
 
+    def log(self, experiment: str) -> str:
+        return LOG.format(stage=self.name, experiment=experiment)
+
     def command(self, experiment: str) -> str:
         extra = f" {self.arguments}" if self.arguments else ""
-        return f"python3 {LAUNCHER} {self.module} --experiment {experiment}{extra}"
+        return f"python3 {LAUNCHER} {self.module} --experiment {experiment} --log {self.log(experiment)}{extra}"
 
     def code(self) -> list[str]:
         """The stage's code dependencies: its module's import closure inside the package."""

@@ -5,10 +5,21 @@ One row per (trajectory, recorded step). Columns:
 - ``requested_<factor>`` (float64): the condition the trajectory was sampled with
   (a continuous factor's value, a categorical factor's value index);
 - ``state``: X_t flattened, fixed-size list of float32 (C*H*W);
-- ``denoised``: Tweedie's estimate of x_0 at that step, same layout;
-- ``act.<pass>.<tap>``: the tap's activations averaged over space, fixed-size
-  list of float32 (channels), where <pass> is ``cond`` (all factors given, the
-  pass that drives sampling) or ``uncond`` (every factor replaced by its null).
+- ``denoised.<pass>``: Tweedie's estimate of x_0 at that step from the pass's
+  epsilon, same layout (``denoised.cond`` is what the sampler follows);
+- ``act.<pass>.<tap>``: the tap's activations averaged over space, fixed-size list
+  of float32 (channels);
+- ``map.<pass>.<tap>``: the tap's activations averaged down to at most
+  MAP_SIZE x MAP_SIZE, flattened (channels * cells): pooling over all of space
+  throws position away, a low-resolution map keeps it;
+where <pass> is ``cond`` (every factor given: the pass that drives sampling),
+``uncond`` (every factor replaced by its null) or ``random`` (the unconditional
+pass of a randomly initialised network of the same architecture, a control).
+
+What a feature can see matters: a ``cond`` feature is computed with the requested
+factors fed in, so it holds them even at pure noise and says nothing about what the
+*trajectory* knows; :func:`sees_condition` marks such features, and analyses show
+them only as "how the network represents its condition".
 The image shape, taps and provenance are in the schema metadata.
 """
 
@@ -24,11 +35,25 @@ import pyarrow.parquet as pq
 from .artifacts import canonical_json, write_parquet
 
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
-PASSES = ("cond", "uncond")
+PASSES = ("cond", "uncond", "random")
+MAP_SIZE = 4
 
 
 def activation_column(pass_name: str, tap: str) -> str:
     return f"act.{pass_name}.{tap}"
+
+
+def map_column(pass_name: str, tap: str) -> str:
+    return f"map.{pass_name}.{tap}"
+
+
+def denoised_column(pass_name: str) -> str:
+    return f"denoised.{pass_name}"
+
+
+def sees_condition(feature: str) -> bool:
+    """Whether a feature was computed with the requested factors fed in."""
+    return feature.split(".")[1:2] == ["cond"]
 
 
 def write(table: pa.Table, path: Path | str, image_shape: tuple[int, ...], taps: list[str], factors: list[dict],
@@ -63,4 +88,4 @@ def vector_column(table: pa.Table, name: str) -> np.ndarray:
 
 def feature_columns(table: pa.Table) -> list[str]:
     """Columns a probe can read: raw state, denoised estimate and every activation."""
-    return [name for name in table.column_names if name in ("state", "denoised") or name.startswith("act.")]
+    return [name for name in table.column_names if name == "state" or name.split(".")[0] in ("denoised", "act", "map")]

@@ -21,7 +21,7 @@ def stage_rule(_stage, _experiments):
         params:
             **{name: section(name) for name in _stage.params},
         log:
-            f"logs/{_stage.name}/{{experiment}}.log",
+            _stage.log("{experiment}"),
         wildcard_constraints:
             experiment="|".join(_experiments),
         shell:

@@ -29,7 +29,7 @@ def final_samples(table) -> tuple[np.ndarray, pd.DataFrame]:
     layout_shape = tuple(trajectories.read_layout_from_table(table)["image_shape"])
     step = table.column("step").to_numpy()
     last = step == step.max()
-    images = trajectories.vector_column(table, "denoised")[last].reshape((-1,) + layout_shape)
+    images = trajectories.vector_column(table, trajectories.denoised_column("cond"))[last].reshape((-1,) + layout_shape)
     requested = pd.DataFrame({
         name.removeprefix("requested_"): table.column(name).to_numpy()[last]
         for name in table.column_names if name.startswith("requested_")

@@ -62,7 +62,9 @@ def sample_step(experiment: str, params: dict) -> None:
     values = torch.tensor(np.stack(list(requested.values()), axis=1), dtype=torch.float32, device=device)
     image_shape = (architecture["image_channels"], *architecture["image_size"])
     steps = record_steps(sample["steps"], sample["record_times"])
-    recorder = TrajectoryRecorder(model, sde, values, steps, taps)
+    torch.manual_seed(sample["seed"])
+    control = checkpoints.build_model(architecture).to(device).eval()  # a random network: the probes' control
+    recorder = TrajectoryRecorder(model, sde, values, steps, taps, control=control)
     generator = torch.Generator().manual_seed(sample["seed"])
     prior = sde.prior_sample((len(values),) + image_shape, generator).to(device)
     SAMPLERS[sample["sampler"]](recorder, sde, prior, time_grid(sde.T, sample["t_end"], sample["steps"]),

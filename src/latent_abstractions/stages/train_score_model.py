@@ -1,7 +1,7 @@
 """Pipeline step: train the conditional score network of one experiment.
 
 Writes the final EMA weights, EMA snapshots at log-spaced steps (checkpoints/), the
-loss per step, and dvclive metrics (live/). Work in progress lives in .partial/
+loss per step, and metrics and loss curves for DVC (live/). Work in progress lives in .partial/
 beside them (the rolling resume checkpoint and the snapshots so far), which
 Snakemake and DVC leave alone when they clear a failed job's outputs, so a killed
 run started again resumes where it stopped. Under torchrun every rank trains; rank 0 writes.
@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from .. import checkpoints, paths, resume
-from ..artifacts import params_sha256, provenance, write_parquet
+from ..artifacts import atomic_path, canonical_json, params_sha256, provenance, write_parquet
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..distributed import World, close_world, device_for, init_world
@@ -31,16 +31,18 @@ def snapshot_name(step: int) -> str:
     return f"step_{step:08d}.safetensors"
 
 
-def write_live_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:
-    """The loss curve through dvclive, for `dvc plots show` and `dvc exp show`."""
-    from dvclive import Live
-
-    with Live(dir=str(paths.live_dir(experiment)), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        for step, loss, rate in history:
-            if (step + 1) % every == 0 or step + 1 == len(history):
-                live.step = step + 1
-                live.log_metric("train/loss", loss)
-                live.log_metric("train/learning_rate", rate)
+def write_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:
+    """The final loss as metrics.json (`dvc exp show`) and the curves as TSV (`dvc plots show`),
+    in dvclive's layout but without its timestamps, so equal runs give equal bytes."""
+    final = history[-min(50, len(history)):]
+    metrics = {"step": len(history), "train": {"loss": sum(loss for _, loss, _ in final) / len(final),
+                                                "learning_rate": history[-1][2]}}
+    with atomic_path(paths.live_metrics(experiment)) as temporary:
+        temporary.write_text(canonical_json(metrics) + "\n")
+    kept = [row for row in history if (row[0] + 1) % every == 0 or row[0] + 1 == len(history)]
+    for column, name in ((1, "loss"), (2, "learning_rate")):
+        with atomic_path(paths.live_plot(experiment, name)) as temporary:
+            temporary.write_text(f"step\t{name}\n" + "".join(f"{row[0] + 1}\t{row[column]:.6g}\n" for row in kept))
 
 
 def train_step(experiment: str, params: dict) -> None:
@@ -104,7 +106,7 @@ def run_training(experiment: str, params: dict, world: World) -> None:
     checkpoints.save_state(trainer.ema.shadow, architecture, paths.weights(experiment), meta)
     history = pd.DataFrame(trainer.history, columns=["step", "loss", "learning_rate"])
     write_parquet(pa.Table.from_pandas(history, preserve_index=False), paths.loss_table(experiment), meta)
-    write_live_metrics(experiment, trainer.history, config.log_every)
+    write_metrics(experiment, trainer.history, config.log_every)
     final = paths.checkpoints_dir(experiment)
     shutil.rmtree(final, ignore_errors=True)
     snapshots.rename(final)

@@ -1,0 +1,580 @@
+"""A noise-conditional factor classifier q(y_k | x_t, t) for every factor k at once.
+
+What it is for:
+
+- a variational lower bound on I(Y_k; X_t) at every time (Barber & Agakov 2003),
+  beside the score-based estimates of information.py and the exact values of
+  ground_truth.py: for any classifier q and draws (y, x_t) of the joint,
+
+      I(Y_k; X_t) = H(Y_k) - H(Y_k | X_t) >= H(Y_k) - CE_k(t),
+      CE_k(t) = E[-log q(Y_k | X_t, t)],
+
+  with equality when q is the exact posterior. Since CE_k >= 0, the bound never
+  exceeds H(Y_k); it can be negative (a classifier worse than the label prior), and
+  ``evaluate`` reports it as it is, never clipped at 0.
+- with t at (or below) ``t_min`` the classifier of clean images that labels generated
+  images (``predict(model, images, 0.0)``, ``clean_accuracy``).
+
+Labels: every factor is classified through its value index (``Dataset.bins()``), a
+continuous factor (bump x or y) included: it is treated as categorical over the lattice
+of values it takes in the data set, one class per value, with no notion of distance
+between values (a miss by one lattice step costs as much as a miss by ten).
+
+Network: a coordinate-augmented input (two channels with the pixel's x and y in
+[-1, 1], so that global pooling keeps absolute position, which position factors need),
+a 3x3 stem convolution, then per level a stride-2 3x3 convolution, GroupNorm, a
+FiLM scale and shift from the time embedding, SiLU, a 3x3 convolution, GroupNorm, SiLU;
+global average pooling and one linear head per factor. The time enters through its
+log-SNR lambda(t) (the SDE is part of the architecture), mapped to [-1, 1] over the
+trained range [lambda(t_max), lambda(t_min)], as sinusoidal features, through a small
+MLP. Times outside [t_min, t_max] are clamped to it: t = 0 (clean images, lambda
+infinite) is read as t_min, whose noise (sigma ~ 0.01 for the default VP SDE) is far
+below any image's structure.
+
+Training: the sum over factors of the cross-entropy, AdamW with linear warm-up then
+cosine decay to a tenth, gradient clipping. Each batch draws rows uniformly from the
+training rows, and times uniformly in log-SNR between lambda(t_max) and lambda(t_min)
+(default; ``time_sampling="uniform"`` draws t uniformly instead). Log-SNR-uniform times
+are the choice because the posterior changes with lambda, not with t: for a VP SDE with
+beta_max = 20, uniform t spends about three quarters of the draws at lambda < -2, where
+little can be classified, and very few where the clean-image classifier is learnt. Every
+draw (rows, times, noise) comes from one seeded CPU generator and the weights are
+initialised under the same seed, so a run on the CPU is bit-for-bit reproducible; on a
+GPU the draws are the same and the arithmetic may differ in the last bits.
+
+Checkpoints are safetensors with the architecture (factor table, image shape, SDE
+included) and provenance as JSON in the header; loading rebuilds the network from the
+header (never unpickling) and refuses one whose factor table or image shape is not the
+data set's it is applied to, or whose SDE is not the expected one.
+
+All entropies and cross-entropies are in nats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+from torch import nn
+
+from . import safetensors_file
+from .artifacts import canonical_json
+from .factors import Factor
+from .pixels import model_range
+from .sde import SDE, VESDE, VPSDE, make_sde
+
+if TYPE_CHECKING:
+    from .datasets.base import Dataset
+
+ARCHITECTURE_KIND = "noise_classifier"
+T_MIN = 1e-3  # the score model's train.T_MIN (not imported: that would pull the U-Net into this code closure)
+TIME_SAMPLINGS = ("log_snr", "uniform")
+CACHE_BYTES = 1 << 30  # training rows up to this size (stored dtype) are kept on the device
+
+
+class ClassifierError(ValueError):
+    """A classifier checkpoint that is unreadable or does not match what it is applied to,
+    or a classifier that cannot be built."""
+
+
+# ------------------------------------------------------------------ architecture
+
+def sde_params(sde: SDE) -> dict:
+    """The SDE as the params dict ``sde.make_sde`` reads back."""
+    if isinstance(sde, VPSDE):
+        return {"kind": "vp", "beta_min": float(sde.beta_min), "beta_max": float(sde.beta_max)}
+    if isinstance(sde, VESDE):
+        return {"kind": "ve", "sigma_min": float(sde.sigma_min), "sigma_max": float(sde.sigma_max)}
+    raise ClassifierError(f"no params form for SDE {type(sde).__name__}; allowed: VPSDE, VESDE")
+
+
+def factor_entry(factor: Factor) -> dict:
+    return {"name": factor.name, "kind": factor.kind, "values": [float(v) for v in factor.values]}
+
+
+def check_factors(factors: Sequence[Factor]) -> None:
+    """Refuse a table with no factor, a repeated name or a factor with fewer than two values."""
+    if not factors:
+        raise ClassifierError("a factor classifier needs at least one factor")
+    names = [f.name for f in factors]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ClassifierError(f"factor names repeat: {', '.join(repeated)}")
+    for factor in factors:
+        if factor.cardinality < 2:
+            raise ClassifierError(f"factor {factor.name!r} has {factor.cardinality} class(es): "
+                                  "a classifier needs at least 2 values")
+
+
+def architecture_for(factors: Sequence[Factor], image_shape: Sequence[int], sde: SDE,
+                     channels: Sequence[int] = (32, 64, 128), groups: int = 8, frequencies: int = 6,
+                     embedding_dim: int = 64, t_min: float = T_MIN, t_max: float = 1.0) -> dict:
+    """Everything needed to rebuild the classifier; ``image_shape`` is (C, H, W).
+
+    ``channels``: one entry per stride-2 level (the stem has ``channels[0]``);
+    ``groups`` must divide every entry; ``frequencies``: sinusoids of the log-SNR.
+    """
+    architecture = {
+        "kind": ARCHITECTURE_KIND,
+        "image_channels": int(image_shape[0]),
+        "image_size": [int(s) for s in image_shape[1:]],
+        "factors": [factor_entry(f) for f in factors],
+        "channels": [int(c) for c in channels],
+        "groups": int(groups),
+        "frequencies": int(frequencies),
+        "embedding_dim": int(embedding_dim),
+        "sde": sde_params(sde),
+        "t_min": float(t_min),
+        "t_max": float(t_max),
+    }
+    _check_architecture(architecture)
+    return architecture
+
+
+def _check_architecture(architecture: dict) -> None:
+    if architecture.get("kind") != ARCHITECTURE_KIND:
+        raise ClassifierError(f"not a {ARCHITECTURE_KIND} architecture (kind {architecture.get('kind')!r})")
+    check_factors([Factor.from_dict(f) for f in architecture["factors"]])
+    channels, groups = architecture["channels"], architecture["groups"]
+    if not channels or any(c <= 0 or c % groups for c in channels):
+        raise ClassifierError(f"classifier channels {channels} must be positive multiples of groups={groups}")
+    if not 0.0 < architecture["t_min"] < architecture["t_max"]:
+        raise ClassifierError(f"classifier times need 0 < t_min < t_max, got {architecture['t_min']}, "
+                              f"{architecture['t_max']}")
+
+
+class _Level(nn.Module):
+    """Stride-2 conv, GroupNorm, FiLM from the time embedding, SiLU, conv, GroupNorm, SiLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, embedding_dim: int):
+        super().__init__()
+        self.down = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1)
+        self.norm1 = nn.GroupNorm(groups, out_channels)
+        self.film = nn.Linear(embedding_dim, 2 * out_channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+
+    def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(embedding)[:, :, None, None].chunk(2, dim=1)
+        h = F.silu(self.norm1(self.down(h)) * (1.0 + scale) + shift)
+        return F.silu(self.norm2(self.conv(h)))
+
+
+class NoiseClassifier(nn.Module):
+    """Logits of every factor's value index given x_t and t; ``forward`` returns one (B, V_k) per factor."""
+
+    def __init__(self, architecture: dict):
+        super().__init__()
+        _check_architecture(architecture)
+        self.architecture = architecture
+        self.factors = [Factor.from_dict(f) for f in architecture["factors"]]
+        self.sde = make_sde(architecture["sde"])
+        self.t_min, self.t_max = architecture["t_min"], architecture["t_max"]
+        ends = self.sde.log_snr(torch.tensor([self.t_max, self.t_min], dtype=torch.float64))
+        self.log_snr_low, self.log_snr_high = float(ends[0]), float(ends[1])
+        channels, groups = architecture["channels"], architecture["groups"]
+        self.frequencies = architecture["frequencies"]
+        width = architecture["embedding_dim"]
+        self.embed = nn.Sequential(nn.Linear(1 + 2 * self.frequencies, width), nn.SiLU(),
+                                   nn.Linear(width, width), nn.SiLU())
+        self.stem = nn.Conv2d(architecture["image_channels"] + 2, channels[0], 3, padding=1)
+        self.levels = nn.ModuleList(
+            _Level(c_in, c_out, groups, width) for c_in, c_out in zip([channels[0]] + channels[:-1], channels))
+        self.heads = nn.ModuleList(nn.Linear(channels[-1], f.cardinality) for f in self.factors)
+
+    def scaled_log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """lambda(t) mapped to [-1, 1] over [lambda(t_max), lambda(t_min)], t clamped to [t_min, t_max]."""
+        log_snr = self.sde.log_snr(t.double().clamp(self.t_min, self.t_max))
+        middle, half = (self.log_snr_high + self.log_snr_low) / 2, (self.log_snr_high - self.log_snr_low) / 2
+        return ((log_snr - middle) / half).float()
+
+    def time_features(self, t: torch.Tensor) -> torch.Tensor:
+        u = self.scaled_log_snr(t)[:, None]
+        omega = (math.pi / 2) * 2.0 ** torch.arange(self.frequencies, device=u.device, dtype=torch.float32)
+        return torch.cat([u, torch.sin(omega * u), torch.cos(omega * u)], dim=1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> list[torch.Tensor]:
+        t = torch.as_tensor(t, device=x.device)
+        if t.ndim == 0:
+            t = t.expand(len(x))
+        embedding = self.embed(self.time_features(t))
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"))[None].expand(b, 2, h, w)
+        hidden = self.stem(torch.cat([x, grid], dim=1))
+        for level in self.levels:
+            hidden = level(hidden, embedding)
+        pooled = hidden.mean(dim=(2, 3))
+        return [head(pooled) for head in self.heads]
+
+
+def build_model(architecture: dict) -> NoiseClassifier:
+    return NoiseClassifier(architecture)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def select_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------ data
+
+def labels_of(dataset: "Dataset") -> np.ndarray:
+    """Each factor's value index (N, K) int64; continuous factors through their lattice index."""
+    labels = np.asarray(dataset.bins(), dtype=np.int64)
+    for k, factor in enumerate(dataset.factor_table):
+        column = labels[:, k]
+        if len(column) and (column.min() < 0 or column.max() >= factor.cardinality):
+            raise ClassifierError(f"factor {factor.name!r}: value indices outside 0..{factor.cardinality - 1}")
+    return labels
+
+
+def held_out_rows(dataset: "Dataset") -> np.ndarray:
+    """The "test" rows of the data set's split; all rows when it has no split column or
+    no test rows (then only the noise of the evaluation draws is held out)."""
+    if "split" in dataset.factors:
+        test = np.flatnonzero(dataset.factors["split"].to_numpy() == "test")
+        if len(test):
+            return test
+    return np.arange(len(dataset.factors))
+
+
+class _Rows:
+    """The images of some rows, gathered to float32 in [-1, 1] on a device, from a device
+    cache in their stored dtype when small enough, else read per batch in file order."""
+
+    def __init__(self, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
+                 cache_bytes: int = CACHE_BYTES):
+        self.images, self.rows, self.device = images, np.asarray(rows, dtype=np.int64), device
+        stored_uint8 = images.dtype == torch.uint8 if isinstance(images, torch.Tensor) else images.dtype == np.uint8
+        per_image = int(np.prod(images.shape[1:])) * (1 if stored_uint8 else 4)
+        self.cache = None
+        if per_image * len(self.rows) <= cache_bytes:
+            self.cache = self._read(self.rows).to(device)
+
+    def _read(self, index: np.ndarray) -> torch.Tensor:
+        if isinstance(self.images, torch.Tensor):
+            chunk = self.images[torch.from_numpy(index)]
+            return chunk if chunk.dtype == torch.uint8 else chunk.float()
+        order = np.argsort(index, kind="stable")  # memory maps read fastest in file order
+        stored = np.asarray(self.images[index[order]])
+        stored = stored if stored.dtype == np.uint8 else stored.astype(np.float32)
+        out = np.empty_like(stored)
+        out[order] = stored
+        return torch.from_numpy(out)
+
+    def gather(self, positions: torch.Tensor) -> torch.Tensor:
+        """Images at ``positions`` (indices into the rows, CPU tensor) as float32 on the device."""
+        chunk = (self.cache[positions.to(self.device)] if self.cache is not None
+                 else self._read(self.rows[positions.numpy()]).to(self.device))
+        return chunk.float() / 127.5 - 1.0 if chunk.dtype == torch.uint8 else chunk
+
+
+def _as_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images.float() / 127.5 - 1.0 if images.dtype == torch.uint8 else images.float()
+    return torch.from_numpy(model_range(np.asarray(images)))
+
+
+def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str,
+               generator: torch.Generator) -> torch.Tensor:
+    """``n`` training times (float32, CPU) in [t_min, t_max]: uniform in log-SNR or in t."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    if sampling == "uniform":
+        return (t_min + (t_max - t_min) * u).float()
+    if sampling == "log_snr":
+        ends = sde.log_snr(torch.tensor([t_max, t_min], dtype=torch.float64))
+        t = sde.time_of_log_snr(ends[0] + u * (ends[1] - ends[0]))
+        return t.clamp(t_min, t_max).float()
+    raise ClassifierError(f"unknown time sampling {sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+
+
+# ------------------------------------------------------------------ training
+
+@dataclasses.dataclass
+class ClassifierConfig:
+    steps: int
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    seed: int = 0
+    time_sampling: str = "log_snr"  # or "uniform"
+    grad_clip: float = 1.0
+
+
+def learning_rate_at(step: int, config: ClassifierConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+
+
+def train_classifier(dataset: "Dataset", architecture: dict, config: ClassifierConfig,
+                     rows: np.ndarray | None = None,
+                     device: torch.device | str | None = None) -> tuple[NoiseClassifier, pd.DataFrame]:
+    """Train a classifier of ``architecture`` on ``dataset``'s ``rows`` (default: its training rows).
+
+    The SDE and the time range are the architecture's. Returns the model (eval mode, on
+    ``device``, default CUDA when available) and its history: one row per step with
+    ``step`` (1-based), ``learning_rate``, ``loss`` (sum over factors of the batch-mean
+    cross-entropy, nats) and ``loss_<factor>`` per factor.
+    """
+    if config.time_sampling not in TIME_SAMPLINGS:
+        raise ClassifierError(f"unknown time sampling {config.time_sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+    if config.steps < 1 or config.batch_size < 1:
+        raise ClassifierError(f"steps and batch_size must be positive, got {config.steps}, {config.batch_size}")
+    check_factors(dataset.factor_table)
+    check_matches(architecture, dataset)
+    device = torch.device(device) if device is not None else select_device()
+    rows = dataset.train_rows() if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise ClassifierError("no rows to train the classifier on")
+    labels = torch.from_numpy(labels_of(dataset)[rows]).to(device)
+    images = _Rows(dataset.images, rows, device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(architecture)
+    model.to(device).train()
+    sde = model.sde
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    image_shape = tuple(dataset.images.shape[1:])
+    losses = torch.zeros((config.steps, len(model.factors)), dtype=torch.float32, device=device)
+    rates = []
+    for step in range(config.steps):
+        positions = torch.randint(len(rows), (config.batch_size,), generator=generator)
+        t = draw_times(config.batch_size, sde, model.t_min, model.t_max, config.time_sampling, generator)
+        noise = torch.randn((config.batch_size,) + image_shape, generator=generator)
+        t, noise = t.to(device), noise.to(device)
+        x_t = sde.marginal(images.gather(positions), t, noise)
+        logits = model(x_t, t)
+        target = labels[positions.to(device)]
+        per_factor = torch.stack([F.cross_entropy(z, target[:, k]) for k, z in enumerate(logits)])
+        rate = learning_rate_at(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        optimizer.zero_grad(set_to_none=True)
+        per_factor.sum().backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        losses[step] = per_factor.detach()
+        rates.append(rate)
+    model.eval()
+    per_step = losses.cpu().double().numpy()
+    history = pd.DataFrame({"step": np.arange(1, config.steps + 1), "learning_rate": rates,
+                            "loss": per_step.sum(1)})
+    for k, factor in enumerate(model.factors):
+        history[f"loss_{factor.name}"] = per_step[:, k]
+    return model, history
+
+
+# ------------------------------------------------------------------ prediction
+
+@torch.no_grad()
+def predict(model: NoiseClassifier, images: np.ndarray | torch.Tensor, t: float | np.ndarray | torch.Tensor,
+            batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Per-factor probabilities q(y_k | x_t, t) of noised (or, with t = 0, clean) images.
+
+    ``images`` (N, C, H, W) in either stored form (uint8, or float in [-1, 1]; generated
+    images slightly outside [-1, 1] are fine); ``t`` a number or one per image. Returns
+    ``{factor name: (N, V_k) float32}`` in factor-table order, rows summing to 1.
+    """
+    device = _device_of(model)
+    model.eval()
+    n = len(images)
+    times = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
+    if times.numel() not in (1, n):
+        raise ClassifierError(f"predict: {times.numel()} times for {n} images")
+    times = times.expand(n) if times.numel() == 1 else times
+    parts: list[list[torch.Tensor]] = [[] for _ in model.factors]
+    for start in range(0, n, batch_size):
+        x = _as_images(images[start:start + batch_size]).to(device)
+        logits = model(x, times[start:start + batch_size].to(device))
+        for k, z in enumerate(logits):
+            parts[k].append(torch.softmax(z.float(), dim=1).cpu())
+    return {f.name: (torch.cat(p).numpy() if p else np.zeros((0, f.cardinality), np.float32))
+            for f, p in zip(model.factors, parts)}
+
+
+def clean_accuracy(model: NoiseClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray,
+                   batch_size: int = 512) -> dict[str, float]:
+    """Accuracy per factor of the clean-image classifier (t = 0, read as t_min) against
+    ``labels`` (N, K) value indices in factor-table order."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape != (len(images), len(model.factors)):
+        raise ClassifierError(f"labels of shape {labels.shape} do not match {len(images)} images and "
+                              f"{len(model.factors)} factors")
+    probabilities = predict(model, images, 0.0, batch_size)
+    return {name: float((p.argmax(1) == labels[:, k]).mean()) for k, (name, p) in enumerate(probabilities.items())}
+
+
+# ------------------------------------------------------------------ evaluation
+
+def label_entropy(labels: np.ndarray, cardinality: int) -> float:
+    """H(Y) in nats of the empirical distribution of integer labels (N,)."""
+    p = np.bincount(labels, minlength=cardinality) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def balanced_positions(n_rows: int, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """``samples`` indices into ``n_rows`` rows, each row as often as possible (concatenated
+    random permutations, the last one cut short)."""
+    rounds = -(-samples // n_rows)
+    return torch.cat([torch.randperm(n_rows, generator=generator) for _ in range(rounds)])[:samples]
+
+
+EVALUATION_COLUMNS = ("t", "log_snr", "factor", "cardinality", "samples", "entropy", "chance_accuracy",
+                      "cross_entropy", "cross_entropy_se", "accuracy", "accuracy_se", "bound", "bound_se")
+
+
+@torch.no_grad()
+def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] | np.ndarray | torch.Tensor,
+             rows: np.ndarray, samples: int = 1024, seed: int = 0, batch_size: int = 512) -> pd.DataFrame:
+    """Cross-entropy, accuracy and the Barber-Agakov bound per time and factor, on fresh draws.
+
+    For each t of ``times``: ``samples`` draws (row from ``rows``, each as often as
+    possible; fresh standard-normal noise) x_t = sde.marginal(x_0, t, noise), with the
+    model's own SDE. One row per (t, factor), columns ``EVALUATION_COLUMNS``:
+
+    - ``entropy``: H(Y_k) of ``rows``' labels (the distribution the draws come from);
+      ``chance_accuracy``: the frequency of its most common value;
+    - ``cross_entropy``: mean of -log q(y_k | x_t, t); ``accuracy``: of the argmax;
+    - ``bound`` = entropy - cross_entropy <= I(Y_k; X_t) for the uniform mixture over
+      ``rows``. Never above ``entropy``; negative when the classifier is worse than the
+      label prior (reported as is, not clipped at 0);
+    - ``*_se``: standard errors std / sqrt(samples) over draws (conservative: the draws
+      are stratified over rows); ``bound_se`` = ``cross_entropy_se`` (the entropy is exact).
+
+    ``t`` at or below ``t_min`` is classified as ``t_min`` but noised at its own t.
+    """
+    check_matches(model.architecture, dataset)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0 or samples < 2:
+        raise ClassifierError(f"evaluation needs rows and at least 2 samples, got {len(rows)} rows, {samples} samples")
+    device = _device_of(model)
+    model.eval()
+    sde = model.sde
+    labels = labels_of(dataset)[rows]
+    images = _Rows(dataset.images, rows, device)
+    labels_device = torch.from_numpy(labels).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    image_shape = tuple(dataset.images.shape[1:])
+    entropies = [label_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
+    chance = [float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
+              for k, f in enumerate(model.factors)]
+    records = []
+    for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist():
+        positions = balanced_positions(len(rows), samples, generator)
+        ce = [[] for _ in model.factors]
+        hit = [[] for _ in model.factors]
+        for start in range(0, samples, batch_size):
+            chunk = positions[start:start + batch_size]
+            noise = torch.randn((len(chunk),) + image_shape, generator=generator).to(device)
+            t_batch = torch.full((len(chunk),), t, dtype=torch.float32, device=device)
+            x_t = sde.marginal(images.gather(chunk), t_batch, noise)
+            target = labels_device[chunk.to(device)]
+            for k, z in enumerate(model(x_t, t_batch)):
+                log_q = torch.log_softmax(z.double(), dim=1)
+                ce[k].append(-log_q.gather(1, target[:, k:k + 1])[:, 0].cpu())
+                hit[k].append((z.argmax(1) == target[:, k]).double().cpu())
+        log_snr = float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) if t > 0 else math.inf
+        for k, factor in enumerate(model.factors):
+            c, a = torch.cat(ce[k]).numpy(), torch.cat(hit[k]).numpy()
+            ce_mean, ce_se = float(c.mean()), float(c.std(ddof=1) / math.sqrt(len(c)))
+            records.append({
+                "t": t, "log_snr": log_snr, "factor": factor.name, "cardinality": factor.cardinality,
+                "samples": samples, "entropy": entropies[k], "chance_accuracy": chance[k],
+                "cross_entropy": ce_mean, "cross_entropy_se": ce_se,
+                "accuracy": float(a.mean()), "accuracy_se": float(a.std(ddof=1) / math.sqrt(len(a))),
+                "bound": entropies[k] - ce_mean, "bound_se": ce_se,
+            })
+    return pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))
+
+
+# ------------------------------------------------------------------ checkpoints
+
+def _describe_factors(entries: list[dict]) -> str:
+    return ", ".join(f"{e['name']} ({e['kind']}, {len(e['values'])} values)" for e in entries)
+
+
+def check_matches(architecture: dict, dataset: "Dataset") -> None:
+    """Refuse (one-line ``ClassifierError``) a classifier whose factor table or image shape is
+    not ``dataset``'s."""
+    prefix = "classifier checkpoint does not match its data set: "
+    ours = architecture["factors"]
+    theirs = [factor_entry(f) for f in dataset.factor_table]
+    if [e["name"] for e in ours] != [e["name"] for e in theirs]:
+        raise ClassifierError(prefix + f"factors [{_describe_factors(ours)}] vs [{_describe_factors(theirs)}]")
+    for mine, other in zip(ours, theirs):
+        if mine["kind"] != other["kind"]:
+            raise ClassifierError(prefix + f"factor {mine['name']!r} is {mine['kind']} vs {other['kind']}")
+        if len(mine["values"]) != len(other["values"]) or not np.allclose(mine["values"], other["values"],
+                                                                             rtol=1e-9, atol=0.0):
+            raise ClassifierError(prefix + f"factor {mine['name']!r} values {mine['values']} vs {other['values']}")
+    shape = [architecture["image_channels"], *architecture["image_size"]]
+    if shape != list(dataset.images.shape[1:]):
+        raise ClassifierError(prefix + f"image shape {tuple(shape)} vs {tuple(dataset.images.shape[1:])}")
+
+
+def save(model: NoiseClassifier, path: Path | str, provenance: dict) -> None:
+    """Weights as byte-stable safetensors, architecture and provenance as JSON in the header."""
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    metadata = {"architecture": canonical_json(model.architecture), "provenance": canonical_json(provenance)}
+    safetensors_file.write(tensors, path, metadata)
+
+
+def read_metadata(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ClassifierError(f"classifier checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ClassifierError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if "architecture" not in metadata:
+        raise ClassifierError(f"{path}: no architecture in the checkpoint header")
+    decoded = {key: json.loads(value) for key, value in metadata.items()}
+    if decoded["architecture"].get("kind") != ARCHITECTURE_KIND:
+        raise ClassifierError(f"{path}: not a {ARCHITECTURE_KIND} checkpoint")
+    return decoded
+
+
+def load(path: Path | str, dataset: "Dataset | None" = None, sde: SDE | None = None,
+         device: torch.device | str | None = None) -> tuple[NoiseClassifier, dict]:
+    """Rebuild the classifier from the header and load its weights strictly (eval mode, on
+    ``device``, default CPU). With ``dataset``, refuse a classifier of another factor table
+    or image shape; with ``sde``, one trained on another SDE. Returns (model, header)."""
+    metadata = read_metadata(path)
+    architecture = metadata["architecture"]
+    if dataset is not None:
+        check_matches(architecture, dataset)
+    if sde is not None and sde_params(sde) != architecture["sde"]:
+        raise ClassifierError(f"classifier checkpoint does not match its SDE: {architecture['sde']} vs {sde_params(sde)}")
+    model = build_model(architecture)
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ClassifierError(f"{path}: weights do not fit the architecture in its header ({first_line})") from None
+    model.to(torch.device(device) if device is not None else torch.device("cpu")).eval()
+    return model, metadata
