@@ -1,4 +1,4 @@
-"""The VP SDE's closed forms against Monte Carlo and against each other."""
+"""The SDEs' closed forms against Monte Carlo and against each other; log-SNR grids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import math
 import pytest
 import torch
 
-from latent_abstractions.sde import VESDE, VPSDE, expand_like, make_sde, time_grid
+from latent_abstractions.sde import VESDE, VPSDE, expand_like, log_snr_grid, make_sde, time_grid
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: on a shared 2-core machine a second thread only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -83,3 +92,43 @@ def test_time_grid_runs_down():
     grid = time_grid(1.0, 1e-3, 10)
     assert len(grid) == 11 and grid[0] == 1.0 and grid[-1] == pytest.approx(1e-3)
     assert torch.all(torch.diff(grid) < 0)
+
+
+SDES = [VPSDE(), VPSDE(beta_min=1.0, beta_max=1.0), VESDE(), VESDE(sigma_min=0.02, sigma_max=5.0)]
+
+
+@pytest.mark.parametrize("sde", SDES, ids=["vp", "vp-constant-beta", "ve", "ve-small"])
+def test_time_of_log_snr_inverts_log_snr(sde):
+    t = torch.logspace(-6, 0, 200, dtype=torch.float64)
+    assert torch.allclose(sde.time_of_log_snr(sde.log_snr(t)), t, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_log_snr_derivative_is_minus_g_squared_over_sigma_squared(sde):
+    """d lambda / dt = -g^2 / sigma^2: the identity that turns the MINDE integral into one over log-SNR."""
+    t = torch.linspace(0.01, 0.99, 50, dtype=torch.float64)
+    h = 1e-6
+    derivative = (sde.log_snr(t + h) - sde.log_snr(t - h)) / (2 * h)
+    assert torch.allclose(derivative, -sde.diffusion(t) ** 2 / sde.sigma(t) ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_log_snr_grid_is_uniform_in_log_snr(sde):
+    grid = log_snr_grid(sde, 1.0, 1e-3, 9)
+    assert grid.dtype == torch.float64 and grid[0] == 1.0 and grid[-1] == 1e-3
+    steps = torch.diff(sde.log_snr(grid))
+    assert torch.all(steps > 0) and torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-9)
+    assert torch.equal(time_grid(1.0, 1e-3, 8, sde=sde), grid.float())  # the default spacing given an sde
+
+
+def test_time_grid_spacings_and_bad_input():
+    sde = VPSDE()
+    assert torch.equal(time_grid(1.0, 1e-3, 10, sde=sde, spacing="uniform"), time_grid(1.0, 1e-3, 10))
+    with pytest.raises(ValueError, match="log_snr time grid needs the sde"):
+        time_grid(1.0, 1e-3, 10, spacing="log_snr")
+    with pytest.raises(ValueError, match="unknown time spacing 'edm'"):
+        time_grid(1.0, 1e-3, 10, sde=sde, spacing="edm")
+    with pytest.raises(ValueError, match="must be > 0"):
+        log_snr_grid(sde, 1.0, 0.0, 10)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        log_snr_grid(sde, 1.0, 0.5, 1)

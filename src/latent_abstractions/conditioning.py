@@ -76,3 +76,32 @@ def dropout_mask(batch: int, n_factors: int, drop_each: float, drop_all: float,
     keep = torch.rand(batch, n_factors, generator=generator) >= drop_each
     keep_any = torch.rand(batch, 1, generator=generator) >= drop_all
     return keep & keep_any
+
+
+def subset_keep_mask(batch: int, n_factors: int, p_none: float, p_all: float, p_single: float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training-time keep flags (B, n_factors) that train every pass the estimators use.
+
+    Per row: keep none with ``p_none``, all with ``p_all``, one uniformly chosen factor
+    alone with ``p_single``, and otherwise a uniformly random subset (its size uniform
+    in 0..n_factors, then its members uniform). Independent per-factor dropout would
+    keep "factor k alone" with probability about (1 - p) p^(K - 1), which is tiny for
+    many factors. Here P(k alone) = p_single / K + p_rest / (K (K + 1)), with
+    p_rest = 1 - p_none - p_all - p_single.
+    """
+    probabilities = {"p_none": p_none, "p_all": p_all, "p_single": p_single}
+    for name, p in probabilities.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {p}")
+    if sum(probabilities.values()) > 1.0 + 1e-9:
+        raise ValueError(f"p_none + p_all + p_single must not exceed 1, got {sum(probabilities.values())}")
+    if n_factors < 1:
+        raise ValueError(f"need at least one factor, got {n_factors}")
+    # Each row picks how many factors to keep; the kept ones are the lowest random ranks.
+    u = torch.rand(batch, generator=generator)
+    size = torch.randint(0, n_factors + 1, (batch,), generator=generator)
+    size = torch.where(u < p_none + p_all + p_single, torch.ones_like(size), size)
+    size = torch.where(u < p_none + p_all, torch.full_like(size, n_factors), size)
+    size = torch.where(u < p_none, torch.zeros_like(size), size)
+    ranks = torch.rand(batch, n_factors, generator=generator).argsort(dim=1).argsort(dim=1)
+    return ranks < size[:, None]

@@ -1,108 +1,254 @@
 """Mutual information between a factor and the noised state, I(Y_k; X_t), in nats.
 
-Two estimates side by side:
+The score-difference identity (MINDE, Franzese et al. ICLR 2024), written on the
+log-SNR axis lambda = log(alpha^2 / sigma^2) with d(lambda) = -(g^2 / sigma^2) dt and
+score = -eps / sigma:
 
-- ``score_difference`` (MINDE, Franzese et al. ICLR 2024): for the forward SDE
-  dX = f dt + g dW and X_T independent of Y,
-      I(Y; X_t) = 1/2 int_t^T g(s)^2 E || grad log p_s(X_s | Y) - grad log p_s(X_s) ||^2 ds.
-  With an epsilon-network, score = -eps / sigma_s, so the integrand is
-  g(s)^2 / sigma_s^2 * E || eps(X_s, s | y_k) - eps(X_s, s | none) ||^2, where the
-  first pass keeps factor k only and the second keeps none.
-- ``exact``: the data set is a finite set of images, so p_s is a mixture of
-  N(alpha_s x_i, sigma_s^2 I); the posterior over images, hence over each
-  factor's values, is exact, and I = H(Y_k) - E[H(Y_k | X_s)] up to Monte-Carlo
-  error over X_s.
+    I(Y; X_t) = I(Y; X_T) + 1/2 int_{lambda(T)}^{lambda(t)} E || eps(X_s | y) - eps(X_s) ||^2 d(lambda).
 
-Both use the same draws of (x_0, X_s) at each time.
+Two forms of the integrand, equal for optimal denoisers (Kong et al. ICLR 2024):
+
+- ``orthogonal`` (MINDE): E || eps_hat(x | y_k) - eps_hat(x) ||^2. The errors of both
+  passes enter it squared, so under model error it tends to overshoot.
+- ``mmse_difference``: E || eps - eps_hat(x) ||^2 - E || eps - eps_hat(x | y_k) ||^2, with
+  eps the noise that made X_s: what the condition buys the model; it goes negative
+  where the conditional pass is worse than the unconditional one.
+
+"eps_hat(x | y_k)" keeps factor k only, "eps_hat(x)" keeps none. The integral is a
+trapezoid rule on a grid uniform in lambda (points go where information changes),
+from t = T down to t_end. Each grid point has its own ``samples`` draws, stratified
+over the data's rows (``ground_truth.FiniteMixture.draws``), with fresh noise.
+
+Where the data source knows the exact answer (a finite image set, a Gaussian task),
+the same draws give the exact I(Y_k; X_t) beside the estimates, and its value at T
+is the I(Y; X_T) term above (not negligible for a VE SDE whose sigma_max is not
+large against the spread of the data). Without it the term is left out (zero).
+
+Standard errors: per-draw contributions give a standard error per grid point
+(std / sqrt(samples); conservative, as stratification only lowers the variance);
+grid points use independent noise, so the integral's variance is the sum of the
+squared quadrature weights times the points' variances.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Iterator, Protocol
+
 import numpy as np
 import torch
 
-from .ground_truth import factor_posterior, image_posterior
-from .sde import SDE
+from .ground_truth import Draw, FiniteMixture, label_entropy
+from .sde import SDE, log_snr_grid
+
+SCORE_FORMS = ("orthogonal", "mmse_difference")
 
 
-def quadrature_times(t_end: float, points: int, t_max: float = 1.0) -> np.ndarray:
-    """Times from t_max down to t_end, evenly spaced in log t (the integrand grows like 1/t near 0)."""
-    return np.geomspace(t_max, t_end, points)
+class Source(Protocol):
+    """What the estimator draws from (``ground_truth.FiniteMixture``, ``ground_truth.GaussianTask``)."""
+
+    n_factors: int
+    entropy: np.ndarray
+
+    def draws(self, points: int, samples: int, generator: torch.Generator) -> Iterator[Draw]: ...
+
+    def exact_terms(self, sde: SDE, x: torch.Tensor, t: float,
+                    draw: Draw) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]: ...
 
 
-def cumulative_from_top(times: np.ndarray, integrand: np.ndarray) -> np.ndarray:
-    """1/2 int_t^{times[0]} integrand(s) ds at every t in the decreasing ``times`` (trapezoid rule)."""
-    widths = (times[:-1] - times[1:]).reshape((-1,) + (1,) * (integrand.ndim - 1))
-    pieces = 0.5 * widths * (integrand[:-1] + integrand[1:])
-    return 0.5 * np.concatenate([np.zeros_like(pieces[:1]), np.cumsum(pieces, axis=0)])
+@dataclasses.dataclass(frozen=True)
+class InformationEstimate:
+    """Curves on the grid ``times`` (P,) from T down to t_end, ``log_snr`` (P,) increasing.
+
+    ``mean`` and ``stderr`` map a quantity to (P, K), one column per factor:
+
+    - ``orthogonal``, ``mmse_difference``: I(Y_k; X_t) by the two score forms, nats,
+      including the I(Y; X_T) term (``exact`` at T) when the source is exact;
+    - ``orthogonal_integrand``, ``mmse_difference_integrand``: the integrands per unit
+      of log-SNR (before the factor 1/2);
+    - ``exact``: I(Y_k; X_t) from the source's exact distribution, on the same draws;
+    - for a finite image set also ``conditional_entropy`` E[H(Y_k | X_t)],
+      ``bayes_accuracy`` E[max_v p(v | X_t)] and ``log_likelihood`` E[log p(Y_k | X_t)];
+    - ``consistency`` (when asked): E || eps_hat(x) - sum_v p(Y_k = v | x) eps_hat(x | Y_k = v) ||^2
+      over X_t, with p the exact posterior of the data's mixture and the squared norm
+      summed over pixels (the units of the integrands). The score of a mixture is the
+      posterior-weighted mixture of its components' scores, so this is zero for exact
+      scores; it measures how far the model's unconditional pass is from its own
+      single-factor passes.
+
+    ``entropy`` (K,) is H(Y_k) of the data's labels (NaN for continuous Y).
+    """
+
+    times: np.ndarray
+    log_snr: np.ndarray
+    entropy: np.ndarray
+    mean: dict[str, np.ndarray]
+    stderr: dict[str, np.ndarray]
+
+    def columns(self, factor_names: list[str]) -> dict[str, np.ndarray]:
+        """Every curve in long form, one row per (quantity, factor, time): columns ``quantity``,
+        ``factor``, ``t``, ``log_snr``, ``mean``, ``stderr``, ``factor_entropy`` (for a table)."""
+        rows = [(name, k) for name in self.mean for k in range(len(factor_names))]
+        points = len(self.times)
+        return {
+            "quantity": np.repeat([name for name, _ in rows], points),
+            "factor": np.repeat([factor_names[k] for _, k in rows], points),
+            "t": np.tile(self.times, len(rows)),
+            "log_snr": np.tile(self.log_snr, len(rows)),
+            "mean": np.concatenate([self.mean[name][:, k] for name, k in rows]),
+            "stderr": np.concatenate([self.stderr[name][:, k] for name, k in rows]),
+            "factor_entropy": np.repeat([self.entropy[k] for _, k in rows], points),
+        }
 
 
 def factor_entropy(labels: np.ndarray) -> float:
     """H(Y) in nats of the empirical distribution of integer labels."""
-    counts = np.bincount(labels)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    return label_entropy(labels, int(labels.max()) + 1)
+
+
+def cumulative_weights(grid: np.ndarray) -> np.ndarray:
+    """Trapezoid weights W (P, P): (W @ f)[i] = int_{grid[0]}^{grid[i]} f, for samples f on ``grid``."""
+    widths = np.diff(grid)
+    weights = np.zeros((len(grid), len(grid)))
+    for i in range(1, len(grid)):
+        weights[i, :i] += widths[:i] / 2
+        weights[i, 1:i + 1] += widths[:i] / 2
+    return weights
+
+
+def integrate(grid: np.ndarray, mean: np.ndarray, stderr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1/2 int_{grid[0]}^{grid[i]} of an integrand estimated at the grid points (P, K),
+    with its standard error (the points' errors independent)."""
+    weights = 0.5 * cumulative_weights(grid)
+    return weights @ mean, np.sqrt(weights**2 @ stderr**2)
+
+
+def _pass_inputs(values: torch.Tensor, value_table: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep flags and condition values (passes, B, K) for: none kept, each factor alone,
+    and (with a ``value_table``) each factor alone at each of its values."""
+    n_factors = values.shape[1]
+    alone = torch.eye(n_factors, dtype=torch.bool)
+    keeps = [torch.zeros(n_factors, dtype=torch.bool)] + list(alone)
+    inputs = [values] * (1 + n_factors)
+    for k, table in enumerate(value_table or []):
+        for value in table:
+            keeps.append(alone[k])
+            inputs.append(torch.cat([values[:, :k], value.expand(len(values), 1), values[:, k + 1:]], dim=1))
+    keep = torch.stack(keeps)[:, None, :].expand(-1, len(values), -1)
+    return keep, torch.stack(inputs)
+
+
+def _run_passes(model: torch.nn.Module, x: torch.Tensor, t: float, keep: torch.Tensor, values: torch.Tensor,
+                device: torch.device | str) -> torch.Tensor:
+    """The model's eps for every pass in one call: (passes, B, D) float64 on ``device``."""
+    passes, batch = keep.shape[:2]
+    x = x.to(device, torch.float32).expand(passes, *x.shape).reshape(passes * batch, *x.shape[1:])
+    ts = torch.full((passes * batch,), t, device=device)
+    eps, _ = model(x, ts, values.reshape(passes * batch, -1).to(device), keep.reshape(passes * batch, -1).to(device))
+    return eps.double().reshape(passes, batch, -1)
+
+
+def score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch.Tensor, values: torch.Tensor,
+                device: torch.device | str = "cpu", batch_size: int = 256,
+                posteriors: list[torch.Tensor] | None = None,
+                value_table: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Per-draw integrands (B, K) of the two score forms at X_s = ``x`` (made with ``noise``),
+    and ``consistency`` when the exact factor ``posteriors`` and the ``value_table`` are given.
+
+    The draws go through the model in groups: all passes of a group in one call of at
+    most ``batch_size`` rows (or one draw's passes, if more).
+    """
+    passes = 1 + values.shape[1] + sum(len(table) for table in value_table or [])
+    step = max(1, batch_size // passes)
+    parts = []
+    for start in range(0, len(x), step):
+        rows = slice(start, start + step)
+        weights = None if posteriors is None else [p[rows].to(device) for p in posteriors]
+        parts.append(_score_terms(model, x[rows], t, noise[rows].to(device), values[rows], device, weights,
+                                  value_table))
+    return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+
+
+def _score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch.Tensor, values: torch.Tensor,
+                 device: torch.device | str, posteriors: list[torch.Tensor] | None,
+                 value_table: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    keep, inputs = _pass_inputs(values, value_table)
+    eps = _run_passes(model, x, t, keep, inputs, device)
+    n_factors, noise = values.shape[1], noise.flatten(1).double()
+    none, alone = eps[0], eps[1:1 + n_factors]  # (B, D), (K, B, D)
+    terms = {
+        "orthogonal_integrand": (alone - none).pow(2).sum(-1).T,
+        "mmse_difference_integrand": (noise - none).pow(2).sum(-1)[:, None] - (noise - alone).pow(2).sum(-1).T,
+    }
+    if value_table is not None:
+        mixtures, start = [], 1 + n_factors
+        for p in posteriors:  # sum_v p(v | x) eps_hat(x | Y_k = v), factor by factor
+            mixtures.append(torch.einsum("bv,vbd->bd", p, eps[start:start + p.shape[1]]))
+            start += p.shape[1]
+        terms["consistency"] = (none[None] - torch.stack(mixtures)).pow(2).sum(-1).T
+    return {name: value.cpu() for name, value in terms.items()}
+
+
+def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    values = per_draw.double().numpy()
+    return values.mean(0), values.std(0, ddof=1) / np.sqrt(len(values))
 
 
 @torch.no_grad()
-def score_difference_integrand(model: torch.nn.Module, sde: SDE, x_s: torch.Tensor, s: float,
-                               factor_values: torch.Tensor) -> np.ndarray:
-    """g^2/sigma^2 E||eps(.|y_k) - eps(.|none)||^2 for every factor k, from one batched pass."""
-    batch, n_factors = factor_values.shape
-    keeps = [torch.zeros(batch, n_factors, dtype=torch.bool)]  # none kept
-    for k in range(n_factors):
-        keep = torch.zeros(batch, n_factors, dtype=torch.bool)
-        keep[:, k] = True
-        keeps.append(keep)
-    device = x_s.device
-    keep = torch.cat(keeps).to(device)
-    repeats = n_factors + 1
-    t = torch.full((batch * repeats,), s, device=device)
-    eps, _ = model(x_s.repeat(repeats, *([1] * (x_s.ndim - 1))), t, factor_values.repeat(repeats, 1), keep)
-    eps = eps.reshape(repeats, batch, -1).double()
-    squared = (eps[1:] - eps[:1]).pow(2).sum(dim=-1).mean(dim=-1)  # (n_factors,)
-    ts = torch.tensor([s], dtype=torch.float64)
-    weight = sde.diffusion(ts) ** 2 / sde.sigma(ts) ** 2
-    return (weight * squared.cpu()).numpy()
+def mutual_information(model: torch.nn.Module | None, sde: SDE, source: Source, t_end: float, points: int,
+                       samples: int, seed: int, device: torch.device | str = "cpu", batch_size: int = 256,
+                       exact: bool = True, consistency: bool = False) -> InformationEstimate:
+    """I(Y_k; X_t) on a log-SNR-uniform grid of ``points`` times from T down to ``t_end``.
 
-
-def exact_conditional_entropy(x_s: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
-                              alpha: torch.Tensor, sigma: torch.Tensor) -> np.ndarray:
-    """Mean over draws of H(Y_k | X_s) for every factor k, from the exact mixture posterior.
-
-    ``images`` (N, ...), ``labels`` (N, n_factors) int, ``x_s`` (B, ...), ``alpha``/``sigma`` (B,).
+    ``source`` is the data distribution, e.g. ``FiniteMixture(images, labels, values, rows=train_rows)``
+    for the rows the model was trained on (another call with held-out rows gives the
+    held-out curve). ``model(x, t, values, keep) -> (eps, taps)`` is the score network
+    (None: the exact curves only); ``batch_size`` bounds the rows per model call.
+    ``exact`` adds the source's exact quantities; ``consistency`` (a finite image set
+    with one condition value per label) the model-consistency check, at the cost of
+    one extra pass per factor value.
     """
-    posterior = image_posterior(x_s, images, alpha, sigma)
-    entropies = []
-    for k in range(labels.shape[1]):
-        p = factor_posterior(posterior, labels[:, k])
-        entropies.append(float(-(p * torch.log(p.clamp_min(1e-300))).sum(1).mean()))
-    return np.asarray(entropies)
+    if points < 2 or samples < 2:
+        raise ValueError(f"need at least 2 points and 2 samples, got points={points}, samples={samples}")
+    if not 0.0 < t_end < sde.T:
+        raise ValueError(f"t_end must lie in (0, {sde.T}), got {t_end}")
+    if model is None and not exact:
+        raise ValueError("nothing to estimate: no model and exact=False")
+    if consistency and not (exact and isinstance(source, FiniteMixture)):
+        raise ValueError("the consistency check needs exact=True and a finite image set (discrete posteriors)")
+    times = log_snr_grid(sde, sde.T, t_end, points)
+    value_table = source.value_table() if consistency else None
+    generator = torch.Generator().manual_seed(seed)
+    per_time: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+    for t, draw in zip(times.tolist(), source.draws(points, samples, generator)):
+        noise = torch.randn(draw.x0.shape, generator=generator, dtype=torch.float64)
+        x = sde.marginal(draw.x0, torch.full((samples,), t, dtype=torch.float64), noise).float()
+        terms, posteriors = source.exact_terms(sde, x.to(device), t, draw) if exact else ({}, None)
+        if model is not None:
+            terms.update(score_terms(model, x, t, noise, draw.values, device, batch_size, posteriors, value_table))
+        per_time.append({name: _mean_and_stderr(value) for name, value in terms.items()})
+    mean = {name: np.stack([row[name][0] for row in per_time]) for name in per_time[0]}
+    stderr = {name: np.stack([row[name][1] for row in per_time]) for name in per_time[0]}
+    log_snr = sde.log_snr(times).numpy()
+    if model is not None:
+        _add_integrals(log_snr, mean, stderr)
+    return InformationEstimate(times.numpy(), log_snr, np.asarray(source.entropy, dtype=np.float64), mean, stderr)
+
+
+def _add_integrals(log_snr: np.ndarray, mean: dict[str, np.ndarray], stderr: dict[str, np.ndarray]) -> None:
+    """Each score form's I(Y_k; X_t): the integral from T, plus I(Y; X_T) where the exact curve gives it."""
+    start, start_error = (mean["exact"][0], stderr["exact"][0]) if "exact" in mean else (0.0, 0.0)
+    for form in SCORE_FORMS:
+        value, error = integrate(log_snr, mean[f"{form}_integrand"], stderr[f"{form}_integrand"])
+        mean[form], stderr[form] = start + value, np.sqrt(error**2 + np.square(start_error))
 
 
 def estimate(model: torch.nn.Module, sde: SDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
              t_end: float, points: int, samples: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
-    """Both estimates of I(Y_k; X_t) on the quadrature grid.
-
-    Returns ``times`` (P,), ``score_difference`` and ``exact`` (P, n_factors), ``entropy`` (n_factors,).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    data = torch.tensor(np.asarray(images), dtype=torch.float32)
-    values = torch.tensor(np.asarray(factor_values), dtype=torch.float32)
-    labels_t = torch.tensor(np.asarray(labels), dtype=torch.long)
-    times = quadrature_times(t_end, points)
-    integrand, conditional_entropy = [], []
-    for s in times:
-        index = torch.randint(len(data), (samples,), generator=generator)
-        noise = torch.randn((samples,) + tuple(data.shape[1:]), generator=generator)
-        ts = torch.full((samples,), float(s))
-        x_s = sde.marginal(data[index], ts, noise)
-        integrand.append(score_difference_integrand(model, sde, x_s.to(device), float(s), values[index].to(device)))
-        conditional_entropy.append(exact_conditional_entropy(x_s, data, labels_t, sde.alpha(ts), sde.sigma(ts)))
-    entropy = np.asarray([factor_entropy(labels[:, k]) for k in range(labels.shape[1])])
-    return {
-        "times": times,
-        "score_difference": cumulative_from_top(times, np.stack(integrand)),
-        "exact": entropy[None, :] - np.stack(conditional_entropy),
-        "entropy": entropy,
-    }
+    """The former interface, kept until the pipeline step calls ``mutual_information``:
+    ``times``, ``score_difference`` (the orthogonal form) and ``exact`` (P, K), ``entropy`` (K,)."""
+    result = mutual_information(model, sde, FiniteMixture(images, labels, factor_values), t_end, points, samples,
+                                seed, device)
+    return {"times": result.times, "score_difference": result.mean["orthogonal"], "exact": result.mean["exact"],
+            "entropy": result.entropy}

@@ -5,6 +5,11 @@ subclass gives beta-style drift/diffusion and alpha_t, sigma_t in closed form; t
 (marginal draws, log-SNR, the reverse-time SDE, the probability-flow ODE, Tweedie's
 denoiser) follows here once.
 
+Log-SNR lambda = log(alpha_t^2 / sigma_t^2) is the natural axis: for both SDEs
+d(lambda)/dt = -g(t)^2 / sigma_t^2, so integrals and sampler steps spaced evenly in lambda
+put their points where the data distribution changes. Each SDE inverts lambda(t) in
+closed form (``time_of_log_snr``); ``log_snr_grid`` and ``time_grid`` build on it.
+
 - VP (Song et al. 2021, eq. 11): dX = -1/2 beta(t) X dt + sqrt(beta(t)) dW with
   beta(t) = beta_min + t (beta_max - beta_min); log alpha_t = -1/4 t^2 (beta_max - beta_min)
   - 1/2 t beta_min, sigma_t^2 = 1 - alpha_t^2.
@@ -51,6 +56,10 @@ class SDE(abc.ABC):
         """log(alpha_t^2 / sigma_t^2)."""
         return 2.0 * (torch.log(self.alpha(t)) - torch.log(self.sigma(t)))
 
+    def time_of_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``log_snr``: the time t at which log(alpha_t^2 / sigma_t^2) = ``log_snr``."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse log-SNR")
+
     def marginal(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """A draw of X_t given x_0, with the given standard-normal ``noise``."""
         return expand_like(self.alpha(t), x0) * x0 + expand_like(self.sigma(t), x0) * noise
@@ -96,6 +105,13 @@ class VPSDE(SDE):
         two_log_alpha = 2.0 * self.log_alpha(t)  # stable form of the base class's formula
         return two_log_alpha - torch.log(-torch.expm1(two_log_alpha))
 
+    def time_of_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
+        # alpha^2 = sigmoid(lambda), so c = -2 log alpha = softplus(-lambda) solves
+        # 1/2 (beta_max - beta_min) t^2 + beta_min t = c; this root form has no cancellation.
+        c = torch.nn.functional.softplus(-log_snr)
+        spread = self.beta_max - self.beta_min
+        return 2.0 * c / (self.beta_min + torch.sqrt(self.beta_min**2 + 2.0 * spread * c))
+
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return -0.5 * expand_like(self.beta(t), x) * x
 
@@ -120,6 +136,11 @@ class VESDE(SDE):
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(self._sigma_of_t(t) ** 2 - self.sigma_min**2)
 
+    def time_of_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
+        # sigma_t^2 = exp(-lambda) = sigma_min^2 (r^{2t} - 1) with r = sigma_max / sigma_min.
+        log_ratio = math.log(self.sigma_max / self.sigma_min)
+        return 0.5 * torch.nn.functional.softplus(-log_snr - 2.0 * math.log(self.sigma_min)) / log_ratio
+
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
 
@@ -138,6 +159,37 @@ def make_sde(params: dict) -> SDE:
     raise ValueError(f"unknown SDE kind {params['kind']!r}; allowed: vp, ve")
 
 
-def time_grid(t_start: float, t_end: float, steps: int) -> torch.Tensor:
-    """``steps + 1`` equally spaced times from ``t_start`` down to ``t_end``."""
-    return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).float()
+def log_snr_grid(sde: SDE, t_start: float, t_end: float, points: int) -> torch.Tensor:
+    """``points`` times (float64) from ``t_start`` to ``t_end`` whose log-SNRs are evenly spaced.
+
+    The end points are returned exactly; either order of ``t_start`` and ``t_end`` works.
+    """
+    if points < 2:
+        raise ValueError(f"a log-SNR grid needs at least 2 points, got {points}")
+    if min(t_start, t_end) <= 0.0:
+        raise ValueError(f"log-SNR grid times must be > 0 (log-SNR is infinite at t = 0), got {t_start}, {t_end}")
+    ends = sde.log_snr(torch.tensor([t_start, t_end], dtype=torch.float64))
+    times = sde.time_of_log_snr(torch.linspace(float(ends[0]), float(ends[1]), points, dtype=torch.float64))
+    times[0], times[-1] = t_start, t_end
+    return times
+
+
+SPACINGS = ("uniform", "log_snr")
+
+
+def time_grid(t_start: float, t_end: float, steps: int, sde: SDE | None = None,
+              spacing: str | None = None) -> torch.Tensor:
+    """``steps + 1`` times (float32) from ``t_start`` down to ``t_end``.
+
+    ``spacing`` "uniform" spaces them evenly in t; "log_snr" evenly in the ``sde``'s
+    log-SNR, which leaves far less residual noise at ``t_end`` for the same number of
+    steps. Left out, it is "log_snr" when an ``sde`` is given and "uniform" otherwise.
+    """
+    spacing = spacing or ("uniform" if sde is None else "log_snr")
+    if spacing == "uniform":
+        return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).float()
+    if spacing == "log_snr":
+        if sde is None:
+            raise ValueError("a log_snr time grid needs the sde")
+        return log_snr_grid(sde, t_start, t_end, steps + 1).float()
+    raise ValueError(f"unknown time spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
