@@ -276,8 +276,8 @@ def main() -> None:
     ours_params, baseline_params = count_parameters(ours_model), count_parameters(baseline_model)
     param_ratio = ours_params / baseline_params
 
-    config = TrainConfig(steps=100_000, batch_size=setup.batch, learning_rate=1e-4, warmup_steps=0, drop_each=0.1,
-                         drop_all=0.1, ema_decay=0.999, seed=0, precision=setup.precision, compile=setup.compile)
+    config = TrainConfig(steps=100_000, batch_size=setup.batch, learning_rate=1e-4, warmup_steps=0, keep_none=0.1,
+                         keep_all=0.4, keep_single=0.3, ema_decay=0.999, seed=0, precision=setup.precision, compile=setup.compile)
     ours_trainer = Trainer(ours_model, sde, config, setup.device)
     baseline_trainer = Trainer(baseline_model, sde, config, setup.device)  # the same step code for both
     ours_model.train()

@@ -30,8 +30,11 @@ def workdir(tmp_path):
 
 @pytest.fixture
 def default_params() -> dict:
+    """params.yaml as the pipeline sees it: validated, with the schema's defaults filled in."""
+    from latent_abstractions import params
+
     with open(ROOT / "params.yaml") as handle:
-        return yaml.safe_load(handle)
+        return params.validate(yaml.safe_load(handle))
 
 
 @pytest.fixture

@@ -185,3 +185,12 @@ def test_training_defaults_agree_with_the_schema():
     for field in dataclasses.fields(TrainConfig):
         if field.default is not dataclasses.MISSING and field.name in expected:
             assert field.default == expected[field.name], field.name
+
+
+def test_classifier_defaults_agree_with_the_schema():
+    from latent_abstractions.classifier import ClassifierConfig
+
+    expected = schema_defaults("classifier")
+    for field in dataclasses.fields(ClassifierConfig):
+        if field.default is not dataclasses.MISSING and field.name in expected:
+            assert field.default == expected[field.name], field.name

@@ -1,23 +1,43 @@
-"""Trajectory recording: which steps, which columns, and the Parquet round trip."""
+"""Trajectory recording: which steps, which conditions, which columns, the guidance mix,
+and the noise and network evaluation that make a trajectory independent of its batch."""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
+import pytest
 import torch
 
 from latent_abstractions import checkpoints, trajectories
 from latent_abstractions.factors import Factor
-from latent_abstractions.stages.sample_trajectories import condition_grid, record_steps, requested_positions
-from latent_abstractions.recording import TrajectoryRecorder
-from latent_abstractions.samplers import reverse_sde_euler_maruyama
-from latent_abstractions.sde import VPSDE, time_grid
+from latent_abstractions.recording import (BlockNetwork, PerTrajectoryNoise, TrajectoryRecorder, condition_grid,
+                                           recorded_steps, resolve_condition, stream_seed)
+from latent_abstractions.samplers import SAMPLERS, reverse_sde_euler_maruyama
+from latent_abstractions.sde import VESDE, VPSDE, time_grid
+from latent_abstractions.stages.sample_trajectories import requested_positions
 from conftest import perturb
 
+FACTORS = [{"name": "x", "kind": "continuous", "values": [1.0, 2.0]},
+           {"name": "y", "kind": "continuous", "values": [1.0, 2.0]}]
 
-def test_record_steps_include_both_ends():
-    assert record_steps(100, 5) == [0, 25, 50, 75, 100]
-    assert record_steps(3, 8) == [0, 1, 2, 3]
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def networks():
+    factors = [Factor.from_dict(f) for f in FACTORS]
+    architecture = checkpoints.architecture_from_params(
+        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "blocks_per_level": 1,
+         "attention_levels": [], "heads": 1}, factors, (1, 8, 8))
+    torch.manual_seed(0)
+    model = perturb(checkpoints.build_model(architecture)).eval()
+    torch.manual_seed(1)
+    return model, checkpoints.build_model(architecture).eval()
 
 
 def test_requested_positions_cross_the_lattice():
@@ -26,6 +46,7 @@ def test_requested_positions_cross_the_lattice():
     requested = requested_positions(grid, stride=2, per_position=3, max_conditions=100, seed=0)
     assert set(zip(requested["x"], requested["y"])) == {(1.0, 5.0), (3.0, 5.0)}
     assert len(requested["x"]) == 6 and list(requested["x"][:3]) == [1.0, 1.0, 1.0]
+    assert requested_positions({}, stride=1, per_position=3, max_conditions=5, seed=0) == {}
 
 
 def test_categorical_conditions_are_indices_and_capped():
@@ -39,46 +60,136 @@ def test_categorical_conditions_are_indices_and_capped():
     assert np.array_equal(again["shape"], requested["shape"])
 
 
-def test_recorded_table_layout_and_round_trip(tmp_path):
-    factors = [Factor("x", "continuous", (1.0, 2.0)), Factor("y", "continuous", (1.0, 2.0))]
-    architecture = checkpoints.architecture_from_params(
-        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "blocks_per_level": 1, "attention_levels": [], "heads": 1, "condition_on": []},
-        factors, (1, 8, 8))
-    torch.manual_seed(0)
-    model = perturb(checkpoints.build_model(architecture)).eval()
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_time_selections_land_on_the_grid(sde):
+    times = time_grid(1.0, 1e-3, 100, sde=sde)
+    assert recorded_steps({"kind": "log_snr", "count": 5}, times, sde, "r") == [0, 25, 50, 75, 100]
+    assert recorded_steps({"kind": "steps", "steps": [100, 3]}, times, sde, "r") == [3, 100]
+    snapped = recorded_steps({"kind": "times", "times": [1.0, 0.5, 0.001]}, times, sde, "r")
+    assert snapped[0] == 0 and snapped[-1] == 100
+    middle = float(times[snapped[1]])
+    assert abs(float(sde.log_snr(torch.tensor(middle))) - float(sde.log_snr(torch.tensor(0.5)))) < \
+        float(sde.log_snr(times[1:2]) - sde.log_snr(times[0:1]))  # within a grid step in log-SNR
+    uniform = time_grid(1.0, 1e-3, 10, spacing="uniform")
+    assert recorded_steps({"kind": "times", "times": [0.5005]}, uniform, sde, "r") == [5]
+
+
+@pytest.mark.parametrize("selection, message", [
+    ({"kind": "times", "times": [1.2]}, r"r.times: 1.2 is outside \(0, T\] = \(0, 1\]"),
+    ({"kind": "times", "times": [0.0]}, r"r.times: 0 is outside \(0, T\]"),
+    ({"kind": "times", "times": [1e-4]}, r"r.times: 0.0001 is outside the sampled range \[0.001, 1\]"),
+    ({"kind": "steps", "steps": [-1]}, "r.steps: -1 is not a step of the 10-step grid"),
+    ({"kind": "steps", "steps": [11]}, "r.steps: 11 is not a step"),
+    ({"kind": "log_snr", "count": 12}, "r.count: 12 times do not fit on a grid of 11 times"),
+    ({"kind": "times", "times": [0.5, 0.49]}, "r: t = 0.5 and t = 0.49 fall on the same step"),
+    ({"kind": "seconds"}, "r.kind: unknown time selection 'seconds'"),
+])
+def test_bad_time_selections_are_one_line(selection, message):
     sde = VPSDE()
-    requested = {"x": np.array([1.0, 2.0, 2.0]), "y": np.array([1.0, 1.0, 2.0])}
-    values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
-    torch.manual_seed(1)
-    control = checkpoints.build_model(architecture).eval()
-    recorder = TrajectoryRecorder(model, sde, values, record_steps=[0, 5, 10], taps=["mid", "up.0"], control=control)
+    with pytest.raises(ValueError, match=message) as caught:
+        recorded_steps(selection, time_grid(1.0, 1e-3, 10, sde=sde), sde, "r")
+    assert "\n" not in str(caught.value)
+
+
+def test_conditions_resolve_to_the_networks_factor_order():
+    assert resolve_condition("all", FACTORS, "c") == ["x", "y"]
+    assert resolve_condition(["y", "x"], FACTORS, "c") == ["x", "y"]
+    assert resolve_condition([], FACTORS, "c") == []
+    with pytest.raises(ValueError, match="c lists unknown factor colour; the model knows: x, y"):
+        resolve_condition(["colour"], FACTORS, "c")
+
+
+def record(networks, keep=None, guidance=1.0, full_maps=(), steps=10, record=(0, 5, 10)):
+    model, control = networks
+    sde = VPSDE()
+    values = torch.tensor([[1.0, 1.0], [2.0, 1.0], [2.0, 2.0]])
+    recorder = TrajectoryRecorder(model, sde, values, record, ["mid", "up.0"], control, keep=keep,
+                                  guidance=guidance, full_maps=full_maps, block=4)
     generator = torch.Generator().manual_seed(0)
     final = reverse_sde_euler_maruyama(recorder, sde, torch.randn(3, 1, 8, 8, generator=generator),
-                                       time_grid(1.0, 1e-3, 10), generator)
-    table = recorder.table(requested)
-    path = tmp_path / "trajectories.parquet"
-    factor_list = [{"name": f.name, "kind": f.kind, "values": list(f.values)} for f in factors]
-    trajectories.write(table, path, (1, 8, 8), ["mid", "up.0"], factor_list, {"step": "test"})
+                                       time_grid(1.0, 1e-3, steps, sde=sde), generator)
+    return recorder, final
 
-    read = pq.read_table(path)
-    assert read.num_rows == 3 * 3
-    assert trajectories.read_layout(path) == {"image_shape": [1, 8, 8], "taps": ["mid", "up.0"],
-                                              "passes": ["cond", "uncond", "random"], "factors": factor_list}
-    taps = [f"{kind}.{p}.{tap}" for p in ("cond", "uncond", "random") for tap in ("mid", "up.0") for kind in ("act", "map")]
-    assert sorted(trajectories.feature_columns(read)) == sorted(["state", "denoised.cond", "denoised.uncond", *taps])
-    assert [f for f in trajectories.feature_columns(read) if trajectories.sees_condition(f)] == [
-        "denoised.cond", "act.cond.mid", "map.cond.mid", "act.cond.up.0", "map.cond.up.0"]
-    assert trajectories.vector_column(read, "state").shape == (9, 64)
-    assert trajectories.vector_column(read, "act.cond.mid").shape == (9, 16)
-    assert trajectories.vector_column(read, "map.cond.mid").shape == (9, 16 * 16)  # 16 channels, 4 x 4 cells
-    assert trajectories.vector_column(read, "act.uncond.up.0").shape == (9, 8)
-    assert trajectories.vector_column(read, "map.random.up.0").shape == (9, 8 * 16)
-    steps, t = read.column("step").to_numpy(), read.column("t").to_numpy()
-    assert list(np.unique(steps)) == [0, 5, 10]
-    assert np.allclose(t[steps == 0], 1.0) and np.allclose(t[steps == 10], 1e-3)
-    # the last recorded denoised estimate is the sampler's output
-    last = trajectories.vector_column(read, "denoised.cond")[steps == 10]
-    assert np.allclose(last, final.flatten(1).numpy(), atol=1e-6)
-    # conditional and unconditional passes differ (the condition is used)
-    assert not np.allclose(trajectories.vector_column(read, "act.cond.mid"),
-                           trajectories.vector_column(read, "act.uncond.mid"))
+
+def layout_of(recorder, full_maps=()) -> dict:
+    shapes = {"mid": [16, 4, 4], "up.0": [8, 8, 8]}
+    return {"kind": "trajectories", "image_shape": [1, 8, 8], "factor_names": [], "passes": recorder.passes,
+            "taps": ["mid", "up.0"], "full_maps": list(full_maps), "tap_shapes": shapes}
+
+
+def test_recorded_columns_are_the_documented_ones(networks):
+    recorder, final = record(networks, full_maps=["mid"])
+    assert recorder.passes == ["cond", "uncond", "random"] and sorted(recorder.records) == [0, 5, 10]
+    expected = dict(trajectories.vector_columns(layout_of(recorder, ["mid"])))
+    for step, columns in recorder.records.items():
+        assert list(columns) == list(expected), step  # the schema's order
+        for name, values in columns.items():
+            width = expected[name].list_size
+            assert values.shape == (3, width) and values.dtype == expected[name].value_type.to_pandas_dtype(), name
+    assert recorder.records[10]["full.cond.mid"].dtype == np.float16
+    assert np.allclose(recorder.records[10]["full.cond.mid"].reshape(3, 16, 16).astype(np.float32).mean(axis=2),
+                       recorder.records[10]["act.cond.mid"], atol=1e-2)
+    assert np.allclose(recorder.records[10]["denoised.cond"], final.flatten(1).numpy(), atol=1e-6)  # the output
+    assert not np.allclose(recorder.records[5]["act.cond.mid"], recorder.records[5]["act.uncond.mid"])
+    assert [f for f in expected if trajectories.sees_condition(f)] == [
+        "eps.cond", "denoised.cond", "act.cond.mid", "map.cond.mid", "act.cond.up.0", "map.cond.up.0", "full.cond.mid"]
+
+
+def test_guidance_mixes_the_passes_the_sampler_follows(networks):
+    plain, _ = record(networks)
+    mixed, final = record(networks, guidance=3.0)
+    state = mixed.records[5]
+    # the same start and noise: the trajectories agree at step 0 and part after it
+    assert np.array_equal(plain.records[0]["state"], mixed.records[0]["state"])
+    assert not np.allclose(plain.records[5]["state"], state["state"])
+    last = mixed.records[10]
+    guided = last["denoised.uncond"] + 3.0 * (last["denoised.cond"] - last["denoised.uncond"])
+    assert np.allclose(guided, final.flatten(1).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="guidance scale -1.0 must be >= 0"):
+        record(networks, guidance=-1.0)
+
+
+def test_unconditional_sampling_has_no_cond_pass(networks):
+    recorder, final = record(networks, keep=torch.zeros(3, 2, dtype=torch.bool))
+    assert recorder.passes == ["uncond", "random"]
+    assert not any(trajectories.sees_condition(c) for c in recorder.records[5])
+    assert np.allclose(recorder.records[10]["denoised.uncond"], final.flatten(1).numpy(), atol=1e-6)
+    subset, _ = record(networks, keep=torch.tensor([[True, False]] * 3))
+    assert subset.passes == ["cond", "uncond", "random"]
+
+
+def test_blocks_and_streams_make_a_row_independent_of_its_batch(networks):
+    model, _ = networks
+    generator = torch.Generator().manual_seed(5)
+    x, t = torch.randn(13, 1, 8, 8, generator=generator), torch.rand(13, generator=generator)
+    values, keep = torch.rand(13, 2, generator=generator) + 1, torch.ones(13, 2, dtype=torch.bool)
+    network = BlockNetwork(model, 4)
+    with torch.no_grad():
+        whole = network(x, t, values, keep, ["mid"])
+        for size in (1, 3, 6):
+            parts = [network(x[i:i + size], t[i:i + size], values[i:i + size], keep[i:i + size], ["mid"])
+                     for i in range(0, 13, size)]
+            assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
+            assert torch.equal(torch.cat([p[1]["mid"] for p in parts]), whole[1]["mid"])
+    seeds = [stream_seed(3, 0, j) for j in range(5)]
+    together = PerTrajectoryNoise(seeds).draw((5, 2, 3))
+    assert torch.equal(torch.cat([PerTrajectoryNoise(seeds[:2]).draw((2, 2, 3)),
+                                  PerTrajectoryNoise(seeds[2:]).draw((3, 2, 3))]), together)
+    assert stream_seed(3, 0, 1) != stream_seed(3, 1, 0) and stream_seed(3, 0, 1) < 2**63
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_every_sampler_draws_its_noise_per_trajectory(networks, sampler):
+    model, _ = networks
+    sde = VPSDE()
+    times = time_grid(1.0, 1e-3, 6, sde=sde)
+    values = torch.tensor([[1.0, 1.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]])
+
+    def sample(rows):
+        noise = PerTrajectoryNoise([stream_seed(0, 0, j) for j in rows])
+        prior = noise.draw((len(rows), 1, 8, 8))
+        recorder = TrajectoryRecorder(model, sde, values[rows], [], [], block=4)
+        with noise:
+            return SAMPLERS[sampler](recorder, sde, prior, times, generator=noise.generator)
+
+    assert torch.equal(torch.cat([sample([0]), sample([1, 2, 3])]), sample([0, 1, 2, 3]))

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from latent_abstractions import checkpoints
-from latent_abstractions.conditioning import dropout_mask
 from latent_abstractions.factors import Factor
 from conftest import perturb
 
@@ -64,13 +63,6 @@ def test_null_factor_ignores_its_value(model):
     other_x = values.clone()
     other_x[:, 0] = 3.5
     assert not torch.allclose(model(x, t, other_x, keep)[0], eps_a)
-
-
-def test_dropout_mask_rates():
-    generator = torch.Generator().manual_seed(0)
-    keep = dropout_mask(100_000, 2, drop_each=0.2, drop_all=0.1, generator=generator)
-    assert float((~keep).float().mean()) == pytest.approx(1 - 0.9 * 0.8, abs=0.01)
-    assert float((~keep).all(dim=1).float().mean()) == pytest.approx(0.1 + 0.9 * 0.04, abs=0.01)
 
 
 def test_checkpoint_round_trip(tmp_path, model, architecture):

@@ -47,6 +47,23 @@ def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None
         sys.exit(f"error: {exc}")
 
 
+def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | None = None) -> None:
+    """As :func:`run_step`, for a step over the whole project: ``body(params)``."""
+    parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--log", default=f"logs/{step}.log", help=f"log file (default: logs/{step}.log)")
+    args = parser.parse_args(argv)
+    try:
+        params = params_module.load(args.params)
+    except params_module.ParamsError as exc:
+        sys.exit(f"error: {exc}")
+    _setup_logging(Path(args.log))
+    try:
+        body(params)
+    except (InputError, params_module.ParamsError) as exc:
+        sys.exit(f"error: {exc}")
+
+
 def _setup_logging(log_path: Path) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_path, mode="w")]

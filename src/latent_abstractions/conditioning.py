@@ -70,14 +70,6 @@ class FactorConditioner(nn.Module):
         return total
 
 
-def dropout_mask(batch: int, n_factors: int, drop_each: float, drop_all: float,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Training-time keep flags: each factor dropped with ``drop_each``, all with ``drop_all``."""
-    keep = torch.rand(batch, n_factors, generator=generator) >= drop_each
-    keep_any = torch.rand(batch, 1, generator=generator) >= drop_all
-    return keep & keep_any
-
-
 def subset_keep_mask(batch: int, n_factors: int, p_none: float, p_all: float, p_single: float,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Training-time keep flags (B, n_factors) that train every pass the estimators use.

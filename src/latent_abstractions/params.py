@@ -102,6 +102,11 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
 def _check_consistency(params: dict) -> None:
     """Rules a JSON schema cannot express."""
     for name, experiment in params["experiments"].items():
+        train = experiment["train"]
+        kept = train["keep_none"] + train["keep_all"] + train["keep_single"]
+        if kept > 1.0 + 1e-9:
+            raise ParamsError(f"params.yaml: experiments.{name}.train keep_none + keep_all + keep_single = {kept:g}: "
+                              "must be <= 1")
         model = experiment["model"]
         for level, mult in enumerate(model["channel_mults"]):
             channels = model["base_channels"] * mult

@@ -20,9 +20,20 @@ LIVE = MODEL_DIR + "/live"  # training metrics and curves, in dvclive's layout
 LIVE_METRICS = LIVE + "/metrics.json"
 LIVE_PLOT = LIVE + "/plots/metrics/train/{metric}.tsv"
 PARTIAL = MODEL_DIR + "/.partial"  # training in progress; never a pipeline output
-TRAJECTORIES = "data/{experiment}/trajectories.parquet"
+CLASSIFIER_DIR = "data/{experiment}/classifier"
+CLASSIFIER_WEIGHTS = CLASSIFIER_DIR + "/weights.safetensors"
+CLASSIFIER_EVALUATION = CLASSIFIER_DIR + "/evaluation.parquet"
+GENERATION_DIR = "data/{experiment}/generation"
+GENERATION_ACCURACY = GENERATION_DIR + "/accuracy.parquet"
+GENERATION_REPRESENTATION = GENERATION_DIR + "/representation.parquet"
+TRAJECTORIES = "data/{experiment}/trajectories"  # a store directory (layout: trajectories.py)
+FORKS = "data/{experiment}/forks"  # fork store: branches from parents at fork times
+FORWARD_BACKWARD = "data/{experiment}/forward_backward"  # store of regenerated noised images
 PROBES = "data/{experiment}/probes.parquet"
 INFORMATION = "data/{experiment}/information.parquet"
+INFORMATION_METRICS = "data/{experiment}/information_metrics.json"  # learned vs exact, for `dvc exp show`
+ORDER = "data/{experiment}/order.parquet"  # when each factor is decided, by each proxy
+REPORT = "data/report.html"  # the project's one report, over every experiment
 FIGURES_DIR = "data/{experiment}/figures"
 FIGURE = FIGURES_DIR + "/{figure}.png"
 PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
@@ -38,6 +49,10 @@ def _fill(template: str, experiment: str, **fields: str) -> Path:
 
 def dataset_dir(experiment: str) -> Path:
     return _fill(DATASET_DIR, experiment)
+
+
+def dataset_files(experiment: str) -> list[Path]:
+    return [_fill(IMAGES, experiment), _fill(FACTORS, experiment)]
 
 
 def model_dir(experiment: str) -> Path:
@@ -68,8 +83,32 @@ def partial_dir(experiment: str) -> Path:
     return _fill(PARTIAL, experiment)
 
 
+def classifier_weights(experiment: str) -> Path:
+    return _fill(CLASSIFIER_WEIGHTS, experiment)
+
+
+def classifier_evaluation(experiment: str) -> Path:
+    return _fill(CLASSIFIER_EVALUATION, experiment)
+
+
+def generation_accuracy(experiment: str) -> Path:
+    return _fill(GENERATION_ACCURACY, experiment)
+
+
+def generation_representation(experiment: str) -> Path:
+    return _fill(GENERATION_REPRESENTATION, experiment)
+
+
 def trajectories(experiment: str) -> Path:
     return _fill(TRAJECTORIES, experiment)
+
+
+def forks(experiment: str) -> Path:
+    return _fill(FORKS, experiment)
+
+
+def forward_backward(experiment: str) -> Path:
+    return _fill(FORWARD_BACKWARD, experiment)
 
 
 def probes(experiment: str) -> Path:
@@ -78,6 +117,14 @@ def probes(experiment: str) -> Path:
 
 def information(experiment: str) -> Path:
     return _fill(INFORMATION, experiment)
+
+
+def information_metrics(experiment: str) -> Path:
+    return _fill(INFORMATION_METRICS, experiment)
+
+
+def order(experiment: str) -> Path:
+    return _fill(ORDER, experiment)
 
 
 def figure(experiment: str, name: str) -> Path:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .pixels import model_range  # noqa: E402
+from . import figure_style  # noqa: F401  (sets the backend and the style before any figure is made)
+from .pixels import model_range
 
 
 def probe_scores(probes: pd.DataFrame) -> plt.Figure:
@@ -32,32 +30,53 @@ def probe_scores(probes: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def mutual_information(info: pd.DataFrame) -> plt.Figure:
-    """I(factor; X_t) against t (top) and against log-SNR (bottom), learned and exact."""
-    factors = sorted(info["factor"].unique())
+INFORMATION_STYLES = {
+    "exact": dict(color="black", ls="--", label="exact (train rows)"),
+    "orthogonal": dict(color="tab:blue", label="score difference, orthogonal (MINDE)"),
+    "mmse_difference": dict(color="tab:green", label="score difference, MMSE difference"),
+    "classifier_bound": dict(color="tab:orange", label="classifier bound H - CE"),
+    "held_out_exact": dict(color="grey", ls=":", label="exact (held-out rows)"),
+}
+
+
+def information_curves(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The curves the information figure draws, each with columns factor, t, log_snr, mean, stderr."""
+    train = info[info["distribution"] == "train"]
+    curves = {name: train[train["quantity"] == name] for name in ("exact", "orthogonal", "mmse_difference")}
+    held_out = info[(info["distribution"] == "held_out") & (info["quantity"] == "exact")]
+    if len(held_out):
+        curves["held_out_exact"] = held_out
+    if bound is not None:
+        curves["classifier_bound"] = bound.rename(columns={"bound": "mean", "bound_se": "stderr"})
+    return curves
+
+
+def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> plt.Figure:
+    """I(factor; X_t) against t (top) and against log-SNR (bottom): both forms of the learned
+    score-difference estimate and the classifier bound, each with a band of two standard
+    errors, beside the exact curve of the train rows and H(factor)."""
+    curves = information_curves(info, bound)
+    entropy = info[info["distribution"] == "train"].groupby("factor")["factor_entropy"].first()
+    factors = sorted(entropy.index)
     fig, axes = plt.subplots(2, len(factors), figsize=(4 * len(factors), 7), squeeze=False)
-    styles = {"exact": dict(color="black", ls="--"), "score_difference": dict(color="tab:blue", ls="-")}
     for column, factor in enumerate(factors):
-        rows = info[info["factor"] == factor]
-        for estimator, curve in rows.groupby("estimator"):
-            curve = curve.sort_values("t")
-            style = styles.get(estimator, {})
-            axes[0][column].plot(curve["t"], curve["mi_nats"], label=estimator, **style)
-            axes[1][column].plot(curve["log_snr"], curve["mi_nats"], label=estimator, **style)
-        entropy = rows["factor_entropy_nats"].iloc[0]
-        top = 1.5 * entropy  # the learned curve can run far above H near t = 0, where errors in
-        peak = rows["mi_nats"].max()  # the score difference are weighted by 1/sigma^2
+        for name, curve in curves.items():
+            curve = curve[curve["factor"] == factor].sort_values("t")
+            style = INFORMATION_STYLES[name]
+            for ax, x in ((axes[0][column], curve["t"]), (axes[1][column], curve["log_snr"])):
+                ax.plot(x, curve["mean"], **style)
+                ax.fill_between(x, curve["mean"] - 2 * curve["stderr"], curve["mean"] + 2 * curve["stderr"],
+                                color=style["color"], alpha=0.15, lw=0)
+        top = 1.3 * entropy[factor]
         for ax in axes[:, column]:
-            ax.axhline(entropy, color="grey", lw=0.8, ls=":", label=f"H({factor})")
-            ax.set_ylim(-0.05 * top, top)
-            if peak > top:
-                ax.text(0.02, 0.96, f"peak {peak:.3g} nats, off scale", transform=ax.transAxes, fontsize=7, va="top")
+            ax.axhline(entropy[factor], color="grey", lw=0.8, ls="-.", label=f"H({factor})")
+            ax.set_ylim(-0.25 * entropy[factor], top)
         axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t (generation runs left to right)")
         axes[0][column].invert_xaxis()
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
     for row in axes:
         row[0].set_ylabel("nats")
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

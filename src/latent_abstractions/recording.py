@@ -1,76 +1,303 @@
-"""Recording a sampler's trajectories: states, denoised estimates and activations at
-chosen steps, gathered into the table that trajectories.py defines."""
+"""Sampling and recording trajectories: what the three sampling stages share.
+
+- :class:`TrajectoryRecorder` is a sampler's ``eps_fn``: it drives sampling with the
+  conditional pass, the unconditional one, or their classifier-free-guidance mix, and
+  at recorded steps keeps state, network outputs, denoised estimates and activations
+  (pooled, low-resolution maps, full maps on request) of the conditional and
+  unconditional passes (one batched forward pass) and of a random control network,
+  in the columns trajectories.py defines.
+- :class:`PerTrajectoryNoise` gives every trajectory its own random stream, seeded from
+  the run's seed and the trajectory's identity, and :class:`BlockNetwork` evaluates the
+  network in fixed blocks of rows: together they make a trajectory's numbers, on a CPU,
+  the same bit for bit whatever batch it is sampled in (a matrix product's rounding
+  depends on how many rows it has, not on which).
+- :func:`recorded_steps` turns a params ``time selection`` into steps of the time grid,
+  :func:`resolve_condition` a ``condition`` into factor names, both with one-line errors.
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
+from . import checkpoints, paths
+from .cli import InputError
 from .nets.unet import ScoreUNet
 from .sde import SDE
-from .trajectories import MAP_SIZE, activation_column, denoised_column, map_column
+from .trajectories import (NETWORK_PASSES, activation_column, denoised_column, eps_column, full_map_column,
+                           map_cells, map_column)
+
+# Independent families of random streams, one per use (the second key of stream_seed).
+STREAM_SAMPLE, STREAM_FORK_PARENT, STREAM_FORK_BRANCH, STREAM_FORWARD_BACKWARD = 0, 1, 2, 3
+
+
+def stream_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for the stream named by ``keys`` (non-negative ints) under ``seed``."""
+    words = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+class PerTrajectoryNoise(TorchFunctionMode):
+    """Gaussian noise drawn row by row, row i from stream i.
+
+    Hand ``.generator`` to a sampler as its generator and run it inside ``with noise:``;
+    each ``torch.randn(shape, generator=noise.generator)`` the sampler makes, of shape
+    (B, ...), is then drawn row by row from the B trajectories' own generators, so a
+    trajectory's noise depends on its seed alone. Any other use of that generator fails.
+    """
+
+    def __init__(self, seeds: Sequence[int]):
+        super().__init__()
+        self.generator = torch.Generator()  # a token: never drawn from
+        self.streams = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def draw(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        shape = tuple(int(n) for n in shape)
+        if shape[0] != len(self.streams):
+            raise ValueError(f"noise for {shape[0]} rows asked of {len(self.streams)} trajectory streams")
+        out = torch.empty(shape, dtype=dtype)
+        for row, stream in zip(out, self.streams):
+            row.normal_(generator=stream)
+        return out
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("generator") is self.generator:
+            if func is not torch.randn:
+                raise RuntimeError(f"per-trajectory noise draws torch.randn only; the sampler called {func}")
+            shape = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
+            noise = self.draw(shape, kwargs.get("dtype") or torch.float32)
+            return noise.to(kwargs["device"]) if kwargs.get("device") is not None else noise
+        return func(*args, **kwargs)
+
+
+class BlockNetwork:
+    """``model(x, t, values, keep, taps)`` evaluated ``block`` rows at a time, the last block
+    padded with copies of the first row (``block`` 0: all rows at once)."""
+
+    def __init__(self, model: ScoreUNet, block: int):
+        self.model, self.block = model, int(block)
+
+    def __call__(self, x, t, values, keep, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.block <= 0:
+            return self.model(x, t, values, keep, taps=taps)
+        rows = x.shape[0]
+        pad = (-rows) % self.block
+        if pad:
+            x, t, values, keep = (torch.cat([v, v[:1].expand(pad, *v.shape[1:])]) for v in (x, t, values, keep))
+        outputs = [self.model(x[i:i + self.block], t[i:i + self.block], values[i:i + self.block],
+                              keep[i:i + self.block], taps=taps) for i in range(0, rows + pad, self.block)]
+        if len(outputs) == 1 and not pad:
+            return outputs[0]
+        eps = torch.cat([o[0] for o in outputs])[:rows]
+        return eps, {name: torch.cat([o[1][name] for o in outputs])[:rows] for name in outputs[0][1]}
+
+
+def _host(value: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """(B, ...) -> (B, features) on the host."""
+    return value.flatten(1).to(dtype).cpu().numpy()
 
 
 class TrajectoryRecorder:
-    """The sampler's ``eps_fn`` and ``callback`` in one: at recorded steps it runs the
-    conditional and unconditional passes as one batch (and the control network's
-    unconditional pass) and keeps state, denoised estimates and activations, pooled
-    and as low-resolution maps; elsewhere a single conditional pass."""
+    """The sampler's ``eps_fn``.
 
-    def __init__(self, model: ScoreUNet, sde: SDE, factor_values: torch.Tensor,
-                 record_steps: list[int], taps: list[str], control: ScoreUNet | None = None):
-        self.model, self.sde, self.taps, self.control = model, sde, list(taps), control
+    ``factor_values`` (B, n_factors): the network's factor input; ``keep`` (B, n_factors)
+    bool: which factors are fed in (default: all; none: unconditional sampling, and no
+    ``cond`` pass). The sampler follows eps_uncond + ``guidance`` (eps_cond - eps_uncond):
+    1 is the plain conditional pass (one forward pass per step), 0 the unconditional one.
+    At ``record_steps`` the cond and uncond passes run as one batch with the ``taps``
+    (and ``full_maps``) and ``records[step]`` gets every column of trajectories.py;
+    with ``state_only`` just the state. ``control``: a random network whose
+    unconditional pass is recorded too (pass ``random``)."""
+
+    def __init__(self, model: ScoreUNet, sde: SDE, factor_values: torch.Tensor, record_steps: Sequence[int],
+                 taps: Sequence[str], control: ScoreUNet | None = None, *, keep: torch.Tensor | None = None,
+                 guidance: float = 1.0, full_maps: Sequence[str] = (), block: int = 0, state_only: bool = False):
+        if guidance < 0:
+            raise ValueError(f"guidance scale {guidance} must be >= 0")
+        self.network, self.sde = BlockNetwork(model, block), sde
+        self.control = None if control is None else BlockNetwork(control, block)
         self.values = factor_values
-        self.keep = torch.ones(factor_values.shape, dtype=torch.bool, device=factor_values.device)
-        self.record_steps = set(record_steps)
+        self.keep = torch.ones(factor_values.shape, dtype=torch.bool, device=factor_values.device) if keep is None \
+            else keep.to(factor_values.device)
+        self.null = torch.zeros_like(self.keep)
+        self.conditional = bool(self.keep.any())
+        self.guidance = float(guidance)
+        self.taps, self.full_maps = list(taps), list(full_maps)
+        self.record_steps, self.state_only = set(int(s) for s in record_steps), state_only
+        self.passes = (["cond"] if self.conditional else []) + ["uncond"] + (["random"] if control is not None else [])
         self.records: dict[int, dict[str, np.ndarray]] = {}
+        self.times: dict[int, float] = {}
+
+    def _both(self, x, t, taps=()):
+        """cond and uncond passes as one batch: (eps_cond, eps_uncond, activations of each)."""
+        batch = x.shape[0]
+        eps, activations = self.network(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.values, self.values]),
+                                        torch.cat([self.keep, self.null]), taps)
+        return (eps[:batch], eps[batch:], {k: v[:batch] for k, v in activations.items()},
+                {k: v[batch:] for k, v in activations.items()})
+
+    def drive(self, eps_cond: torch.Tensor | None, eps_uncond: torch.Tensor | None) -> torch.Tensor:
+        if eps_cond is None:
+            return eps_uncond
+        if self.guidance == 1.0:
+            return eps_cond
+        return eps_uncond + self.guidance * (eps_cond - eps_uncond)
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the sampler follows, with as few passes as that needs."""
+        if not self.conditional:
+            return self.network(x, t, self.values, self.null)[0]
+        if self.guidance == 1.0:
+            return self.network(x, t, self.values, self.keep)[0]
+        eps_cond, eps_uncond, _, _ = self._both(x, t)
+        return self.drive(eps_cond, eps_uncond)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
         if step not in self.record_steps:
-            return self.model(x, t, self.values, self.keep)[0]
-        batch = x.shape[0]
-        both_keep = torch.cat([self.keep, torch.zeros_like(self.keep)])
-        eps_both, activations = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.values, self.values]),
-                                           both_keep, taps=self.taps)
-        eps, eps_uncond = eps_both[:batch], eps_both[batch:]
-        record = {"t": float(t[0]), "state": _numpy(x)}
-        for pass_name, pass_eps in (("cond", eps), ("uncond", eps_uncond)):
-            record[denoised_column(pass_name)] = _numpy(self.sde.denoise(x, pass_eps, t))
-        passes = {"cond": {k: v[:batch] for k, v in activations.items()},
-                  "uncond": {k: v[batch:] for k, v in activations.items()}}
+            return self.eps(x, t)
+        self.times[step] = float(t[0])
+        if self.state_only:
+            self.records[step] = {"state": _host(x)}
+            return self.eps(x, t)
+        taps = list(dict.fromkeys(self.taps + self.full_maps))
+        if self.conditional:
+            eps_cond, eps_uncond, act_cond, act_uncond = self._both(x, t, taps)
+            by_pass = {"cond": (eps_cond, act_cond), "uncond": (eps_uncond, act_uncond)}
+        else:
+            eps_uncond, act_uncond = self.network(x, t, self.values, self.null, taps)
+            eps_cond, by_pass = None, {"uncond": (eps_uncond, act_uncond)}
         if self.control is not None:
-            passes["random"] = self.control(x, t, self.values, torch.zeros_like(self.keep), taps=self.taps)[1]
-        for pass_name, by_tap in passes.items():
-            for tap, value in by_tap.items():
-                record[activation_column(pass_name, tap)] = _numpy(value.float().mean(dim=(2, 3)))
-                cells = (min(MAP_SIZE, value.shape[2]), min(MAP_SIZE, value.shape[3]))
-                record[map_column(pass_name, tap)] = _numpy(F.adaptive_avg_pool2d(value.float(), cells))
+            by_pass["random"] = (None, self.control(x, t, self.values, self.null, taps)[1])
+        record = {"state": _host(x)}
+        for pass_name in NETWORK_PASSES:
+            if pass_name in by_pass:
+                pass_eps = by_pass[pass_name][0]
+                record[eps_column(pass_name)] = _host(pass_eps)
+                record[denoised_column(pass_name)] = _host(self.sde.denoise(x, pass_eps, t))
+        for pass_name, (_, activations) in by_pass.items():
+            for tap in self.taps:
+                value = activations[tap].float()
+                record[activation_column(pass_name, tap)] = _host(value.mean(dim=(2, 3)))
+                record[map_column(pass_name, tap)] = _host(F.adaptive_avg_pool2d(value, map_cells(*value.shape[2:])))
+            for tap in self.full_maps:
+                record[full_map_column(pass_name, tap)] = _host(activations[tap], torch.float16)
         self.records[step] = record
-        return eps
-
-    def table(self, requested: dict[str, np.ndarray]) -> pa.Table:
-        """All recorded steps as one long table (rows ordered by step, then trajectory)."""
-        steps = sorted(self.records)
-        n = len(next(iter(requested.values())))
-        t = np.repeat([self.records[s]["t"] for s in steps], n).astype(np.float32)
-        columns = {
-            "trajectory": np.tile(np.arange(n, dtype=np.int32), len(steps)),
-            "step": np.repeat(np.asarray(steps, dtype=np.int32), n),
-            "t": t,
-            "log_snr": self.sde.log_snr(torch.as_tensor(t, dtype=torch.float64)).numpy().astype(np.float32),
-        }
-        for name, values in requested.items():
-            columns[f"requested_{name}"] = np.tile(np.asarray(values, dtype=np.float64), len(steps))
-        arrays = {key: pa.array(value) for key, value in columns.items()}
-        vector_columns = [key for key in self.records[steps[0]] if key != "t"]
-        for key in vector_columns:
-            stacked = np.concatenate([self.records[s][key] for s in steps]).astype(np.float32)
-            arrays[key] = pa.FixedSizeListArray.from_arrays(pa.array(stacked.ravel()), stacked.shape[1])
-        return pa.table(arrays)
+        return self.drive(eps_cond, eps_uncond)
 
 
-def _numpy(value: torch.Tensor) -> np.ndarray:
-    """(B, ...) -> (B, features) float32 on the host."""
-    return value.flatten(1).float().cpu().numpy()
+def tap_shapes(model: ScoreUNet, image_shape: Sequence[int], n_factors: int, taps: Sequence[str],
+               device: torch.device | str = "cpu") -> dict[str, list[int]]:
+    """(channels, height, width) of each tap, from one forward pass of one image."""
+    if not taps:
+        return {}
+    x = torch.zeros((1, *image_shape), device=device)
+    values = torch.zeros((1, n_factors), device=device)
+    with torch.no_grad():
+        _, activations = model(x, torch.ones(1, device=device), values, values.bool(), taps=list(taps))
+    return {tap: list(activations[tap].shape[1:]) for tap in taps}
+
+
+def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tuple[ScoreUNet, dict, object]:
+    """The experiment's trained network (refusing one params do not describe, or unknown
+    ``taps``), its architecture and its weights' path."""
+    weights = paths.weights(experiment)
+    try:
+        model, metadata = checkpoints.load_for_params(weights, params["model"])
+        model.check_taps(list(taps))
+    except ValueError as exc:  # CheckpointError included
+        raise InputError(str(exc)) from None
+    return model, metadata["architecture"], weights
+
+
+def time_columns(sde: SDE, times: torch.Tensor, steps: Sequence[int]) -> tuple[list[float], list[float]]:
+    """t and log-SNR of grid ``steps`` as the stores hold them (float32)."""
+    t = times[list(steps)].float()
+    log_snr = sde.log_snr(t.double()).float()
+    return [float(v) for v in t], [float(v) for v in log_snr]
+
+
+# --- params --------------------------------------------------------------------------------------
+
+def resolve_condition(condition, factors: list[dict], where: str) -> list[str]:
+    """``condition``: "all" or a list of factor names (empty: unconditional) -> the names,
+    in the network's order."""
+    names = [f["name"] for f in factors]
+    if condition == "all":
+        return names
+    unknown = [name for name in condition if name not in names]
+    if unknown:
+        raise ValueError(f"{where} lists unknown factor {', '.join(unknown)}; the model knows: {', '.join(names)}")
+    return [name for name in names if name in condition]
+
+
+def keep_mask(factors: list[dict], names: Sequence[str], rows: int) -> torch.Tensor:
+    return torch.tensor([[f["name"] in names for f in factors]] * rows, dtype=torch.bool).reshape(rows, len(factors))
+
+
+def condition_grid(factors: list[dict]) -> dict[str, np.ndarray]:
+    """What the network is conditioned with, per factor: the values of a continuous
+    factor, the value indices of a categorical one."""
+    return {f["name"]: np.asarray(f["values"], dtype=np.float64) if f["kind"] == "continuous"
+            else np.arange(len(f["values"]), dtype=np.float64) for f in factors}
+
+
+def factor_input(factors: list[dict], requested: dict[str, np.ndarray], rows: int) -> np.ndarray:
+    """(rows, n_factors) network input: requested values, 0 for a factor not requested."""
+    values = np.zeros((rows, len(factors)), dtype=np.float32)
+    for index, factor in enumerate(factors):
+        if factor["name"] in requested:
+            values[:, index] = requested[factor["name"]]
+    return values
+
+
+def recorded_steps(selection: dict, times: torch.Tensor, sde: SDE, where: str) -> list[int]:
+    """Steps of the time grid ``times`` (T down to t_end) that a time selection names:
+    ``{kind: log_snr, count}`` (count times evenly in log-SNR from T to t_end, both
+    included), ``{kind: steps, steps}`` (grid indices 0..steps) or ``{kind: times, times}``
+    (t values in [t_end, T]). A time is taken at the grid step nearest in log-SNR; two
+    falling on one step, or a time outside the grid, is an error naming ``where``."""
+    steps = len(times) - 1
+    grid = times.double()
+    grid_log_snr = sde.log_snr(grid)
+    t_max, t_end = float(grid[0]), float(grid[-1])
+    kind = selection["kind"]
+
+    def nearest(log_snr: torch.Tensor) -> list[int]:
+        return (log_snr[:, None] - grid_log_snr[None, :]).abs().argmin(dim=1).tolist()
+
+    if kind == "steps":
+        chosen = [int(s) for s in selection["steps"]]
+        outside = [s for s in chosen if not 0 <= s <= steps]
+        if outside:
+            raise ValueError(f"{where}.steps: {outside[0]} is not a step of the {steps}-step grid (0..{steps})")
+        labels = [str(s) for s in chosen]
+    elif kind == "times":
+        values = [float(v) for v in selection["times"]]
+        for value in values:
+            if not 0.0 < value <= sde.T:
+                raise ValueError(f"{where}.times: {value:g} is outside (0, T] = (0, {sde.T:g}]")
+            if value < t_end * (1 - 1e-6) or value > t_max * (1 + 1e-6):
+                raise ValueError(f"{where}.times: {value:g} is outside the sampled range [{t_end:g}, {t_max:g}]")
+        chosen = nearest(sde.log_snr(torch.tensor(values, dtype=torch.float64)))
+        labels = [f"t = {v:g}" for v in values]
+    elif kind == "log_snr":
+        count = int(selection["count"])
+        if count > steps + 1:
+            raise ValueError(f"{where}.count: {count} times do not fit on a grid of {steps + 1} times")
+        targets = torch.linspace(float(grid_log_snr[0]), float(grid_log_snr[-1]), count, dtype=torch.float64)
+        chosen = [0] if count == 1 else nearest(targets)
+        labels = [f"log-SNR {float(v):.3g}" for v in targets]
+    else:
+        raise ValueError(f"{where}.kind: unknown time selection {kind!r}; allowed: log_snr, steps, times")
+    seen: dict[int, str] = {}
+    for step, label in zip(chosen, labels):
+        if step in seen:
+            raise ValueError(f"{where}: {seen[step]} and {label} fall on the same step {step} of the {steps}-step grid; "
+                             "ask for fewer times or more steps")
+        seen[step] = label
+    return sorted(seen)

@@ -76,6 +76,10 @@ def _is_file_import(experiment: dict) -> bool:
     return experiment["dataset"]["kind"] == "shapes3d_file"
 
 
+def _is_bumps(experiment: dict) -> bool:
+    return experiment["dataset"]["kind"] == "bumps" and experiment["dataset"]["profile"] == "bump"
+
+
 DATASET = (paths.IMAGES, paths.FACTORS)
 LIVE_PLOTS = tuple(Plot(paths.LIVE_PLOT.replace("{metric}", m), "step", m) for m in ("loss", "learning_rate"))
 
@@ -84,8 +88,9 @@ def _series_plot(name: str) -> Plot:
     return Plot(paths.PLOT_DATA.replace("{name}", name), "t", "value", "series")
 
 
-def _figure(name: str) -> str:
-    return paths.FIGURE.replace("{figure}", name)
+def _figure(name: str) -> tuple[str, ...]:
+    """A figure's PNG and SVG."""
+    return tuple(paths.FIGURE.replace("{figure}", name).replace(".png", f".{fmt}") for fmt in ("png", "svg"))
 
 
 STAGES: tuple[Stage, ...] = (
@@ -96,24 +101,64 @@ STAGES: tuple[Stage, ...] = (
     Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
           params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
           plots=LIVE_PLOTS),
-    Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(paths.TRAJECTORIES,),
-          params=("sde", "model", "sample")),
+    Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
+          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,)),
+    Stage("fork_trajectories", "fork_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
+          params=("sde", "model", "fork"), directories=(paths.FORKS,)),
+    Stage("forward_backward", "forward_backward", inputs=DATASET + (paths.WEIGHTS,), outputs=(),
+          params=("sde", "model", "forward_backward"), directories=(paths.FORWARD_BACKWARD,)),
     Stage("fit_probes", "fit_probes", inputs=(paths.TRAJECTORIES,), outputs=(paths.PROBES,), params=("probes",),
           plots=(_series_plot("probes"),)),
     Stage("estimate_information", "estimate_information", inputs=DATASET + (paths.WEIGHTS,),
-          outputs=(paths.INFORMATION,), params=("sde", "model", "information"),
+          outputs=(paths.INFORMATION,), params=("sde", "model", "information"), metrics=(paths.INFORMATION_METRICS,),
           plots=(_series_plot("information"),)),
+    Stage("evaluate_generation", "evaluate_generation", inputs=DATASET + (paths.CHECKPOINTS,),
+          outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION),
+          params=("sde", "model", "generation"), applies_to=_is_bumps),
+    Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
+          outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier")),
+    Stage("decision_order", "decision_order", inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
+          outputs=(paths.ORDER,), params=()),
     Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
-          outputs=tuple(_figure(n) for n in paths.DATASET_FIGURES), params=()),
-    Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES,),
-          outputs=(_figure("probes"),), params=()),
-    Stage("plot_information", "figures", arguments="--figures information", inputs=(paths.INFORMATION,),
-          outputs=(_figure("information"),), params=()),
+          outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)), params=()),
+    Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES, paths.INFORMATION),
+          outputs=_figure("probes"), params=()),
+    Stage("plot_information", "figures", arguments="--figures information",
+          inputs=(paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
+          outputs=_figure("information"), params=()),
     Stage("plot_samples", "figures", arguments="--figures samples", inputs=(paths.TRAJECTORIES,),
-          outputs=(_figure("samples"),), params=()),
+          outputs=_figure("samples"), params=()),
     Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
-          outputs=(_figure("loss"),), params=()),
+          outputs=_figure("loss"), params=()),
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectStage:
+    """A stage over the whole project (no experiment wildcard): it reads what ``reads``
+    lists, for every experiment that makes it, and writes ``outputs``."""
+
+    name: str
+    module: str
+    reads: tuple[str, ...]  # path templates, expanded over the experiments whose stages write them
+    outputs: tuple[str, ...]
+
+    @property
+    def command_module(self) -> str:
+        return f"{STAGE_PACKAGE}.{self.module}"
+
+    def log(self) -> str:
+        return f"logs/{self.name}.log"
+
+    def command(self) -> str:
+        return f"python3 {LAUNCHER} {self.module} --log {self.log()}"
+
+    def code(self) -> list[str]:
+        return closure_files(self.command_module)
+
+    def inputs(self, params: dict) -> list[str]:
+        made = {template: experiments_of(entry, params) for entry in STAGES for template in entry.all_outputs()}
+        return sorted(template.format(experiment=name) for template in self.reads for name in made[template])
 
 
 def stage(name: str) -> Stage:
@@ -128,10 +173,12 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
     return sorted(name for name, experiment in params["experiments"].items() if entry.applies_to(experiment))
 
 
+REPORT = ProjectStage("report", "report", outputs=(paths.REPORT,), reads=(
+    *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES),
+    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.ORDER))
+
+
 def final_outputs(params: dict) -> list[str]:
-    """Every figure of every experiment: what `snakemake` (rule all) and `dvc repro` make."""
-    return sorted(
-        template.format(experiment=name)
-        for entry in STAGES if entry.outputs and entry.outputs[0].startswith(paths.FIGURES_DIR)
-        for name in experiments_of(entry, params) for template in entry.outputs
-    )
+    """What `snakemake` (rule all) and `dvc repro` make: every output of every stage."""
+    return sorted(template.format(experiment=name) for entry in STAGES for name in experiments_of(entry, params)
+                  for template in entry.all_outputs()) + list(REPORT.outputs)

@@ -21,7 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .conditioning import dropout_mask
+from .conditioning import subset_keep_mask
 from .pixels import model_range
 from .distributed import World
 from .nets.unet import ScoreUNet
@@ -36,8 +36,9 @@ class TrainConfig:
     batch_size: int
     learning_rate: float
     warmup_steps: int
-    drop_each: float
-    drop_all: float
+    keep_none: float
+    keep_all: float
+    keep_single: float
     ema_decay: float
     seed: int
     checkpoints: int = 8  # log-spaced EMA snapshots kept along training
@@ -132,7 +133,8 @@ class Trainer:
         index = torch.randint(n_data, (size,), generator=generator)
         t = T_MIN + (1.0 - T_MIN) * torch.rand(size, generator=generator)
         noise = torch.randn((size,) + tuple(image_shape), generator=generator)
-        keep = dropout_mask(size, n_factors, self.config.drop_each, self.config.drop_all, generator)
+        keep = subset_keep_mask(size, n_factors, self.config.keep_none, self.config.keep_all, self.config.keep_single,
+                                generator)
         return Batch(index, t, noise, keep)
 
     def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:

@@ -1,43 +1,106 @@
-"""The trajectory table: its Parquet form, written and read (recording.py fills it).
+"""The trajectory stores: their layout on disk, their schema, and the reader.
 
-One row per (trajectory, recorded step). Columns:
-- ``trajectory`` (int32), ``step`` (int32), ``t`` and ``log_snr`` (float32);
-- ``requested_<factor>`` (float64): the condition the trajectory was sampled with
-  (a continuous factor's value, a categorical factor's value index);
-- ``state``: X_t flattened, fixed-size list of float32 (C*H*W);
-- ``denoised.<pass>``: Tweedie's estimate of x_0 at that step from the pass's
-  epsilon, same layout (``denoised.cond`` is what the sampler follows);
-- ``act.<pass>.<tap>``: the tap's activations averaged over space, fixed-size list
-  of float32 (channels);
-- ``map.<pass>.<tap>``: the tap's activations averaged down to at most
-  MAP_SIZE x MAP_SIZE, flattened (channels * cells): pooling over all of space
-  throws position away, a low-resolution map keeps it;
-where <pass> is ``cond`` (every factor given: the pass that drives sampling),
-``uncond`` (every factor replaced by its null) or ``random`` (the unconditional
-pass of a randomly initialised network of the same architecture, a control).
+This module is the one description of the three stores that sampling writes
+(store.py writes them, recording.py fills them); the tests check every store
+against it.
+
+Layout. A store is a directory holding one sub-directory per recorded step and, in
+it, one Parquet file per batch of trajectories, in batch order::
+
+    data/<experiment>/trajectories/step_0000/part_00000.parquet
+                                             part_00001.parquet
+                                   step_0014/part_00000.parquet ...
+
+so one step is read without opening the others, and one tap of it without reading
+the other columns (Parquet column chunks). The directory appears only when complete:
+a run writes into the sibling ``<store>.partial`` and renames it at the end (store.py).
+Nothing else lies in the directory, so pandas (``pd.read_parquet(store)``), pyarrow
+(``pq.read_table(store)``), polars (``pl.read_parquet(store)``) and DuckDB
+(``read_parquet('<store>/**/*.parquet')``) open it as it is. A row group holds at
+most ``ROW_GROUP_BYTES``; scalar columns carry statistics (predicate pushdown) and
+every page a CRC (corruption is caught on reading).
+
+Kinds and columns (every file of a store has the same schema: :func:`schema_for`):
+
+``trajectories`` (sample_trajectories): one row per (trajectory, recorded step):
+  - ``trajectory`` (int32, 0..N-1), ``step`` (int32, index into the sampler's time
+    grid: 0 is t = T, ``steps`` is t_end), ``t``, ``log_snr`` (float32);
+  - ``requested_<factor>`` (float64) for each factor the trajectories were
+    conditioned on (``layout["factor_names"]``): a continuous factor's value, a
+    categorical factor's value index;
+  - ``state``: X_t flattened (C*H*W float32);
+  - ``eps.<pass>`` and ``denoised.<pass>``: the network output and Tweedie's
+    estimate of x_0 from it, for each network pass;
+  - ``act.<pass>.<tap>``: the tap's activations averaged over space (channels);
+  - ``map.<pass>.<tap>``: averaged down to at most MAP_SIZE x MAP_SIZE cells,
+    flattened channel-major (channels * cells);
+  - ``full.<pass>.<tap>``: the whole activation map, float16, for the taps in
+    ``layout["full_maps"]`` only;
+  where <pass> is ``cond`` (the requested factors fed in; absent when sampling is
+  unconditional), ``uncond`` (every factor replaced by its null) or ``random`` (the
+  unconditional pass of a randomly initialised network of the same architecture, a
+  control: act/map/full only). The cond and uncond passes come from one batched
+  forward pass. The sampler follows eps.uncond + guidance (eps.cond - eps.uncond).
+  The last step (t_end) is always recorded, so the sampler's output is in the store
+  (:meth:`Store.final_images`).
+``forks`` (fork_trajectories): one row per (parent trajectory, fork step, branch):
+  ``trajectory`` (the parent), ``step``/``t``/``log_snr`` (the fork time tau),
+  ``branch`` (int32, 0..K-1), ``requested_<factor>`` (the parent's condition),
+  ``image`` (the branch's final denoised image, C*H*W float32). The parents' own
+  final images are the rows of step ``steps`` (t_end) with branch -1.
+``forward_backward`` (forward_backward): one row per (source image, start step,
+  repeat): ``source`` (int32, row of the data set), ``step``/``t``/``log_snr`` (the
+  time the source was noised to), ``repeat`` (int32), ``split`` (train/test),
+  ``source_<factor>`` (float64, same convention as requested_), ``image`` (the
+  regenerated final image).
+
+Metadata. Every file carries, in its Parquet key-value metadata,
+``latent_abstractions.provenance`` (artifacts.provenance: step, params and their
+sha256, the checkpoint's sha256 under ``inputs``, code_sha256, package version, git
+commit and dirty flag), ``latent_abstractions.trajectory_layout`` (this schema's
+version, the kind, image shape, factors, condition, guidance, sampler, time grid,
+recorded steps and times, taps and their shapes, seed, checkpoint sha256, the row and
+file count of every step: what :func:`schema_for` and the reader need), and
+``latent_abstractions.store_part`` (which batch the file holds).
 
 What a feature can see matters: a ``cond`` feature is computed with the requested
 factors fed in, so it holds them even at pure noise and says nothing about what the
-*trajectory* knows; :func:`sees_condition` marks such features, and analyses show
-them only as "how the network represents its condition".
-The image shape, taps and provenance are in the schema metadata.
+*trajectory* knows; :func:`sees_condition` marks such features.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import canonical_json, write_parquet
+from .artifacts import PROVENANCE_KEY
+from .cli import InputError
 
+SCHEMA_VERSION = 2
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
+PART_KEY = b"latent_abstractions.store_part"
+KINDS = ("trajectories", "forks", "forward_backward")
 PASSES = ("cond", "uncond", "random")
+NETWORK_PASSES = ("cond", "uncond")
 MAP_SIZE = 4
+ROW_GROUP_BYTES = 32 << 20
+KEYS = {"trajectories": ("trajectory",), "forks": ("trajectory", "branch"), "forward_backward": ("source", "repeat")}
+FACTOR_PREFIX = {"trajectories": "requested_", "forks": "requested_", "forward_backward": "source_"}
+PARENT_BRANCH = -1
 
+
+class StoreError(InputError):
+    """A store is missing, incomplete, corrupted, or not the one asked for (one line)."""
+
+
+# --- column names -----------------------------------------------------------------------------
 
 def activation_column(pass_name: str, tap: str) -> str:
     return f"act.{pass_name}.{tap}"
@@ -47,8 +110,20 @@ def map_column(pass_name: str, tap: str) -> str:
     return f"map.{pass_name}.{tap}"
 
 
+def full_map_column(pass_name: str, tap: str) -> str:
+    return f"full.{pass_name}.{tap}"
+
+
 def denoised_column(pass_name: str) -> str:
     return f"denoised.{pass_name}"
+
+
+def eps_column(pass_name: str) -> str:
+    return f"eps.{pass_name}"
+
+
+def factor_column(kind: str, factor: str) -> str:
+    return FACTOR_PREFIX[kind] + factor
 
 
 def sees_condition(feature: str) -> bool:
@@ -56,36 +131,447 @@ def sees_condition(feature: str) -> bool:
     return feature.split(".")[1:2] == ["cond"]
 
 
-def write(table: pa.Table, path: Path | str, image_shape: tuple[int, ...], taps: list[str], factors: list[dict],
-          meta: dict) -> None:
-    """``factors``: name, kind and values of each factor (a categorical factor's
-    ``requested_<name>`` holds the value's index)."""
-    layout = {"image_shape": list(image_shape), "taps": list(taps), "passes": list(PASSES), "factors": factors}
-    table = table.replace_schema_metadata({LAYOUT_KEY: canonical_json(layout).encode()})
-    write_parquet(table, path, meta)
+def step_directory(step: int) -> str:
+    return f"step_{step:04d}"
 
 
-def read_layout(path: Path | str) -> dict:
-    return read_layout_from_schema(pq.read_schema(path), str(path))
+def part_file(part: int) -> str:
+    return f"part_{part:05d}.parquet"
 
 
-def read_layout_from_table(table: pa.Table) -> dict:
-    return read_layout_from_schema(table.schema, "table")
+def map_cells(height: int, width: int) -> tuple[int, int]:
+    return min(MAP_SIZE, height), min(MAP_SIZE, width)
 
 
-def read_layout_from_schema(schema: pa.Schema, where: str) -> dict:
-    metadata = schema.metadata or {}
-    if LAYOUT_KEY not in metadata:
-        raise ValueError(f"{where}: not a trajectory table (no layout in its metadata)")
-    return json.loads(metadata[LAYOUT_KEY])
+# --- the schema -------------------------------------------------------------------------------
+
+def _vector(width: int, value: pa.DataType = pa.float32()) -> pa.DataType:
+    return pa.list_(value, width)
 
 
-def vector_column(table: pa.Table, name: str) -> np.ndarray:
-    """A fixed-size-list column as a (rows, width) float32 array, without copying per row."""
-    column = table.column(name).combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+def vector_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
+    """The list-valued columns of a store described by ``layout``, in file order."""
+    pixels = int(np.prod(layout["image_shape"]))
+    if layout["kind"] != "trajectories":
+        return [("image", _vector(pixels))]
+    columns = [("state", _vector(pixels))]
+    for pass_name in layout["passes"]:
+        if pass_name in NETWORK_PASSES:
+            columns += [(eps_column(pass_name), _vector(pixels)), (denoised_column(pass_name), _vector(pixels))]
+    for pass_name in layout["passes"]:
+        for tap in layout["taps"]:
+            channels, height, width = layout["tap_shapes"][tap]
+            cells = map_cells(height, width)
+            columns += [(activation_column(pass_name, tap), _vector(channels)),
+                        (map_column(pass_name, tap), _vector(channels * cells[0] * cells[1]))]
+        for tap in layout["full_maps"]:
+            channels, height, width = layout["tap_shapes"][tap]
+            columns.append((full_map_column(pass_name, tap), _vector(channels * height * width, pa.float16())))
+    return columns
+
+
+def scalar_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
+    kind = layout["kind"]
+    first = [(KEYS[kind][0], pa.int32()), ("step", pa.int32()), ("t", pa.float32()), ("log_snr", pa.float32())]
+    extra = {"trajectories": [], "forks": [("branch", pa.int32())],
+             "forward_backward": [("repeat", pa.int32()), ("split", pa.string())]}[kind]
+    factors = [(factor_column(kind, name), pa.float64()) for name in layout["factor_names"]]
+    return first + extra + factors
+
+
+def schema_for(layout: dict) -> pa.Schema:
+    """The Arrow schema (without metadata) of every file of the store ``layout`` describes."""
+    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in scalar_columns(layout) + vector_columns(layout)])
+
+
+def feature_columns_of(layout: dict) -> list[str]:
+    """Columns a probe can read: state, eps, denoised estimates, activations, maps (or ``image``)."""
+    return [name for name, _ in vector_columns(layout)]
 
 
 def feature_columns(table: pa.Table) -> list[str]:
-    """Columns a probe can read: raw state, denoised estimate and every activation."""
-    return [name for name in table.column_names if name == "state" or name.split(".")[0] in ("denoised", "act", "map")]
+    """The feature columns of a table read from a store."""
+    return [name for name in table.column_names
+            if name in ("state", "image") or name.split(".")[0] in ("eps", "denoised", "act", "map", "full")]
+
+
+def vector_column(table: pa.Table, name: str, dtype=None) -> np.ndarray:
+    """A fixed-size-list column as a (rows, width) array, without copying per row."""
+    column = table.column(name)
+    width = column.type.list_size
+    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    values = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
+    return values if dtype is None else values.astype(dtype, copy=False)
+
+
+# --- the reader -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Selection:
+    """What :meth:`Store.select` returns; rows are ordered by the store's key columns
+    (``trajectory``; ``trajectory, branch``; ``source, repeat``) and are the same rows at
+    every selected step."""
+
+    steps: np.ndarray  # (S,) int
+    t: np.ndarray  # (S,)
+    log_snr: np.ndarray  # (S,)
+    keys: dict  # key column -> (N,)
+    features: dict  # feature column -> (S, N, width)
+    factors: dict  # factor name -> (N,)
+
+
+@dataclasses.dataclass
+class ForkImages:
+    images: object  # (M, F, K, C, H, W): parent, fork time, branch
+    parent_images: object  # (M, C, H, W): each parent's own final image
+    steps: np.ndarray  # (F,) fork steps
+    t: np.ndarray  # (F,) fork times tau
+    log_snr: np.ndarray  # (F,)
+    parents: np.ndarray  # (M,) parent ids
+    factors: dict  # factor name -> (M,) the parents' requested factors
+
+
+@dataclasses.dataclass
+class Regenerations:
+    images: object  # (S, N, R, C, H, W): start time, source image, repeat
+    steps: np.ndarray  # (S,)
+    t: np.ndarray  # (S,)
+    log_snr: np.ndarray  # (S,)
+    sources: np.ndarray  # (N,) rows of the data set
+    split: np.ndarray  # (N,) "train" / "test"
+    factors: dict  # factor name -> (N,) the source's factors (categorical: value index)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _backend(array: np.ndarray, backend: str):
+    if backend == "numpy":
+        return array
+    if backend == "torch":
+        import torch
+
+        array = np.ascontiguousarray(array)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    raise ValueError(f"unknown backend {backend!r}; allowed: numpy, torch")
+
+
+def _expression(where) -> pc.Expression | None:
+    """``where``: None, a pyarrow Expression, or {column: values list | (low, high) | value}."""
+    if where is None or isinstance(where, pc.Expression):
+        return where
+    expression = None
+    for column, condition in where.items():
+        field = pc.field(column)
+        if isinstance(condition, tuple) and len(condition) == 2:
+            term = (field >= condition[0]) & (field <= condition[1])
+        elif isinstance(condition, (list, np.ndarray, range)):
+            term = field.isin(pa.array(list(np.asarray(condition).tolist())))
+        else:
+            term = field == condition
+        expression = term if expression is None else expression & term
+    return expression
+
+
+def _where_columns(where) -> set[str]:
+    if isinstance(where, dict):
+        return set(where)
+    return set()
+
+
+class Store:
+    """A complete store, its layout and provenance checked (see :func:`open_store`)."""
+
+    def __init__(self, path: Path, layout: dict, provenance: dict, files: dict[int, list[Path]]):
+        self.path, self.layout, self.provenance, self._files = path, layout, provenance, files
+
+    # what it holds
+    kind = property(lambda self: self.layout["kind"])
+    steps = property(lambda self: list(self.layout["recorded_steps"]))
+    times = property(lambda self: np.asarray(self.layout["recorded_t"], dtype=np.float64))
+    log_snrs = property(lambda self: np.asarray(self.layout["recorded_log_snr"], dtype=np.float64))
+    image_shape = property(lambda self: tuple(self.layout["image_shape"]))
+    factors = property(lambda self: list(self.layout["factors"]))  # every factor of the network: name, kind, values
+    factor_names = property(lambda self: list(self.layout["factor_names"]))  # those with a column
+    taps = property(lambda self: list(self.layout.get("taps", [])))
+    passes = property(lambda self: list(self.layout.get("passes", [])))
+    keys = property(lambda self: KEYS[self.layout["kind"]])
+
+    @property
+    def schema(self) -> pa.Schema:
+        return schema_for(self.layout)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    def feature_columns(self) -> list[str]:
+        return feature_columns_of(self.layout)
+
+    def files(self, step: int | None = None) -> list[Path]:
+        if step is None:
+            return [f for s in sorted(self._files) for f in self._files[s]]
+        if step not in self._files:
+            raise StoreError(f"{self.path}: no recorded step {step}; it has {', '.join(map(str, sorted(self._files)))}")
+        return list(self._files[step])
+
+    # reading
+    def _check_columns(self, columns: Iterable[str]) -> None:
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise StoreError(f"{self.path}: unknown column {', '.join(unknown)}; the store has: {', '.join(self.columns)}")
+
+    def _read_file(self, path: Path, columns: list[str], where, check_finite: Sequence[str]) -> pa.Table:
+        try:
+            if where is None:
+                table = pq.ParquetFile(path, page_checksum_verification=True).read(columns=columns, use_threads=True)
+            else:
+                table = pq.read_table(path, columns=columns, filters=where, page_checksum_verification=True,
+                                      partitioning=None)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"{path}: corrupted or truncated Parquet file ({_one_line(exc)})") from None
+        for name in check_finite:
+            values = vector_column(table, name) if pa.types.is_fixed_size_list(table.column(name).type) \
+                else table.column(name).to_numpy()
+            if not np.isfinite(values).all():
+                row = int(np.flatnonzero((~np.isfinite(values.reshape(len(values), -1))).any(axis=1))[0])
+                key = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in self.keys if k in table.column_names)
+                raise StoreError(f"{path}: column {name} holds NaN or inf ({key or f'row {row}'})")
+        return table
+
+    def table(self, steps: Sequence[int] | None = None, columns: Sequence[str] | None = None, where=None,
+              check_finite: bool = False) -> pa.Table:
+        """The rows of ``steps`` (default: all), only ``columns`` (default: all; keys and
+        ``step`` always), filtered by ``where`` ({column: values | (low, high) | value} or
+        a pyarrow Expression; pushed down to row groups), as one Arrow table in step
+        order. ``check_finite`` refuses NaN/inf in the selected float columns."""
+        steps = self.steps if steps is None else list(steps)
+        wanted = list(dict.fromkeys([*self.keys, "step", *(self.columns if columns is None else columns)]))
+        self._check_columns(wanted)
+        self._check_columns(_where_columns(where))
+        expression = _expression(where)
+        finite = [c for c in wanted if check_finite and c not in ("split",) and
+                  (pa.types.is_floating(self.schema.field(c).type) or pa.types.is_fixed_size_list(self.schema.field(c).type))]
+        tables = [self._read_file(path, wanted, expression, finite) for step in steps for path in self.files(step)]
+        return pa.concat_tables(tables) if tables else self.schema.empty_table().select(wanted)
+
+    def select(self, steps: Sequence[int] | None = None, features: Sequence[str] | None = None,
+               factors: Sequence[str] | None = None, where=None, backend: str = "numpy",
+               check_finite: bool = True, dtype=None) -> Selection:
+        """Features (default: every feature column) at ``steps`` (default: every recorded
+        step) and factors (default: every factor column) of the rows ``where`` selects.
+
+        ``features[name]`` is (steps, rows, width); ``backend`` "numpy" or "torch";
+        ``dtype`` converts features (full maps are stored as float16). NaN or inf in what
+        is read stops with one line naming the file (``check_finite``)."""
+        steps = self.steps if steps is None else [int(s) for s in steps]
+        features = self.feature_columns() if features is None else list(features)
+        factors = self.factor_names if factors is None else list(factors)
+        unknown = [f for f in factors if f not in self.factor_names]
+        if unknown:
+            raise StoreError(f"{self.path}: unknown factor {', '.join(unknown)}; the store has: "
+                             f"{', '.join(self.factor_names) or 'none (unconditional)'}")
+        factor_columns = [factor_column(self.kind, f) for f in factors]
+        extra = [c for c in ("split",) if c in self.columns]
+        per_step, keys = [], None
+        for step in steps:
+            table = self.table([step], features + factor_columns + ["t", "log_snr"] + extra, where, check_finite)
+            order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in self.keys])
+            table = table.take(order)
+            step_keys = {k: table.column(k).to_numpy() for k in self.keys}
+            if keys is None:
+                keys = step_keys
+            elif any(not np.array_equal(keys[k], step_keys[k]) for k in self.keys):
+                raise StoreError(f"{self.path}: step {step} holds other rows than step {steps[0]}; select one step at a time")
+            per_step.append(table)
+        if not per_step:
+            raise StoreError(f"{self.path}: no steps selected")
+        features_out = {name: _backend(np.stack([vector_column(t, name, dtype) for t in per_step]), backend)
+                        for name in features}
+        first = per_step[0]
+        factors_out = {f: _backend(first.column(c).to_numpy(), backend) for f, c in zip(factors, factor_columns)}
+        time = [self._step_value(t, "t", s) for t, s in zip(per_step, steps)]
+        log_snr = [self._step_value(t, "log_snr", s) for t, s in zip(per_step, steps)]
+        keys_out = {k: _backend(v, backend) for k, v in keys.items()}
+        if extra:
+            keys_out["split"] = np.asarray(first.column("split").to_pylist())
+        return Selection(np.asarray(steps), np.asarray(time), np.asarray(log_snr), keys_out, features_out, factors_out)
+
+    def _step_value(self, table: pa.Table, column: str, step: int) -> float:
+        if table.num_rows:
+            return float(table.column(column)[0].as_py())
+        return float(self.layout["recorded_t" if column == "t" else "recorded_log_snr"][self.steps.index(step)])
+
+    def feature(self, name: str, step: int, where=None, backend: str = "numpy", dtype=None):
+        """One feature at one step: (rows, width), rows in key order (all trajectories by default)."""
+        return self.select([step], [name], [], where, backend, dtype=dtype).features[name][0]
+
+    def requested_factors(self, factors: Sequence[str] | None = None, where=None, backend: str = "numpy") -> dict:
+        """The factor columns per row (read from one step: they are the same at every step)."""
+        step = self.steps[-1]
+        return self.select([step], [], factors, where, backend).factors
+
+    def final_images(self, where=None, backend: str = "numpy"):
+        """The sampler's output per trajectory, (N, C, H, W): the denoised estimate at the last
+        step that the sampler follows (uncond + guidance (cond - uncond)). For a fork store,
+        the parents' own final images."""
+        if self.kind == "forks":
+            return self.fork_images(backend=backend).parent_images
+        if self.kind != "trajectories":
+            raise StoreError(f"{self.path}: a {self.kind} store has no final images; use regenerations()")
+        last = self.layout["steps"]
+        names = [denoised_column(p) for p in self.passes if p in NETWORK_PASSES]
+        chosen = self.select([last], names, [], where)
+        uncond = chosen.features[denoised_column("uncond")][0]
+        if "cond" in self.passes:
+            cond = chosen.features[denoised_column("cond")][0]
+            guidance = float(self.layout["guidance"])
+            images = cond if guidance == 1.0 else uncond + guidance * (cond - uncond)
+        else:
+            images = uncond
+        return _backend(images.reshape((-1, *self.image_shape)), backend)
+
+    def fork_images(self, backend: str = "numpy") -> ForkImages:
+        if self.kind != "forks":
+            raise StoreError(f"{self.path}: a {self.kind} store, not a fork store")
+        last = self.layout["steps"]
+        fork_steps = [s for s in self.steps if s != last]
+        parents = self.select([last], ["image"], None)
+        ids = parents.keys["trajectory"]
+        shape = self.image_shape
+        branches = int(self.layout["branches"])
+        images = np.empty((len(ids), len(fork_steps), branches, *shape), dtype=np.float32)
+        for index, step in enumerate(fork_steps):
+            chosen = self.select([step], ["image"], [])
+            expected_parents = np.repeat(ids, branches)
+            if not np.array_equal(chosen.keys["trajectory"], expected_parents):
+                raise StoreError(f"{self.path}: fork step {step} does not hold {branches} branches of every parent")
+            images[:, index] = chosen.features["image"][0].reshape(len(ids), branches, *shape)
+        t = np.asarray([self.layout["recorded_t"][self.steps.index(s)] for s in fork_steps])
+        log_snr = np.asarray([self.layout["recorded_log_snr"][self.steps.index(s)] for s in fork_steps])
+        return ForkImages(_backend(images, backend), _backend(parents.features["image"][0].reshape(len(ids), *shape), backend),
+                          np.asarray(fork_steps), t, log_snr, ids, {k: _backend(v, backend) for k, v in parents.factors.items()})
+
+    def regenerations(self, backend: str = "numpy") -> Regenerations:
+        if self.kind != "forward_backward":
+            raise StoreError(f"{self.path}: a {self.kind} store, not a forward-backward store")
+        chosen = self.select(None, ["image"], None)
+        sources, repeats = chosen.keys["source"], chosen.keys["repeat"]
+        count = int(self.layout["repeats"])
+        unique = sources[::count]
+        if len(sources) != len(unique) * count or not np.array_equal(np.repeat(unique, count), sources) \
+                or not np.array_equal(np.tile(np.arange(count), len(unique)), repeats):
+            raise StoreError(f"{self.path}: rows are not {count} repeats of every source image")
+        images = chosen.features["image"].reshape(len(chosen.steps), len(unique), count, *self.image_shape)
+        factors = {k: _backend(np.asarray(v)[::count], backend) for k, v in chosen.factors.items()}
+        return Regenerations(_backend(images, backend), chosen.steps, chosen.t, chosen.log_snr, unique,
+                             np.asarray(chosen.keys["split"])[::count], factors)
+
+    def check_finite(self, columns: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> None:
+        """Read every float column (or ``columns``) at ``steps``: one line naming the file at
+        the first NaN or inf."""
+        floats = [c for c in (self.columns if columns is None else columns) if c != "split"]
+        for step in (self.steps if steps is None else steps):
+            self.table([step], floats, check_finite=True)
+
+    def verify(self) -> None:
+        """Read every byte of every file (page checksums included)."""
+        for path in self.files():
+            self._read_file(path, self.columns, None, ())
+
+
+def _signature(schema: pa.Schema) -> list[tuple]:
+    """Names and types, blind to what Parquet renames (a list's item field)."""
+    def kind(field: pa.Field):
+        if pa.types.is_fixed_size_list(field.type):
+            return ("list", str(field.type.value_type), field.type.list_size)
+        return (str(field.type),)
+    return [(field.name, kind(field)) for field in schema]
+
+
+def _metadata(path: Path) -> tuple[dict, pa.Schema, int]:
+    try:
+        metadata = pq.read_metadata(path)
+        return metadata.metadata or {}, metadata.schema.to_arrow_schema(), metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise StoreError(f"{path}: corrupted or truncated Parquet file ({_one_line(exc)})") from None
+
+
+def open_store(path: Path | str, kind: str | None = None, *, schema_version: int = SCHEMA_VERSION,
+               checkpoint_sha256: str | None = None, code_sha256: str | None = None) -> Store:
+    """Open a store, refusing (one line, :class:`StoreError`) one that is missing or
+    incomplete, of another ``kind``, another schema version, made from another checkpoint
+    or by other code than asked (``checkpoint_sha256``, ``code_sha256``: None accepts any),
+    with a file missing, or with a file whose footer is unreadable (truncated or corrupted;
+    the error names the file). Data pages are checked when read."""
+    path = Path(path)
+    if not path.is_dir():
+        partial = path.with_name(path.name + ".partial")
+        hint = f" (an interrupted run left {partial}; run the stage again to finish it)" if partial.exists() else ""
+        raise StoreError(f"{path}: no trajectory store there{hint}")
+    steps = sorted(p for p in path.iterdir() if p.name.startswith("step_"))
+    files = {}
+    for directory in steps:
+        try:
+            step = int(directory.name.removeprefix("step_"))
+        except ValueError:
+            raise StoreError(f"{directory}: not a step directory of a trajectory store") from None
+        files[step] = sorted(directory.glob("part_*.parquet"))
+    every = [f for s in sorted(files) for f in files[s]]
+    if not every:
+        raise StoreError(f"{path}: no Parquet files in the store")
+    metadata, _, _ = _metadata(every[0])
+    if LAYOUT_KEY not in metadata or PROVENANCE_KEY not in metadata:
+        raise StoreError(f"{every[0]}: not a trajectory store file (no layout or provenance in its metadata)")
+    layout_bytes, provenance_bytes = metadata[LAYOUT_KEY], metadata[PROVENANCE_KEY]
+    layout, provenance = json.loads(layout_bytes), json.loads(provenance_bytes)
+    version = layout.get("schema_version")
+    if version != schema_version:
+        raise StoreError(f"{path}: store schema version {version}, expected {schema_version}; rerun the stage that made it")
+    if kind is not None and layout["kind"] != kind:
+        raise StoreError(f"{path}: a {layout['kind']} store, expected a {kind} store")
+    if checkpoint_sha256 is not None and layout["checkpoint_sha256"] != checkpoint_sha256:
+        raise StoreError(f"{path}: made from checkpoint sha256 {layout['checkpoint_sha256'][:12]}..., "
+                         f"expected {checkpoint_sha256[:12]}...; rerun the stage that made it")
+    if code_sha256 is not None and provenance.get("code_sha256") != code_sha256:
+        raise StoreError(f"{path}: made by code sha256 {str(provenance.get('code_sha256'))[:12]}..., "
+                         f"expected {code_sha256[:12]}...; rerun the stage that made it")
+    expected = schema_for(layout)
+    recorded = [int(s) for s in layout["recorded_steps"]]
+    if sorted(files) != sorted(recorded):
+        raise StoreError(f"{path}: holds steps {sorted(files)}, its layout records {recorded}; the store is incomplete")
+    for step in recorded:
+        want_parts, want_rows = layout["parts"][str(step)], layout["rows"][str(step)]
+        if len(files[step]) != want_parts:
+            raise StoreError(f"{path / step_directory(step)}: {len(files[step])} files, the layout says {want_parts}; "
+                             "the store is incomplete")
+        rows = 0
+        for file in files[step]:
+            file_metadata, schema, count = _metadata(file)
+            if file_metadata.get(LAYOUT_KEY) != layout_bytes or file_metadata.get(PROVENANCE_KEY) != provenance_bytes:
+                raise StoreError(f"{file}: from another run than the rest of the store")
+            if _signature(schema) != _signature(expected):
+                raise StoreError(f"{file}: its schema is not the one its layout describes")
+            rows += count
+        if rows != want_rows:
+            raise StoreError(f"{path / step_directory(step)}: {rows} rows, the layout says {want_rows}")
+    return Store(path, layout, provenance, {s: files[s] for s in sorted(recorded)})
+
+
+def read_layout(path: Path | str) -> dict:
+    """The layout of a store (or of one of its files)."""
+    path = Path(path)
+    first = next(iter(sorted(path.glob("step_*/part_*.parquet"))), None) if path.is_dir() else path
+    if first is None:
+        raise StoreError(f"{path}: no trajectory store there")
+    metadata, _, _ = _metadata(first)
+    if LAYOUT_KEY not in metadata:
+        raise StoreError(f"{first}: not a trajectory store file (no layout in its metadata)")
+    return json.loads(metadata[LAYOUT_KEY])
+
+
+def check_finite(path: Path | str, columns: Sequence[str] | None = None) -> None:
+    """Open a store and refuse NaN or inf anywhere in it (or in ``columns``)."""
+    open_store(path).check_finite(columns)

@@ -31,3 +31,15 @@ def stage_rule(_stage, _experiments):
 for _entry in stage_table.STAGES:
     if stage_table.experiments_of(_entry, config):
         stage_rule(_entry, stage_table.experiments_of(_entry, config))
+
+
+rule report:
+    input:
+        code=stage_table.REPORT.code(),
+        data=stage_table.REPORT.inputs(config),
+    output:
+        *stage_table.REPORT.outputs,
+    log:
+        stage_table.REPORT.log(),
+    shell:
+        stage_table.REPORT.command()

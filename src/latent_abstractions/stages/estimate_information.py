@@ -1,5 +1,8 @@
-"""Pipeline step: I(factor; X_t) over t by the score-difference estimator, beside the
-exact value from the finite data set, as a tidy Parquet table."""
+"""Pipeline step: I(factor; X_t) over t from the score network (the orthogonal and the
+MMSE-difference forms of the score-difference integral, with standard errors), beside
+the exact value from the finite data set, the Bayes-optimal accuracy and the model's
+consistency, on the rows the model was trained on (and, separately labelled, on the
+held-out rows), as a tidy Parquet table: one row per (distribution, quantity, factor, t)."""
 
 from __future__ import annotations
 
@@ -8,52 +11,83 @@ import logging
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
 
 from .. import checkpoints, information, paths
-from ..artifacts import provenance, write_parquet, write_series_csv
+from ..artifacts import atomic_path, canonical_json, provenance, write_parquet, write_series_csv
 from ..cli import InputError, run_step
 from ..datasets import base
-from ..pixels import model_range
+from ..ground_truth import FiniteMixture
 from ..sde import make_sde
 
 log = logging.getLogger("estimate_information")
 
 
+MI_QUANTITIES = ("orthogonal", "mmse_difference", "exact")
+
+
+def information_table(model, sde, dataset, rows, settings: dict, device, distribution: str) -> pd.DataFrame:
+    """Every quantity of information.mutual_information over the data set's ``rows``, long form."""
+    source = FiniteMixture(dataset.images, dataset.bins(), dataset.condition_values(), rows=rows)
+    if device.type == "cuda":
+        source = source.to(device)
+    estimate = information.mutual_information(
+        model, sde, source, t_end=settings["t_end"], points=settings["integration_points"],
+        samples=settings["samples"], seed=settings["seed"], device=device, consistency=settings["consistency"])
+    frame = pd.DataFrame(estimate.columns([f.name for f in dataset.factor_table]))
+    frame.insert(0, "distribution", distribution)
+    return frame
+
+
+def agreement(frame: pd.DataFrame) -> dict:
+    """Per learned form and factor, on the train rows: the mean absolute gap to the exact
+    curve and the largest excess over H(factor) (0.1 nats or more shows model error)."""
+    train = frame[frame["distribution"] == "train"]
+    exact = train[train["quantity"] == "exact"].set_index(["factor", "t"])["mean"]
+    summary = {}
+    for form in ("orthogonal", "mmse_difference"):
+        learned = train[train["quantity"] == form].set_index(["factor", "t"])
+        gap = (learned["mean"] - exact).abs().groupby("factor").mean()
+        excess = (learned["mean"] - learned["factor_entropy"]).groupby("factor").max()
+        summary[form] = {factor: {"mean_abs_gap_nats": round(float(gap[factor]), 4),
+                                  "max_excess_over_entropy_nats": round(float(excess[factor]), 4)}
+                         for factor in gap.index}
+    return summary
+
+
 def information_step(experiment: str, params: dict) -> None:
-    dataset_dir, weights = paths.dataset_dir(experiment), paths.weights(experiment)
+    weights = paths.weights(experiment)
     try:
         model, metadata = checkpoints.load_for_params(weights, params["model"])
-        dataset = base.load(dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
+        dataset = base.load(paths.dataset_dir(experiment)).restricted(
+            [f["name"] for f in metadata["architecture"]["factors"]])
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     device = checkpoints.select_device()
     model.to(device)
     sde = make_sde(params["sde"])
-    names = [f.name for f in dataset.factor_table]
     settings = params["information"]
-    result = information.estimate(
-        model, sde, model_range(dataset.images), dataset.condition_values(), dataset.bins(),
-        t_end=settings["t_end"], points=settings["integration_points"], samples=settings["samples"],
-        seed=settings["seed"], device=device,
-    )
-    times = result["times"]
-    log_snr = sde.log_snr(torch.as_tensor(times)).numpy()
-    rows = []
-    for estimator in ("score_difference", "exact"):
-        for k, name in enumerate(names):
-            rows.append(pd.DataFrame({
-                "experiment": experiment, "factor": name, "estimator": estimator, "t": times,
-                "log_snr": log_snr, "mi_nats": result[estimator][:, k], "factor_entropy_nats": result["entropy"][k],
-            }))
-    frame = pd.concat(rows, ignore_index=True)
-    inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE, weights]
+    # The model was trained on the train rows: its curves are compared with the exact
+    # curves of that distribution. Held-out rows, where there are any, are a separate curve.
+    train = dataset.train_rows()
+    held_out = np.setdiff1d(np.arange(len(dataset.factors)), train)
+    try:
+        frames = [information_table(model, sde, dataset, train, settings, device, "train")]
+        if len(held_out):
+            frames.append(information_table(model, sde, dataset, held_out, settings, device, "held_out"))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, "experiment", experiment)
+    inputs = [*paths.dataset_files(experiment), weights]
     section = {key: params[key] for key in ("sde", "model", "information")}
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.information(experiment),
                   provenance("estimate_information", experiment, section, inputs))
-    write_series_csv(frame, "t", ["factor", "estimator"], "mi_nats", paths.plot_data(experiment, "information"))
-    at_end = frame[np.isclose(frame["t"], times[-1])].pivot(index="factor", columns="estimator", values="mi_nats")
-    log.info("I(factor; X_t) at t=%.3g, nats:\n%s", times[-1], at_end.round(3))
+    with atomic_path(paths.information_metrics(experiment)) as temporary:
+        temporary.write_text(canonical_json(agreement(frame)) + "\n")
+    curves = frame[(frame["distribution"] == "train") & frame["quantity"].isin(MI_QUANTITIES)]
+    write_series_csv(curves, "t", ["factor", "quantity"], "mean", paths.plot_data(experiment, "information"))
+    last = curves[curves["t"] == curves["t"].min()].pivot(index="factor", columns="quantity", values="mean")
+    log.info("I(factor; X_t) at t=%.3g on the train rows, nats:\n%s", curves["t"].min(), last.round(3))
 
 
 if __name__ == "__main__":

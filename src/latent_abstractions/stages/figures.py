@@ -1,5 +1,6 @@
-"""Pipeline step: one group of an experiment's figures (``--figures``) as PNG under
-data/<experiment>/figures/, each carrying its inputs' hashes in a PNG text chunk."""
+"""Pipeline step: one group of an experiment's figures (``--figures``) as PNG and SVG
+under data/<experiment>/figures/, each carrying its provenance (inputs' hashes, params
+hash, code hash, git commit) in its metadata."""
 
 from __future__ import annotations
 
@@ -11,17 +12,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .. import paths, plotting, trajectories
-from ..artifacts import atomic_path, canonical_json, provenance
+from ..artifacts import provenance
 from ..cli import InputError, run_step
 from ..datasets import base
+from ..figure_style import save_figure
 
 log = logging.getLogger("figures")
-
-
-def save_png(figure, target: Path, meta: dict) -> None:
-    with atomic_path(target) as temporary:
-        figure.savefig(temporary, format="png", dpi=110, metadata={"provenance": canonical_json(meta)})
-    plotting.plt.close(figure)
 
 
 def final_samples(table) -> tuple[np.ndarray, pd.DataFrame]:
@@ -41,11 +37,17 @@ def final_samples(table) -> tuple[np.ndarray, pd.DataFrame]:
 def dataset_figures(experiment: str) -> dict[str, tuple]:
     dataset_dir = paths.dataset_dir(experiment)
     dataset = base.load(dataset_dir)
-    inputs = [paths.dataset_dir(experiment) / name for name in (base.IMAGES_FILE, base.FACTORS_FILE)]
+    inputs = paths.dataset_files(experiment)
     title = f"{experiment}: {len(dataset.images)} images"
     # The stored (memory-mapped) images: only the drawn ones are read.
     return {"dataset_contact_sheet": (plotting.contact_sheet(dataset.images, title), inputs),
             "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs)}
+
+
+def information_figure(experiment: str) -> dict[str, tuple]:
+    sources = [paths.information(experiment), paths.classifier_evaluation(experiment)]
+    info, bound = (pq.read_table(path).to_pandas() for path in sources)
+    return {"information": (plotting.mutual_information(info, bound), sources)}
 
 
 def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
@@ -57,8 +59,7 @@ def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
 GROUPS = {
     "dataset": dataset_figures,
     "probes": lambda e: table_figure("probes", paths.probes(e), lambda t: plotting.probe_scores(t.to_pandas())),
-    "information": lambda e: table_figure("information", paths.information(e),
-                                          lambda t: plotting.mutual_information(t.to_pandas())),
+    "information": information_figure,
     "samples": lambda e: table_figure("samples", paths.trajectories(e), lambda t: plotting.sample_grid(*final_samples(t))),
     "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),
 }
@@ -70,7 +71,7 @@ def figures_step(experiment: str, params: dict, figures: str) -> None:
     except (OSError, ValueError) as exc:
         raise InputError(str(exc)) from None
     for name, (figure, inputs) in drawn.items():
-        save_png(figure, paths.figure(experiment, name), provenance("figures", experiment, {}, inputs))
+        save_figure(figure, paths.figure(experiment, name), provenance("figures", experiment, {}, inputs))
     log.info("wrote %s", ", ".join(str(paths.figure(experiment, name)) for name in drawn))
 
 

@@ -71,7 +71,7 @@ def run_training(experiment: str, params: dict, world: World) -> None:
                  world.size, trainer.device)
 
     section = {key: params[key] for key in ("sde", "model", "train")}
-    inputs = [dataset_dir / base.IMAGES_FILE, dataset_dir / base.FACTORS_FILE]
+    inputs = paths.dataset_files(experiment)
     meta = provenance("train_score_model", experiment, section, inputs)
     # A resume checkpoint is used only by the same params, inputs, code and world size;
     # any other is discarded and training starts over (never a mix of two runs).

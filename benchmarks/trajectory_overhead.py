@@ -1,0 +1,165 @@
+"""What recording trajectories costs: sampling that records into the store against bare
+sampling with the same network evaluations, side by side, in one run.
+
+Run from the repository root, no arguments:
+
+    .venv/bin/python benchmarks/trajectory_overhead.py
+
+The network is the smoke bumps model (16x16, base 16 channels, two levels, taps down.1 and
+mid), randomly initialised and perturbed (the cost does not depend on the weights);
+N trajectories, reverse SDE, 100 steps, 8 recorded steps (evenly in log-SNR, the last
+included), in batches of 128 with 64-row evaluation blocks, 2 threads.
+
+- ``recorded``: what sample_trajectories does per batch: per-trajectory noise, the
+  TrajectoryRecorder (at recorded steps the cond and uncond passes as one batch with taps,
+  and the random control network; state, eps, denoised estimates, pooled activations and
+  4x4 maps copied to the host) and the StoreWriter (Arrow tables, one Parquet file per step
+  and batch, progress file, final rename).
+- ``bare``: the same sampler, the same per-trajectory noise and blocks, and the same
+  forward passes at the same steps (cond+uncond batch with taps, control pass), with the
+  outputs thrown away: equal network evaluations, nothing recorded or written.
+- ``bare, one generator``: bare sampling with a single torch.Generator for the batch,
+  printed to show what per-trajectory noise (batch-size independence) costs on its own.
+
+Timed runs of the variants alternate (median of REPEATS each), so a machine that is busier
+for a while slows all of them. The last line is ``overhead=<(recorded - bare) / bare>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latent_abstractions import checkpoints
+from latent_abstractions.factors import Factor
+from latent_abstractions.recording import (PerTrajectoryNoise, TrajectoryRecorder, recorded_steps, stream_seed,
+                                           tap_shapes, time_columns)
+from latent_abstractions.samplers import SAMPLERS
+from latent_abstractions.sde import VPSDE, time_grid
+from latent_abstractions.store import StoreWriter
+from latent_abstractions.trajectories import open_store
+
+TRAJECTORIES, BATCH, BLOCK, STEPS, RECORDED, REPEATS = 256, 128, 64, 100, 8, 3
+TAPS = ["down.1", "mid"]
+IMAGE = (1, 16, 16)
+
+
+def network(seed: int):
+    values = tuple(float(v) for v in range(2, 14))
+    factors = [Factor("x", "continuous", values), Factor("y", "continuous", values)]
+    architecture = checkpoints.architecture_from_params(
+        {"base_channels": 16, "channel_mults": [1, 2], "groups": 8, "cond_frequencies": 8, "blocks_per_level": 1,
+         "attention_levels": [], "heads": 1}, factors, IMAGE)
+    torch.manual_seed(seed)
+    model = checkpoints.build_model(architecture).eval()
+    generator = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model, architecture
+
+
+class Bare(TrajectoryRecorder):
+    """The recorder's forward passes at the recorded steps, their outputs thrown away."""
+
+    def __call__(self, x, t, step):
+        if step not in self.record_steps:
+            return self.eps(x, t)
+        eps_cond, eps_uncond, _, _ = self._both(x, t, self.taps)
+        self.control(x, t, self.values, self.null, self.taps)
+        return self.drive(eps_cond, eps_uncond)
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    model, architecture = network(0)
+    control, _ = network(1)
+    sde = VPSDE()
+    times = time_grid(sde.T, 1e-3, STEPS, sde=sde)
+    steps = sorted(set(recorded_steps({"kind": "log_snr", "count": RECORDED}, times, sde, "record")) | {STEPS})
+    t_values, log_snrs = time_columns(sde, times, steps)
+    rng = np.random.default_rng(0)
+    requested = {"x": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
+                 "y": rng.integers(2, 14, TRAJECTORIES).astype(np.float64)}
+    values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
+    sampler = SAMPLERS["sde"]
+    batches = [np.arange(s, min(TRAJECTORIES, s + BATCH)) for s in range(0, TRAJECTORIES, BATCH)]
+    layout = {"kind": "trajectories", "image_shape": list(IMAGE), "factors": architecture["factors"],
+              "factor_names": ["x", "y"], "condition": ["x", "y"], "guidance": 1.0, "steps": STEPS,
+              "recorded_steps": steps, "recorded_t": t_values, "recorded_log_snr": log_snrs, "taps": TAPS,
+              "full_maps": [], "passes": ["cond", "uncond", "random"],
+              "tap_shapes": tap_shapes(model, IMAGE, 2, TAPS), "rows": {str(s): TRAJECTORIES for s in steps},
+              "parts": {str(s): len(batches) for s in steps}, "checkpoint_sha256": "benchmark"}
+    scratch = Path(tempfile.mkdtemp(prefix="trajectory_overhead."))
+
+    def recorded() -> None:
+        target = scratch / "trajectories"
+        writer = StoreWriter(target, layout, {"step": "benchmark"})
+        writer.start()
+        for batch, ids in enumerate(batches):
+            noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
+            prior = sde.prior_std() * noise.draw((len(ids), *IMAGE))
+            recorder = TrajectoryRecorder(model, sde, values[ids], steps, TAPS, control, block=BLOCK)
+            with noise:
+                sampler(recorder, sde, prior, times, generator=noise.generator)
+            parts = {}
+            for step, t_value, log_snr in zip(steps, t_values, log_snrs):
+                n = len(ids)
+                parts[step] = (batch, {"trajectory": ids.astype(np.int32), "step": np.full(n, step, np.int32),
+                                       "t": np.full(n, t_value, np.float32), "log_snr": np.full(n, log_snr, np.float32),
+                                       "requested_x": requested["x"][ids], "requested_y": requested["y"][ids],
+                                       **recorder.records[step]})
+            writer.write_batch(batch, parts)
+            del recorder, parts
+        writer.finish()
+
+    def bare(per_trajectory: bool = True) -> None:
+        for ids in batches:
+            if per_trajectory:
+                noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
+                prior, generator = sde.prior_std() * noise.draw((len(ids), *IMAGE)), noise.generator
+            else:
+                noise, generator = None, torch.Generator().manual_seed(int(ids[0]))
+                prior = sde.prior_sample((len(ids), *IMAGE), generator)
+            eps_fn = Bare(model, sde, values[ids], steps, TAPS, control, block=BLOCK)
+            if noise is None:
+                sampler(eps_fn, sde, prior, times, generator=generator)
+            else:
+                with noise:
+                    sampler(eps_fn, sde, prior, times, generator=generator)
+
+    variants = {"recorded": recorded, "bare": bare, "bare, one generator": lambda: bare(False)}
+    timings = {name: [] for name in variants}
+    recorded()  # warm-up (and a store to check)
+    store = open_store(scratch / "trajectories")
+    rows = store.layout["rows"][str(steps[0])] * len(steps)
+    size = sum(p.stat().st_size for p in store.files())
+    for _ in range(REPEATS):
+        for name, run in variants.items():
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    shutil.rmtree(scratch)
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    evaluations = TRAJECTORIES * (STEPS + 1) + TRAJECTORIES * len(steps) * 2
+    print(f"{TRAJECTORIES} trajectories x {STEPS + 1} network evaluations, {len(steps)} recorded steps "
+          f"(+ uncond and control passes there): {evaluations} row evaluations per run; "
+          f"store {rows} rows, {size / 2**20:.1f} MiB; torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    for name, values in timings.items():
+        print(f"{name:>22}: median {median[name]:.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
+    noise_cost = (median["bare"] - median["bare, one generator"]) / median["bare, one generator"]
+    print(f"per-trajectory noise alone: {noise_cost:+.3f} over one generator per batch")
+    print(f"overhead={(median['recorded'] - median['bare']) / median['bare']:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""When each factor is decided along generation: the time at which a proxy curve has
+covered 50% and 90% of its way from its value at pure noise to its final value.
+
+A proxy is any curve of "how much the trajectory knows about the factor" against the
+generative time t (generation runs from t = T down to t_end): probe accuracy, mutual
+information (learned or exact), the classifier's bound, one minus the fork entropy,
+forward-backward agreement. For a curve v(t), with v_start = v(T) and v_final = v(t_end),
+the fraction covered is f(t) = (v(t) - v_start) / (v_final - v_start); ``tau_50`` is the
+first time along generation (the largest t) at which f reaches 0.5, found by linear
+interpolation in log-SNR between grid points, and likewise ``tau_90``. A curve that
+never moves (|v_final - v_start| below ``MIN_CHANGE``) has no crossing (NaN).
+Factors are then ranked by tau_50: rank 1 is decided first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+LEVELS = (0.5, 0.9)
+MIN_CHANGE = 1e-6
+
+
+def crossing(t: np.ndarray, log_snr: np.ndarray, value: np.ndarray, level: float) -> tuple[float, float]:
+    """(t, log-SNR) at which the fraction covered first reaches ``level`` along generation."""
+    order = np.argsort(-np.asarray(t))  # generation order: from T down to t_end
+    t, log_snr, value = (np.asarray(a, dtype=np.float64)[order] for a in (t, log_snr, value))
+    change = value[-1] - value[0]
+    if not np.isfinite(change) or abs(change) < MIN_CHANGE:
+        return float("nan"), float("nan")
+    fraction = (value - value[0]) / change
+    above = np.flatnonzero(fraction >= level)
+    if len(above) == 0:
+        return float("nan"), float("nan")
+    i = above[0]
+    if i == 0:
+        return float(t[0]), float(log_snr[0])
+    w = (level - fraction[i - 1]) / (fraction[i] - fraction[i - 1])
+    crossed = log_snr[i - 1] + w * (log_snr[i] - log_snr[i - 1])
+    # t at the crossing, interpolated in log-SNR as well (t is monotone in it)
+    return float(np.interp(crossed, log_snr[[i - 1, i]], t[[i - 1, i]])), float(crossed)
+
+
+def decision_times(curves: pd.DataFrame) -> pd.DataFrame:
+    """``curves``: columns proxy, factor, t, log_snr, value. One row per (proxy, factor):
+    tau_50, tau_90, log_snr_50, log_snr_90, and rank_50 (1 = decided first by this proxy)."""
+    rows = []
+    for (proxy, factor), curve in curves.groupby(["proxy", "factor"], sort=True):
+        row = {"proxy": proxy, "factor": factor}
+        for level in LEVELS:
+            tau, lam = crossing(curve["t"].to_numpy(), curve["log_snr"].to_numpy(), curve["value"].to_numpy(), level)
+            row[f"tau_{round(level * 100)}"], row[f"log_snr_{round(level * 100)}"] = tau, lam
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["rank_50"] = table.groupby("proxy")["tau_50"].rank(ascending=False, method="min")
+    return table
+
+
+def rank_agreement(table: pd.DataFrame, reference: str) -> pd.Series:
+    """Spearman correlation of each proxy's tau_50 ranking with the ``reference`` proxy's
+    (1: the same order of factors), over the factors both rank."""
+    pivot = table.pivot(index="factor", columns="proxy", values="tau_50")
+    return pivot.rank().corr(method="pearson")[reference].drop(reference)

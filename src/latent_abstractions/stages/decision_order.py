@@ -1,0 +1,63 @@
+"""Pipeline step: when each factor is decided along generation, by every proxy (study 1,
+Franzese et al.), beside the order the exact mutual information gives.
+
+Proxies, each a curve per factor against t (order.py turns them into decision times):
+- ``probe``: held-out score of a linear probe on the state x_t (what the trajectory
+  holds; fit_probes.py);
+- ``mi_learned``: the MMSE-difference estimate of I(factor; X_t); ``mi_exact``: its exact
+  value on the training rows (the reference, which no published study had);
+- ``classifier_bound``: the noise-conditional classifier's H - CE;
+- ``bayes_accuracy``: the exact posterior's accuracy (the best any probe can do);
+and, where their stages ran, fork agreement and forward-backward agreement.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import order, paths
+from ..artifacts import provenance, write_parquet
+from ..cli import InputError, run_step
+
+log = logging.getLogger("decision_order")
+PROBE_FEATURE = "state"
+REFERENCE = "mi_exact"
+
+
+def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
+    sources = [paths.probes(experiment), paths.information(experiment), paths.classifier_evaluation(experiment)]
+    probes, information, bound = (pq.read_table(path).to_pandas() for path in sources)
+    columns = ["proxy", "factor", "t", "log_snr", "value"]
+    probe = probes[(probes["feature"] == PROBE_FEATURE) & probes["metric"].isin(["accuracy", "r2"])]
+    train = information[information["distribution"] == "train"]
+    curves = [
+        probe.assign(proxy="probe", value=probe["score"]),
+        *(train[train["quantity"] == quantity].assign(proxy=proxy, value=lambda f: f["mean"])
+          for quantity, proxy in (("mmse_difference", "mi_learned"), ("exact", "mi_exact"),
+                                  ("bayes_accuracy", "bayes_accuracy"))),
+        bound.assign(proxy="classifier_bound", value=bound["bound"]),
+    ]
+    return pd.concat([curve[columns] for curve in curves], ignore_index=True), sources
+
+
+def order_step(experiment: str, params: dict) -> None:
+    try:
+        curves, sources = proxy_curves(experiment)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    table = order.decision_times(curves)
+    agreement = order.rank_agreement(table, REFERENCE)
+    table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)
+    table.insert(0, "experiment", experiment)
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.order(experiment),
+                  provenance("decision_order", experiment, {}, sources))
+    log.info("decision time tau_50 per proxy and factor:\n%s",
+             table.pivot(index="factor", columns="proxy", values="tau_50").round(3))
+
+
+if __name__ == "__main__":
+    run_step("decision_order", order_step)

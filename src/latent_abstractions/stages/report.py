@@ -1,0 +1,126 @@
+"""Pipeline step: the project's report, one self-contained HTML file (data/report.html).
+
+For every experiment it shows every figure (embedded), what the figure shows and how to
+read it, and its provenance: the params and code hashes and the git commit that made it,
+and the hashes of the files it was drawn from, as sha256 and as the md5 that dvc.lock
+records for them. It ends with the order in which factors are decided (study 1) and
+the bumps accuracy over training (study 2)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+from PIL import Image
+
+from .. import paths, stage_table
+from ..artifacts import atomic_path
+from ..cli import InputError, run_project_step
+
+log = logging.getLogger("report")
+
+NOTES = {
+    "dataset_contact_sheet": "A sample of the data set's images. Every image is a deterministic function of its "
+                             "factors, so the noised data distribution, hence every exact curve, is known.",
+    "dataset_traversals": "One row per factor: that factor runs through its values while the others stay as close "
+                          "as the data set allows to the first image. It shows what each factor changes.",
+    "samples": "The final image of one trajectory per requested condition (title: the request). Compare each "
+               "image with its request: wrong or several objects show a model that has not learned the condition.",
+    "loss": "The training loss (denoising error) per step and its running mean. A curve still falling at the end "
+            "says the smoke model is short of converged; the analyses then describe an undertrained model.",
+    "probes": "Held-out score of linear probes against generative time, per factor (accuracy for categorical "
+              "factors, R^2 for continuous ones). Only features computed without the condition (the state, the "
+              "unconditional pass, the random-network control) measure what the trajectory knows; the exact "
+              "posterior's Bayes-optimal accuracy bounds every probe on the state.",
+    "information": "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
+                   "estimates (orthogonal and MMSE-difference forms) and the classifier bound, with bands of two "
+                   "standard errors, beside the exact value on the training rows and H(factor). Where the "
+                   "learned curves leave the exact one, the model, not the estimator, is wrong (the estimator "
+                   "driven by exact scores is tested to 0.05 nats).",
+}
+
+
+def file_hashes(path: str) -> dict:
+    data = Path(path).read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+
+
+def figure_section(png: str) -> str:
+    with Image.open(png) as image:
+        provenance = json.loads(image.text["provenance"])
+    name = Path(png).stem
+    encoded = base64.b64encode(Path(png).read_bytes()).decode()
+    rows = "".join(f"<tr><td><code>{html.escape(source)}</code></td><td><code>{file_hashes(source)['md5']}</code></td>"
+                   f"<td><code>{digest[:16]}…</code></td></tr>" for source, digest in provenance["inputs"].items())
+    return (f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
+            f"<figcaption><b>{name}</b>: {html.escape(NOTES.get(name, ''))}</figcaption></figure>"
+            f"<details><summary>provenance</summary><p>code <code>{provenance['code_sha256'][:16]}…</code>, "
+            f"params <code>{provenance['params_sha256'][:16]}…</code>, commit <code>{provenance['git_commit']}</code>"
+            f"{' (work tree dirty)' if provenance.get('git_dirty') else ''}</p>"
+            f"<table><tr><th>input</th><th>md5 (as in dvc.lock)</th><th>sha256</th></tr>{rows}</table></details>")
+
+
+def table_html(frame: pd.DataFrame, caption: str) -> str:
+    return f"<h3>{html.escape(caption)}</h3>" + frame.to_html(index=False, float_format=lambda v: f"{v:.3g}",
+                                                              na_rep="–", border=0)
+
+
+def order_tables(inputs: list[str]) -> str:
+    parts = []
+    for path in (p for p in inputs if p.endswith("order.parquet")):
+        table = pq.read_table(path).to_pandas()
+        wide = table.pivot(index="factor", columns="proxy", values="tau_50").sort_values("mi_exact", ascending=False)
+        agreement = table.groupby("proxy")["rank_agreement_with_exact"].first().to_frame().T
+        parts.append(table_html(wide.reset_index(), f"{table['experiment'].iloc[0]}: tau_50, the time at which "
+                                "each proxy has covered half its way (generation runs from t = 1 down); rows in the "
+                                "exact order, first decided on top"))
+        parts.append(table_html(agreement, "rank correlation of each proxy's order with the exact one"))
+    return "".join(parts)
+
+
+def accuracy_tables(inputs: list[str]) -> str:
+    parts = []
+    for path in (p for p in inputs if p.endswith("generation/accuracy.parquet")):
+        table = pq.read_table(path).to_pandas()
+        wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
+        wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
+        phases = pq.read_table(path.replace("accuracy.parquet", "representation.parquet")).to_pandas()
+        wide = wide.join(phases.set_index("training_step")[["multi_bump_fraction", "r2_pca", "trustworthiness",
+                                                            "effective_dimension", "phase"]])
+        parts.append(table_html(wide.reset_index(), f"{table['experiment'].iloc[0]}: generation accuracy over "
+                                "training, and the phase (A: several bumps, B: one misplaced bump or a disordered "
+                                "representation, C: accurate and ordered)"))
+    return "".join(parts)
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
+         "table{border-collapse:collapse;font-size:0.85em}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+         "figure{margin:1.5em 0 0.3em}figcaption{font-size:0.9em;color:#333}")
+
+
+def report_step(params: dict) -> None:
+    inputs = stage_table.REPORT.inputs(params)
+    missing = [path for path in inputs if not Path(path).is_file()]
+    if missing:
+        raise InputError(f"report: {len(missing)} inputs missing, e.g. {missing[0]}")
+    body = ["<h1>Latent abstractions: report</h1>"]
+    for experiment in sorted(params["experiments"]):
+        pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
+        body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
+    body.append("<h2>When each factor is decided</h2>" + order_tables(inputs))
+    body.append("<h2>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
+    document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
+                f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    with atomic_path(paths.REPORT) as temporary:
+        temporary.write_text(document)
+    log.info("wrote %s (%d figures)", paths.REPORT, sum(p.endswith(".png") for p in inputs))
+
+
+if __name__ == "__main__":
+    run_project_step("report", report_step)
