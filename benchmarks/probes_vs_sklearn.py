@@ -85,7 +85,8 @@ def sklearn_probe(x, y, kind, masks, grid, tol=1e-4, max_iter=1000):
 
     def model(penalty, m):
         if kind == "categorical":
-            return make_pipeline(StandardScaler(), LogisticRegression(C=1.0 / (penalty * m), tol=tol, max_iter=max_iter))
+            logistic = LogisticRegression(C=1.0 / (penalty * m), tol=tol, max_iter=max_iter)
+            return make_pipeline(StandardScaler(), logistic)
         return make_pipeline(StandardScaler(), Ridge(alpha=penalty * m))
 
     best, best_loss = None, np.inf
@@ -145,6 +146,9 @@ def main() -> None:
     print(f"ours (batched torch, float32, 1 thread): {one_s:.3f} s wall "
           f"(best of 3: {', '.join(f'{t:.3f}' for t in times)}), {one_cpu:.3f} s CPU")
 
+    # load scikit-learn's compiled modules (and the OpenMP runtime they bring) before limiting
+    # threads: threadpoolctl only limits the libraries already loaded when the limit is set
+    sklearn_probe(arrays[0].astype(np.float64), targets["floor_hue"], "categorical", masks, DEFAULT_PENALTIES[-1:])
     start, start_cpu = time.perf_counter(), time.process_time()
     reference = {}
     with threadpool_limits(1), warnings.catch_warnings():

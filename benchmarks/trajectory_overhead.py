@@ -7,8 +7,10 @@ Run from the repository root, no arguments:
 
 The network is the smoke bumps model (16x16, base 16 channels, two levels, taps down.1 and
 mid), randomly initialised and perturbed (the cost does not depend on the weights);
-N trajectories, reverse SDE, 100 steps, 8 recorded steps (evenly in log-SNR, the last
-included), in batches of 128 with 64-row evaluation blocks, 2 threads.
+128 trajectories, reverse SDE, 100 steps, 8 recorded steps (evenly in log-SNR, the last
+included), in batches of 64 with 64-row evaluation blocks, one torch thread (two threads on a
+shared 2-core machine spin-wait on each other whenever another process takes a core,
+which made timings vary fourfold).
 
 - ``recorded``: what sample_trajectories does per batch: per-trajectory noise, the
   TrajectoryRecorder (at recorded steps the cond and uncond passes as one batch with taps,
@@ -21,8 +23,14 @@ included), in batches of 128 with 64-row evaluation blocks, 2 threads.
 - ``bare, one generator``: bare sampling with a single torch.Generator for the batch,
   printed to show what per-trajectory noise (batch-size independence) costs on its own.
 
-Timed runs of the variants alternate (median of REPEATS each), so a machine that is busier
-for a while slows all of them. The last line is ``overhead=<(recorded - bare) / bare>``.
+Timed runs of the variants alternate, REPEATS rounds of the three, so a machine that is
+busier for a while slows all of them; each round gives (recorded - bare) / bare in wall
+time, printed as the median over rounds, beside the CPU-time ratio and the ratio of the
+fastest runs. On a shared machine their spread (other processes' load) is larger than the
+effect, so the metric is timed inside the recorded runs themselves: the recorder's work at
+recorded steps beyond its network calls plus all of the writer's (Arrow tables, Parquet
+files, progress, rename), over the rest of the run, which is bare sampling with the same
+network evaluations; the last line is the median over rounds, ``overhead=<...>``.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ from latent_abstractions.sde import VPSDE, time_grid
 from latent_abstractions.store import StoreWriter
 from latent_abstractions.trajectories import open_store
 
-TRAJECTORIES, BATCH, BLOCK, STEPS, RECORDED, REPEATS = 256, 128, 64, 100, 8, 3
+TRAJECTORIES, BATCH, BLOCK, STEPS, RECORDED, REPEATS = 128, 64, 64, 100, 8, 9
+THREADS = 1  # one torch thread: on a shared 2-core machine, two threads spin-wait on each other under load
 TAPS = ["down.1", "mid"]
 IMAGE = (1, 16, 16)
 
@@ -67,6 +76,41 @@ def network(seed: int):
     return model, architecture
 
 
+class Clock:
+    """Seconds spent in network evaluations, and in recording and writing around them."""
+
+    def __init__(self):
+        self.network = self.recording = self.writing = 0.0
+
+
+class TimedNetwork:
+    def __init__(self, network, clock: Clock):
+        self.network, self.clock = network, clock
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        result = self.network(*args)
+        self.clock.network += time.perf_counter() - start
+        return result
+
+
+class Timed(TrajectoryRecorder):
+    """The recorder, timing what it does at recorded steps beyond its network evaluations."""
+
+    def __init__(self, clock: Clock, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.network, self.control = TimedNetwork(self.network, clock), TimedNetwork(self.control, clock)
+
+    def __call__(self, x, t, step):
+        if step not in self.record_steps:
+            return super().__call__(x, t, step)
+        start, network = time.perf_counter(), self.clock.network
+        result = super().__call__(x, t, step)
+        self.clock.recording += (time.perf_counter() - start) - (self.clock.network - network)
+        return result
+
+
 class Bare(TrajectoryRecorder):
     """The recorder's forward passes at the recorded steps, their outputs thrown away."""
 
@@ -79,7 +123,7 @@ class Bare(TrajectoryRecorder):
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     model, architecture = network(0)
     control, _ = network(1)
     sde = VPSDE()
@@ -100,16 +144,23 @@ def main() -> None:
               "parts": {str(s): len(batches) for s in steps}, "checkpoint_sha256": "benchmark"}
     scratch = Path(tempfile.mkdtemp(prefix="trajectory_overhead."))
 
+    clocks = []
+
     def recorded() -> None:
+        clock = Clock()
+        clocks.append(clock)
         target = scratch / "trajectories"
+        start = time.perf_counter()
         writer = StoreWriter(target, layout, {"step": "benchmark"})
         writer.start()
+        clock.writing += time.perf_counter() - start
         for batch, ids in enumerate(batches):
             noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
             prior = sde.prior_std() * noise.draw((len(ids), *IMAGE))
-            recorder = TrajectoryRecorder(model, sde, values[ids], steps, TAPS, control, block=BLOCK)
+            recorder = Timed(clock, model, sde, values[ids], steps, TAPS, control, block=BLOCK)
             with noise:
                 sampler(recorder, sde, prior, times, generator=noise.generator)
+            start = time.perf_counter()
             parts = {}
             for step, t_value, log_snr in zip(steps, t_values, log_snrs):
                 n = len(ids)
@@ -119,7 +170,10 @@ def main() -> None:
                                        **recorder.records[step]})
             writer.write_batch(batch, parts)
             del recorder, parts
+            clock.writing += time.perf_counter() - start
+        start = time.perf_counter()
         writer.finish()
+        clock.writing += time.perf_counter() - start
 
     def bare(per_trajectory: bool = True) -> None:
         for ids in batches:
@@ -137,29 +191,44 @@ def main() -> None:
                     sampler(eps_fn, sde, prior, times, generator=generator)
 
     variants = {"recorded": recorded, "bare": bare, "bare, one generator": lambda: bare(False)}
-    timings = {name: [] for name in variants}
+    wall, cpu = {name: [] for name in variants}, {name: [] for name in variants}
     recorded()  # warm-up (and a store to check)
     store = open_store(scratch / "trajectories")
     rows = store.layout["rows"][str(steps[0])] * len(steps)
     size = sum(p.stat().st_size for p in store.files())
     for _ in range(REPEATS):
         for name, run in variants.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
-            timings[name].append(time.perf_counter() - start)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     shutil.rmtree(scratch)
-    median = {name: statistics.median(values) for name, values in timings.items()}
     evaluations = TRAJECTORIES * (STEPS + 1) + TRAJECTORIES * len(steps) * 2
     print(f"{TRAJECTORIES} trajectories x {STEPS + 1} network evaluations, {len(steps)} recorded steps "
           f"(+ uncond and control passes there): {evaluations} row evaluations per run; "
           f"store {rows} rows, {size / 2**20:.1f} MiB; torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    for name, values in timings.items():
-        print(f"{name:>22}: median {median[name]:.2f} s  (runs: {', '.join(f'{v:.2f}' for v in values)})")
-    noise_cost = (median["bare"] - median["bare, one generator"]) / median["bare, one generator"]
-    print(f"per-trajectory noise alone: {noise_cost:+.3f} over one generator per batch")
-    print(f"overhead={(median['recorded'] - median['bare']) / median['bare']:.3f}")
+          f"load average {os.getloadavg()[0]:.2f} (other processes share this machine)")
+    for name in variants:
+        print(f"{name:>22}: wall median {statistics.median(wall[name]):.2f} s, min {min(wall[name]):.2f} s; "
+              f"CPU median {statistics.median(cpu[name]):.2f} s  (wall runs: {', '.join(f'{v:.2f}' for v in wall[name])})")
 
+    def paired(times: dict, name: str, baseline: str) -> float:
+        """Median over repeats of each repeat's (name - baseline) / baseline: runs side by side
+        see the same load."""
+        return statistics.median((a - b) / b for a, b in zip(times[name], times[baseline]))
+
+    print(f"per-trajectory noise alone: wall {paired(wall, 'bare', 'bare, one generator'):+.3f}, "
+          f"CPU {paired(cpu, 'bare', 'bare, one generator'):+.3f} over one generator per batch")
+    print(f"recording and writing: CPU time {paired(cpu, 'recorded', 'bare'):+.3f}, "
+          f"wall min {(min(wall['recorded']) - min(wall['bare'])) / min(wall['bare']):+.3f} over bare sampling")
+    direct = statistics.median((c.recording + c.writing) / (w - c.recording - c.writing)
+                               for c, w in zip(clocks[1:], wall["recorded"]))
+    last = clocks[-1]
+    print(f"inside the recorded runs: recording {last.recording:.2f} s + writing {last.writing:.2f} s of "
+          f"{wall['recorded'][-1]:.2f} s (network {last.network:.2f} s); as a fraction of the rest: median {direct:.3f}")
+    print(f"side by side, median over rounds of (recorded - bare) / bare in wall time: "
+          f"{paired(wall, 'recorded', 'bare'):+.3f} (its spread is the other processes' load)")
+    print(f"overhead={direct:.3f}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -130,6 +130,11 @@ def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, defaul
     error = np.sqrt(((result.images - sources) ** 2).mean(axis=(2, 3, 4, 5)))  # (times, images)
     assert (error[1] < 0.5 * error[0]).all()  # noised a little, an image comes back; from t = T it does not
     assert not np.array_equal(result.images[:, :, 0], result.images[:, :, 1])  # repeats differ
+    other = make_workdir(tmp_path / "other", default_params,
+                         forward_backward={"at": {"kind": "steps", "steps": [0, 11]}, "batch_size": 5})
+    run_in(other, monkeypatch, forward_backward_step)
+    again = open_store(other / "data" / EXPERIMENT / "forward_backward").regenerations()
+    assert np.array_equal(again.images, result.images)  # whatever the batch size
 
 
 def test_draws_of_parents_and_sources():

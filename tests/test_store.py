@@ -195,6 +195,19 @@ def test_truncated_corrupted_or_missing_files_are_named(sampled):
         open_store(sampled)
 
 
+def test_a_file_with_another_schema_or_from_another_run_is_refused(sampled):
+    victim = sampled / "step_0012" / "part_00002.parquet"
+    table = pq.read_table(victim)
+    pq.write_table(table.drop_columns(["act.cond.mid"]), victim)
+    with pytest.raises(StoreError, match=f"{victim}: its schema is not the one its layout describes"):
+        open_store(sampled)
+    metadata = dict(table.schema.metadata)
+    metadata[PROVENANCE_KEY] = metadata[PROVENANCE_KEY].replace(b'"step"', b'"stage"')
+    pq.write_table(table.replace_schema_metadata(metadata), victim)
+    with pytest.raises(StoreError, match=f"{victim}: from another run than the rest of the store"):
+        open_store(sampled)
+
+
 def test_nan_in_a_store_stops_analysis_with_one_line(tmp_path):
     layout = {"kind": "forward_backward", "image_shape": [1, 2, 2], "factors": [], "factor_names": ["x"],
               "recorded_steps": [3], "recorded_t": [0.5], "recorded_log_snr": [0.0], "repeats": 1,

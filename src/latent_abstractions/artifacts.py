@@ -69,6 +69,17 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def input_sha256(path: Path | str) -> str:
+    """sha256 of a file, or of a directory: over its files' relative names and hashes, in order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{member.relative_to(path).as_posix()}\0{file_sha256(member)}\0".encode())
+    return digest.hexdigest()
+
+
 def params_sha256(params: dict) -> str:
     return hashlib.sha256(canonical_json(params).encode()).hexdigest()
 
@@ -101,7 +112,7 @@ def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str
         "experiment": experiment,
         "params_sha256": params_sha256(params),
         "params": params,
-        "inputs": {str(path): file_sha256(path) for path in inputs},
+        "inputs": {str(path): input_sha256(path) for path in inputs},
         "code_sha256": stage_code_sha256(step),
         "package_version": __version__,
         **git_state(),

@@ -41,6 +41,7 @@ PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
 # The figures of one experiment: each drawn by its own stage from only the tables it shows.
 DATASET_FIGURES = ("dataset_contact_sheet", "dataset_traversals")
 RESULT_FIGURES = ("probes", "information", "samples", "loss")
+STUDY_FIGURES = ("generation",)  # bumps only
 
 
 def _fill(template: str, experiment: str, **fields: str) -> Path:

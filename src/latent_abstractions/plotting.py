@@ -10,22 +10,41 @@ from . import figure_style  # noqa: F401  (sets the backend and the style before
 from .pixels import model_range
 
 
-def probe_scores(probes: pd.DataFrame) -> plt.Figure:
-    """Held-out R^2 (continuous factor) or accuracy (categorical) of each feature's probe
-    against t, one panel per factor."""
+def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.Figure:
+    """Held-out probe scores against t, one column per factor (accuracy for a categorical
+    factor, R^2 for a continuous one). Top row: features blind to the condition, which
+    measure what the trajectory knows, with the exact posterior's Bayes-optimal accuracy
+    (the ceiling of any probe on the state) and, where measured, the probe of the factor
+    as drawn (dashed). Bottom row: features computed with the condition fed in: how the
+    network represents its condition (they hold it even at pure noise)."""
+    probes = probes[probes["metric"].isin(["accuracy", "r2"])]
     factors = sorted(probes["factor"].unique())
-    fig, axes = plt.subplots(1, len(factors), figsize=(4 * len(factors), 3.8), sharey=True, squeeze=False)
-    for ax, factor in zip(axes[0], factors):
-        for feature, rows in probes[probes["factor"] == factor].groupby("feature"):
-            rows = rows.sort_values("t")
-            ax.plot(rows["t"], rows["score"].clip(lower=-0.5), marker="o", ms=3, label=feature)
-        metric = probes.loc[probes["factor"] == factor, "metric"].iloc[0]
-        ax.set(title=f"linear probe for {factor} ({metric})", xlabel="t (generation runs left to right)",
-               ylim=(-0.55, 1.05))
-        ax.invert_xaxis()
-        ax.axhline(0, color="grey", lw=0.5)
-    axes[0][0].set_ylabel("held-out score (R$^2$ clipped at -0.5)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig, axes = plt.subplots(2, len(factors), figsize=(4.2 * len(factors), 7.2), sharey=True, squeeze=False)
+    for column, factor in enumerate(factors):
+        rows = probes[probes["factor"] == factor]
+        for row, sees in ((0, False), (1, True)):
+            ax = axes[row][column]
+            chosen = rows[rows["sees_condition"] == sees]
+            for (feature, target), curve in chosen.groupby(["feature", "target"]):
+                curve = curve.sort_values("t")
+                line = ax.plot(curve["t"], curve["score"].clip(lower=-0.5), marker="o", ms=2.5,
+                               ls="--" if target == "measured" else "-",
+                               label=feature + (" (measured)" if target == "measured" else ""))
+                if target == "measured":
+                    line[0].set_alpha(0.7)
+            if info is not None and not sees and rows["metric"].iloc[0] == "accuracy":
+                bayes = info[(info["distribution"] == "train") & (info["quantity"] == "bayes_accuracy")
+                             & (info["factor"] == factor)].sort_values("t")
+                ax.plot(bayes["t"], bayes["mean"], color="black", lw=2, ls=":", label="Bayes-optimal (exact)")
+            ax.set(xscale="log", ylim=(-0.55, 1.05), xlabel="t (generation runs left to right)")
+            ax.invert_xaxis()
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.legend(fontsize=6, loc="upper left")
+        metric = rows["metric"].iloc[0]
+        axes[0][column].set_title(f"{factor} ({metric}): what the trajectory knows")
+        axes[1][column].set_title(f"{factor}: the condition's representation")
+    for row, label in ((0, "held-out score"), (1, "held-out score")):
+        axes[row][0].set_ylabel(label + " (R$^2$ clipped at -0.5)")
     fig.tight_layout()
     return fig
 
@@ -151,5 +170,30 @@ def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
     ax.plot(loss["step"], smooth, color="tab:blue", label=f"mean of {window}")
     ax.set(xlabel="step", ylabel="epsilon-matching loss", yscale="log", title="training loss")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFrame) -> plt.Figure:
+    """Bumps over training: accuracy per axis (x and y on one panel: the imbalance study
+    asks whether they are learned together), inside and outside the held-out region, the
+    multi-bump fraction, and the representation's order per axis, with the phase."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    for (region, axis), curve in accuracy.groupby(["region", "axis"]):
+        curve = curve.sort_values("training_step")
+        style = {"x": "-", "y": "--", "both": ":"}[axis]
+        left.plot(curve["training_step"], curve["accuracy"], ls=style, marker="o", ms=3, label=f"{axis}, {region}")
+    overall = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == "both")].sort_values("training_step")
+    middle.plot(overall["training_step"], overall["multi_bump_fraction"], marker="o", ms=3, label="several bumps")
+    middle.plot(overall["training_step"], overall["no_bump_fraction"], marker="o", ms=3, label="no bump")
+    order = representation.sort_values("training_step")
+    for column, label in (("r2_pca_x", "R$^2$ x (PCA)"), ("r2_pca_y", "R$^2$ y (PCA)"), ("r2_isomap", "R$^2$ (Isomap)"),
+                          ("trustworthiness", "trustworthiness")):
+        right.plot(order["training_step"], order[column], marker="o", ms=3, label=label)
+    for step, phase in zip(order["training_step"], order["phase"]):
+        right.annotate(phase, (step, 1.02), ha="center", fontsize=8, annotation_clip=False)
+    for ax, title in ((left, "accurate samples"), (middle, "failure modes"), (right, "order of the representation")):
+        ax.set(xscale="log", xlabel="training step", title=title, ylim=(-0.02, 1.05))
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

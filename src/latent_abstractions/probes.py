@@ -111,23 +111,14 @@ def split_train_validation_test(n_trajectories: int, test_fraction: float, valid
 
 # ------------------------------------------------------------------ batched fitting
 
-def _log_softmax(s: torch.Tensor) -> torch.Tensor:
-    """Over the last (short) dim; written out: torch's kernel is slow for a handful of classes on CPUs."""
-    shifted = s - s.amax(-1, keepdim=True)
-    return shifted - shifted.exp().sum(-1, keepdim=True).log()
-
-
-def _softmax(s: torch.Tensor) -> torch.Tensor:
-    e = (s - s.amax(-1, keepdim=True)).exp()
-    return e / e.sum(-1, keepdim=True)
-
-
 class _Softmaxes:
     """The softmax regressions of F categorical factors side by side, for G groups sharing rows.
 
     A factor with K classes has K weight columns (1 for a binary factor: its logit, class 0
-    the reference). Columns are ordered by width so that the factors of one width form one
-    contiguous block, viewed as (G, m, F_b, width): no padding, no gather."""
+    the reference). Scores are laid out (G, C, m): group, weight column, row. Columns are
+    ordered by width so that the factors of one width form one contiguous block, viewed as
+    (G, F_b, width, m): no padding, no gather, and every elementwise pass runs along rows.
+    (Softmaxes are written out: torch's kernels are slow for a handful of classes on CPUs.)"""
 
     def __init__(self, n_classes: Sequence[int], codes: torch.Tensor, dtype: torch.dtype):
         # codes: (F, m) class indices per factor, shared by all groups
@@ -150,80 +141,77 @@ class _Softmaxes:
         self.col_class = torch.tensor(col_class, device=device)
         self.member = (self.col_factor[:, None] == torch.arange(self.F, device=device)).to(dtype)  # (C, F)
         self.block_order = torch.cat([b[1] for b in self.blocks]).argsort()  # block-major -> factor order
-        self.onehot = (codes[self.col_factor] == self.col_class[:, None]).T.to(dtype)  # (m, C)
-        self.labels = [codes[b[1]].T.contiguous() for b in self.blocks]  # (m, F_b) per block
-        self.targets = [self.onehot[:, b[2]:b[3]].unflatten(-1, (len(b[1]), b[0])) for b in self.blocks]
+        self.onehot = (codes[self.col_factor] == self.col_class[:, None]).to(dtype)  # (C, m)
+        self.targets = [self.onehot[b[2]:b[3]].unflatten(0, (len(b[1]), b[0])) for b in self.blocks]
+        self.labels = [codes[b[1]][:, None, :] for b in self.blocks]  # (F_b, 1, m) per block
 
     def _split(self, scores: torch.Tensor):
         for width, factors, start, stop in self.blocks:
-            yield width, scores[..., start:stop].unflatten(-1, (len(factors), width))
+            yield width, scores[:, start:stop].unflatten(1, (len(factors), width))
 
     def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(parts, dim=-1)[..., self.block_order]
+        return torch.cat(parts, dim=1)[:, self.block_order]
 
     def nll(self, scores: torch.Tensor) -> torch.Tensor:
-        """Per-row negative log-likelihoods (G, m, F)."""
+        """Per-row negative log-likelihoods (G, F, m)."""
         parts = []
-        for (width, s), target in zip(self._split(scores), self.targets):
+        for (width, s), target, labels in zip(self._split(scores), self.targets, self.labels):
             if width == 1:
-                parts.append(torch.nn.functional.softplus(s[..., 0]) - s[..., 0] * target[..., 0])
+                parts.append(torch.nn.functional.softplus(s[:, :, 0]) - s[:, :, 0] * target[:, 0])
             else:
-                parts.append(-(_log_softmax(s) * target).sum(-1))
+                shifted = s - s.amax(2, keepdim=True)
+                lse = shifted.exp().sum(2).log()
+                parts.append(lse - shifted.gather(2, labels.expand(s.shape[0], -1, -1, -1))[:, :, 0])
         return self._join(parts)
 
     def log_probs(self, scores: torch.Tensor) -> torch.Tensor:
         """(G, m, F, max K) log-probabilities, -inf past a factor's classes."""
         kmax = max(self.n_classes)
-        out = scores.new_full((*scores.shape[:-1], self.F, kmax), -math.inf)
+        out = scores.new_full((scores.shape[0], scores.shape[2], self.F, kmax), -math.inf)
         for (width, factors, _, _), (_, s) in zip(self.blocks, self._split(scores)):
             if width == 1:
-                logp = torch.cat([-torch.nn.functional.softplus(s), -torch.nn.functional.softplus(-s)], -1)
+                logp = torch.cat([-torch.nn.functional.softplus(s), -torch.nn.functional.softplus(-s)], 2)
             else:
-                logp = _log_softmax(s)
-            out[..., factors, : logp.shape[-1]] = logp
+                shifted = s - s.amax(2, keepdim=True)
+                logp = shifted - shifted.exp().sum(2, keepdim=True).log()
+            out[:, :, factors, : logp.shape[2]] = logp.permute(0, 3, 1, 2)
         return out
 
     def loss_residual(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean NLL per factor (G, F) and m * d(mean NLL)/d(scores), compact (G, m, C)."""
+        """Mean NLL per factor (G, F) and m * d(mean NLL)/d(scores), (G, C, m)."""
         resid = torch.empty_like(scores)
         parts = []
-        for (width, _, start, stop), (_, s), target in zip(self.blocks, self._split(scores), self.targets):
+        for (width, _, start, stop), (_, s), target, labels in zip(self.blocks, self._split(scores), self.targets,
+                                                                   self.labels):
+            out = resid[:, start:stop].unflatten(1, s.shape[1:3])
             if width == 1:
-                p = torch.sigmoid(s)
-                parts.append((torch.nn.functional.softplus(s[..., 0]) - s[..., 0] * target[..., 0]).mean(1))
+                s = s[:, :, 0]
+                parts.append((torch.nn.functional.softplus(s) - s * target[:, 0]).mean(-1))
+                torch.sigmoid(s, out=out[:, :, 0])
             else:
-                logp = _log_softmax(s)
-                parts.append(-(logp * target).sum(-1).mean(1))
-                p = logp.exp_()
-            torch.sub(p, target, out=resid[..., start:stop].unflatten(-1, p.shape[-2:]))
-        return self._join(parts), resid
-
-    def line_derivatives(self, scores: torch.Tensor, dz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """First and second derivatives (G, F) of the mean NLL of ``scores + t dz`` at t = 0."""
-        d1, d2 = [], []
-        for (width, s), (_, v), target in zip(self._split(scores), self._split(dz), self.targets):
-            if width == 1:
-                p = torch.sigmoid(s)
-                d1.append(((p - target) * v).mean(1)[..., 0])
-                d2.append((p * (1 - p) * v * v).mean(1)[..., 0])
-            else:
-                p = _softmax(s)
-                pv = (p * v).sum(-1)
-                d1.append((pv - (target * v).sum(-1)).mean(1))
-                d2.append(((p * v * v).sum(-1) - pv * pv).mean(1))
-        return self._join(d1), self._join(d2)
+                shifted = s - s.amax(2, keepdim=True)
+                torch.exp(shifted, out=out)
+                total = out.sum(2, keepdim=True)
+                out.div_(total)
+                picked = shifted.gather(2, labels.expand(s.shape[0], -1, -1, -1))
+                parts.append((total.log_() - picked)[:, :, 0].mean(-1))
+        return self._join(parts), resid.sub_(self.onehot)
 
     def curvature(self, scores: torch.Tensor) -> torch.Tensor:
-        """p (1 - p) per row and column (G, m, C): the diagonal of each row's Hessian in the scores."""
+        """p (1 - p) per column and row (G, C, m): the diagonal of each row's Hessian in the scores."""
         out = torch.empty_like(scores)
         for (width, _, start, stop), (_, s) in zip(self.blocks, self._split(scores)):
-            p = torch.sigmoid(s) if width == 1 else _softmax(s)
-            out[..., start:stop] = (p * (1 - p)).flatten(-2)
+            if width == 1:
+                p = torch.sigmoid(s)
+            else:
+                e = (s - s.amax(2, keepdim=True)).exp()
+                p = e / e.sum(2, keepdim=True)
+            out[:, start:stop] = (p * (1 - p)).flatten(1, 2)
         return out
 
     def start(self, G: int, q: int) -> torch.Tensor:
         """Zero weights (G, C, q), intercepts (last entry) at the class log-frequencies."""
-        freq = self.onehot.mean(0).clamp_min(1e-12)
+        freq = self.onehot.mean(1).clamp_min(1e-12)
         w = freq.new_zeros(G, self.C, q)
         binary = self.onehot.new_tensor([self.n_classes[f] == 2 for f in self.col_factor.tolist()]).bool()
         w[:, :, -1] = torch.where(binary, (freq / (1 - freq).clamp_min(1e-12)).log(), freq.log())
@@ -235,9 +223,15 @@ class _History:
     (1994): the product of the inverse-Hessian approximation with a vector costs a fixed number
     of batched operations whatever the memory length. Pairs are stored in a ring of ``memory``
     slots; a problem whose pair is unusable (frozen, or s.y <= 0) stores zeros there, which the
-    algebra below leaves inert. Vectors are laid out (G, C, q): group, weight column, feature."""
+    algebra below leaves inert. Vectors are laid out (G, C, q): group, weight column, feature.
 
-    def __init__(self, memory: int, like: torch.Tensor, member: torch.Tensor, precond: torch.Tensor):
+    Of the inner products the compact form needs, only S.g and Y.P^-1 g of each new gradient
+    are computed in full (two passes over the memory): the new pair's products with the stored
+    ones follow from them and from the small matrices (y = g_new - g_old, and Y.d is known
+    from the direction's own coefficients)."""
+
+    def __init__(self, memory: int, like: torch.Tensor, member: torch.Tensor, precond: torch.Tensor,
+                 grad: torch.Tensor):
         G, C, q = like.shape
         F = member.shape[1]
         self.memory, self.member, self.precond = memory, member, precond  # member: (C, F) 0/1
@@ -245,6 +239,9 @@ class _History:
         self.y = like.new_zeros(G, C, memory, q)
         self.sy = like.new_zeros(G, F, memory, memory)  # s_i . y_j
         self.ypy = like.new_zeros(G, F, memory, memory)  # y_i . P^-1 y_j
+        self.u = like.new_zeros(G, F, memory)  # s_i . g, for the current gradient g
+        self.v = like.new_zeros(G, F, memory)  # y_i . P^-1 g
+        self.yd = like.new_zeros(G, F, memory)  # y_i . d, for the last direction d
         self.order: list[int] = []  # slots, oldest first
         self.gamma = like.new_ones(G, F)
 
@@ -257,23 +254,10 @@ class _History:
         per_col = (coef.mT @ self.member.T).mT  # (G, C, memory)
         return (per_col[:, :, None, :] @ buffer)[:, :, 0, :]
 
-    def push(self, s: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> None:
-        keep = (valid.to(s.dtype) @ self.member.T)[:, :, None]  # (G, C, 1)
-        slot = self.order.pop(0) if len(self.order) == self.memory else len(self.order)
-        self.order.append(slot)
-        self.s[:, :, slot], self.y[:, :, slot] = s * keep, y * keep
-        s, y = self.s[:, :, slot], self.y[:, :, slot]
-        self.sy[:, :, slot, :] = self.dots(self.y, s)
-        self.sy[:, :, :, slot] = self.dots(self.s, y)
-        self.ypy[:, :, slot, :] = self.ypy[:, :, :, slot] = self.dots(self.y, self.precond * y)
-        last_sy, last_ypy = self.sy[:, :, slot, slot], self.ypy[:, :, slot, slot]
-        self.gamma = torch.where(valid & (last_ypy > 0), last_sy / last_ypy.clamp_min(1e-30), self.gamma)
-
     def select(self, keep: torch.Tensor) -> None:
         """Keep only these groups (a boolean mask over the current ones)."""
-        self.precond = self.precond[keep]
-        self.s, self.y, self.sy, self.ypy, self.gamma = (
-            self.s[keep], self.y[keep], self.sy[keep], self.ypy[keep], self.gamma[keep])
+        for name in ("precond", "s", "y", "sy", "ypy", "u", "v", "yd", "gamma"):
+            setattr(self, name, getattr(self, name)[keep])
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         """-H grad, H the L-BFGS inverse Hessian on top of gamma * P^-1 (P the preconditioner)."""
@@ -282,22 +266,50 @@ class _History:
             return -gamma_c * self.precond * grad
         o = torch.tensor(self.order, device=grad.device)
         sy = self.sy[:, :, o][:, :, :, o]
+        ypy = self.ypy[:, :, o][:, :, :, o]
         diag = torch.diagonal(sy, dim1=-2, dim2=-1)
         r = sy.triu() + torch.diag_embed((diag == 0).to(sy.dtype))  # inert slots: 1 on the diagonal
-        u = self.dots(self.s, grad)[:, :, o, None]  # (G, F, k, 1)
-        v = self.dots(self.y, self.precond * grad)[:, :, o, None]
+        u, v = self.u[:, :, o, None], self.v[:, :, o, None]
         g = self.gamma[..., None, None]
         p2 = -torch.linalg.solve_triangular(r, u, upper=True)
-        rhs = -(diag[..., None] * p2 + g * self.ypy[:, :, o][:, :, :, o] @ p2) - g * v
+        rhs = -(diag[..., None] * p2 + g * ypy @ p2) - g * v
         p1 = torch.linalg.solve_triangular(r.mT, rhs, upper=False)
+        self.yd.zero_()
+        self.yd[:, :, o] = -(g * v + sy.mT @ p1 + g * ypy @ p2)[..., 0]  # Y.d, d = -H grad
         full1 = p1.new_zeros(*p1.shape[:2], self.memory)
         full2 = p1.new_zeros(*p1.shape[:2], self.memory)
         full1[:, :, o], full2[:, :, o] = p1[..., 0], p2[..., 0]
         return -(gamma_c * self.precond * (grad + self.combine(self.y, full2)) + self.combine(self.s, full1))
 
+    def fallback(self, bad: torch.Tensor) -> None:
+        """The direction of the problems ``bad`` (G, F) was replaced by -P^-1 grad."""
+        self.yd = torch.where(bad[..., None], -self.v, self.yd)
+
+    def push(self, s: torch.Tensor, y: torch.Tensor, t: torch.Tensor, sy_new: torch.Tensor, valid: torch.Tensor,
+             grad: torch.Tensor) -> None:
+        """Store the pair s = t d, y = grad - previous grad (where ``valid``); ``sy_new`` = s.y
+        per problem; ``grad`` the new gradient."""
+        keep = valid.to(s.dtype)
+        slot = self.order.pop(0) if len(self.order) == self.memory else len(self.order)
+        self.order.append(slot)
+        keep_c = (keep @ self.member.T)[:, :, None]
+        self.s[:, :, slot], self.y[:, :, slot] = s * keep_c, y * keep_c
+        py = self.precond * self.y[:, :, slot]
+        u_new, v_new = self.dots(self.s, grad), self.dots(self.y, self.precond * grad)
+        sy_col = keep[..., None] * (u_new - self.u)  # s_i . y for the other slots
+        ypy_col = keep[..., None] * (v_new - self.v)  # y_i . P^-1 y
+        sy_row = (keep * t)[..., None] * self.yd  # y_i . s
+        sy_col[:, :, slot] = sy_row[:, :, slot] = keep * sy_new
+        ypy_col[:, :, slot] = ((self.y[:, :, slot] * py).sum(-1) @ self.member)
+        self.sy[:, :, :, slot], self.sy[:, :, slot, :] = sy_col, sy_row
+        self.ypy[:, :, :, slot] = self.ypy[:, :, slot, :] = ypy_col
+        self.u, self.v = u_new, v_new
+        last_ypy = ypy_col[:, :, slot]
+        self.gamma = torch.where(valid & (last_ypy > 0), sy_new / last_ypy.clamp_min(1e-30), self.gamma)
+
 
 def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.Tensor | None = None, *,
-                 tol: float, max_iter: int, memory: int = 5, line_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                 tol: float, max_iter: int, memory: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched L-BFGS for the softmax regressions ``soft`` on rotated, standardised features.
 
     z (G, m, q): fit rows, eigen-rotated (orthogonal columns) with a last constant column for
@@ -314,14 +326,15 @@ def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.
     def cols(a):  # (G, F) -> (G, C, 1)
         return (a @ member.T)[:, :, None]
 
+    zt = z.mT.contiguous()  # (G, q, m)
     w = soft.start(G, q) if w is None else w.clone()
-    scores = z @ w.mT
+    scores = w @ zt  # (G, C, m)
     # diagonal preconditioner: the exact diagonal of the Hessian at the start point
-    precond = (soft.curvature(scores).mT @ (z * z) / m + pen).clamp_min_(1e-8).reciprocal_()
-    history = _History(memory, w, member, precond)
+    precond = (soft.curvature(scores) @ (z * z) / m + pen).clamp_min_(1e-8).reciprocal_()
     data, resid = soft.loss_residual(scores)
     loss = data + 0.5 * psum(pen * w * w)
-    grad = torch.baddbmm(pen * w, resid.mT, z, alpha=1.0 / m)
+    grad = torch.baddbmm(pen * w, resid, z, alpha=1.0 / m)
+    history = _History(memory, w, member, precond, grad)
     active = psum(grad * grad).sqrt() > tol
     iterations = torch.zeros(G, F, dtype=torch.long, device=device)
     slack = 1e-6 if dtype == torch.float32 else 1e-13
@@ -332,43 +345,42 @@ def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.
             break
         if int(busy.sum()) <= 0.8 * len(ids):  # drop the groups whose problems have all converged
             out[ids] = w
-            ids, z, w, scores, grad, pen, loss, active = (
-                a[busy] for a in (ids, z, w, scores, grad, pen, loss, active))
+            ids, z, zt, w, scores, grad, pen, loss, active = (
+                a[busy] for a in (ids, z, zt, w, scores, grad, pen, loss, active))
             precond = precond[busy]
             history.select(busy)
         G = len(ids)
         d = history.direction(grad)
         slope = psum(grad * d)
-        if bool((slope >= 0).any()):  # not a descent direction (rounding): the preconditioned gradient there
-            d = torch.where(cols(slope >= 0) > 0, -grad * precond, d)
+        bad = (slope >= 0) & active
+        if bool(bad.any()):  # not a descent direction (rounding): the preconditioned gradient there
+            d = torch.where(cols(bad.to(dtype)) > 0, -grad * precond, d)
+            history.fallback(bad)
             slope = psum(grad * d)
         d.mul_(cols(active.to(dtype)))
         slope = slope * active
-        dz = z @ d.mT  # the scores move along dz
+        dz = d @ zt  # the scores move along dz
         p_wd, p_dd = psum(pen * w * d), psum(pen * d * d)
-        # from t = 1 (the quasi-Newton step), optionally 1-D Newton steps on t
+        # t = 1 (the quasi-Newton step), halved until the loss decreases enough (up to rounding);
+        # trying a t costs no matrix product: the scores are scores + t dz
         t = torch.ones(G, F, dtype=dtype, device=device)
-        for _ in range(line_steps):
-            d1, d2 = soft.line_derivatives(scores + (t @ member.T)[:, None, :] * dz, dz)
-            d1, d2 = d1 + p_wd + t * p_dd, d2 + p_dd
-            t = torch.where(d2 > 0, t - d1 / d2.clamp_min(1e-30), t).clamp(1e-3, 20.0)
-        # sufficient decrease (up to rounding), else halve t
         w_w = psum(pen * w * w)
-        for _ in range(40):
-            data, resid = soft.loss_residual(scores + (t @ member.T)[:, None, :] * dz)
+        for attempt in range(41):
+            data, resid = soft.loss_residual(torch.addcmul(scores, cols(t), dz))
             new_loss = data + 0.5 * w_w + t * p_wd + 0.5 * t * t * p_dd
             ok = (new_loss <= loss + 1e-4 * t * slope + slack * (1 + loss.abs())) | ~active
             if bool(ok.all()):
                 break
-            t = torch.where(ok, t, 0.5 * t)
+            t = torch.where(ok, t, 0.5 * t if attempt < 39 else torch.zeros_like(t))  # last try: no step
         t = t * active
         loss = torch.where(active, new_loss, loss)
         step = d.mul_(cols(t))
         w = w + step
-        scores = scores.addcmul_((t @ member.T)[:, None, :], dz)
-        new_grad = torch.baddbmm(pen * w, resid.mT, z, alpha=1.0 / m)
+        scores = scores.addcmul_(cols(t), dz)
+        new_grad = torch.baddbmm(pen * w, resid, z, alpha=1.0 / m)
         y = new_grad - grad
-        history.push(step, y, active & (psum(step * y) > 1e-20))
+        sy = psum(step * y)
+        history.push(step, y, t, sy, active & (sy > 1e-20), new_grad)
         grad = new_grad
         iterations[ids] += active.long()
         active = active & (psum(grad * grad).sqrt() > tol)
@@ -444,10 +456,13 @@ def _r2(y: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
 
 
 def _check_inputs(x: np.ndarray | torch.Tensor, names: Sequence[str]) -> None:
-    finite = torch.isfinite(x).flatten(1).all(1) if isinstance(x, torch.Tensor) \
-        else np.isfinite(x).reshape(len(x), -1).all(1)
-    if not bool(finite.all()):
-        bad = [names[i] for i in np.flatnonzero(~np.asarray(finite.cpu() if isinstance(finite, torch.Tensor) else finite))]
+    """ValueError naming the groups (first dim of x) holding NaN or infinite values."""
+    if isinstance(x, torch.Tensor):
+        finite = torch.isfinite(x).flatten(1).all(1).cpu().numpy()
+    else:
+        finite = np.isfinite(x).reshape(len(x), -1).all(1)
+    if not finite.all():
+        bad = [names[i] for i in np.flatnonzero(~finite)]
         raise ValueError(f"NaN or infinite feature values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
 
 
@@ -466,7 +481,8 @@ def _encode_factors(targets: Mapping[str, np.ndarray], kinds: Mapping[str, str],
         if kind == CATEGORICAL:
             classes, codes = np.unique(values, return_inverse=True)
             if len(classes) < 2:
-                raise ValueError(f"categorical factor {name!r} has a single class ({classes[0] if len(classes) else 'none'})")
+                only = classes[0] if len(classes) else "none"
+                raise ValueError(f"categorical factor {name!r} has a single class ({only}): nothing to predict")
             missing = np.setdiff1d(classes, np.unique(values[fit_rows]))
             if len(missing):
                 raise ValueError(f"the split leaves class(es) {missing.tolist()} of factor {name!r} absent from "
@@ -526,7 +542,7 @@ def _fit_stack(x: torch.Tensor, encoded: dict, masks: tuple[np.ndarray, np.ndarr
         for lam in penalties.flip(0):
             w, _ = _fit_softmax(z_fit, soft, lam.expand(G, F), w, tol=tol, max_iter=max_iter)
             path.append(w)
-            val_nll.append(soft_val.nll(z_val @ w.mT).mean(1))  # (G, F)
+            val_nll.append(soft_val.nll(w @ z_val.mT).mean(-1))  # (G, F)
         best = _argmin_last_tie(torch.stack(val_nll[::-1], 1))  # (G, F)
         chosen = penalties[best]
         path = torch.stack(path[::-1], 1)  # (G, L, C, q)
@@ -534,7 +550,7 @@ def _fit_stack(x: torch.Tensor, encoded: dict, masks: tuple[np.ndarray, np.ndarr
         start = _carry(path.gather(1, index)[:, 0], sel, ref)  # the chosen fit, in the refit's basis
         soft_ref = _Softmaxes(n_classes, codes[:, trainval], dtype)
         w, _ = _fit_softmax(z_ref, soft_ref, chosen, start, tol=tol, max_iter=max_iter)
-        logp = _Softmaxes(n_classes, codes[:, test], dtype).log_probs(z_test @ w.mT).double()  # (G, t, F, K)
+        logp = _Softmaxes(n_classes, codes[:, test], dtype).log_probs(w @ z_test.mT).double()  # (G, t, F, K)
         truth = codes[:, test].T  # (t, F)
         nll = -logp.gather(-1, truth.expand(G, -1, -1)[..., None])[..., 0]
         correct = (logp.argmax(-1) == truth).double()  # (G, t, F)
@@ -569,18 +585,26 @@ def fit_probes(features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch
                names: Sequence[str] | None = None, *, dtype: torch.dtype = torch.float32,
                device: str | torch.device | None = None, tol: float = 1e-4,
                max_iter: int = 500, n_stacks: int = 4) -> dict[str, dict[str, np.ndarray]]:
-    """Fit and score a probe for every (group, factor) pair.
+    """Fit and score a probe for every (group, factor) pair, all in one batched computation.
 
-    ``features``: a stack (G, n, d), or a sequence of G arrays (n, d_g) (stacked by width);
-    a group is e.g. one (recorded step, feature) pair. Row i of every group belongs to
-    trajectory ``trajectory[i]`` and has the targets ``targets[factor][i]``; ``kinds`` maps each
-    factor to ``"categorical"`` or ``"continuous"`` (categorical targets may hold any values:
-    the classes are the distinct values). ``split`` assigns trajectories to train, validation
-    and test. ``names`` (one per group) name the groups in error messages.
+    ``features``: a stack (G, n, d) (numpy or torch), or a sequence of G arrays (n, d_g) of
+    any widths (stacked internally, at most ``n_stacks`` stacks, narrower groups padded with
+    zero features, which drop out exactly). A group is e.g. one (recorded step, feature)
+    pair; row i of every group belongs to trajectory ``trajectory[i]`` and has the target
+    ``targets[factor][i]``. ``kinds`` maps each factor to ``"categorical"`` or
+    ``"continuous"``; a categorical target may hold any values, its classes are the distinct
+    ones. ``split`` assigns trajectory ids to train / validation / test; ``penalties`` is the
+    grid (per-sample L2 penalty, see the module docstring); ``names`` (one per group) name the
+    groups in error messages. ``tol``: gradient-norm stopping threshold of the logistic fits.
 
-    Returns ``{factor: {metric: array (G,)}}``: ``accuracy``, ``balanced_accuracy``,
-    ``log_loss`` (categorical) or ``r2`` (continuous), and ``penalty``, the chosen one.
-    Computed on ``device`` (default: the tensor's own, or the CPU for numpy input)."""
+    Returns ``{factor: {metric: array (G,)}}``, metrics ``accuracy``, ``balanced_accuracy``,
+    ``log_loss`` (categorical) or ``r2`` (continuous), and ``penalty`` (the chosen one).
+    Computed on ``device``, by default the features' own (the CPU for numpy input).
+
+    Raises a one-line ValueError on: a categorical factor with a single class; a class absent
+    from the training trajectories (train without validation); NaN or infinite feature or
+    target values (naming the group); a constant continuous factor; an unknown kind; missing
+    or mis-shaped targets or trajectory ids; a split leaving train, validation or test empty."""
     stacked = not isinstance(features, (list, tuple))
     groups = [features] if stacked else list(features)
     sizes = [len(g) for g in groups] if stacked else [1] * len(groups)
@@ -707,7 +731,8 @@ def _width_stacks(widths: Sequence[int], n_stacks: int) -> list[np.ndarray]:
 
 # ------------------------------------------------------------------ legacy single probes
 
-def fit_ridge(features: np.ndarray, target: np.ndarray, ridge: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_ridge(features: np.ndarray, target: np.ndarray,
+              ridge: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Ridge on standardised features; returns (weights, intercept, feature mean, feature scale)."""
     mean = features.mean(axis=0)
     scale = features.std(axis=0)

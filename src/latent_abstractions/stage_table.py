@@ -114,7 +114,8 @@ STAGES: tuple[Stage, ...] = (
           plots=(_series_plot("information"),)),
     Stage("evaluate_generation", "evaluate_generation", inputs=DATASET + (paths.CHECKPOINTS,),
           outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION),
-          params=("sde", "model", "generation"), applies_to=_is_bumps),
+          params=("sde", "model", "generation"), applies_to=_is_bumps,
+          plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
     Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
           outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier")),
     Stage("decision_order", "decision_order", inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
@@ -128,6 +129,9 @@ STAGES: tuple[Stage, ...] = (
           outputs=_figure("information"), params=()),
     Stage("plot_samples", "figures", arguments="--figures samples", inputs=(paths.TRAJECTORIES,),
           outputs=_figure("samples"), params=()),
+    Stage("plot_generation", "figures", arguments="--figures generation",
+          inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION), outputs=_figure("generation"),
+          params=(), applies_to=_is_bumps),
     Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
           outputs=_figure("loss"), params=()),
 )
@@ -174,7 +178,8 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
 
 
 REPORT = ProjectStage("report", "report", outputs=(paths.REPORT,), reads=(
-    *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES),
+    *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES
+      + paths.STUDY_FIGURES),
     paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.ORDER))
 
 

@@ -71,6 +71,7 @@ factors fed in, so it holds them even at pure noise and says nothing about what 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -80,7 +81,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import PROVENANCE_KEY
+from .artifacts import PROVENANCE_KEY, file_sha256
 from .cli import InputError
 
 SCHEMA_VERSION = 2
@@ -286,6 +287,7 @@ class Store:
 
     def __init__(self, path: Path, layout: dict, provenance: dict, files: dict[int, list[Path]]):
         self.path, self.layout, self.provenance, self._files = path, layout, provenance, files
+        self._schema = schema_for(layout)
 
     # what it holds
     kind = property(lambda self: self.layout["kind"])
@@ -301,11 +303,11 @@ class Store:
 
     @property
     def schema(self) -> pa.Schema:
-        return schema_for(self.layout)
+        return self._schema
 
     @property
     def columns(self) -> list[str]:
-        return self.schema.names
+        return self._schema.names
 
     def feature_columns(self) -> list[str]:
         return feature_columns_of(self.layout)
@@ -319,7 +321,8 @@ class Store:
 
     # reading
     def _check_columns(self, columns: Iterable[str]) -> None:
-        unknown = [c for c in columns if c not in self.columns]
+        known = set(self.columns)
+        unknown = [c for c in columns if c not in known]
         if unknown:
             raise StoreError(f"{self.path}: unknown column {', '.join(unknown)}; the store has: {', '.join(self.columns)}")
 
@@ -469,6 +472,13 @@ class Store:
         return Regenerations(_backend(images, backend), chosen.steps, chosen.t, chosen.log_snr, unique,
                              np.asarray(chosen.keys["split"])[::count], factors)
 
+    def sha256(self) -> str:
+        """One digest of the whole store: each file's name and sha256, in order (for provenance)."""
+        digest = hashlib.sha256()
+        for path in self.files():
+            digest.update(f"{path.relative_to(self.path).as_posix()}\0{file_sha256(path)}\0".encode())
+        return digest.hexdigest()
+
     def check_finite(self, columns: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> None:
         """Read every float column (or ``columns``) at ``steps``: one line naming the file at
         the first NaN or inf."""
@@ -491,10 +501,10 @@ def _signature(schema: pa.Schema) -> list[tuple]:
     return [(field.name, kind(field)) for field in schema]
 
 
-def _metadata(path: Path) -> tuple[dict, pa.Schema, int]:
+def _metadata(path: Path) -> tuple[dict, pq.ParquetSchema, int]:
     try:
         metadata = pq.read_metadata(path)
-        return metadata.metadata or {}, metadata.schema.to_arrow_schema(), metadata.num_rows
+        return metadata.metadata or {}, metadata.schema, metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: corrupted or truncated Parquet file ({_one_line(exc)})") from None
 
@@ -538,7 +548,7 @@ def open_store(path: Path | str, kind: str | None = None, *, schema_version: int
     if code_sha256 is not None and provenance.get("code_sha256") != code_sha256:
         raise StoreError(f"{path}: made by code sha256 {str(provenance.get('code_sha256'))[:12]}..., "
                          f"expected {code_sha256[:12]}...; rerun the stage that made it")
-    expected = schema_for(layout)
+    expected, checked_schema = _signature(schema_for(layout)), None
     recorded = [int(s) for s in layout["recorded_steps"]]
     if sorted(files) != sorted(recorded):
         raise StoreError(f"{path}: holds steps {sorted(files)}, its layout records {recorded}; the store is incomplete")
@@ -552,12 +562,23 @@ def open_store(path: Path | str, kind: str | None = None, *, schema_version: int
             file_metadata, schema, count = _metadata(file)
             if file_metadata.get(LAYOUT_KEY) != layout_bytes or file_metadata.get(PROVENANCE_KEY) != provenance_bytes:
                 raise StoreError(f"{file}: from another run than the rest of the store")
-            if _signature(schema) != _signature(expected):
-                raise StoreError(f"{file}: its schema is not the one its layout describes")
+            arrow_schema = file_metadata.get(b"ARROW:schema")
+            if arrow_schema is None or arrow_schema != checked_schema:  # files of one run share these bytes
+                if _signature(schema.to_arrow_schema()) != expected:
+                    raise StoreError(f"{file}: its schema is not the one its layout describes")
+                checked_schema = arrow_schema
             rows += count
         if rows != want_rows:
             raise StoreError(f"{path / step_directory(step)}: {rows} rows, the layout says {want_rows}")
     return Store(path, layout, provenance, {s: files[s] for s in sorted(recorded)})
+
+
+def read_layout_from_table(table: pa.Table) -> dict:
+    """The layout of a table read from a store (``pq.read_table(store)`` keeps it)."""
+    metadata = table.schema.metadata or {}
+    if LAYOUT_KEY not in metadata:
+        raise StoreError("table: not read from a trajectory store (no layout in its metadata)")
+    return json.loads(metadata[LAYOUT_KEY])
 
 
 def read_layout(path: Path | str) -> dict:

@@ -4,30 +4,36 @@
     python3 workflow/scripts/local_slurm.py start DIR [--gpus N] [--accounting] [--account NAME]
     python3 workflow/scripts/local_slurm.py stop DIR
 
-``install`` installs Debian's packages (slurm-wlm and munge; with ``--accounting`` also
-slurmdbd and mariadb-server) with apt-get; it needs root and does nothing when the
-programs are already there. ``start`` starts a private cluster whose every file (munge key
-and socket, slurm.conf, state, logs, pid files, the accounting database) lives under DIR,
-on free ports, so it touches no system configuration and several can run side by side.
-It prints the line to make the SLURM commands use it::
+``install`` installs Debian's packages with apt-get (slurm-wlm and munge; with
+``--accounting`` also slurmdbd and mariadb-server); it needs root, does nothing when
+the programs are there already, and exits with status 3 when they cannot be installed. ``start`` (as root) starts a private cluster: every file
+(munge key and socket, slurm.conf, state, logs, pid files, the accounting database)
+lives under DIR and every daemon listens on a free port, so it touches no system
+configuration and several clusters can run side by side. It prints the line that points
+the SLURM commands at it::
 
-    eval "$(python3 workflow/scripts/local_slurm.py start /tmp/slurm)"   # export SLURM_CONF=...
+    eval "$(python3 workflow/scripts/local_slurm.py start /tmp/slurm --gpus 1)"
     snakemake --workflow-profile workflow/profiles/slurm
     python3 workflow/scripts/local_slurm.py stop /tmp/slurm
 
-The cluster: one node named after this machine (the CPUs and memory ``slurmd -C``
-reports), partition ``debug`` (the default), and with ``--gpus N`` a partition ``gpu``
-on the same node offering N GPUs as a generic resource (a count only: jobs that ask
-for ``--gres=gpu:1`` are scheduled, and find no device, so this tests the requests, not
-CUDA; the device file is /dev/null unless /dev/nvidia0.. exist). Without ``--accounting`` there is no accounting database, as on many small
-clusters: ``sacct`` fails and job states come from ``squeue`` (kept 300 s after a job
-ends, MinJobAge). With it, a MariaDB server and slurmdbd record every job, the
-account (``--account``, default ``research``) is created for the user, and accounts are
-enforced, as on most production clusters.
+The line sets SLURM_CONF and puts DIR/bin first on PATH: wrappers of sbatch, srun,
+squeue, ... that name the config themselves, because the plugin's job step drops
+SLURM_CONF before it calls srun inside a job (see `write_clients`).
 
-``stop`` cancels the cluster's jobs and stops the daemons it started (by the pid files
-under DIR, checked against the program they should be); DIR is left for inspection.
-Standard library only; run it with the system's python3 as root.
+The cluster: one node named after this machine, with the CPUs and memory ``slurmd -C``
+reports; partition ``debug`` (the default); with ``--gpus N`` also a partition ``gpu``
+on the same node offering N GPUs as generic resources (the /dev/nvidia* devices where
+they exist, else one stand-in GPU on /dev/null: jobs asking for ``--gres=gpu:1`` are
+scheduled and find no device, which tests the requests, not CUDA). Without
+``--accounting`` there is no accounting database, as on many small clusters: sacct
+fails and job states come from squeue (finished jobs stay listed for MinJobAge, 30
+minutes here). With it, MariaDB and slurmdbd record every job, the account
+(``--account``, default ``research``) is made for the user, and accounts are enforced
+(a job naming another is refused), as on most production clusters.
+
+``stop`` cancels the cluster's jobs, then stops the daemons it started (by the pid files
+under DIR, each checked to be the program it should be) and leaves DIR for inspection.
+Standard library only: run it with the system's python3.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ CLUSTER = "local"
 CLIENTS = ["sbatch", "srun", "salloc", "squeue", "scancel", "scontrol", "sinfo", "sacct", "sacctmgr", "sshare", "sstat",
            "sprio", "sdiag"]
 DB_USER, DB_PASSWORD, DB_NAME = "slurm", "local-slurm", "slurm_acct_db"
+HEADER = "# A single-node cluster written by workflow/scripts/local_slurm.py"
+OWN_FILES = ["run", "log", "state", "spool", "munge", "mysql", "bin", "slurm.conf", "slurmdbd.conf", "gres.conf"]
 # Daemons in the order they are stopped; each pid file names the program it must be.
 DAEMONS = [("slurmd", "slurmd"), ("slurmctld", "slurmctld"), ("slurmdbd", "slurmdbd"),
            ("mariadb", "mariadbd"), ("munged", "munged")]
@@ -79,9 +87,12 @@ def install(accounting: bool) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     packages = PACKAGES + (ACCOUNTING_PACKAGES if accounting else [])
     say(f"apt-get install {' '.join(packages)}")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
+    for command in (["apt-get", *wait_for_lock, "update", "-qq"],
+                    ["apt-get", *wait_for_lock, "install", "-y", "-qq", "--no-install-recommends", *packages]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            fail(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}", code=3)
     if missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else [])):
         fail(f"still missing after apt-get: {', '.join(missing(PROGRAMS))}")
 
@@ -171,7 +182,7 @@ def write_config(directory: Path, gpus: int, accounting: bool) -> dict:
     munge_socket = directory / "munge" / "munge.socket"
     node = node_line().replace(f"NodeName={host}", "").strip()
     lines = [
-        f"# A single-node cluster written by workflow/scripts/local_slurm.py; everything under {directory}.",
+        f"{HEADER}; everything under {directory}.",
         f"ClusterName={CLUSTER}",
         f"SlurmctldHost={host}(127.0.0.1)",
         f"SlurmctldPort={ports['slurmctld']}",
@@ -199,12 +210,15 @@ def write_config(directory: Path, gpus: int, accounting: bool) -> dict:
     if accounting:
         lines += ["AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
                   f"AccountingStoragePort={ports['slurmdbd']}", "AccountingStorageEnforce=associations",
+                  f"AccountingStoragePass={munge_socket}",  # the munged that signs messages to slurmdbd
                   "JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=5"]
     else:
         lines += ["AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none"]
     gres = ""
     if gpus:
         lines.append("GresTypes=gpu")
+        if accounting:
+            lines.append("AccountingStorageTRES=gres/gpu")  # sacct's AllocTRES shows the GPUs
         gres = f" Gres=gpu:{gpus}"
         # Slurm wants a device file per GPU: the real ones where present, else /dev/null (one).
         devices = [f"/dev/nvidia{i}" for i in range(gpus)]
@@ -270,8 +284,15 @@ def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
         say(f"already running under {directory}")
         print(exports(directory))
         return
+    if any(pid_of(directory, name, program) for name, program in DAEMONS):
+        fail(f"the cluster under {directory} is partly running; stop it first")
     if (directory / "slurm.conf").exists():
-        fail(f"{directory} holds a cluster that is not (fully) running; stop it and use a new directory")
+        if not (directory / "slurm.conf").read_text().startswith(HEADER):
+            fail(f"{directory / 'slurm.conf'} was not written by this script; use another directory")
+        say(f"starting afresh: removing the stopped cluster's files under {directory}")
+        for name in OWN_FILES:
+            path = directory / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o755)  # munged checks that its socket's directories can be traversed
     for sub in ("run", "log", "state", "spool"):

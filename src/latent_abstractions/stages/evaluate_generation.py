@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 
 from .. import checkpoints, generation_metrics, paths, representation
-from ..artifacts import provenance, write_parquet
+from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..generation import generate
@@ -110,7 +110,9 @@ def evaluate_step(experiment: str, params: dict) -> None:
                  order["accuracy"], order["multi_bump_fraction"], order["r2_pca"], order["phase"])
     section = {key: params[key] for key in ("sde", "model", "generation")}
     meta = provenance("evaluate_generation", experiment, section, [*paths.dataset_files(experiment), *snapshots])
-    for frame, target in ((pd.DataFrame(accuracy), paths.generation_accuracy(experiment)),
+    accuracy = pd.DataFrame(accuracy)
+    write_series_csv(accuracy, "training_step", ["region", "axis"], "accuracy", paths.plot_data(experiment, "generation"))
+    for frame, target in ((accuracy, paths.generation_accuracy(experiment)),
                           (pd.DataFrame(representations), paths.generation_representation(experiment))):
         frame.insert(0, "experiment", experiment)
         write_parquet(pa.Table.from_pandas(frame, preserve_index=False), target, meta)

@@ -20,18 +20,18 @@ from ..figure_style import save_figure
 log = logging.getLogger("figures")
 
 
-def final_samples(table) -> tuple[np.ndarray, pd.DataFrame]:
-    """The final denoised image of the first trajectory at each requested condition."""
-    layout_shape = tuple(trajectories.read_layout_from_table(table)["image_shape"])
-    step = table.column("step").to_numpy()
-    last = step == step.max()
-    images = trajectories.vector_column(table, trajectories.denoised_column("cond"))[last].reshape((-1,) + layout_shape)
-    requested = pd.DataFrame({
-        name.removeprefix("requested_"): table.column(name).to_numpy()[last]
-        for name in table.column_names if name.startswith("requested_")
-    })
+def final_samples(store: trajectories.Store) -> tuple[np.ndarray, pd.DataFrame]:
+    """The final image of the first trajectory at each requested condition."""
+    images = store.final_images()
+    requested = pd.DataFrame(store.requested_factors())
     first = ~requested.duplicated().to_numpy()
     return images[first], requested[first].reset_index(drop=True)
+
+
+def samples_figure(experiment: str) -> dict[str, tuple]:
+    store = trajectories.open_store(paths.trajectories(experiment), "trajectories")
+    figure = plotting.sample_grid(*final_samples(store))
+    return {"samples": (figure, [paths.trajectories(experiment)])}
 
 
 def dataset_figures(experiment: str) -> dict[str, tuple]:
@@ -44,10 +44,22 @@ def dataset_figures(experiment: str) -> dict[str, tuple]:
             "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs)}
 
 
+def probes_figure(experiment: str) -> dict[str, tuple]:
+    sources = [paths.probes(experiment), paths.information(experiment)]
+    probes, info = (pq.read_table(path).to_pandas() for path in sources)
+    return {"probes": (plotting.probe_scores(probes, info), sources)}
+
+
 def information_figure(experiment: str) -> dict[str, tuple]:
     sources = [paths.information(experiment), paths.classifier_evaluation(experiment)]
     info, bound = (pq.read_table(path).to_pandas() for path in sources)
     return {"information": (plotting.mutual_information(info, bound), sources)}
+
+
+def generation_figure(experiment: str) -> dict[str, tuple]:
+    sources = [paths.generation_accuracy(experiment), paths.generation_representation(experiment)]
+    accuracy, representation = (pq.read_table(path).to_pandas() for path in sources)
+    return {"generation": (plotting.generation_over_training(accuracy, representation), sources)}
 
 
 def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
@@ -58,9 +70,10 @@ def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
 # change upstream of one figure redraws that figure alone.
 GROUPS = {
     "dataset": dataset_figures,
-    "probes": lambda e: table_figure("probes", paths.probes(e), lambda t: plotting.probe_scores(t.to_pandas())),
+    "probes": probes_figure,
     "information": information_figure,
-    "samples": lambda e: table_figure("samples", paths.trajectories(e), lambda t: plotting.sample_grid(*final_samples(t))),
+    "generation": generation_figure,
+    "samples": samples_figure,
     "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),
 }
 

@@ -1,6 +1,14 @@
-"""Pipeline step: a linear probe per recorded time, feature (state, denoised estimate,
-each tap's activations) and factor; held-out R^2 (continuous factors) or accuracy
-(categorical ones) as a tidy Parquet table."""
+"""Pipeline step: linear probes for every (recorded step, feature, factor) of the
+trajectory store, fitted at once (probes.py: multinomial logistic regression for a
+categorical factor, ridge for a continuous one; the penalty chosen on validation
+trajectories; train, validation and test split by trajectory).
+
+Targets: the factor *requested* of each trajectory, and, where a measurement of the
+generated image exists (bumps: the position of the final image's bump), the factor
+*measured* on what was actually drawn; the ``target`` column says which. Every row
+says whether its feature was computed with the condition fed in (``sees_condition``):
+such features hold the request by construction and measure how the network represents
+its condition, not what the trajectory knows."""
 
 from __future__ import annotations
 
@@ -9,54 +17,63 @@ import logging
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from .. import paths, trajectories
+from .. import generation_metrics, paths, trajectories
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import InputError, run_step
-from ..probes import held_out_accuracy, held_out_r2, split_trajectories
+from ..probes import probe_frame, split_train_validation_test
 
 log = logging.getLogger("fit_probes")
+HEADLINE_METRICS = ("accuracy", "r2")
 
 
-def probe_table(table: pa.Table, factors: list[dict], test_fraction: float, ridge: float, seed: int) -> pd.DataFrame:
-    """One row per (step, feature, factor): t, log_snr, metric (r2 or accuracy), score."""
-    trajectory = table.column("trajectory").to_numpy()
-    step = table.column("step").to_numpy()
-    train_ids, test_ids = split_trajectories(int(trajectory.max()) + 1, test_fraction, seed)
-    rows = []
-    for feature in trajectories.feature_columns(table):
-        vectors = trajectories.vector_column(table, feature)
-        for s in np.unique(step):
-            at_step = step == s
-            ids = trajectory[at_step]
-            for factor in factors:
-                target = table.column(f"requested_{factor['name']}").to_numpy()[at_step]
-                categorical = factor["kind"] == "categorical"
-                probe = held_out_accuracy if categorical else held_out_r2
-                rows.append({"step": int(s), "t": float(table.column("t").to_numpy()[at_step][0]),
-                             "log_snr": float(table.column("log_snr").to_numpy()[at_step][0]),
-                             "feature": feature, "factor": factor["name"],
-                             "metric": "accuracy" if categorical else "r2",
-                             "score": probe(vectors[at_step], target, train_ids[ids], test_ids[ids], ridge)})
-    return pd.DataFrame(rows)
+def measured_targets(store: trajectories.Store) -> dict[str, np.ndarray]:
+    """Bump positions measured on the final images, when the store holds bumps images."""
+    names = [f["name"] for f in store.factors]
+    if set(names) != {"x", "y"} or store.image_shape[0] != 1:
+        return {}
+    x, y = generation_metrics.bump_centres(store.final_images())
+    return {"x": x, "y": y}
+
+
+def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
+    selection = store.select()
+    steps, n = selection.steps, len(selection.keys["trajectory"])
+    trajectory = np.tile(selection.keys["trajectory"], len(steps))
+    step = np.repeat(steps, n)
+    features = {name: values.reshape(len(steps) * n, -1) for name, values in selection.features.items()}
+    kinds = {f["name"]: f["kind"] for f in store.factors if f["name"] in selection.factors}
+    split = split_train_validation_test(int(trajectory.max()) + 1, settings["test_fraction"],
+                                        settings["validation_fraction"], settings["seed"])
+    frames = []
+    for target, values in (("requested", selection.factors), ("measured", measured_targets(store))):
+        if values:
+            targets = {name: np.tile(np.asarray(values[name]), len(steps)) for name in kinds if name in values}
+            frame = probe_frame(step, trajectory, features, targets, {k: kinds[k] for k in targets}, split,
+                                penalties=settings["penalties"])
+            frames.append(frame.assign(target=target))
+    table = pd.concat(frames, ignore_index=True)
+    times = pd.DataFrame({"step": steps, "t": selection.t, "log_snr": selection.log_snr})
+    table = table.merge(times, on="step")
+    table["sees_condition"] = table["feature"].map(trajectories.sees_condition)
+    return table
 
 
 def probes_step(experiment: str, params: dict) -> None:
     source = paths.trajectories(experiment)
     try:
-        layout = trajectories.read_layout(source)
-        table = pq.read_table(source)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{source}: {exc}") from None
-    settings = params["probes"]
-    frame = probe_table(table, layout["factors"], settings["test_fraction"], settings["ridge"], settings["seed"])
+        store = trajectories.open_store(source, "trajectories")
+        frame = probe_table(store, params["probes"])
+    except ValueError as exc:  # StoreError and bad probe input (one class, NaN) included
+        raise InputError(str(exc)) from None
     frame.insert(0, "experiment", experiment)
-    meta = provenance("fit_probes", experiment, settings, [source])
+    meta = provenance("fit_probes", experiment, params["probes"], [source])
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.probes(experiment), meta)
-    write_series_csv(frame, "t", ["feature", "factor"], "score", paths.plot_data(experiment, "probes"))
-    final = frame[frame["step"] == frame["step"].max()]
-    log.info("held-out score at the last step:\n%s", final.pivot(index="feature", columns="factor", values="score").round(3))
+    honest = frame[~frame["sees_condition"] & frame["metric"].isin(HEADLINE_METRICS) & (frame["target"] == "requested")]
+    write_series_csv(honest, "t", ["feature", "factor"], "score", paths.plot_data(experiment, "probes"))
+    last = honest[honest["step"] == honest["step"].max()]
+    log.info("held-out score at the last step (features blind to the condition):\n%s",
+             last.pivot(index="feature", columns="factor", values="score").round(3))
 
 
 if __name__ == "__main__":

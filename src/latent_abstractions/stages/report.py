@@ -38,6 +38,10 @@ NOTES = {
               "factors, R^2 for continuous ones). Only features computed without the condition (the state, the "
               "unconditional pass, the random-network control) measure what the trajectory knows; the exact "
               "posterior's Bayes-optimal accuracy bounds every probe on the state.",
+    "generation": "Bumps over training: the fraction of accurate samples per axis, inside and outside the held-out "
+                  "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
+                  "task); the failure modes; and the order of the condition's representation, with the phase "
+                  "(A, B, C) per checkpoint above it.",
     "information": "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
                    "estimates (orthogonal and MMSE-difference forms) and the classifier bound, with bands of two "
                    "standard errors, beside the exact value on the training rows and H(factor). Where the "
@@ -46,9 +50,11 @@ NOTES = {
 }
 
 
-def file_hashes(path: str) -> dict:
-    data = Path(path).read_bytes()
-    return {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+def dvc_md5(path: str) -> str:
+    """The md5 dvc.lock records for a file; a directory's (`<md5>.dir`) is DVC's to compute."""
+    if Path(path).is_dir():
+        return "directory: see dvc.lock"
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 def figure_section(png: str) -> str:
@@ -56,7 +62,7 @@ def figure_section(png: str) -> str:
         provenance = json.loads(image.text["provenance"])
     name = Path(png).stem
     encoded = base64.b64encode(Path(png).read_bytes()).decode()
-    rows = "".join(f"<tr><td><code>{html.escape(source)}</code></td><td><code>{file_hashes(source)['md5']}</code></td>"
+    rows = "".join(f"<tr><td><code>{html.escape(source)}</code></td><td><code>{dvc_md5(source)}</code></td>"
                    f"<td><code>{digest[:16]}…</code></td></tr>" for source, digest in provenance["inputs"].items())
     return (f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
             f"<figcaption><b>{name}</b>: {html.escape(NOTES.get(name, ''))}</figcaption></figure>"
