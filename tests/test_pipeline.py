@@ -21,14 +21,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from latent_abstractions import paths, stage_table
-from latent_abstractions.artifacts import read_provenance
+from latent_abstractions import params as params_module
+from latent_abstractions import stage_table
+from latent_abstractions.trajectories import open_store
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-FIGURES = paths.DATASET_FIGURES + paths.RESULT_FIGURES
 PIPELINE_TIMEOUT_S = 900  # hard kill: a hung scheduler must not hang the suite
 # Fixed identity and dates: the two repositories get the same commit, so the
 # provenance inside their artifacts, and therefore their bytes, can be compared.
@@ -73,6 +73,10 @@ def git_repository(target: Path) -> Path:
     return target
 
 
+def default_params() -> dict:
+    return params_module.load(ROOT / "params.yaml", ROOT / "workflow" / "schemas" / "params.schema.yaml")
+
+
 def experiments() -> list[str]:
     with open(ROOT / "params.yaml") as handle:
         return sorted(yaml.safe_load(handle)["experiments"])
@@ -86,8 +90,10 @@ def artifact_hashes(repo: Path) -> dict[str, str]:
 
 def check_outputs(repo: Path) -> None:
     for experiment in experiments():
-        for figure in FIGURES:
-            png = repo / "data" / experiment / "figures" / f"{figure}.png"
+        expected = {p for p in stage_table.final_outputs(default_params())
+                    if p.startswith(f"data/{experiment}/figures/") and p.endswith(".png")}
+        assert {str(p.relative_to(repo)) for p in (repo / "data" / experiment / "figures").glob("*.png")} == expected
+        for png in sorted((repo / "data" / experiment / "figures").glob("*.png")):
             with Image.open(png) as image:
                 provenance = json.loads(image.text["provenance"])
             assert provenance["step"] == "figures" and provenance["inputs"], png
@@ -95,11 +101,12 @@ def check_outputs(repo: Path) -> None:
         factors = pq.read_table(repo / "data" / experiment / "dataset" / "factors.parquet").column_names
         probes = pq.read_table(repo / "data" / experiment / "probes.parquet").to_pandas()
         assert {f"{name}_bin" for name in probes["factor"]} <= set(factors) and probes["score"].notna().all()
-        made_from = read_provenance(repo / "data" / experiment / "trajectories.parquet")
+        made_from = open_store(repo / "data" / experiment / "trajectories").provenance
         assert list(made_from["inputs"]) == [f"data/{experiment}/model/weights.safetensors"]
         assert made_from["step"] == "sample_trajectories" and len(made_from["params_sha256"]) == 64
         info = pq.read_table(repo / "data" / experiment / "information.parquet").to_pandas()
-        assert {"exact"} < set(info["estimator"])
+        assert {"exact", "orthogonal", "mmse_difference"} <= set(info["quantity"])
+    assert "<h1>Latent abstractions: report</h1>" in (repo / "data" / "report.html").read_text()
 
 
 def planned_jobs(output: str) -> set[str]:
@@ -115,14 +122,14 @@ def planned_jobs(output: str) -> set[str]:
 
 def stages_running(module_file: str) -> set[str]:
     """Jobs whose stage's code closure holds ``module_file``."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = default_params()
     return {f"{entry.name}@{name}" for entry in stage_table.STAGES if module_file in entry.code()
             for name in stage_table.experiments_of(entry, params)}
 
 
 def downstream(jobs: set[str]) -> set[str]:
     """``jobs`` and every job that reads what they write, transitively."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = default_params()
     made = {}
     for entry in stage_table.STAGES:
         for name in stage_table.experiments_of(entry, params):
@@ -165,9 +172,10 @@ def snakemake_repo(tmp_path_factory):
 
 def test_snakemake_runs_the_whole_pipeline(snakemake_repo):
     check_outputs(snakemake_repo)
-    logs = list((snakemake_repo / "logs").glob("*/*.log"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    logs = list((snakemake_repo / "logs").glob("*/*.log"))  # logs/<stage>/<experiment>.log
+    params = default_params()
     assert len(logs) == sum(len(stage_table.experiments_of(s, params)) for s in stage_table.STAGES)
+    assert (snakemake_repo / stage_table.REPORT.log()).is_file()
 
 
 def test_second_snakemake_run_schedules_nothing(snakemake_repo):
@@ -241,6 +249,7 @@ def test_dvc_lock_hashes_every_input_of_every_figure(dvc_repo):
 
     for experiment in experiments():
         ancestry = hashed_ancestry(f"plot_information@{experiment}")
+        assert f"data/{experiment}/figures/information.svg" in {o["path"] for o in lock[f"plot_information@{experiment}"]["outs"]}
         assert f"data/{experiment}/dataset/images.npy" in ancestry
         assert f"data/{experiment}/model/weights.safetensors" in ancestry
         assert "src/latent_abstractions/train.py" in ancestry and "src/latent_abstractions/information.py" in ancestry

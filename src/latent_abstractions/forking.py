@@ -58,11 +58,11 @@ def run(model, sde: SDE, sampler: str, times: torch.Tensor, values: torch.Tensor
     times[0], is ``x``; or, given x_0 ``images``, alpha x_0 + sigma z; or else a prior draw
     of ``image_shape``; z and the prior draw are each row's first draw from its stream
     (``seeds``, one per row), the sampler's noise the draws after."""
-    noise = PerTrajectoryNoise(seeds)
     device = values.device
+    noise = PerTrajectoryNoise(seeds, device)
     if x is None and images is not None:
-        t0 = torch.full((len(images),), float(times[0]))
-        x = sde.marginal(images.float().cpu(), t0, noise.draw(tuple(images.shape)))
+        t0 = torch.full((len(images),), float(times[0]), device=device)
+        x = sde.marginal(images.to(device).float(), t0, noise.draw(tuple(images.shape)))
     elif x is None:
         x = sde.prior_std() * noise.draw((len(seeds), *image_shape))
     recorder = TrajectoryRecorder(model, sde, values, record_steps, [], keep=keep, guidance=guidance, block=block,

@@ -23,6 +23,7 @@ PARTIAL = MODEL_DIR + "/.partial"  # training in progress; never a pipeline outp
 CLASSIFIER_DIR = "data/{experiment}/classifier"
 CLASSIFIER_WEIGHTS = CLASSIFIER_DIR + "/weights.safetensors"
 CLASSIFIER_EVALUATION = CLASSIFIER_DIR + "/evaluation.parquet"
+CLASSIFIER_ACCURACY = CLASSIFIER_DIR + "/clean_accuracy.json"  # on training images it never saw
 GENERATION_DIR = "data/{experiment}/generation"
 GENERATION_ACCURACY = GENERATION_DIR + "/accuracy.parquet"
 GENERATION_REPRESENTATION = GENERATION_DIR + "/representation.parquet"
@@ -32,6 +33,7 @@ FORWARD_BACKWARD = "data/{experiment}/forward_backward"  # store of regenerated 
 PROBES = "data/{experiment}/probes.parquet"
 INFORMATION = "data/{experiment}/information.parquet"
 INFORMATION_METRICS = "data/{experiment}/information_metrics.json"  # learned vs exact, for `dvc exp show`
+FORK_ANALYSIS = "data/{experiment}/fork_analysis.parquet"  # fork entropy, forward-backward agreement
 ORDER = "data/{experiment}/order.parquet"  # when each factor is decided, by each proxy
 REPORT = "data/report.html"  # the project's one report, over every experiment
 FIGURES_DIR = "data/{experiment}/figures"
@@ -88,6 +90,10 @@ def classifier_weights(experiment: str) -> Path:
     return _fill(CLASSIFIER_WEIGHTS, experiment)
 
 
+def classifier_accuracy(experiment: str) -> Path:
+    return _fill(CLASSIFIER_ACCURACY, experiment)
+
+
 def classifier_evaluation(experiment: str) -> Path:
     return _fill(CLASSIFIER_EVALUATION, experiment)
 
@@ -122,6 +128,10 @@ def information(experiment: str) -> Path:
 
 def information_metrics(experiment: str) -> Path:
     return _fill(INFORMATION_METRICS, experiment)
+
+
+def fork_analysis(experiment: str) -> Path:
+    return _fill(FORK_ANALYSIS, experiment)
 
 
 def order(experiment: str) -> Path:

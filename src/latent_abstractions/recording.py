@@ -50,16 +50,19 @@ class PerTrajectoryNoise(TorchFunctionMode):
     trajectory's noise depends on its seed alone. Any other use of that generator fails.
     """
 
-    def __init__(self, seeds: Sequence[int]):
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
         super().__init__()
         self.generator = torch.Generator()  # a token: never drawn from
-        self.streams = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.device = torch.device(device)
+        # Streams live on the device the noise is used on (on a GPU, one small kernel per row
+        # instead of a host draw and a copy); a CPU stream and a CUDA stream differ.
+        self.streams = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
 
     def draw(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         shape = tuple(int(n) for n in shape)
         if shape[0] != len(self.streams):
             raise ValueError(f"noise for {shape[0]} rows asked of {len(self.streams)} trajectory streams")
-        out = torch.empty(shape, dtype=dtype)
+        out = torch.empty(shape, dtype=dtype, device=self.device)
         for row, stream in zip(out, self.streams):
             row.normal_(generator=stream)
         return out

@@ -117,8 +117,13 @@ STAGES: tuple[Stage, ...] = (
           params=("sde", "model", "generation"), applies_to=_is_bumps,
           plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
     Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
-          outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier")),
-    Stage("decision_order", "decision_order", inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
+          outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier"),
+          metrics=(paths.CLASSIFIER_ACCURACY,)),
+    Stage("analyze_forks", "analyze_forks",
+          inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
+          outputs=(paths.FORK_ANALYSIS,), params=("model",)),
+    Stage("decision_order", "decision_order",
+          inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
           outputs=(paths.ORDER,), params=()),
     Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
           outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)), params=()),
@@ -180,7 +185,8 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
 REPORT = ProjectStage("report", "report", outputs=(paths.REPORT,), reads=(
     *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES
       + paths.STUDY_FIGURES),
-    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.ORDER))
+    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.CLASSIFIER_ACCURACY,
+    paths.ORDER))
 
 
 def final_outputs(params: dict) -> list[str]:

@@ -28,8 +28,8 @@ scheduled and find no device, which tests the requests, not CUDA). Without
 ``--accounting`` there is no accounting database, as on many small clusters: sacct
 fails and job states come from squeue (finished jobs stay listed for MinJobAge, 30
 minutes here). With it, MariaDB and slurmdbd record every job, the account
-(``--account``, default ``research``) is made for the user, and accounts are enforced
-(a job naming another is refused), as on most production clusters.
+(``--account``, default ``research``) is made for the user (the one behind sudo), and
+accounts are enforced (a job naming another is refused), as on most production clusters.
 
 ``stop`` cancels the cluster's jobs, then stops the daemons it started (by the pid files
 under DIR, each checked to be the program it should be) and leaves DIR for inspection.
@@ -93,8 +93,9 @@ def install(accounting: bool) -> None:
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             fail(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}", code=3)
-    if missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else [])):
-        fail(f"still missing after apt-get: {', '.join(missing(PROGRAMS))}")
+    still = missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else []))
+    if still:
+        fail(f"still missing after apt-get: {', '.join(still)}")
 
 
 def free_port() -> int:
@@ -265,6 +266,11 @@ def exports(directory: Path) -> str:
     return f"export SLURM_CONF={directory / 'slurm.conf'} PATH={directory / 'bin'}:$PATH"
 
 
+def submitter() -> str:
+    """The user who will submit jobs: the one behind sudo, else this one."""
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
+
+
 def node_ready(env: dict) -> bool:
     result = subprocess.run(["sinfo", "--noheader", "--format=%T"], env=env, capture_output=True, text=True)
     states = result.stdout.split()
@@ -275,8 +281,9 @@ def node_ready(env: dict) -> bool:
 def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
     if os.geteuid() != 0:
         fail("starting slurmd needs root")
-    if missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else [])):
-        fail(f"not installed: {', '.join(missing(PROGRAMS))}; run `local_slurm.py install"
+    absent = missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else []))
+    if absent:
+        fail(f"not installed: {', '.join(absent)}; run `local_slurm.py install"
              f"{' --accounting' if accounting else ''}` first")
     directory = directory.resolve()
     env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
@@ -307,7 +314,7 @@ def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
                                         capture_output=True).returncode == 0,
                  "slurmdbd", directory / "log" / "slurmdbd.log", 60)
         for command in (["add", "cluster", CLUSTER], ["add", "account", account, f"Cluster={CLUSTER}"],
-                        ["add", "user", os.environ.get("USER", "root"), f"Account={account}", f"Cluster={CLUSTER}"]):
+                        ["add", "user", submitter(), f"Account={account}", f"Cluster={CLUSTER}"]):
             run(["sacctmgr", "-i", *command], env, f"sacctmgr {' '.join(command)}")
     run(["slurmctld", "-f", str(directory / "slurm.conf")], env, "slurmctld")
     run(["slurmd", "-f", str(directory / "slurm.conf")], env, "slurmd")

@@ -8,7 +8,11 @@ Proxies, each a curve per factor against t (order.py turns them into decision ti
   value on the training rows (the reference, which no published study had);
 - ``classifier_bound``: the noise-conditional classifier's H - CE;
 - ``bayes_accuracy``: the exact posterior's accuracy (the best any probe can do);
-and, where their stages ran, fork agreement and forward-backward agreement.
+- ``fork_information`` (H - fork entropy) and ``fork_agreement`` of forked continuations,
+  and ``forward_backward``: the fraction of regenerations from X_t that keep the source's
+  factor (analyze_forks.py). Forward-backward runs backwards in meaning: its value is high
+  at small t (little noise, the factor survives) and falls towards chance at t = T, so it
+  is a curve of "decided by t" like the others.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ REFERENCE = "mi_exact"
 
 
 def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
-    sources = [paths.probes(experiment), paths.information(experiment), paths.classifier_evaluation(experiment)]
-    probes, information, bound = (pq.read_table(path).to_pandas() for path in sources)
+    sources = [paths.probes(experiment), paths.information(experiment), paths.classifier_evaluation(experiment),
+               paths.fork_analysis(experiment)]
+    probes, information, bound, forks = (pq.read_table(path).to_pandas() for path in sources)
     columns = ["proxy", "factor", "t", "log_snr", "value"]
-    probe = probes[(probes["feature"] == PROBE_FEATURE) & probes["metric"].isin(["accuracy", "r2"])]
+    probe = probes[(probes["feature"] == PROBE_FEATURE) & probes["metric"].isin(["accuracy", "r2"])
+                   & (probes["target"] == "requested")]
     train = information[information["distribution"] == "train"]
     curves = [
         probe.assign(proxy="probe", value=probe["score"]),
@@ -40,6 +46,10 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
           for quantity, proxy in (("mmse_difference", "mi_learned"), ("exact", "mi_exact"),
                                   ("bayes_accuracy", "bayes_accuracy"))),
         bound.assign(proxy="classifier_bound", value=bound["bound"]),
+        *(forks[(forks["quantity"] == quantity) & (forks["split"] == split)].assign(proxy=proxy, value=lambda f: f["mean"])
+          for quantity, split, proxy in (("fork_information", "all", "fork_information"),
+                                         ("fork_agreement", "all", "fork_agreement"),
+                                         ("forward_backward", "train", "forward_backward"))),
     ]
     return pd.concat([curve[columns] for curve in curves], ignore_index=True), sources
 

@@ -72,8 +72,11 @@ def information_step(experiment: str, params: dict) -> None:
     held_out = np.setdiff1d(np.arange(len(dataset.factors)), train)
     try:
         frames = [information_table(model, sde, dataset, train, settings, device, "train")]
-        if len(held_out):
+        fixed = [f.name for f, column in zip(dataset.factor_table, dataset.bins().T) if len(set(column[held_out])) < 2]
+        if len(held_out) and not fixed:
             frames.append(information_table(model, sde, dataset, held_out, settings, device, "held_out"))
+        elif len(held_out):
+            log.info("no held-out curve: the held-out rows fix %s (I = 0 there)", ", ".join(fixed))
     except ValueError as exc:
         raise InputError(str(exc)) from None
     frame = pd.concat(frames, ignore_index=True)

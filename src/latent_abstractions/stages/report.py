@@ -90,6 +90,16 @@ def order_tables(inputs: list[str]) -> str:
     return "".join(parts)
 
 
+def classifier_table(inputs: list[str]) -> str:
+    rows = []
+    for path in (p for p in inputs if p.endswith("classifier/clean_accuracy.json")):
+        scores = json.loads(Path(path).read_text())
+        rows.append({"experiment": path.split("/")[1], "test images": scores["test_images"],
+                     **scores["clean_test_accuracy"]})
+    return table_html(pd.DataFrame(rows), "clean-image classifier (the labeller of forks and regenerations): "
+                      "accuracy on training images it never saw") if rows else ""
+
+
 def accuracy_tables(inputs: list[str]) -> str:
     parts = []
     for path in (p for p in inputs if p.endswith("generation/accuracy.parquet")):
@@ -119,7 +129,7 @@ def report_step(params: dict) -> None:
     for experiment in sorted(params["experiments"]):
         pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
         body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
-    body.append("<h2>When each factor is decided</h2>" + order_tables(inputs))
+    body.append("<h2>When each factor is decided</h2>" + order_tables(inputs) + classifier_table(inputs))
     body.append("<h2>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
     document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")

@@ -87,8 +87,8 @@ def sample_step(experiment: str, params: dict) -> None:
     sampler = SAMPLERS[sample["sampler"]]
     for batch in range(done, batches):
         ids = np.arange(batch * batch_size, min(count, (batch + 1) * batch_size))
-        noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids])
-        prior = (sde.prior_std() * noise.draw((len(ids), *image_shape))).to(device)
+        noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], device)
+        prior = sde.prior_std() * noise.draw((len(ids), *image_shape))
         recorder = TrajectoryRecorder(model, sde, values[ids].to(device), steps, taps, control, keep=keep[ids],
                                       guidance=sample["guidance"], full_maps=full_maps, block=sample["eval_block"])
         with noise:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow as pa
 
 from .. import classifier, paths
-from ..artifacts import provenance, write_parquet
+from ..artifacts import atomic_path, canonical_json, provenance, write_parquet
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..sde import log_snr_grid, make_sde
@@ -31,7 +32,14 @@ def classifier_step(experiment: str, params: dict) -> None:
         steps=settings["steps"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
         weight_decay=settings["weight_decay"], warmup_steps=settings["warmup_steps"], seed=settings["seed"],
         time_sampling=settings["time_sampling"])
-    model, history = classifier.train_classifier(dataset, architecture, config)
+    # A tenth of the training rows is kept from the classifier: its clean accuracy there is
+    # the test accuracy of the labeller that fork and forward-backward analyses rely on.
+    train = dataset.train_rows()
+    unseen = np.zeros(len(train), dtype=bool)
+    unseen[np.random.default_rng(settings["seed"]).permutation(len(train))[:max(1, len(train) // 10)]] = True
+    model, history = classifier.train_classifier(dataset, architecture, config, rows=train[~unseen])
+    test_rows = train[unseen]
+    clean = classifier.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
     times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
     # The training rows with fresh noise: the distribution the score model was trained on too.
     table = classifier.evaluate(model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"],
@@ -41,9 +49,11 @@ def classifier_step(experiment: str, params: dict) -> None:
     meta = provenance("train_noise_classifier", experiment, section, paths.dataset_files(experiment))
     classifier.save(model, paths.classifier_weights(experiment), meta)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.classifier_evaluation(experiment), meta)
-    clean = table[table["t"] == table["t"].min()].set_index("factor")
-    log.info("final loss %.4f; at t=%.3g accuracy %s", history["loss"].tail(50).mean(), table["t"].min(),
-             clean["accuracy"].round(3).to_dict())
+    with atomic_path(paths.classifier_accuracy(experiment)) as temporary:
+        temporary.write_text(canonical_json({"clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()},
+                                             "test_images": int(len(test_rows))}) + "\n")
+    log.info("final loss %.4f; clean accuracy on %d unseen training images: %s", history["loss"].tail(50).mean(),
+             len(test_rows), {k: round(v, 3) for k, v in clean.items()})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""Pipeline step: label the final images of the forked continuations and of the
+forward-backward regenerations with the clean-image classifier, and turn the labels into
+fork entropy, fork agreement and forward-backward agreement per factor and time
+(fork_analysis.py). The labeller's own test accuracy (classifier/clean_accuracy.json)
+bounds what these curves can show."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import classifier, fork_analysis, paths, trajectories
+from ..artifacts import provenance, write_parquet
+from ..cli import InputError, run_step
+from ..datasets import base
+
+log = logging.getLogger("analyze_forks")
+
+
+def labels_of(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The most probable value index per factor of each image (..., C, H, W)."""
+    lead = images.shape[:-3]
+    flat = images.reshape(-1, *images.shape[-3:])
+    return {name: p.argmax(axis=1).reshape(lead) for name, p in classifier.predict(model, flat, 0.0).items()}
+
+
+def entropy(labels: np.ndarray) -> float:
+    p = np.bincount(labels) / len(labels)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def analyze_step(experiment: str, params: dict) -> None:
+    try:
+        dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
+        model, _ = classifier.load(paths.classifier_weights(experiment), dataset=dataset)
+        forks = trajectories.open_store(paths.forks(experiment), "forks").fork_images()
+        regenerations = trajectories.open_store(paths.forward_backward(experiment), "forward_backward").regenerations()
+    except ValueError as exc:  # StoreError and ClassifierError included
+        raise InputError(str(exc)) from None
+    names = [f.name for f in dataset.factor_table]
+    bins = dataset.bins()
+    train = dataset.train_rows()
+    cardinalities = {f.name: f.cardinality for f in dataset.factor_table}
+    entropies = {name: entropy(bins[train, k]) for k, name in enumerate(names)}
+    fork_rows = fork_analysis.fork_table(labels_of(model, forks.images), labels_of(model, forks.parent_images),
+                                         cardinalities, entropies, forks.t, forks.log_snr)
+    source_labels = {name: bins[regenerations.sources, k] for k, name in enumerate(names)}
+    backward_rows = fork_analysis.forward_backward_table(labels_of(model, regenerations.images), source_labels,
+                                                         regenerations.split, regenerations.t, regenerations.log_snr)
+    table = pd.concat([fork_rows.assign(split="all"), backward_rows], ignore_index=True)
+    table.insert(0, "experiment", experiment)
+    inputs = [paths.forks(experiment), paths.forward_backward(experiment), paths.classifier_weights(experiment)]
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.fork_analysis(experiment),
+                  provenance("analyze_forks", experiment, {}, inputs))
+    log.info("fork agreement at the last fork time: %s", fork_rows[(fork_rows["quantity"] == "fork_agreement")
+             & (fork_rows["t"] == fork_rows["t"].min())].set_index("factor")["mean"].round(3).to_dict())
+
+
+if __name__ == "__main__":
+    run_step("analyze_forks", analyze_step)
