@@ -14,6 +14,18 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
 @pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests work on small tensors, where a second thread only adds contention (up to 30x
+    slower on a busy 2-core machine); pipeline runs in subprocesses are not affected."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
 def _repo_root_cwd(monkeypatch):
     """Steps resolve params.yaml and the schema from the working directory, as under Snakemake."""
     monkeypatch.chdir(ROOT)

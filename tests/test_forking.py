@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base
@@ -17,14 +16,6 @@ from latent_abstractions.stages.forward_backward import forward_backward_step
 from latent_abstractions.store import StoreWriter, partial_path
 from latent_abstractions.trajectories import PARENT_BRANCH, open_store
 from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 FORK_AT = {"at": {"kind": "steps", "steps": [0, 10, 12]}}  # 12 (t_end) has nothing to continue: left out

@@ -13,15 +13,6 @@ from latent_abstractions.ground_truth import FiniteMixture, GaussianEpsilon, Gau
 from latent_abstractions.sde import VPSDE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     """40 random uint8 images (2 x 3 x 3) and two factors, one categorical with 4 values, one with 2."""

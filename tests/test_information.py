@@ -14,15 +14,6 @@ from latent_abstractions.ground_truth import ExactEpsilon, FiniteMixture, Gaussi
 from latent_abstractions.sde import VESDE, VPSDE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cumulative_integral_of_a_known_function():
     grid = np.linspace(-3.0, 2.0, 101)
     integrand = np.stack([2 * grid, np.ones_like(grid)], axis=1)  # 1/2 int_{-3}^x 2s ds = (x^2 - 9) / 2

@@ -12,14 +12,6 @@ from latent_abstractions.samplers import AUXILIARY, SAMPLERS
 from latent_abstractions.sde import VESDE, VPSDE, expand_like, time_grid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE(sigma_min=0.01, sigma_max=20.0)], ids=["vp", "ve"])
 def test_gaussian_data_is_recovered(sampler, sde):

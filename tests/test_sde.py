@@ -10,15 +10,6 @@ import torch
 from latent_abstractions.sde import VESDE, VPSDE, expand_like, log_snr_grid, make_sde, time_grid
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: on a shared 2-core machine a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def sde():
     return VPSDE(beta_min=0.1, beta_max=20.0)

@@ -8,8 +8,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from latent_abstractions.datasets import base, shapes
 from latent_abstractions import pixels
+from latent_abstractions.datasets import shapes
 
 NAMES = shapes.FACTOR_NAMES
 CARDINALITIES = {"floor_hue": 10, "wall_hue": 10, "object_hue": 10, "scale": 8, "shape": 4, "orientation": 15}

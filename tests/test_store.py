@@ -27,14 +27,6 @@ from conftest import ROOT, perturb, tiny_experiment
 EXPERIMENT = "tiny"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_workdir(work: Path, default_params: dict, sample: dict | None = None, fork: dict | None = None,
                  forward_backward: dict | None = None) -> Path:
     """A working directory with params.yaml (experiment `tiny`: 8x8 bumps, a small U-Net), the

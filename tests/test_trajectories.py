@@ -20,14 +20,6 @@ FACTORS = [{"name": "x", "kind": "continuous", "values": [1.0, 2.0]},
            {"name": "y", "kind": "continuous", "values": [1.0, 2.0]}]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def networks():
     factors = [Factor.from_dict(f) for f in FACTORS]

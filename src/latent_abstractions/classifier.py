@@ -70,13 +70,12 @@ from . import safetensors_file
 from .artifacts import canonical_json
 from .factors import Factor
 from .pixels import model_range
-from .sde import SDE, VESDE, VPSDE, make_sde
+from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
 
 if TYPE_CHECKING:
     from .datasets.base import Dataset
 
 ARCHITECTURE_KIND = "noise_classifier"
-T_MIN = 1e-3  # the score model's train.T_MIN (not imported: that would pull the U-Net into this code closure)
 TIME_SAMPLINGS = ("log_snr", "uniform")
 CACHE_BYTES = 1 << 30  # training rows up to this size (stored dtype) are kept on the device
 

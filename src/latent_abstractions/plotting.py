@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import figure_style  # noqa: F401  (sets the backend and the style before any figure is made)
+from . import figure_style  # noqa: F401 (imported for its effect: the backend and the style)
 from .pixels import model_range
 
 

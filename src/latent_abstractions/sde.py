@@ -26,6 +26,9 @@ import math
 import torch
 
 
+T_MIN = 1e-3  # smallest time trained on: the eps-target is ill-posed as sigma_t -> 0
+
+
 def expand_like(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Reshape a per-sample vector (B,) to broadcast against ``target`` (B, ...)."""
     return values.reshape(values.shape + (1,) * (target.ndim - values.ndim))

@@ -25,9 +25,8 @@ from .conditioning import subset_keep_mask
 from .pixels import model_range
 from .distributed import World
 from .nets.unet import ScoreUNet
-from .sde import SDE
+from .sde import SDE, T_MIN
 
-T_MIN = 1e-3  # smallest training time: the eps-target is ill-posed as sigma_t -> 0
 
 
 @dataclasses.dataclass
