@@ -46,7 +46,9 @@ def environment() -> dict:
 
 
 def run(command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout)
+    # The copy's own code, not the checkout's that the editable install points at.
+    env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src")}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 

@@ -21,6 +21,7 @@ The profile's switch and requests are also checked without a cluster (fast tests
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -228,6 +229,8 @@ def runs(tmp_path_factory, cluster, accounting_cluster):
     SLURM runs mostly wait between status checks), and through the profile: the CPU
     targets with the switch off on `cluster`, then the GPU targets with it on on
     `accounting_cluster`."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail("snakemake-executor-plugin-slurm is not installed: pip install -e '.[cluster]'")
     base = tmp_path_factory.mktemp("runs")
     origin = snapshot(base / "snapshot")
     local, slurm = clone(origin, base / "local"), clone(origin, base / "slurm")
