@@ -6,13 +6,14 @@ becomes ``<interpreter> -m latent_abstractions.stages.STAGE_MODULE --experiment 
 Snakemake and DVC run each job through a shell, where ``python`` is whatever the
 PATH offers: without an activated environment that is a Python without the package,
 and the job fails with nothing useful in its log. This launcher (standard library
-only) picks, in order, the first interpreter that can import the package:
+only) picks, in order, the first interpreter that can import the package and its
+dependencies:
 
 1. ``$LATENT_ABSTRACTIONS_PYTHON``: the Snakefile sets it to the interpreter running
    Snakemake, and cluster jobs inherit it;
-2. the interpreter running this script (an activated environment);
-3. the interpreter of the engine that started this job, found by walking up the
+2. the interpreter of the engine that started this job, found by walking up the
    parent processes (``dvc repro`` started as ``.venv/bin/dvc`` without activating);
+3. the interpreter running this script (an activated environment);
 and otherwise stops with one line saying what to do.
 """
 
@@ -24,17 +25,18 @@ import sys
 from pathlib import Path
 
 PACKAGE = "latent_abstractions"
+PROBE = f"{PACKAGE}.artifacts"  # imports the package's dependencies (pyarrow), not only its name
 
 
 def can_import_package(python: str) -> bool:
     # Compared unresolved: a virtual environment's interpreter links to the base one.
     if os.path.abspath(python) == os.path.abspath(sys.executable):
         try:
-            __import__(PACKAGE)
+            __import__(PROBE)
         except ImportError:
             return False
         return True
-    probe = subprocess.run([python, "-c", f"import {PACKAGE}"], capture_output=True, timeout=60)
+    probe = subprocess.run([python, "-c", f"import {PROBE}"], capture_output=True, timeout=60)
     return probe.returncode == 0
 
 
@@ -59,7 +61,7 @@ def ancestor_interpreters() -> list[str]:
 
 
 def candidates() -> list[str]:
-    chosen = [os.environ.get("LATENT_ABSTRACTIONS_PYTHON", ""), sys.executable, *ancestor_interpreters()]
+    chosen = [os.environ.get("LATENT_ABSTRACTIONS_PYTHON", ""), *ancestor_interpreters(), sys.executable]
     return [c for c in dict.fromkeys(chosen) if c and os.access(c, os.X_OK)]
 
 
