@@ -131,17 +131,17 @@ def test_paper_overlays_are_valid_params(overlay):
     params.load(overlay)
 
 
-def test_training_on_a_factor_the_dataset_lacks_stops_before_writing(workdir, default_params):
+def test_a_factor_the_dataset_lacks_stops_every_step_before_writing(workdir, default_params):
     params = tiny_experiment(default_params, steps=5)
     params["experiments"]["tiny"]["model"]["condition_on"] = ["x", "colour"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    assert subprocess.run([sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"],
-                          cwd=workdir, capture_output=True, timeout=120).returncode == 0
-    result = subprocess.run([sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"],
-                            cwd=workdir, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert result.stderr.strip() == "error: model.condition_on: unknown factor colour; the dataset has: x, y"
-    assert not (workdir / "data" / "tiny" / "model").exists()
+    for step in ("prepare_data", "train_score_model"):
+        result = subprocess.run([sys.executable, "-m", f"latent_abstractions.stages.{step}", "--experiment", "tiny"],
+                                cwd=workdir, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0
+        assert result.stderr.strip() == ("error: params.yaml: experiments.tiny.model.condition_on contains 'colour': "
+                                         "the data set's factors are x, y")
+    assert not (workdir / "data").exists()
 
 
 def test_optional_keys_get_the_schema_default(default_params):

@@ -17,7 +17,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .factors import factor_names
+
 SCHEMA_PATH = Path("workflow/schemas/params.schema.yaml")
+MAX_ALIASES = 100
 
 
 class ParamsError(ValueError):
@@ -108,6 +111,11 @@ def _check_consistency(params: dict) -> None:
             raise ParamsError(f"params.yaml: experiments.{name}.train keep_none + keep_all + keep_single = {kept:g}: "
                               "must be <= 1")
         model = experiment["model"]
+        known = factor_names(experiment["dataset"])
+        unknown = [name for name in model["condition_on"] if name not in known]
+        if unknown:
+            raise ParamsError(f"params.yaml: experiments.{name}.model.condition_on contains {unknown[0]!r}: "
+                              f"the data set's factors are {', '.join(known)}")
         for level, mult in enumerate(model["channel_mults"]):
             channels = model["base_channels"] * mult
             if channels % model["groups"]:
@@ -164,8 +172,13 @@ def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> d
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     try:
-        with open(path) as handle:
-            params = yaml.safe_load(handle)
+        text = path.read_text()
+        aliases = sum(isinstance(token, yaml.AliasToken) for token in yaml.scan(text))
+        if aliases > MAX_ALIASES:  # an alias bomb expands exponentially once validated
+            raise ParamsError(f"{path}: {aliases} YAML aliases; at most {MAX_ALIASES} are allowed")
+        params = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a text file (UTF-8)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..factors import Factor
+from ..factors import Factor, factor_names
 from .base import Dataset, bin_index
 
 
@@ -42,7 +42,7 @@ def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: flo
     """Every lattice position once (``centres="lattice"``), or ``count`` centres drawn
     uniformly over the same box (``centres="continuous"``); factor values are then the
     draws, and ``<name>_bin`` is the nearest lattice value, for classification."""
-    names = ["x"] if profile == "stripe" else ["x", "y"]
+    names = list(factor_names({"kind": "bumps", "profile": profile}))
     grids = {"x": lattice(width, spacing_x, margin), "y": lattice(height, spacing_y, margin)}
     if centres == "lattice":
         mesh = np.meshgrid(*[grids[n] for n in reversed(names)], indexing="ij")

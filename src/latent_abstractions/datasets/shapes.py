@@ -33,10 +33,10 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from ..factors import Factor
+from ..factors import SHAPES3D_FACTORS, Factor
 from .base import Dataset
 
-FACTOR_NAMES: tuple[str, ...] = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+FACTOR_NAMES = SHAPES3D_FACTORS
 _HUES = tuple(i / 10 for i in range(10))
 FACTOR_VALUES: dict[str, tuple[float, ...]] = {
     "floor_hue": _HUES,
