@@ -35,6 +35,7 @@ INFORMATION = "data/{experiment}/information.parquet"
 INFORMATION_METRICS = "data/{experiment}/information_metrics.json"  # learned vs exact, for `dvc exp show`
 FORK_ANALYSIS = "data/{experiment}/fork_analysis.parquet"  # fork entropy, forward-backward agreement
 ORDER = "data/{experiment}/order.parquet"  # when each factor is decided, by each proxy
+PROXIES = "data/{experiment}/proxies.parquet"  # the proxy curves the order is read from
 REPORT = "data/report.html"  # the project's one report, over every experiment
 FIGURES_DIR = "data/{experiment}/figures"
 FIGURE = FIGURES_DIR + "/{figure}.png"
@@ -43,7 +44,7 @@ PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
 # The figures of one experiment: each drawn by its own stage from only the tables it shows.
 DATASET_FIGURES = ("dataset_contact_sheet", "dataset_traversals")
 RESULT_FIGURES = ("probes", "information", "samples", "loss")
-STUDY_FIGURES = ("generation",)  # bumps only
+STUDY_FIGURES = ("generation", "proxies")  # generation: bumps only
 
 
 def _fill(template: str, experiment: str, **fields: str) -> Path:
@@ -132,6 +133,10 @@ def information_metrics(experiment: str) -> Path:
 
 def fork_analysis(experiment: str) -> Path:
     return _fill(FORK_ANALYSIS, experiment)
+
+
+def proxies(experiment: str) -> Path:
+    return _fill(PROXIES, experiment)
 
 
 def order(experiment: str) -> Path:

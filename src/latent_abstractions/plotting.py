@@ -197,3 +197,31 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Every proxy of "how decided is the factor" against t (top) and log-SNR (bottom), one
+    column per factor, each rescaled from its value at pure noise (0) to its final value (1):
+    the curves the order table reads its decision times from (0.5 and 0.9 marked)."""
+    factors = sorted(curves["factor"].unique())
+    fig, axes = plt.subplots(2, len(factors), figsize=(3.6 * len(factors), 6.6), sharey=True, squeeze=False)
+    for column, factor in enumerate(factors):
+        for proxy, curve in curves[curves["factor"] == factor].groupby("proxy"):
+            curve = curve.sort_values("t", ascending=False)
+            start, end = curve["value"].iloc[0], curve["value"].iloc[-1]
+            scaled = (curve["value"] - start) / (end - start) if abs(end - start) > 1e-9 else curve["value"] * np.nan
+            style = dict(color="black", lw=2, ls="--") if proxy == "mi_exact" else {}
+            axes[0][column].plot(curve["t"], scaled, label=proxy, **style)
+            axes[1][column].plot(curve["log_snr"], scaled, label=proxy, **style)
+        for ax in axes[:, column]:
+            for level in (0.5, 0.9):
+                ax.axhline(level, color="grey", lw=0.6, ls=":")
+            ax.set_ylim(-0.3, 1.3)
+        axes[0][column].set(title=factor, xscale="log", xlabel="t (generation runs left to right)")
+        axes[0][column].invert_xaxis()
+        axes[1][column].set(xlabel="log SNR")
+    axes[0][0].set_ylabel("fraction of the way from noise to final")
+    axes[1][0].set_ylabel("fraction of the way from noise to final")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -124,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
           outputs=(paths.FORK_ANALYSIS,), params=("model",)),
     Stage("decision_order", "decision_order",
           inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
-          outputs=(paths.ORDER,), params=()),
+          outputs=(paths.ORDER, paths.PROXIES), params=()),
     Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
           outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)), params=()),
     Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES, paths.INFORMATION),
@@ -137,6 +137,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("plot_generation", "figures", arguments="--figures generation",
           inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION), outputs=_figure("generation"),
           params=(), applies_to=_is_bumps),
+    Stage("plot_proxies", "figures", arguments="--figures proxies", inputs=(paths.PROXIES,),
+          outputs=_figure("proxies"), params=()),
     Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
           outputs=_figure("loss"), params=()),
 )

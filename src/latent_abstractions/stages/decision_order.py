@@ -63,8 +63,10 @@ def order_step(experiment: str, params: dict) -> None:
     agreement = order.rank_agreement(table, REFERENCE)
     table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)
     table.insert(0, "experiment", experiment)
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.order(experiment),
-                  provenance("decision_order", experiment, {}, sources))
+    meta = provenance("decision_order", experiment, {}, sources)
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.order(experiment), meta)
+    write_parquet(pa.Table.from_pandas(curves.assign(experiment=experiment), preserve_index=False),
+                  paths.proxies(experiment), meta)
     log.info("decision time tau_50 per proxy and factor:\n%s",
              table.pivot(index="factor", columns="proxy", values="tau_50").round(3))
 

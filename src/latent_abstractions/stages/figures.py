@@ -73,6 +73,7 @@ GROUPS = {
     "probes": probes_figure,
     "information": information_figure,
     "generation": generation_figure,
+    "proxies": lambda e: table_figure("proxies", paths.proxies(e), lambda t: plotting.proxy_curves(t.to_pandas())),
     "samples": samples_figure,
     "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),
 }
