@@ -33,8 +33,8 @@ PIPELINE_TIMEOUT_S = 900  # hard kill: a hung scheduler must not hang the suite
 # Fixed identity and dates: the two repositories get the same commit, so the
 # provenance inside their artifacts, and therefore their bytes, can be compared.
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "test",
-                "GIT_COMMITTER_EMAIL": "test@example.org", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-                "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+                "GIT_COMMITTER_EMAIL": "test@example.org"}
+GIT_DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
 
 def environment() -> dict:
@@ -45,9 +45,10 @@ def environment() -> dict:
     return {**env, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def run(command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S) -> subprocess.CompletedProcess:
-    # The copy's own code, not the checkout's that the editable install points at.
-    env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src")}
+def run(command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S, dates: bool = False) -> subprocess.CompletedProcess:
+    # The copy's own code, not the checkout's that the editable install points at; fixed
+    # commit dates only for the first commit (DVC's own experiment commits reject them).
+    env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src"), **(GIT_DATES if dates else {})}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -71,7 +72,7 @@ def git_repository(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        run(command, target)
+        run(command, target, dates=True)
     return target
 
 
@@ -85,9 +86,10 @@ def experiments() -> list[str]:
 
 
 def artifact_hashes(repo: Path) -> dict[str, str]:
-    """sha256 of every artifact under data/ (DVC's own .gitignore files aside)."""
+    """sha256 of every artifact under data/ (the engines' own bookkeeping files aside)."""
     return {str(path.relative_to(repo)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted((repo / "data").rglob("*")) if path.is_file() and path.name != ".gitignore"}
+            for path in sorted((repo / "data").rglob("*"))
+            if path.is_file() and path.name not in (".gitignore", ".snakemake_timestamp")}
 
 
 def check_outputs(repo: Path) -> None:
