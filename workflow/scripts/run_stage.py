@@ -15,6 +15,13 @@ dependencies:
    parent processes (``dvc repro`` started as ``.venv/bin/dvc`` without activating);
 3. the interpreter running this script (an activated environment);
 and otherwise stops with one line saying what to do.
+
+It also fixes the number of CPU threads the stage computes with
+(``$LATENT_ABSTRACTIONS_CPU_THREADS``, default 1): floating-point sums depend on how
+they are split across threads, so a run under Snakemake (which sets one thread per job)
+and one under DVC (which would use every core) give byte-identical artifacts only with
+the same count. Raise it on a large CPU node, at the price of comparing only runs that
+used the same value.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ def candidates() -> list[str]:
 def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         sys.exit("usage: run_stage.py STAGE_MODULE --experiment NAME [...]")
+    threads = os.environ.get("LATENT_ABSTRACTIONS_CPU_THREADS", "1")
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = threads
     for python in candidates():
         if can_import_package(python):
             os.execv(python, [python, "-m", f"{PACKAGE}.stages.{argv[0]}", *argv[1:]])
