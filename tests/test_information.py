@@ -156,15 +156,6 @@ def test_score_forms_match_gaussian_closed_form(task, sde):
         assert np.abs(result.mean[form] - truth).max() < 0.05 * truth[-1].max() + 0.02
 
 
-def test_legacy_estimate_returns_the_former_keys():
-    images, values, labels = small_bumps()
-    sde = VPSDE()
-    result = information.estimate(ExactEpsilon(sde, images, values), sde, images, values, labels, t_end=1e-3,
-                                  points=4, samples=16, seed=0, device=torch.device("cpu"))
-    assert set(result) == {"times", "score_difference", "exact", "entropy"}
-    assert result["score_difference"].shape == result["exact"].shape == (4, 2)
-
-
 def test_exact_epsilon_respects_the_condition():
     """Given x and y (one image), the exact denoiser returns that image whatever the noise."""
     images, values, _ = small_bumps()

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.probes import (DEFAULT_PENALTIES, fit_probes, held_out_accuracy, held_out_r2,
-                                        probe_frame, r_squared, split_train_validation_test,
+from latent_abstractions.probes import (DEFAULT_PENALTIES, fit_probes, probe_frame, split_train_validation_test,
                                         split_trajectories)
 
 
@@ -128,26 +127,16 @@ def test_ridge_equals_closed_form():
     assert ours32["r2"][0] == pytest.approx(expected, abs=1e-4)
 
 
-def test_legacy_single_probes():
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(400, 20))
-    target = features @ rng.normal(size=20) + 0.01 * rng.normal(size=400)
-    train, test = split_trajectories(400, 0.25, seed=0)
-    assert held_out_r2(features, target, train, test, ridge=1e-4) > 0.99
-    classes = rng.integers(0, 3, size=400)
-    centres = rng.normal(size=(3, 20)) * 3
-    assert held_out_accuracy(centres[classes] + rng.normal(size=(400, 20)), classes, train, test, ridge=1e-3) > 0.95
-    assert r_squared(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-3.0)
-
-
-# ------------------------------------------------------------------------ noise, signal
-
 def binomial_interval(n: int, p: float, level: float = 0.999) -> tuple[float, float]:
     """Central interval of Binomial(n, p) / n holding at least ``level`` of the mass."""
     pmf = [math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(n + 1)]
     cdf = np.cumsum(pmf)
     tail = (1 - level) / 2
     return int(np.searchsorted(cdf, tail)) / n, int(np.searchsorted(cdf, 1 - tail)) / n
+
+
+def r_squared(target: np.ndarray, prediction: np.ndarray) -> float:
+    return 1.0 - float(((target - prediction) ** 2).sum()) / float(((target - target.mean()) ** 2).sum())
 
 
 def test_chance_level_on_noise_and_signal_found():

@@ -242,13 +242,3 @@ def _add_integrals(log_snr: np.ndarray, mean: dict[str, np.ndarray], stderr: dic
     for form in SCORE_FORMS:
         value, error = integrate(log_snr, mean[f"{form}_integrand"], stderr[f"{form}_integrand"])
         mean[form], stderr[form] = start + value, np.sqrt(error**2 + np.square(start_error))
-
-
-def estimate(model: torch.nn.Module, sde: SDE, images: np.ndarray, factor_values: np.ndarray, labels: np.ndarray,
-             t_end: float, points: int, samples: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
-    """The former interface, kept until the pipeline step calls ``mutual_information``:
-    ``times``, ``score_difference`` (the orthogonal form) and ``exact`` (P, K), ``entropy`` (K,)."""
-    result = mutual_information(model, sde, FiniteMixture(images, labels, factor_values), t_end, points, samples,
-                                seed, device)
-    return {"times": result.times, "score_difference": result.mean["orthogonal"], "exact": result.mean["exact"],
-            "entropy": result.entropy}
