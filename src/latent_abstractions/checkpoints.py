@@ -6,15 +6,13 @@ network, and the tensors must then match it exactly.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 
 from . import safetensors_file
-from .artifacts import canonical_json
 from .factors import Factor
 from .nets.unet import ScoreUNet
 
@@ -60,23 +58,11 @@ def save(model: ScoreUNet, architecture: dict, path: Path | str, provenance: dic
 
 def save_state(state: dict[str, torch.Tensor], architecture: dict, path: Path | str, provenance: dict) -> None:
     """Weights (e.g. an EMA's) as safetensors, with the architecture and provenance in the header."""
-    tensors = {name: value.detach().cpu().contiguous() for name, value in state.items()}
-    metadata = {"architecture": canonical_json(architecture), "provenance": canonical_json(provenance)}
-    safetensors_file.write(tensors, path, metadata)
+    safetensors_file.write_checkpoint(state, architecture, provenance, path)
 
 
 def read_metadata(path: Path | str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    if "architecture" not in metadata:
-        raise CheckpointError(f"{path}: no architecture in the checkpoint header")
-    return {key: json.loads(value) for key, value in metadata.items()}
+    return safetensors_file.read_checkpoint_header(path, CheckpointError)
 
 
 def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[ScoreUNet, dict]:

@@ -53,7 +53,6 @@ All entropies and cross-entropies are in nats.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -63,13 +62,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 from . import safetensors_file
-from .artifacts import canonical_json
 from .factors import Factor
 from .pixels import model_range
+from .schedule import learning_rate_at
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
 
 if TYPE_CHECKING:
@@ -317,14 +316,6 @@ class ClassifierConfig:
     grad_clip: float = 1.0
 
 
-def learning_rate_at(step: int, config: ClassifierConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
-
-
 def train_classifier(dataset: "Dataset", architecture: dict, config: ClassifierConfig,
                      rows: np.ndarray | None = None,
                      device: torch.device | str | None = None) -> tuple[NoiseClassifier, pd.DataFrame]:
@@ -536,23 +527,11 @@ def check_matches(architecture: dict, dataset: "Dataset") -> None:
 
 def save(model: NoiseClassifier, path: Path | str, provenance: dict) -> None:
     """Weights as byte-stable safetensors, architecture and provenance as JSON in the header."""
-    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    metadata = {"architecture": canonical_json(model.architecture), "provenance": canonical_json(provenance)}
-    safetensors_file.write(tensors, path, metadata)
+    safetensors_file.write_checkpoint(model.state_dict(), model.architecture, provenance, path)
 
 
 def read_metadata(path: Path | str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ClassifierError(f"classifier checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ClassifierError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
-    if "architecture" not in metadata:
-        raise ClassifierError(f"{path}: no architecture in the checkpoint header")
-    decoded = {key: json.loads(value) for key, value in metadata.items()}
+    decoded = safetensors_file.read_checkpoint_header(path, ClassifierError, "classifier checkpoint")
     if decoded["architecture"].get("kind") != ARCHITECTURE_KIND:
         raise ClassifierError(f"{path}: not a {ARCHITECTURE_KIND} checkpoint")
     return decoded

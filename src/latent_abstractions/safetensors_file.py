@@ -14,9 +14,10 @@ import struct
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save
 
-from .artifacts import atomic_path
+from .artifacts import atomic_path, canonical_json
 
 HEADER_ALIGNMENT = 8
 
@@ -28,6 +29,29 @@ def canonical_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) 
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % HEADER_ALIGNMENT)
     return struct.pack("<Q", len(text)) + text + raw[8 + length:]
+
+
+def write_checkpoint(tensors: dict[str, torch.Tensor], architecture: dict, provenance: dict,
+                     path: Path | str) -> None:
+    """Weights with the architecture and provenance as sorted JSON in the header."""
+    tensors = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
+    write(tensors, path, {"architecture": canonical_json(architecture), "provenance": canonical_json(provenance)})
+
+
+def read_checkpoint_header(path: Path | str, error: type[Exception], what: str = "checkpoint") -> dict:
+    """The decoded header of a checkpoint written by :func:`write_checkpoint`, or ``error``
+    with one line: missing, unreadable, or without an architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise error(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    if "architecture" not in metadata:
+        raise error(f"{path}: no architecture in the checkpoint header")
+    return {key: json.loads(value) for key, value in metadata.items()}
 
 
 def write(tensors: dict[str, torch.Tensor], path: Path | str, metadata: dict[str, str]) -> None:

@@ -12,7 +12,6 @@ rolling checkpoint (resume.py) continues exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Callable
 
@@ -25,6 +24,7 @@ from .conditioning import subset_keep_mask
 from .pixels import model_range
 from .distributed import World
 from .nets.unet import ScoreUNet
+from .schedule import learning_rate_at
 from .sde import SDE, T_MIN
 
 
@@ -45,14 +45,6 @@ class TrainConfig:
     precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
     compile: bool = False
     log_every: int = 10
-
-
-def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
 
 
 def checkpoint_steps(steps: int, count: int) -> list[int]:
