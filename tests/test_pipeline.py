@@ -76,6 +76,19 @@ def git_repository(target: Path) -> Path:
     return target
 
 
+def clone(repo: Path, target: Path) -> Path:
+    """A git clone (same commit, same provenance) of ``repo`` at ``target``."""
+    subprocess.run(["git", "clone", "-q", str(repo), str(target)], env=environment(), check=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    """One commit of this checkout; the engines run in clones of it, so their artifacts
+    record the same commit even if the checkout is edited while the module runs."""
+    return git_repository(tmp_path_factory.mktemp("snapshot"))
+
+
 def default_params() -> dict:
     return params_module.load(ROOT / "params.yaml", ROOT / "workflow" / "schemas" / "params.schema.yaml")
 
@@ -165,11 +178,33 @@ class edited:
 
 
 EDITED_MODULES = ["src/latent_abstractions/datasets/shapes.py", "src/latent_abstractions/probes.py"]
+PROBE_PARAM = ("bumps", "probes", "seed")  # experiment, section, key
+PROBE_JOBS = {"fit_probes@bumps"}  # the jobs that read that section
+
+
+class probe_param_changed(edited):
+    """params.yaml with one probe parameter changed, put back afterwards."""
+
+    def __init__(self, repo: Path):
+        super().__init__(repo, "params.yaml")
+
+    def __enter__(self):
+        params = yaml.safe_load(self.original)
+        experiment, section, key = PROBE_PARAM
+        params["experiments"][experiment][section][key] += 1
+        self.path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_probe_jobs_are_exactly_those_that_read_the_probe_section():
+    params = default_params()
+    reading = {f"{entry.name}@{name}" for entry in stage_table.STAGES if PROBE_PARAM[1] in entry.params
+               for name in stage_table.experiments_of(entry, params) if name == PROBE_PARAM[0]}
+    assert reading == PROBE_JOBS
 
 
 @pytest.fixture(scope="module")
-def snakemake_repo(tmp_path_factory):
-    repo = git_repository(tmp_path_factory.mktemp("snakemake"))
+def snakemake_repo(tmp_path_factory, snapshot):
+    repo = clone(snapshot, tmp_path_factory.mktemp("snakemake"))
     run(snakemake("--cores", "2", "--workflow-profile", "workflow/profiles/default"), repo)
     return repo
 
@@ -196,6 +231,14 @@ def test_snakemake_reruns_exactly_the_stages_that_run_an_edited_module(snakemake
     assert planned_jobs(result.stdout + result.stderr) == expected
 
 
+def test_snakemake_reruns_only_the_probes_and_what_follows_when_a_probe_param_changes(snakemake_repo):
+    with probe_param_changed(snakemake_repo):
+        result = run(snakemake("--cores", "1", "--dry-run"), snakemake_repo)
+    planned = planned_jobs(result.stdout + result.stderr)
+    assert planned == downstream(PROBE_JOBS)
+    assert not any(job.startswith(("train_score_model", "sample_trajectories")) for job in planned)
+
+
 def test_snakemake_stops_on_bad_params_before_any_job(tmp_path):
     repo = git_repository(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -209,8 +252,8 @@ def test_snakemake_stops_on_bad_params_before_any_job(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory):
-    repo = git_repository(tmp_path_factory.mktemp("dvc"))
+def dvc_repo(tmp_path_factory, snapshot):
+    repo = clone(snapshot, tmp_path_factory.mktemp("dvc"))
     run(dvc("repro"), repo)
     run(["git", "add", "dvc.lock"], repo)  # as DVC users do after a run
     run(["git", "commit", "-qm", "Run the pipeline"], repo)
@@ -270,6 +313,17 @@ def test_dvc_status_names_exactly_the_stages_that_run_an_edited_module(dvc_repo,
     with edited(dvc_repo, module_file):
         status = json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
     assert set(status) == stages_running(module_file)
+
+
+def test_dvc_reruns_only_the_probes_and_what_follows_when_a_probe_param_changes(dvc_repo):
+    with probe_param_changed(dvc_repo):
+        status = json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
+        assert set(status) == PROBE_JOBS  # the stages whose own params changed
+        result = run(dvc("repro"), dvc_repo)
+    ran = set(re.findall(r"Running stage '([\w@]+)'", result.stdout))
+    assert ran == downstream(PROBE_JOBS) | {stage_table.REPORT.name}, result.stdout[-3000:]
+    run(dvc("repro"), dvc_repo)  # params back: the original outputs return from the cache
+    assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
 
 
 def test_snakemake_accepts_what_dvc_made(dvc_repo):

@@ -36,8 +36,8 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from latent_abstractions import stage_table
-from test_pipeline import BIN, artifact_hashes, environment, git_repository
+from latent_abstractions import paths, stage_table
+from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
 
 SCRIPT = ROOT / "workflow" / "scripts" / "local_slurm.py"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -187,21 +187,16 @@ class Snakemake:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def snapshot(target: Path) -> Path:
-    """A git copy of this repository with training shortened, committed (artifacts record
-    the commit and whether the tree was dirty). Runs to compare are made in clones of one
-    snapshot: others may be editing this checkout meanwhile."""
+def snapshot(target: Path, **train) -> Path:
+    """A git copy of this repository with training shortened (or as ``train`` says),
+    committed (artifacts record the commit and whether the tree was dirty). Runs to
+    compare are made in clones of one snapshot: others may be editing this checkout."""
     repo = git_repository(target)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["experiments"][EXPERIMENT]["train"]["steps"] = TRAIN_STEPS
+    params["experiments"][EXPERIMENT]["train"].update({"steps": TRAIN_STEPS, **train})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "commit", "-qam", "Shorter training"], cwd=repo, env=environment(), check=True)
     return repo
-
-
-def clone(repo: Path, target: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(repo), str(target)], env=environment(), check=True)
-    return target
 
 
 def submitted(output: str) -> dict[str, str]:
@@ -294,3 +289,61 @@ def test_slurm_makes_the_same_bytes_as_a_local_run(runs):
         assert any(name == made or name.startswith(made + "/") for name in local), made
     differing = sorted(name for name in local if local[name] != through_slurm[name])
     assert not differing, f"{len(differing)} of {len(local)} artifacts differ: {differing[:5]}"
+
+
+# --- a training job cancelled mid-way (slow) --------------------------------------------------
+
+CANCEL_TRAINING = {"steps": 1200, "resume_every": 100}
+
+
+def queued_jobs(cluster: dict) -> dict[str, str]:
+    """job id -> comment (the plugin writes the rule's name there) of the jobs in squeue."""
+    listed = subprocess.run(["squeue", "--noheader", "--format=%i|%k"], env=slurm_environment(cluster, ROOT),
+                            capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    return dict(line.split("|", 1) for line in listed.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def cancelled_training(tmp_path_factory, cluster):
+    """Training through the profile, scancel-ed once its first resume checkpoint is on
+    disk; the profile's retry runs it again. Beside it, the same training locally."""
+    base = tmp_path_factory.mktemp("cancel")
+    origin = snapshot(base / "snapshot", **CANCEL_TRAINING)
+    local, slurm = clone(origin, base / "local"), clone(origin, base / "slurm")
+    weights = target("train_score_model")
+    local_run = Snakemake(local, slurm_environment(None, local), "--workflow-profile", "workflow/profiles/default",
+                          "--cores", "1", weights)
+    through_slurm = Snakemake(slurm, slurm_environment(cluster, slurm), "--workflow-profile",
+                              "workflow/profiles/slurm", weights)
+    try:
+        resume_file = slurm / paths.partial_dir(EXPERIMENT) / "resume.safetensors"
+        deadline = time.monotonic() + RUN_TIMEOUT_S / 2
+        while not resume_file.exists():
+            assert time.monotonic() < deadline and through_slurm.process.poll() is None, "no resume checkpoint came"
+            time.sleep(0.2)
+        training = [job for job, comment in queued_jobs(cluster).items() if "train_score_model" in comment]
+        assert len(training) == 1, queued_jobs(cluster)
+        cancelled = subprocess.run(["scancel", training[0]], env=slurm_environment(cluster, ROOT),
+                                   capture_output=True, text=True, timeout=30)
+        assert cancelled.returncode == 0, cancelled.stderr
+        output, _ = through_slurm.wait()
+        local_run.wait()
+    finally:
+        through_slurm.kill()
+        local_run.kill()
+    return {"local": local, "slurm": slurm, "cancelled": training[0], "output": output}
+
+
+@pytest.mark.slow
+def test_a_cancelled_training_job_is_resubmitted_and_resumes(cancelled_training, cluster):
+    output = cancelled_training["output"]
+    submissions = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_train_score_model/", output)
+    assert len(submissions) == 2 and submissions[0] == cancelled_training["cancelled"], output[-3000:]
+    assert scontrol_job(cluster, submissions[0])["JobState"] == "CANCELLED"
+    log = (cancelled_training["slurm"] / stage_table.stage("train_score_model").log(EXPERIMENT)).read_text()
+    resumed_at = int(re.search(r"resuming at step (\d+)", log).group(1))
+    assert 0 < resumed_at < CANCEL_TRAINING["steps"]
+    made = [f"data/{EXPERIMENT}/model/{name}" for name in ("weights.safetensors", "loss.parquet")]
+    for name in made:  # the same bytes as a training never cancelled
+        assert (cancelled_training["slurm"] / name).read_bytes() == (cancelled_training["local"] / name).read_bytes()

@@ -8,6 +8,7 @@ file that a later step (or Snakemake, or DVC) would take for a finished one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -26,20 +27,42 @@ from .code_closure import code_sha256
 PROVENANCE_KEY = b"latent_abstractions.provenance"
 
 
+class DiskFullError(OSError):
+    """A write ran out of space; the message names the file being written."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    # numpy, pyarrow and matplotlib raise OSError with errno set; some writers only
+    # carry the operating system's message.
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+@contextlib.contextmanager
+def naming_full_disk(target: Path | str) -> Iterator[None]:
+    """Turn any writer's out-of-space error into a DiskFullError naming ``target``."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, DiskFullError) or not is_disk_full(exc):
+            raise
+        raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {target}") from None
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
-        yield temporary
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with naming_full_disk(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        temporary = Path(temporary)
+        try:
+            yield temporary
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -69,13 +92,19 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+# Files a workflow engine puts into directory outputs (Snakemake marks their time with
+# one); not part of the artifact, so they must not change the hashes that cite it.
+ENGINE_FILES = frozenset({".snakemake_timestamp"})
+
+
 def input_sha256(path: Path | str) -> str:
-    """sha256 of a file, or of a directory: over its files' relative names and hashes, in order."""
+    """sha256 of a file, or of a directory: over its files' relative names and hashes, in
+    order, engines' bookkeeping files aside."""
     path = Path(path)
     if not path.is_dir():
         return file_sha256(path)
     digest = hashlib.sha256()
-    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+    for member in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in ENGINE_FILES):
         digest.update(f"{member.relative_to(path).as_posix()}\0{file_sha256(member)}\0".encode())
     return digest.hexdigest()
 

@@ -8,12 +8,14 @@ and DVC alike), validates it, and logs to stderr and logs/<step>/<NAME>.log.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import params as params_module
+from .artifacts import DiskFullError, is_disk_full
 
 
 class InputError(ValueError):
@@ -25,7 +27,7 @@ def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None
     """Parse the command line, validate params, then call ``body(experiment, experiment_params)``
     (plus the parsed arguments as keywords when ``options`` adds any to the parser).
 
-    Bad params or inputs end the process with one line on stderr and exit code 2,
+    Bad params or inputs end the process with one line on stderr and exit status 1,
     before the step writes anything.
     """
     parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
@@ -41,10 +43,8 @@ def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     _setup_logging(Path(args.log or f"logs/{step}/{args.experiment}.log"))
-    try:
+    with one_line_errors(f"{step} for experiment {args.experiment}"):
         body(args.experiment, experiment_params, **extra)
-    except (InputError, params_module.ParamsError) as exc:
-        sys.exit(f"error: {exc}")
 
 
 def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | None = None) -> None:
@@ -58,10 +58,23 @@ def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | 
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     _setup_logging(Path(args.log))
-    try:
+    with one_line_errors(step):
         body(params)
+
+
+@contextlib.contextmanager
+def one_line_errors(what: str) -> Iterator[None]:
+    """Bad inputs and a full disk end the step with one line and exit status 1. Outputs
+    are written atomically, so those already in place are untouched by a failed write."""
+    try:
+        yield
     except (InputError, params_module.ParamsError) as exc:
         sys.exit(f"error: {exc}")
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        where = exc.strerror if isinstance(exc, DiskFullError) else "no space left on the device"
+        sys.exit(f"error: {what}: {where}; outputs already in place are untouched")
 
 
 def _setup_logging(log_path: Path) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .artifacts import PROVENANCE_KEY, canonical_json
+from .artifacts import PROVENANCE_KEY, canonical_json, naming_full_disk
 from .trajectories import (LAYOUT_KEY, PART_KEY, ROW_GROUP_BYTES, SCHEMA_VERSION, part_file, scalar_columns,
                            schema_for, step_directory)
 
@@ -107,10 +107,14 @@ class StoreWriter:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.tmp")
         table = table.replace_schema_metadata({**self.metadata, PART_KEY: canonical_json({"part": part}).encode()})
-        pq.write_table(table, temporary, row_group_size=self.rows_per_group, compression="none",
-                       use_dictionary=["split"] if "split" in table.column_names else False,
-                       write_statistics=self.scalars, write_page_checksum=True)
-        os.replace(temporary, target)
+        try:
+            with naming_full_disk(target):
+                pq.write_table(table, temporary, row_group_size=self.rows_per_group, compression="none",
+                               use_dictionary=["split"] if "split" in table.column_names else False,
+                               write_statistics=self.scalars, write_page_checksum=True)
+                os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
         return name
 
     def write_batch(self, batch: int, parts: dict[int, tuple[int, pa.Table | dict]]) -> None:
@@ -125,8 +129,9 @@ class StoreWriter:
         self.done += 1
         progress = {"fingerprint": self.fingerprint, "done": self.done, "written": self.written}
         temporary = self.partial / f".{PROGRESS}.tmp"
-        temporary.write_text(json.dumps(progress))
-        os.replace(temporary, self.partial / PROGRESS)
+        with naming_full_disk(self.partial / PROGRESS):
+            temporary.write_text(json.dumps(progress))
+            os.replace(temporary, self.partial / PROGRESS)
 
     def finish(self) -> Path:
         """Check every step has its files, then rename ``<store>.partial`` to ``<store>``."""

@@ -1,0 +1,48 @@
+"""Artifact writing: hashes that cite inputs, atomic writes, and a full disk named."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from latent_abstractions import artifacts
+
+
+def test_a_directory_hash_ignores_the_engines_bookkeeping_but_not_content(tmp_path):
+    """Snakemake puts a timestamp file into directory outputs, DVC does not: artifacts
+    citing a trajectory store must hash the same under both engines."""
+    store = tmp_path / "store"
+    (store / "step_0000").mkdir(parents=True)
+    (store / "step_0000" / "part_00000.parquet").write_bytes(b"rows")
+    by_dvc = artifacts.input_sha256(store)
+    (store / ".snakemake_timestamp").touch()
+    assert artifacts.input_sha256(store) == by_dvc
+    (store / "step_0000" / "part_00001.parquet").write_bytes(b"more rows")
+    assert artifacts.input_sha256(store) != by_dvc
+
+
+def test_a_failed_write_leaves_the_earlier_file_and_no_temporary(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("earlier")
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("writer failed")
+    assert target.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"),
+                                    RuntimeError("IOError: No space left on device (os error 28)")])
+def test_any_writers_out_of_space_error_names_the_file(tmp_path, raised):
+    target = tmp_path / "weights.safetensors"
+    with pytest.raises(artifacts.DiskFullError, match=f"no space left on the device while writing {target}$"):
+        with artifacts.atomic_path(target):
+            raise raised
+    assert not any(tmp_path.iterdir())
+
+
+def test_other_errors_pass_through_unchanged(tmp_path):
+    with pytest.raises(PermissionError):
+        with artifacts.naming_full_disk(tmp_path / "x"):
+            raise PermissionError(errno.EACCES, "Permission denied")
