@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,9 @@ import yaml
 from PIL import Image
 
 from latent_abstractions import params as params_module
+from latent_abstractions import paths
 from latent_abstractions import stage_table
+from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
 from conftest import ROOT
 
@@ -323,6 +326,34 @@ def test_dvc_reruns_only_the_probes_and_what_follows_when_a_probe_param_changes(
     ran = set(re.findall(r"Running stage '([\w@]+)'", result.stdout))
     assert ran == downstream(PROBE_JOBS) | {stage_table.REPORT.name}, result.stdout[-3000:]
     run(dvc("repro"), dvc_repo)  # params back: the original outputs return from the cache
+    assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
+
+
+def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
+    """kill -9 of `dvc repro` (and its stage) after the first batch of trajectories: both
+    engines see the store as missing, and the rerun resumes and makes the same bytes."""
+    experiment = "bumps"
+    store = dvc_repo / paths.trajectories(experiment)
+    progress = partial_path(store) / PROGRESS
+    finished = artifact_hashes(dvc_repo)
+    env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
+    process = subprocess.Popen(dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}"),
+                               cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not progress.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no batch was written"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+    assert not store.exists() and partial_path(store).is_dir()
+    assert f"sample_trajectories@{experiment}" in json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
+    planned = planned_jobs(run(snakemake("--cores", "1", "--dry-run"), dvc_repo).stdout)
+    assert f"sample_trajectories@{experiment}" in planned
+    run(dvc("repro", "--no-run-cache"), dvc_repo)  # run the stage, not restore it from DVC's cache
+    assert "resuming" in (dvc_repo / stage_table.stage("sample_trajectories").log(experiment)).read_text()
+    assert artifact_hashes(dvc_repo) == finished and not partial_path(store).exists()
     assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
 
 
