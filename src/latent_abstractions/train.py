@@ -44,7 +44,20 @@ class TrainConfig:
     resume_every: int = 500  # rolling resume checkpoint every n steps (0: never)
     precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
     compile: bool = False
+    time_sampling: str = "t"  # or "log_snr": noise levels uniform in log-SNR (training_times)
     log_every: int = 10
+
+
+def training_times(sde: SDE, uniform: torch.Tensor, sampling: str) -> torch.Tensor:
+    """Noise levels in [T_MIN, 1] from uniform draws: uniform in t, or uniform in log-SNR.
+    A grid in t leaves the high-SNR end (t < 0.1, half the log-SNR range of a VP SDE)
+    with a few percent of the steps; the information integral is uniform in log-SNR."""
+    if sampling == "t":
+        return T_MIN + (1.0 - T_MIN) * uniform
+    if sampling != "log_snr":
+        raise ValueError(f"time_sampling {sampling!r}: must be t or log_snr")
+    ends = sde.log_snr(torch.tensor([1.0, T_MIN]))
+    return sde.time_of_log_snr(ends[0] + (ends[1] - ends[0]) * uniform).clamp(T_MIN, 1.0)
 
 
 def checkpoint_steps(steps: int, count: int) -> list[int]:
@@ -122,7 +135,7 @@ class Trainer:
         """The global batch: identical on every rank (same generator, same draws)."""
         size, generator = self.config.batch_size, self.generator
         index = torch.randint(n_data, (size,), generator=generator)
-        t = T_MIN + (1.0 - T_MIN) * torch.rand(size, generator=generator)
+        t = training_times(self.sde, torch.rand(size, generator=generator), self.config.time_sampling)
         noise = torch.randn((size,) + tuple(image_shape), generator=generator)
         keep = subset_keep_mask(size, n_factors, self.config.keep_none, self.config.keep_all, self.config.keep_single,
                                 generator)
