@@ -11,7 +11,8 @@ from latent_abstractions import information
 from latent_abstractions.conditioning import subset_keep_mask
 from latent_abstractions.datasets import bumps
 from latent_abstractions.ground_truth import ExactEpsilon, FiniteMixture, GaussianEpsilon, gaussian_suite
-from latent_abstractions.sde import VESDE, VPSDE
+from latent_abstractions.sde import T_MIN, VESDE, VPSDE
+from latent_abstractions.train import training_times
 
 
 def test_cumulative_integral_of_a_known_function():
@@ -181,6 +182,24 @@ def test_subset_masks_train_every_pass_the_estimators_use():
     assert float(middle.float().mean()) == pytest.approx(rest * (k - 2) / (k + 1), abs=0.005)
     # Sizes 2..5, mean 3.5: no factor favoured.
     assert torch.allclose(keep[middle].float().mean(dim=0), torch.full((k,), 3.5 / k), atol=0.01)
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE(0.01, 5.0)], ids=["vp", "ve"])
+def test_training_times_uniform_in_log_snr(sde):
+    """time_sampling: log_snr gives noise levels whose log-SNR is uniform over the trained
+    range (t in [T_MIN, 1]); t gives times uniform in t."""
+    uniform = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    ends = sde.log_snr(torch.tensor([1.0, T_MIN]))
+    t = training_times(sde, uniform, "log_snr")
+    assert float(t.min()) >= T_MIN and float(t.max()) <= 1.0
+    position = (sde.log_snr(t) - ends[0]) / (ends[1] - ends[0])
+    assert torch.allclose(torch.quantile(position, torch.tensor([0.1, 0.5, 0.9])),
+                          torch.tensor([0.1, 0.5, 0.9]), atol=0.01)
+    by_t = training_times(sde, uniform, "t")
+    assert float((by_t < 0.1).float().mean()) == pytest.approx(0.1, abs=0.01)
+    assert float((t < 0.1).float().mean()) > 0.3  # the high-SNR end trained three times as often
+    with pytest.raises(ValueError, match="time_sampling 'edm'"):
+        training_times(sde, uniform, "edm")
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -25,6 +25,7 @@ from PIL import Image
 from latent_abstractions import params as params_module
 from latent_abstractions import paths
 from latent_abstractions import stage_table
+from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
 from conftest import ROOT
@@ -329,16 +330,30 @@ def test_dvc_reruns_only_the_probes_and_what_follows_when_a_probe_param_changes(
     assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
 
 
+def store_content(store: Path) -> dict:
+    """Each part file's rows and provenance, the commit aside: a rerun after `git commit`
+    of dvc.lock records the new commit."""
+    content = {}
+    for part in sorted(store.rglob("*.parquet")):
+        table = pq.read_table(part)
+        made_by = json.loads(table.schema.metadata[PROVENANCE_KEY])
+        made_by.pop("git_commit")
+        content[str(part.relative_to(store))] = (table.replace_schema_metadata(None), made_by)
+    return content
+
+
 def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
     """kill -9 of `dvc repro` (and its stage) after the first batch of trajectories: both
-    engines see the store as missing, and the rerun resumes and makes the same bytes."""
+    engines see the store as missing, and the rerun resumes and makes the same store."""
     experiment = "bumps"
     store = dvc_repo / paths.trajectories(experiment)
     progress = partial_path(store) / PROGRESS
-    finished = artifact_hashes(dvc_repo)
+    assert not partial_path(store).exists()
+    finished, others = store_content(store), artifact_hashes(dvc_repo)
+    others = {name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")}
     env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
-    process = subprocess.Popen(dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}"),
-                               cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")
+    process = subprocess.Popen(resample, cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 300
     while not progress.exists():
@@ -351,9 +366,17 @@ def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
     assert f"sample_trajectories@{experiment}" in json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
     planned = planned_jobs(run(snakemake("--cores", "1", "--dry-run"), dvc_repo).stdout)
     assert f"sample_trajectories@{experiment}" in planned
-    run(dvc("repro", "--no-run-cache"), dvc_repo)  # run the stage, not restore it from DVC's cache
+    run(resample, dvc_repo)  # forced: DVC would otherwise restore the store from its cache
     assert "resuming" in (dvc_repo / stage_table.stage("sample_trajectories").log(experiment)).read_text()
-    assert artifact_hashes(dvc_repo) == finished and not partial_path(store).exists()
+    assert not partial_path(store).exists()
+    resumed = store_content(store)
+    assert resumed.keys() == finished.keys()
+    for name, (rows, made_by) in finished.items():
+        assert resumed[name][0].equals(rows) and resumed[name][1] == made_by, name
+    assert {name: artifact_hashes(dvc_repo)[name] for name in others} == others
+    # Back to the committed state for the tests that follow.
+    run(["git", "checkout", "dvc.lock"], dvc_repo)
+    run(dvc("checkout", "--force", f"sample_trajectories@{experiment}"), dvc_repo)
     assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
 
 

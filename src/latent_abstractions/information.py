@@ -14,6 +14,14 @@ Two forms of the integrand, equal for optimal denoisers (Kong et al. ICLR 2024):
   eps the noise that made X_s: what the condition buys the model; it goes negative
   where the conditional pass is worse than the unconditional one.
 
+The MMSE difference is the estimate this project reports; the orthogonal form is kept
+as a diagnostic. Why: E || eps - eps_hat ||^2 = mmse + E || eps* - eps_hat ||^2 for each
+pass (eps* the optimal denoiser), so the MMSE-difference estimate is the true I plus
+half the integral of (excess error of the unconditional pass - excess error of the
+conditional one): equally good passes cancel. The orthogonal form carries both passes'
+errors with the same sign and, integrated over the high-SNR range where the exact
+integrand vanishes, climbs past H(Y_k).
+
 "eps_hat(x | y_k)" keeps factor k only, "eps_hat(x)" keeps none. The integral is a
 trapezoid rule on a grid uniform in lambda (points go where information changes),
 from t = T down to t_end. Each grid point has its own ``samples`` draws, stratified

@@ -51,8 +51,9 @@ def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.
 
 INFORMATION_STYLES = {
     "exact": dict(color="black", ls="--", label="exact (train rows)"),
-    "orthogonal": dict(color="tab:blue", label="score difference, orthogonal (MINDE)"),
-    "mmse_difference": dict(color="tab:green", label="score difference, MMSE difference"),
+    "mmse_difference": dict(color="tab:green", lw=2, label="learned: score difference (MMSE form)"),
+    "orthogonal": dict(color="tab:blue", lw=0.8, ls=":",
+                       label="diagnostic: orthogonal form (MINDE; adds both passes' errors)"),
     "classifier_bound": dict(color="tab:orange", label="classifier bound H - CE"),
     "held_out_exact": dict(color="grey", ls=":", label="exact (held-out rows)"),
 }
@@ -61,7 +62,7 @@ INFORMATION_STYLES = {
 def information_curves(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """The curves the information figure draws, each with columns factor, t, log_snr, mean, stderr."""
     train = info[info["distribution"] == "train"]
-    curves = {name: train[train["quantity"] == name] for name in ("exact", "orthogonal", "mmse_difference")}
+    curves = {name: train[train["quantity"] == name] for name in ("exact", "mmse_difference", "orthogonal")}
     held_out = info[(info["distribution"] == "held_out") & (info["quantity"] == "exact")]
     if len(held_out):
         curves["held_out_exact"] = held_out

@@ -46,10 +46,11 @@ NOTES = {
                "noise (0) to its final value (1); the exact mutual information is the thick dashed line. Where a "
                "curve crosses 0.5 and 0.9 gives the decision times of the order table below.",
     "information": "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
-                   "estimates (orthogonal and MMSE-difference forms) and the classifier bound, with bands of two "
-                   "standard errors, beside the exact value on the training rows and H(factor). Where the "
-                   "learned curves leave the exact one, the model, not the estimator, is wrong (the estimator "
-                   "driven by exact scores is tested to 0.05 nats).",
+                   "estimate (MMSE form) and the classifier bound, with bands of two standard errors, beside the "
+                   "exact value on the training rows and H(factor). The dotted orthogonal (MINDE) form is a "
+                   "diagnostic: it adds both passes' errors, so where it leaves the MMSE form the model is "
+                   "imperfect. Where the learned curve leaves the exact one, the model, not the estimator, is "
+                   "wrong (the estimator driven by exact scores is tested to 0.05 nats).",
 }
 
 
