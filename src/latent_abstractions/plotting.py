@@ -88,9 +88,14 @@ def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) ->
                 ax.fill_between(x, curve["mean"] - 2 * curve["stderr"], curve["mean"] + 2 * curve["stderr"],
                                 color=style["color"], alpha=0.15, lw=0)
         top = 1.3 * entropy[factor]
+        learned = curves["mmse_difference"]
+        peak = learned.loc[learned["factor"] == factor, "mean"].max()
         for ax in axes[:, column]:
             ax.axhline(entropy[factor], color="grey", lw=0.8, ls="-.", label=f"H({factor})")
             ax.set_ylim(-0.25 * entropy[factor], top)
+            if peak > top:  # the axis stops at 1.3 H: say how far the learned curve goes
+                ax.text(0.02, 0.97, f"learned curve peaks at {peak:.2f} nats", transform=ax.transAxes,
+                        va="top", fontsize=7, color=INFORMATION_STYLES["mmse_difference"]["color"])
         axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t (generation runs left to right)")
         axes[0][column].invert_xaxis()
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
