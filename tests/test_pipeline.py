@@ -330,56 +330,6 @@ def test_dvc_reruns_only_the_probes_and_what_follows_when_a_probe_param_changes(
     assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
 
 
-def store_content(store: Path) -> dict:
-    """Each part file's rows and provenance, the commit aside: a rerun after `git commit`
-    of dvc.lock records the new commit."""
-    content = {}
-    for part in sorted(store.rglob("*.parquet")):
-        table = pq.read_table(part)
-        made_by = json.loads(table.schema.metadata[PROVENANCE_KEY])
-        made_by.pop("git_commit")
-        content[str(part.relative_to(store))] = (table.replace_schema_metadata(None), made_by)
-    return content
-
-
-def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
-    """kill -9 of `dvc repro` (and its stage) after the first batch of trajectories: both
-    engines see the store as missing, and the rerun resumes and makes the same store."""
-    experiment = "bumps"
-    store = dvc_repo / paths.trajectories(experiment)
-    progress = partial_path(store) / PROGRESS
-    assert not partial_path(store).exists()
-    finished, others = store_content(store), artifact_hashes(dvc_repo)
-    others = {name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")}
-    env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
-    resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")
-    process = subprocess.Popen(resample, cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not progress.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "no batch was written"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-
-    assert not store.exists() and partial_path(store).is_dir()
-    assert f"sample_trajectories@{experiment}" in json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
-    planned = planned_jobs(run(snakemake("--cores", "1", "--dry-run"), dvc_repo).stdout)
-    assert f"sample_trajectories@{experiment}" in planned
-    run(resample, dvc_repo)  # forced: DVC would otherwise restore the store from its cache
-    assert "resuming" in (dvc_repo / stage_table.stage("sample_trajectories").log(experiment)).read_text()
-    assert not partial_path(store).exists()
-    resumed = store_content(store)
-    assert resumed.keys() == finished.keys()
-    for name, (rows, made_by) in finished.items():
-        assert resumed[name][0].equals(rows) and resumed[name][1] == made_by, name
-    assert {name: artifact_hashes(dvc_repo)[name] for name in others} == others
-    # Back to the committed state for the tests that follow.
-    run(["git", "checkout", "dvc.lock"], dvc_repo)
-    run(dvc("checkout", "--force", f"sample_trajectories@{experiment}"), dvc_repo)
-    assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
-
-
 def test_snakemake_accepts_what_dvc_made(dvc_repo):
     """Outputs DVC wrote (and cached) count as up to date for Snakemake too."""
     result = run(snakemake("--cores", "1", "--dry-run"), dvc_repo)
@@ -426,3 +376,55 @@ def test_an_unreachable_remote_is_named_in_one_line(dvc_repo, tmp_path):
         run(dvc("remote", "remove", "--local", "elsewhere"), dvc_repo)
     assert result.returncode != 0
     assert result.stderr.strip() == f"error: DVC remote 'elsewhere' ({missing}) is not reachable: it does not exist"
+
+
+def store_content(store: Path) -> dict:
+    """Each part file's rows and provenance, the commit aside: a rerun after `git commit`
+    of dvc.lock records the new commit."""
+    content = {}
+    for part in sorted(store.rglob("*.parquet")):
+        table = pq.read_table(part)
+        made_by = json.loads(table.schema.metadata[PROVENANCE_KEY])
+        made_by.pop("git_commit")
+        content[str(part.relative_to(store))] = (table.replace_schema_metadata(None), made_by)
+    return content
+
+
+def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
+    """kill -9 of `dvc repro` (and its stage) after the first batch of trajectories: both
+    engines see the store as missing, and the rerun resumes and makes the same store.
+    Last in the module: the restored store is newer than what was made from it, which
+    Snakemake (by modification times) would take for a change."""
+    experiment = "bumps"
+    store = dvc_repo / paths.trajectories(experiment)
+    progress = partial_path(store) / PROGRESS
+    assert not partial_path(store).exists()
+    finished, others = store_content(store), artifact_hashes(dvc_repo)
+    others = {name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")}
+    env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
+    resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")
+    process = subprocess.Popen(resample, cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not progress.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no batch was written"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+
+    assert not store.exists() and partial_path(store).is_dir()
+    assert f"sample_trajectories@{experiment}" in json.loads(run(dvc("status", "--json"), dvc_repo).stdout)
+    planned = planned_jobs(run(snakemake("--cores", "1", "--dry-run"), dvc_repo).stdout)
+    assert f"sample_trajectories@{experiment}" in planned
+    run(resample, dvc_repo)  # forced: DVC would otherwise restore the store from its cache
+    assert "resuming" in (dvc_repo / stage_table.stage("sample_trajectories").log(experiment)).read_text()
+    assert not partial_path(store).exists()
+    resumed = store_content(store)
+    assert resumed.keys() == finished.keys()
+    for name, (rows, made_by) in finished.items():
+        assert resumed[name][0].equals(rows) and resumed[name][1] == made_by, name
+    assert {name: artifact_hashes(dvc_repo)[name] for name in others} == others
+    # Back to the committed state.
+    run(["git", "checkout", "dvc.lock"], dvc_repo)
+    run(dvc("checkout", "--force", f"sample_trajectories@{experiment}"), dvc_repo)
+    assert "Data and pipelines are up to date" in run(dvc("status"), dvc_repo).stdout
