@@ -156,6 +156,12 @@ def write_parquet(table: pa.Table, target: Path | str, meta: dict) -> None:
         pq.write_table(table, temporary)
 
 
+def write_json(value, target: Path | str) -> None:
+    """``value`` as sorted JSON (one line and a newline), written atomically: metrics files."""
+    with atomic_path(target) as temporary:
+        temporary.write_text(canonical_json(value) + "\n")
+
+
 def write_series_csv(frame, x: str, series: list[str], value: str, target: Path | str) -> None:
     """A long table for `dvc plots` (the ``series`` template): columns ``x``, ``series``
     (the named columns joined by a space) and ``value``, written atomically."""

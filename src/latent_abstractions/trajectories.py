@@ -80,7 +80,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .artifacts import PROVENANCE_KEY, input_sha256
+from .artifacts import PROVENANCE_KEY
 from .cli import InputError
 
 SCHEMA_VERSION = 2
@@ -471,10 +471,6 @@ class Store:
         return Regenerations(_backend(images, backend), chosen.steps, chosen.t, chosen.log_snr, unique,
                              np.asarray(chosen.keys["split"])[::count], factors)
 
-    def sha256(self) -> str:
-        """One digest of the whole store, as provenance records a directory input."""
-        return input_sha256(self.path)
-
     def check_finite(self, columns: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> None:
         """Read every float column (or ``columns``) at ``steps``: one line naming the file at
         the first NaN or inf."""
@@ -567,14 +563,6 @@ def open_store(path: Path | str, kind: str | None = None, *, schema_version: int
         if rows != want_rows:
             raise StoreError(f"{path / step_directory(step)}: {rows} rows, the layout says {want_rows}")
     return Store(path, layout, provenance, {s: files[s] for s in sorted(recorded)})
-
-
-def read_layout_from_table(table: pa.Table) -> dict:
-    """The layout of a table read from a store (``pq.read_table(store)`` keeps it)."""
-    metadata = table.schema.metadata or {}
-    if LAYOUT_KEY not in metadata:
-        raise StoreError("table: not read from a trajectory store (no layout in its metadata)")
-    return json.loads(metadata[LAYOUT_KEY])
 
 
 def read_layout(path: Path | str) -> dict:

@@ -27,12 +27,6 @@ def labels_of(model, images: np.ndarray) -> dict[str, np.ndarray]:
     return {name: p.argmax(axis=1).reshape(lead) for name, p in classifier.predict(model, flat, 0.0).items()}
 
 
-def entropy(labels: np.ndarray) -> float:
-    p = np.bincount(labels) / len(labels)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
 def analyze_step(experiment: str, params: dict) -> None:
     try:
         dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
@@ -45,7 +39,7 @@ def analyze_step(experiment: str, params: dict) -> None:
     bins = dataset.bins()
     train = dataset.train_rows()
     cardinalities = {f.name: f.cardinality for f in dataset.factor_table}
-    entropies = {name: entropy(bins[train, k]) for k, name in enumerate(names)}
+    entropies = {name: classifier.label_entropy(bins[train, k], cardinalities[name]) for k, name in enumerate(names)}
     fork_rows = fork_analysis.fork_table(labels_of(model, forks.images), labels_of(model, forks.parent_images),
                                          cardinalities, entropies, forks.t, forks.log_snr)
     source_labels = {name: bins[regenerations.sources, k] for k, name in enumerate(names)}

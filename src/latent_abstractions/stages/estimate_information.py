@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import checkpoints, information, paths
-from ..artifacts import atomic_path, canonical_json, provenance, write_parquet, write_series_csv
+from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..ground_truth import FiniteMixture
@@ -85,8 +85,7 @@ def information_step(experiment: str, params: dict) -> None:
     section = {key: params[key] for key in ("sde", "model", "information")}
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.information(experiment),
                   provenance("estimate_information", experiment, section, inputs))
-    with atomic_path(paths.information_metrics(experiment)) as temporary:
-        temporary.write_text(canonical_json(agreement(frame)) + "\n")
+    write_json(agreement(frame), paths.information_metrics(experiment))
     curves = frame[(frame["distribution"] == "train") & frame["quantity"].isin(MI_QUANTITIES)]
     write_series_csv(curves, "t", ["factor", "quantity"], "mean", paths.plot_data(experiment, "information"))
     last = curves[curves["t"] == curves["t"].min()].pivot(index="factor", columns="quantity", values="mean")

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import classifier, paths
-from ..artifacts import atomic_path, canonical_json, provenance, write_parquet
+from ..artifacts import provenance, write_json, write_parquet
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..sde import log_snr_grid, make_sde
@@ -49,9 +49,8 @@ def classifier_step(experiment: str, params: dict) -> None:
     meta = provenance("train_noise_classifier", experiment, section, paths.dataset_files(experiment))
     classifier.save(model, paths.classifier_weights(experiment), meta)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.classifier_evaluation(experiment), meta)
-    with atomic_path(paths.classifier_accuracy(experiment)) as temporary:
-        temporary.write_text(canonical_json({"clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()},
-                                             "test_images": int(len(test_rows))}) + "\n")
+    write_json({"clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()}, "test_images": int(len(test_rows))},
+               paths.classifier_accuracy(experiment))
     log.info("final loss %.4f; clean accuracy on %d unseen training images: %s", history["loss"].tail(50).mean(),
              len(test_rows), {k: round(v, 3) for k, v in clean.items()})
 

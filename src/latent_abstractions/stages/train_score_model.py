@@ -17,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from .. import checkpoints, paths, resume
-from ..artifacts import atomic_path, canonical_json, params_sha256, provenance, write_parquet
+from ..artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
 from ..cli import InputError, run_step
 from ..datasets import base
 from ..distributed import World, close_world, device_for, init_world
@@ -37,8 +37,7 @@ def write_metrics(experiment: str, history: list[tuple[int, float, float]], ever
     final = history[-min(50, len(history)):]
     metrics = {"step": len(history), "train": {"loss": sum(loss for _, loss, _ in final) / len(final),
                                                 "learning_rate": history[-1][2]}}
-    with atomic_path(paths.live_metrics(experiment)) as temporary:
-        temporary.write_text(canonical_json(metrics) + "\n")
+    write_json(metrics, paths.live_metrics(experiment))
     kept = [row for row in history if (row[0] + 1) % every == 0 or row[0] + 1 == len(history)]
     for column, name in ((1, "loss"), (2, "learning_rate")):
         with atomic_path(paths.live_plot(experiment, name)) as temporary:
