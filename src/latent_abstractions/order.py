@@ -21,14 +21,21 @@ LEVELS = (0.5, 0.9)
 MIN_CHANGE = 1e-6
 
 
+def fraction_covered(value: np.ndarray) -> np.ndarray:
+    """f = (v - v_start) / (v_final - v_start) of a curve given in generation order; NaN
+    throughout for a curve that never moves."""
+    value = np.asarray(value, dtype=np.float64)
+    change = value[-1] - value[0]
+    if not np.isfinite(change) or abs(change) < MIN_CHANGE:
+        return np.full(value.shape, np.nan)
+    return (value - value[0]) / change
+
+
 def crossing(t: np.ndarray, log_snr: np.ndarray, value: np.ndarray, level: float) -> tuple[float, float]:
     """(t, log-SNR) at which the fraction covered first reaches ``level`` along generation."""
     order = np.argsort(-np.asarray(t))  # generation order: from T down to t_end
     t, log_snr, value = (np.asarray(a, dtype=np.float64)[order] for a in (t, log_snr, value))
-    change = value[-1] - value[0]
-    if not np.isfinite(change) or abs(change) < MIN_CHANGE:
-        return float("nan"), float("nan")
-    fraction = (value - value[0]) / change
+    fraction = fraction_covered(value)
     above = np.flatnonzero(fraction >= level)
     if len(above) == 0:
         return float("nan"), float("nan")

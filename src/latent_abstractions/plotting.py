@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from . import figure_style  # noqa: F401 (imported for its effect: the backend and the style)
+from .order import fraction_covered
 from .pixels import model_range
 
 
@@ -213,9 +214,8 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(2, len(factors), figsize=(3.6 * len(factors), 6.6), sharey=True, squeeze=False)
     for column, factor in enumerate(factors):
         for proxy, curve in curves[curves["factor"] == factor].groupby("proxy"):
-            curve = curve.sort_values("t", ascending=False)
-            start, end = curve["value"].iloc[0], curve["value"].iloc[-1]
-            scaled = (curve["value"] - start) / (end - start) if abs(end - start) > 1e-9 else curve["value"] * np.nan
+            curve = curve.sort_values("t", ascending=False)  # generation order
+            scaled = fraction_covered(curve["value"].to_numpy())
             style = dict(color="black", lw=2, ls="--") if proxy == "mi_exact" else {}
             axes[0][column].plot(curve["t"], scaled, label=proxy, **style)
             axes[1][column].plot(curve["log_snr"], scaled, label=proxy, **style)
