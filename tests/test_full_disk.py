@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import tiny_experiment
+from test_resume import environment
 
 pytestmark = pytest.mark.slow
 DISK_BYTES = 48 * 2**20
@@ -27,8 +28,8 @@ def step(name: str) -> list[str]:
 
 
 def run(cwd: Path, name: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    return subprocess.run(step(name), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    """The stage as a process; its result, whether it failed or not."""
+    return subprocess.run(step(name), cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600)
 
 
 def contents(directory: Path) -> dict[str, str]:
