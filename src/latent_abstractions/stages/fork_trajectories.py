@@ -13,10 +13,10 @@ import torch
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
 from ..cli import InputError, run_step
-from ..forking import batches, parent_conditions, run
+from ..forking import batches, parent_conditions, run, steps_before_end
 from ..recording import (STREAM_FORK_BRANCH, STREAM_FORK_PARENT, factor_input, keep_mask, load_network,
-                         recorded_steps, resolve_condition, stream_seed, time_columns)
-from ..sde import make_sde, time_grid
+                         resolve_condition, stream_seed, time_columns)
+from ..sde import make_sde
 from ..store import StoreWriter
 from ..trajectories import PARENT_BRANCH, factor_column
 
@@ -30,15 +30,12 @@ def fork_step(experiment: str, params: dict) -> None:
     factors = architecture["factors"]
     sde = make_sde(params["sde"])
     last = fork["steps"]
-    times = time_grid(sde.T, fork["t_end"], last, sde=sde, spacing=fork["spacing"])
     try:
-        fork_steps = [s for s in recorded_steps(fork["at"], times, sde, f"{where}.at") if s != last]
+        times, fork_steps = steps_before_end(fork, sde, where, "fork time")
         parent_condition = resolve_condition(fork["parent_condition"], factors, f"{where}.parent_condition")
         condition = resolve_condition(fork["condition"], factors, f"{where}.condition")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if not fork_steps:
-        raise InputError(f"{where}.at: no fork time before t_end")
     outside = [name for name in condition if name not in parent_condition]
     if outside:
         raise InputError(f"{where}.condition lists {', '.join(outside)}, which the parents are not conditioned on "

@@ -15,11 +15,10 @@ from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
 from ..cli import InputError, run_step
 from ..datasets import base
-from ..forking import batches, run, source_rows
+from ..forking import batches, run, source_rows, steps_before_end
 from ..pixels import model_range
-from ..recording import (STREAM_FORWARD_BACKWARD, keep_mask, load_network, recorded_steps, resolve_condition,
-                         stream_seed, time_columns)
-from ..sde import make_sde, time_grid
+from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, load_network, resolve_condition, stream_seed, time_columns
+from ..sde import make_sde
 from ..store import StoreWriter
 from ..trajectories import factor_column
 
@@ -38,14 +37,11 @@ def forward_backward_step(experiment: str, params: dict) -> None:
         raise InputError(str(exc)) from None
     sde = make_sde(params["sde"])
     last = settings["steps"]
-    times = time_grid(sde.T, settings["t_end"], last, sde=sde, spacing=settings["spacing"])
     try:
-        starts = [s for s in recorded_steps(settings["at"], times, sde, f"{where}.at") if s != last]
+        times, starts = steps_before_end(settings, sde, where)
         condition = resolve_condition(settings["condition"], factors, f"{where}.condition")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if not starts:
-        raise InputError(f"{where}.at: no time before t_end")
     image_shape = tuple(dataset.images.shape[1:])
     if list(image_shape) != [architecture["image_channels"], *architecture["image_size"]]:
         raise InputError(f"{paths.dataset_dir(experiment)}: images {image_shape} are not the model's")
