@@ -87,6 +87,11 @@ def test_learns_clean_images_and_is_at_chance_in_pure_noise(trained):
         assert (rows["cross_entropy_se"] > 0).all() and (rows["bound_se"] == rows["cross_entropy_se"]).all()
         # Information only falls with noise (up to the estimates' noise).
         assert (np.diff(rows["bound"]) < 3 * rows["bound_se"].to_numpy()[1:]).all()
+        # The exact value on the same draws: H(Y) where the images are clean, 0 in pure noise,
+        # never below the bound (the paired gap is minus a KL divergence).
+        assert abs(clean["exact"] - clean["entropy"]) < 1e-6 and noise["exact"] < 0.01
+        assert np.allclose(rows["bound_gap"], rows["bound"] - rows["exact"])
+        assert (rows["bound_gap"] <= 3 * rows["bound_gap_se"]).all() and (rows["exact_se"] >= 0).all()
 
 
 def test_predict_gives_probabilities_at_any_time(trained):

@@ -67,6 +67,7 @@ from torch import nn
 
 from . import safetensors_file
 from .factors import Factor
+from .ground_truth import FiniteMixture, entropy_terms
 from .pixels import model_range
 from .schedule import learning_rate_at
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
@@ -425,6 +426,10 @@ def label_entropy(labels: np.ndarray, cardinality: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
+def _standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
 def balanced_positions(n_rows: int, samples: int, generator: torch.Generator) -> torch.Tensor:
     """``samples`` indices into ``n_rows`` rows, each row as often as possible (concatenated
     random permutations, the last one cut short)."""
@@ -433,7 +438,8 @@ def balanced_positions(n_rows: int, samples: int, generator: torch.Generator) ->
 
 
 EVALUATION_COLUMNS = ("t", "log_snr", "factor", "cardinality", "samples", "entropy", "chance_accuracy",
-                      "cross_entropy", "cross_entropy_se", "accuracy", "accuracy_se", "bound", "bound_se")
+                      "cross_entropy", "cross_entropy_se", "accuracy", "accuracy_se", "bound", "bound_se",
+                      "exact", "exact_se", "bound_gap", "bound_gap_se")
 
 
 @torch.no_grad()
@@ -451,6 +457,10 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
     - ``bound`` = entropy - cross_entropy <= I(Y_k; X_t) for the uniform mixture over
       ``rows``. Never above ``entropy``; negative when the classifier is worse than the
       label prior (reported as is, not clipped at 0);
+    - ``exact``: I(Y_k; X_t) of that mixture on the same draws (H(Y_k) minus the exact
+      posterior's entropy at each x_t, as in ground_truth), and ``bound_gap`` = bound -
+      exact, paired draw by draw: -E[KL(p(. | x_t) || q(. | x_t))] <= 0, how far the
+      variational estimate falls short;
     - ``*_se``: standard errors std / sqrt(samples) over draws (conservative: the draws
       are stratified over rows); ``bound_se`` = ``cross_entropy_se`` (the entropy is exact).
 
@@ -466,6 +476,7 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
     labels = labels_of(dataset)[rows]
     images = _Rows(dataset.images, rows, device)
     labels_device = torch.from_numpy(labels).to(device)
+    mixture = FiniteMixture(dataset.images, labels_of(dataset), rows=rows)
     generator = torch.Generator().manual_seed(seed)
     image_shape = tuple(dataset.images.shape[1:])
     entropies = [label_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
@@ -476,26 +487,33 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
         positions = balanced_positions(len(rows), samples, generator)
         ce = [[] for _ in model.factors]
         hit = [[] for _ in model.factors]
+        exact = []
         for start in range(0, samples, batch_size):
             chunk = positions[start:start + batch_size]
             noise = torch.randn((len(chunk),) + image_shape, generator=generator).to(device)
             t_batch = torch.full((len(chunk),), t, dtype=torch.float32, device=device)
             x_t = sde.marginal(images.gather(chunk), t_batch, noise)
             target = labels_device[chunk.to(device)]
+            posteriors = mixture.factor_posteriors(x_t, sde.alpha(t_batch), sde.sigma(t_batch))
+            exact.append(entropy_terms(posteriors, target, np.asarray(entropies))["exact"])
             for k, z in enumerate(model(x_t, t_batch)):
                 log_q = torch.log_softmax(z.double(), dim=1)
                 ce[k].append(-log_q.gather(1, target[:, k:k + 1])[:, 0].cpu())
                 hit[k].append((z.argmax(1) == target[:, k]).double().cpu())
         log_snr = float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) if t > 0 else math.inf
+        exact_k = torch.cat(exact).numpy()
         for k, factor in enumerate(model.factors):
-            c, a = torch.cat(ce[k]).numpy(), torch.cat(hit[k]).numpy()
-            ce_mean, ce_se = float(c.mean()), float(c.std(ddof=1) / math.sqrt(len(c)))
+            c, a, e = torch.cat(ce[k]).numpy(), torch.cat(hit[k]).numpy(), exact_k[:, k]
+            ce_mean, ce_se = float(c.mean()), _standard_error(c)
+            gap = entropies[k] - c - e  # per draw: H(Y_k | X_t = x) + log q(y | x)
             records.append({
                 "t": t, "log_snr": log_snr, "factor": factor.name, "cardinality": factor.cardinality,
                 "samples": samples, "entropy": entropies[k], "chance_accuracy": chance[k],
                 "cross_entropy": ce_mean, "cross_entropy_se": ce_se,
-                "accuracy": float(a.mean()), "accuracy_se": float(a.std(ddof=1) / math.sqrt(len(a))),
+                "accuracy": float(a.mean()), "accuracy_se": _standard_error(a),
                 "bound": entropies[k] - ce_mean, "bound_se": ce_se,
+                "exact": float(e.mean()), "exact_se": _standard_error(e),
+                "bound_gap": float(gap.mean()), "bound_gap_se": _standard_error(gap),
             })
     return pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))
 

@@ -23,7 +23,7 @@ PARTIAL = MODEL_DIR + "/.partial"  # training in progress; never a pipeline outp
 CLASSIFIER_DIR = "data/{experiment}/classifier"
 CLASSIFIER_WEIGHTS = CLASSIFIER_DIR + "/weights.safetensors"
 CLASSIFIER_EVALUATION = CLASSIFIER_DIR + "/evaluation.parquet"
-CLASSIFIER_ACCURACY = CLASSIFIER_DIR + "/clean_accuracy.json"  # on training images it never saw
+CLASSIFIER_METRICS = CLASSIFIER_DIR + "/metrics.json"  # clean accuracy on unseen images, bound against exact
 GENERATION_DIR = "data/{experiment}/generation"
 GENERATION_ACCURACY = GENERATION_DIR + "/accuracy.parquet"
 GENERATION_REPRESENTATION = GENERATION_DIR + "/representation.parquet"
@@ -91,8 +91,8 @@ def classifier_weights(experiment: str) -> Path:
     return _fill(CLASSIFIER_WEIGHTS, experiment)
 
 
-def classifier_accuracy(experiment: str) -> Path:
-    return _fill(CLASSIFIER_ACCURACY, experiment)
+def classifier_metrics(experiment: str) -> Path:
+    return _fill(CLASSIFIER_METRICS, experiment)
 
 
 def classifier_evaluation(experiment: str) -> Path:

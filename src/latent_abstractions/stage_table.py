@@ -118,7 +118,7 @@ STAGES: tuple[Stage, ...] = (
           plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
     Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
           outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier"),
-          metrics=(paths.CLASSIFIER_ACCURACY,)),
+          metrics=(paths.CLASSIFIER_METRICS,)),
     Stage("analyze_forks", "analyze_forks",
           inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
           outputs=(paths.FORK_ANALYSIS,), params=("model",)),
@@ -187,7 +187,7 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
 REPORT = ProjectStage("report", "report", outputs=(paths.REPORT,), reads=(
     *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES
       + paths.STUDY_FIGURES),
-    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.CLASSIFIER_ACCURACY,
+    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.CLASSIFIER_METRICS,
     paths.ORDER))
 
 

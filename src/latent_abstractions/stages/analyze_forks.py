@@ -1,7 +1,7 @@
 """Pipeline step: label the final images of the forked continuations and of the
 forward-backward regenerations with the clean-image classifier, and turn the labels into
 fork entropy, fork agreement and forward-backward agreement per factor and time
-(fork_analysis.py). The labeller's own test accuracy (classifier/clean_accuracy.json)
+(fork_analysis.py). The labeller's own test accuracy (classifier/metrics.json)
 bounds what these curves can show."""
 
 from __future__ import annotations
