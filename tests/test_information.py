@@ -198,6 +198,10 @@ def test_training_times_uniform_in_log_snr(sde):
     by_t = training_times(sde, uniform, "t")
     assert float((by_t < 0.1).float().mean()) == pytest.approx(0.1, abs=0.01)
     assert float((t < 0.1).float().mean()) > 0.3  # the high-SNR end trained three times as often
+    mixed = training_times(sde, uniform, "mixed")  # half of each
+    for cut in (0.1, 0.5):
+        expected = 0.5 * (float((by_t < cut).float().mean()) + float((t < cut).float().mean()))
+        assert float((mixed < cut).float().mean()) == pytest.approx(expected, abs=0.01)
     with pytest.raises(ValueError, match="time_sampling 'edm'"):
         training_times(sde, uniform, "edm")
 
