@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The end-to-end tests' params (tiny scale); params.yaml is the science default users run.
+CI_PARAMS = ROOT / "tests" / "params-ci.yaml"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
@@ -50,14 +52,23 @@ def default_params() -> dict:
 
 
 @pytest.fixture
-def bumps_params(default_params) -> dict:
-    return copy.deepcopy(default_params["experiments"]["bumps"])
+def ci_params() -> dict:
+    """The tests' own params (tests/params-ci.yaml), validated, defaults filled in."""
+    from latent_abstractions import params
+
+    with open(CI_PARAMS) as handle:
+        return params.validate(yaml.safe_load(handle))
 
 
-def tiny_experiment(default_params: dict, **train) -> dict:
+@pytest.fixture
+def bumps_params(ci_params) -> dict:
+    return copy.deepcopy(ci_params["experiments"]["bumps"])
+
+
+def tiny_experiment(ci_params: dict, **train) -> dict:
     """params.yaml holding one experiment, `tiny`: 8x8 bumps and an 8-channel U-Net, for
     tests that run training steps as subprocesses."""
-    experiment = copy.deepcopy(default_params["experiments"]["bumps"])
+    experiment = copy.deepcopy(ci_params["experiments"]["bumps"])
     experiment["dataset"].update(height=8, width=8, margin=1.0, spacing_x=2.0, spacing_y=2.0)
     experiment["model"].update(base_channels=8, channel_mults=[1, 2], groups=4, taps=["mid"])
     experiment["train"].update(warmup_steps=5, **train)

@@ -40,8 +40,8 @@ def losses(cwd: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_at_the_same_global_batch(workdir, default_params):
-    params = tiny_experiment(default_params, steps=40, batch_size=16, resume_every=0, checkpoints=2)
+def test_two_processes_match_one_at_the_same_global_batch(workdir, ci_params):
+    params = tiny_experiment(ci_params, steps=40, batch_size=16, resume_every=0, checkpoints=2)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     run(workdir, [sys.executable, *STEP])

@@ -22,8 +22,8 @@ FORK_AT = {"at": {"kind": "steps", "steps": [0, 10, 12]}}  # 12 (t_end) has noth
 
 
 @pytest.fixture
-def forks(tmp_path, default_params, monkeypatch):
-    work = make_workdir(tmp_path, default_params, fork=FORK_AT)
+def forks(tmp_path, ci_params, monkeypatch):
+    work = make_workdir(tmp_path, ci_params, fork=FORK_AT)
     run_in(work, monkeypatch, fork_step)
     return work / "data" / EXPERIMENT / "forks"
 
@@ -50,16 +50,16 @@ def test_fork_store_holds_every_branch_and_each_parent(forks):
     assert late > 0  # fresh noise: branches differ
 
 
-def test_forks_are_the_same_whatever_the_batch_size(tmp_path, default_params, monkeypatch, forks):
-    work = make_workdir(tmp_path / "other", default_params, fork={**FORK_AT, "batch_size": 5, "eval_block": 4})
+def test_forks_are_the_same_whatever_the_batch_size(tmp_path, ci_params, monkeypatch, forks):
+    work = make_workdir(tmp_path / "other", ci_params, fork={**FORK_AT, "batch_size": 5, "eval_block": 4})
     run_in(work, monkeypatch, fork_step)
     again = open_store(work / "data" / EXPERIMENT / "forks").fork_images()
     reference = open_store(forks).fork_images()
     assert np.array_equal(again.images, reference.images) and np.array_equal(again.parent_images, reference.parent_images)
 
 
-def test_a_killed_fork_run_resumes(tmp_path, default_params, monkeypatch, forks):
-    work = make_workdir(tmp_path / "killed", default_params, fork=FORK_AT)
+def test_a_killed_fork_run_resumes(tmp_path, ci_params, monkeypatch, forks):
+    work = make_workdir(tmp_path / "killed", ci_params, fork=FORK_AT)
     original = StoreWriter.write_batch
 
     def dies_at_batch_three(self, batch, parts):
@@ -77,8 +77,8 @@ def test_a_killed_fork_run_resumes(tmp_path, default_params, monkeypatch, forks)
     assert store_bytes(target) == store_bytes(forks)
 
 
-def test_conditional_branches_keep_their_parents_values(tmp_path, default_params, monkeypatch):
-    work = make_workdir(tmp_path, default_params, fork={**FORK_AT, "condition": ["x"], "guidance": 2.0})
+def test_conditional_branches_keep_their_parents_values(tmp_path, ci_params, monkeypatch):
+    work = make_workdir(tmp_path, ci_params, fork={**FORK_AT, "condition": ["x"], "guidance": 2.0})
     run_in(work, monkeypatch, fork_step)
     store = open_store(work / "data" / EXPERIMENT / "forks")
     assert store.layout["condition"] == ["x"] and store.layout["guidance"] == 2.0
@@ -95,9 +95,9 @@ def test_conditional_branches_keep_their_parents_values(tmp_path, default_params
     ("forward_backward", {"condition": ["z"]}, "forward_backward.condition lists unknown factor z"),
     ("forward_backward", {"guidance": -1}, "forward_backward.guidance = -1: must be >= 0"),
 ])
-def test_bad_fork_or_regeneration_input_is_one_line_and_writes_nothing(tmp_path, default_params, monkeypatch,
+def test_bad_fork_or_regeneration_input_is_one_line_and_writes_nothing(tmp_path, ci_params, monkeypatch,
                                                                        section, settings, expected):
-    work = make_workdir(tmp_path, default_params, **{section: settings})
+    work = make_workdir(tmp_path, ci_params, **{section: settings})
     monkeypatch.chdir(work)
     step = fork_step if section == "fork" else forward_backward_step
     with pytest.raises(SystemExit) as caught:
@@ -107,8 +107,8 @@ def test_bad_fork_or_regeneration_input_is_one_line_and_writes_nothing(tmp_path,
     assert not target.exists() and not partial_path(target).exists()
 
 
-def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, default_params, monkeypatch):
-    work = make_workdir(tmp_path, default_params, forward_backward={"at": {"kind": "steps", "steps": [0, 11]}})
+def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, ci_params, monkeypatch):
+    work = make_workdir(tmp_path, ci_params, forward_backward={"at": {"kind": "steps", "steps": [0, 11]}})
     run_in(work, monkeypatch, forward_backward_step)
     store = open_store(work / "data" / EXPERIMENT / "forward_backward", "forward_backward")
     result = store.regenerations()
@@ -121,7 +121,7 @@ def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, defaul
     error = np.sqrt(((result.images - sources) ** 2).mean(axis=(2, 3, 4, 5)))  # (times, images)
     assert (error[1] < 0.5 * error[0]).all()  # noised a little, an image comes back; from t = T it does not
     assert not np.array_equal(result.images[:, :, 0], result.images[:, :, 1])  # repeats differ
-    other = make_workdir(tmp_path / "other", default_params,
+    other = make_workdir(tmp_path / "other", ci_params,
                          forward_backward={"at": {"kind": "steps", "steps": [0, 11]}, "batch_size": 5})
     run_in(other, monkeypatch, forward_backward_step)
     again = open_store(other / "data" / EXPERIMENT / "forward_backward").regenerations()

@@ -15,7 +15,7 @@ from latent_abstractions import params
 from latent_abstractions.datasets import bumps
 from latent_abstractions.stages.prepare_data import BUMPS_KEYS
 from latent_abstractions.train import TrainConfig
-from conftest import ROOT, tiny_experiment
+from conftest import CI_PARAMS, ROOT, tiny_experiment
 
 
 def test_default_params_are_valid(default_params):
@@ -194,3 +194,23 @@ def test_classifier_defaults_agree_with_the_schema():
     for field in dataclasses.fields(ClassifierConfig):
         if field.default is not dataclasses.MISSING and field.name in expected:
             assert field.default == expected[field.name], field.name
+
+
+def test_the_ci_overlay_is_valid_and_runs_every_experiment_of_the_default(default_params):
+    """The end-to-end tests' params: valid, and the same experiments (kinds included) as
+    params.yaml, so the tests run every stage the default runs."""
+    overlay = params.load(CI_PARAMS)
+    kinds = {name: e["dataset"]["kind"] for name, e in overlay["experiments"].items()}
+    assert kinds == {name: e["dataset"]["kind"] for name, e in default_params["experiments"].items()}
+    assert overlay != default_params
+
+
+def test_a_ci_overlay_lacking_a_required_key_is_named_in_one_line(tmp_path):
+    overlay = yaml.safe_load(CI_PARAMS.read_text())
+    del overlay["experiments"]["shapes"]["train"]["steps"]
+    broken = tmp_path / "params-ci.yaml"
+    broken.write_text(yaml.safe_dump(overlay))
+    with pytest.raises(params.ParamsError) as raised:
+        params.load(broken)
+    message = str(raised.value)
+    assert message.startswith(f"{broken}: experiments.shapes.train lacks steps;") and "\n" not in message

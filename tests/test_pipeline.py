@@ -28,7 +28,7 @@ from latent_abstractions import stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
-from conftest import ROOT
+from conftest import CI_PARAMS, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,9 @@ def dvc(*arguments: str) -> list[str]:
 
 
 def git_repository(target: Path) -> Path:
-    """A git repository holding the files git knows about here (no data, no venv), committed."""
+    """A git repository holding the files git knows about here (no data, no venv), with the
+    tests' params (tests/params-ci.yaml) as its params.yaml and dvc.yaml made from them, as
+    a user makes it after editing the experiments; committed."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                             cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
@@ -75,6 +77,8 @@ def git_repository(target: Path) -> Path:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    shutil.copy2(CI_PARAMS, target / "params.yaml")
+    run([sys.executable, "-m", "latent_abstractions.dvc_yaml"], target)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(command, target, dates=True)
     return target
@@ -94,12 +98,12 @@ def snapshot(tmp_path_factory):
 
 
 def default_params() -> dict:
-    return params_module.load(ROOT / "params.yaml", ROOT / "workflow" / "schemas" / "params.schema.yaml")
+    """The params the pipeline runs under in these tests."""
+    return params_module.load(CI_PARAMS, ROOT / "workflow" / "schemas" / "params.schema.yaml")
 
 
 def experiments() -> list[str]:
-    with open(ROOT / "params.yaml") as handle:
-        return sorted(yaml.safe_load(handle)["experiments"])
+    return sorted(default_params()["experiments"])
 
 
 def artifact_hashes(repo: Path) -> dict[str, str]:

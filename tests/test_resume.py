@@ -44,8 +44,8 @@ def outputs(cwd) -> dict:
 
 
 @pytest.mark.slow
-def test_kill_and_resume_is_bit_exact(workdir, default_params):
-    params = tiny_experiment(default_params, steps=1500, batch_size=16, resume_every=25, checkpoints=5)
+def test_kill_and_resume_is_bit_exact(workdir, ci_params):
+    params = tiny_experiment(ci_params, steps=1500, batch_size=16, resume_every=25, checkpoints=5)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     run(workdir, STEP)
@@ -88,8 +88,8 @@ def test_foreign_resume_file_is_ignored(tmp_path):
     assert resume.fingerprint_of(tmp_path / "missing.safetensors") is None
 
 
-def test_a_resume_file_from_other_code_or_params_is_discarded_with_a_warning(workdir, default_params):
-    params = tiny_experiment(default_params, steps=20, batch_size=8, resume_every=10, checkpoints=2)
+def test_a_resume_file_from_other_code_or_params_is_discarded_with_a_warning(workdir, ci_params):
+    params = tiny_experiment(ci_params, steps=20, batch_size=8, resume_every=10, checkpoints=2)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     stale = workdir / "data" / "tiny" / "model" / ".partial" / "resume.safetensors"

@@ -27,11 +27,11 @@ from conftest import ROOT, perturb, tiny_experiment
 EXPERIMENT = "tiny"
 
 
-def make_workdir(work: Path, default_params: dict, sample: dict | None = None, fork: dict | None = None,
+def make_workdir(work: Path, ci_params: dict, sample: dict | None = None, fork: dict | None = None,
                  forward_backward: dict | None = None) -> Path:
     """A working directory with params.yaml (experiment `tiny`: 8x8 bumps, a small U-Net), the
     schema, a data set with a train/test split and perturbed random weights in place of training."""
-    params = tiny_experiment(default_params)
+    params = tiny_experiment(ci_params)
     experiment = params["experiments"][EXPERIMENT]
     experiment["model"]["taps"] = ["down.1", "mid"]
     experiment["sample"].update({"steps": 12, "per_position": 2, "batch_size": 8, "eval_block": 8,
@@ -69,8 +69,8 @@ def store_bytes(store: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def sampled(tmp_path, default_params, monkeypatch) -> Path:
-    work = make_workdir(tmp_path, default_params)
+def sampled(tmp_path, ci_params, monkeypatch) -> Path:
+    work = make_workdir(tmp_path, ci_params)
     run_in(work, monkeypatch)
     return work / "data" / EXPERIMENT / "trajectories"
 
@@ -231,8 +231,8 @@ def test_an_incomplete_store_is_not_a_store(tmp_path):
 
 # --- streaming, resuming, determinism ------------------------------------------------------------
 
-def test_a_killed_run_resumes_at_the_first_unfinished_batch(tmp_path, default_params, monkeypatch, sampled):
-    work = make_workdir(tmp_path / "killed", default_params)
+def test_a_killed_run_resumes_at_the_first_unfinished_batch(tmp_path, ci_params, monkeypatch, sampled):
+    work = make_workdir(tmp_path / "killed", ci_params)
     target = work / "data" / EXPERIMENT / "trajectories"
     written = []
     original = StoreWriter.write_batch
@@ -258,8 +258,8 @@ def test_a_killed_run_resumes_at_the_first_unfinished_batch(tmp_path, default_pa
     assert store_bytes(target) == store_bytes(sampled)  # as if never killed, byte for byte
 
 
-def test_a_partial_store_of_other_params_is_discarded(tmp_path, default_params, monkeypatch, caplog):
-    work = make_workdir(tmp_path, default_params)
+def test_a_partial_store_of_other_params_is_discarded(tmp_path, ci_params, monkeypatch, caplog):
+    work = make_workdir(tmp_path, ci_params)
     target = work / "data" / EXPERIMENT / "trajectories"
     stale = partial_path(target)
     (stale / "step_0000").mkdir(parents=True)
@@ -271,8 +271,8 @@ def test_a_partial_store_of_other_params_is_discarded(tmp_path, default_params, 
     open_store(target).verify()
 
 
-def test_same_seed_same_tensors_whatever_the_batch_size(tmp_path, default_params, monkeypatch, sampled):
-    work = make_workdir(tmp_path / "other", default_params, sample={"batch_size": 5})
+def test_same_seed_same_tensors_whatever_the_batch_size(tmp_path, ci_params, monkeypatch, sampled):
+    work = make_workdir(tmp_path / "other", ci_params, sample={"batch_size": 5})
     run_in(work, monkeypatch)
     other = open_store(work / "data" / EXPERIMENT / "trajectories")
     assert len(other.files(0)) == 4
@@ -294,9 +294,9 @@ def test_same_seed_same_tensors_whatever_the_batch_size(tmp_path, default_params
     ({"condition": ["x", "colour"]}, "sample.condition lists unknown factor colour; the model knows: x, y"),
     ({"guidance": -0.5}, "sample.guidance = -0.5: must be >= 0"),
 ])
-def test_bad_sampling_input_stops_with_one_line_and_writes_nothing(tmp_path, default_params, monkeypatch, capsys,
+def test_bad_sampling_input_stops_with_one_line_and_writes_nothing(tmp_path, ci_params, monkeypatch, capsys,
                                                                    sample, expected):
-    work = make_workdir(tmp_path, default_params, sample=sample)
+    work = make_workdir(tmp_path, ci_params, sample=sample)
     monkeypatch.chdir(work)
     with pytest.raises(SystemExit) as caught:
         run_step("sample_trajectories", sample_step, ["--experiment", EXPERIMENT])

@@ -105,6 +105,14 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
 def _check_consistency(params: dict) -> None:
     """Rules a JSON schema cannot express."""
     for name, experiment in params["experiments"].items():
+        dataset = experiment["dataset"]
+        height, width = image_size(dataset)
+        if dataset["kind"] == "bumps" and 2 * dataset["margin"] >= min(height, width) - 1:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.dataset.margin = {dataset['margin']}: leaves no room for centres"
+            )
+        if experiment["scope"] == "exact":  # no model: its sections are not read
+            continue
         train = experiment["train"]
         kept = train["keep_none"] + train["keep_all"] + train["keep_single"]
         if kept > 1.0 + 1e-9:
@@ -144,17 +152,11 @@ def _check_consistency(params: dict) -> None:
                     f"params.yaml: experiments.{name}.model.taps contains {tap!r}: "
                     f"the model has levels 0..{levels - 1}"
                 )
-        dataset = experiment["dataset"]
-        height, width = image_size(dataset)
         downsample = 2 ** (levels - 1)
         if height % downsample or width % downsample:
             raise ParamsError(
                 f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
                 f"must be divisible by {downsample} for {levels} model levels"
-            )
-        if dataset["kind"] == "bumps" and 2 * dataset["margin"] >= min(height, width) - 1:
-            raise ParamsError(
-                f"params.yaml: experiments.{name}.dataset.margin = {dataset['margin']}: leaves no room for centres"
             )
 
 
@@ -184,7 +186,12 @@ def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> d
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ParamsError(f"{path}: malformed YAML{where}: {problem}") from None
-    return validate(params, schema_path)
+    try:
+        return validate(params, schema_path)
+    except ParamsError as exc:  # name the file read when it is another one (an overlay)
+        if path.name == "params.yaml":
+            raise
+        raise ParamsError(str(exc).replace("params.yaml:", f"{path}:", 1)) from None
 
 
 def experiment(params: dict, name: str) -> dict:

@@ -4,10 +4,12 @@ every training checkpoint (Liang, Liu & Fiete's phases A, B, C).
 For each EMA snapshot in model/checkpoints/, one image per lattice position of the data
 set is generated for its (x, y); bumps are counted and located (generation_metrics.py)
 and each sample is judged accurate or not, per axis, inside and outside a held-out
-region (the data set's test rows). The conditional pass's pooled activations at the
-representation tap, for every requested (x, y) on one shared noisy input at
-``representation_t`` (so that they differ by the condition alone), give the order
-measures of representation.py and a phase label per checkpoint."""
+region (the data set's test rows). The conditional pass's whole activation maps at every
+block, for every requested (x, y) on one shared noisy input at ``representation_t`` (so
+that they differ by the condition alone), give the order measures of representation.py;
+the phase label per checkpoint reads the ``representation_tap`` block (the bottleneck
+``mid`` by default). That block's manifold is also pictured in 2-D (PCA, UMAP).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, generation_metrics, paths, representation
+from .. import checkpoints, generation_metrics, manifold_pictures, paths, representation
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import InputError, run_step
 from ..datasets import base
@@ -34,17 +36,60 @@ def snapshot_step(path: Path) -> int:
 
 
 @torch.no_grad()
-def condition_activations(model, sde, values: torch.Tensor, image_shape: tuple, tap: str, t: float,
-                          seed: int) -> np.ndarray:
-    """The tap's pooled activations of the conditional pass, one shared x_t for all conditions."""
+def condition_activations(model, sde, values: torch.Tensor, image_shape: tuple, taps: list[str], t: float,
+                          seed: int) -> dict[str, np.ndarray]:
+    """Each tap's whole activation maps of the conditional pass, flattened per condition,
+    on one shared x_t for all conditions."""
     generator = torch.Generator().manual_seed(seed)
     x = sde.prior_sample((1, *image_shape), generator).to(values.device).expand(len(values), *image_shape)
     times = torch.full((len(values),), t, device=values.device)
-    _, activations = model(x, times, values, torch.ones_like(values, dtype=torch.bool), taps=[tap])
-    return activations[tap].float().mean(dim=(2, 3)).cpu().numpy()
+    _, activations = model(x, times, values, torch.ones_like(values, dtype=torch.bool), taps=taps)
+    return {tap: activations[tap].float().flatten(1).cpu().numpy() for tap in taps}
 
 
-def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list[dict], dict]:
+def accuracy_rows(judged: dict, held_out: np.ndarray, step: int, has_y: bool) -> list[dict]:
+    """Accuracy and failure modes per region (all, train, held-out) and axis (both, x, y)."""
+    rows = []
+    for region, chosen in (("all", np.ones_like(held_out)), ("train_region", ~held_out), ("held_out_region", held_out)):
+        if not chosen.any():
+            continue
+        for axis, key in (("both", "accurate"), ("x", "accurate_x"), ("y", "accurate_y")):
+            if axis == "y" and not has_y:
+                continue
+            error = (np.hypot(judged["error_x"], judged["error_y"]) if axis == "both"
+                     else judged[f"error_{'x' if axis == 'x' else 'y'}"])
+            rows.append({"training_step": step, "region": region, "axis": axis, "samples": int(chosen.sum()),
+                         "accuracy": float(judged[key][chosen].mean()),
+                         "multi_bump_fraction": float((judged["count"][chosen] > 1).mean()),
+                         "no_bump_fraction": float((judged["count"][chosen] == 0).mean()),
+                         "mean_error_px": float(np.mean(error[chosen]))})
+    return rows
+
+
+def representation_rows(activations: dict[str, np.ndarray], positions: np.ndarray, phase_tap: str,
+                        overall: dict) -> list[dict]:
+    """The order measures at every tap; the phase (the same on every row) from ``phase_tap``."""
+    measured = {tap: representation.measure(maps, positions) for tap, maps in activations.items()}
+    label = representation.phase(overall["multi_bump_fraction"], overall["accuracy"], measured[phase_tap]["knn_r2"])
+    return [{"training_step": overall["training_step"], "tap": tap, "phase_tap": tap == phase_tap, **order,
+             "accuracy": overall["accuracy"], "multi_bump_fraction": overall["multi_bump_fraction"], "phase": label}
+            for tap, order in measured.items()]
+
+
+def embedding_rows(maps: np.ndarray, positions: np.ndarray, step: int, tap: str, seed: int) -> list[dict]:
+    return [{"training_step": step, "tap": tap, "method": method, "x": float(x), "y": float(y),
+             "c1": float(c1), "c2": float(c2)}
+            for method, coordinates in manifold_pictures.pictures(maps, seed).items()
+            for (x, y), (c1, c2) in zip(positions, coordinates)]
+
+
+def requested_positions(dataset, names: list[str]) -> np.ndarray:
+    """(n, 2) requested (x, y); stripes (x only) repeat x."""
+    columns = [dataset.factors[n].to_numpy() for n in ("x", "y") if n in names]
+    return np.stack(columns * (3 - len(columns)), axis=1)
+
+
+def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list[dict], list[dict], list[dict]]:
     settings = params["generation"]
     model, metadata = checkpoints.load_for_params(path, params["model"])
     model.to(device)
@@ -59,35 +104,25 @@ def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list
     requested_y = dataset.factors["y"].to_numpy() if "y" in names else None
     judged = generation_metrics.assess(images, dataset.factors["x"].to_numpy(), requested_y,
                                        tolerance=settings["tolerance"])
-    held_out = dataset.factors["split"].to_numpy() == "test"
     step = snapshot_step(path)
-    rows = []
-    for region, chosen in (("all", np.ones_like(held_out)), ("train_region", ~held_out), ("held_out_region", held_out)):
-        if not chosen.any():
-            continue
-        for axis, key in (("both", "accurate"), ("x", "accurate_x"), ("y", "accurate_y")):
-            if axis == "y" and requested_y is None:
-                continue
-            rows.append({"training_step": step, "region": region, "axis": axis, "samples": int(chosen.sum()),
-                         "accuracy": float(judged[key][chosen].mean()),
-                         "multi_bump_fraction": float((judged["count"][chosen] > 1).mean()),
-                         "no_bump_fraction": float((judged["count"][chosen] == 0).mean()),
-                         "mean_error_px": float(np.mean(judged[f"error_{'x' if axis == 'x' else 'y'}"][chosen]))
-                         if axis != "both" else float(np.hypot(judged["error_x"], judged["error_y"])[chosen].mean())})
-    tap = settings["representation_tap"] or f"down.{len(architecture['channel_mults']) - 1}"
-    activations = condition_activations(model, sde, values, image_shape, tap, settings["representation_t"],
-                                        settings["seed"] + 1)
-    positions = np.stack([dataset.factors[n].to_numpy() for n in ("x", "y") if n in names], axis=1)
-    order = representation.measure(activations, positions if positions.shape[1] == 2 else
-                                   np.concatenate([positions, positions], axis=1))
-    overall = next(r for r in rows if r["region"] == "all" and r["axis"] == "both")
-    order.update(training_step=step, tap=tap, accuracy=overall["accuracy"],
-                 multi_bump_fraction=overall["multi_bump_fraction"],
-                 phase=representation.phase(overall["multi_bump_fraction"], overall["accuracy"], order["r2_pca"]))
-    return rows, order
+    accuracy = accuracy_rows(judged, dataset.factors["split"].to_numpy() == "test", step, requested_y is not None)
+    overall = next(r for r in accuracy if r["region"] == "all" and r["axis"] == "both")
+    phase_tap, positions = settings["representation_tap"], requested_positions(dataset, names)
+    activations = condition_activations(model, sde, values, image_shape, model.tap_names,
+                                        settings["representation_t"], settings["seed"] + 1)
+    orders = representation_rows(activations, positions, phase_tap, overall)
+    pictures = embedding_rows(activations[phase_tap], positions, step, phase_tap, settings["seed"])
+    return accuracy, orders, pictures
 
 
-def evaluate_step(experiment: str, params: dict) -> None:
+def check_phase_tap(snapshot: Path, params: dict) -> None:
+    """A representation tap the network lacks: one line listing its taps, before any compute."""
+    model, _ = checkpoints.load_for_params(snapshot, params["model"])
+    model.check_taps([params["generation"]["representation_tap"]])
+
+
+def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
+    """The snapshots in training order and the data set, or one line saying what is wrong."""
     snapshots = sorted(paths.checkpoints_dir(experiment).glob("step_*.safetensors"), key=snapshot_step)
     try:
         if not snapshots:
@@ -95,27 +130,38 @@ def evaluate_step(experiment: str, params: dict) -> None:
         dataset = base.load(paths.dataset_dir(experiment))
         if {f.name for f in dataset.factor_table} - {"x", "y"}:
             raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")
-    except (FileNotFoundError, ValueError) as exc:
+        check_phase_tap(snapshots[0], params)
+    except (FileNotFoundError, ValueError) as exc:  # CheckpointError included
         raise InputError(str(exc)) from None
+    return snapshots, dataset
+
+
+def evaluate_step(experiment: str, params: dict) -> None:
+    snapshots, dataset = checked_inputs(experiment, params)
     device = checkpoints.select_device()
-    accuracy, representations = [], []
+    tables = {"accuracy": [], "representation": [], "embedding": []}
     for path in snapshots:
         try:
-            rows, order = evaluate_checkpoint(path, params, dataset, device)
+            rows = evaluate_checkpoint(path, params, dataset, device)
         except ValueError as exc:  # CheckpointError included
             raise InputError(str(exc)) from None
-        accuracy += rows
-        representations.append(order)
-        log.info("step %d: accuracy %.3f, multi-bump %.3f, r2_pca %.3f, phase %s", order["training_step"],
-                 order["accuracy"], order["multi_bump_fraction"], order["r2_pca"], order["phase"])
+        for name, part in zip(tables, rows):
+            tables[name] += part
+        at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
+        log.info("step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, phase %s", at_phase_tap["training_step"],
+                 at_phase_tap["accuracy"], at_phase_tap["multi_bump_fraction"], at_phase_tap["tap"],
+                 at_phase_tap["knn_r2"], at_phase_tap["phase"])
     section = {key: params[key] for key in ("sde", "model", "generation")}
     meta = provenance("evaluate_generation", experiment, section, [*paths.dataset_files(experiment), *snapshots])
-    accuracy = pd.DataFrame(accuracy)
-    write_series_csv(accuracy, "training_step", ["region", "axis"], "accuracy", paths.plot_data(experiment, "generation"))
-    for frame, target in ((accuracy, paths.generation_accuracy(experiment)),
-                          (pd.DataFrame(representations), paths.generation_representation(experiment))):
+    frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}
+    write_series_csv(frames["accuracy"], "training_step", ["region", "axis"], "accuracy",
+                     paths.plot_data(experiment, "generation"))
+    targets = {"accuracy": paths.generation_accuracy(experiment),
+               "representation": paths.generation_representation(experiment),
+               "embedding": paths.generation_embedding(experiment)}
+    for name, frame in frames.items():
         frame.insert(0, "experiment", experiment)
-        write_parquet(pa.Table.from_pandas(frame, preserve_index=False), target, meta)
+        write_parquet(pa.Table.from_pandas(frame, preserve_index=False), targets[name], meta)
 
 
 if __name__ == "__main__":
