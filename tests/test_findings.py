@@ -1,0 +1,87 @@
+"""The report's findings: sentences made from the tables, with the numbers in them, and a
+report whose findings cannot be computed stops in one line and writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import yaml
+
+from latent_abstractions import findings
+from conftest import ROOT
+
+
+def accuracy_table(final_x: float, final_y: float, steps=(10, 100, 1000)) -> pd.DataFrame:
+    rows = []
+    for i, step in enumerate(steps):
+        share = (i + 1) / len(steps)
+        for axis, final in (("x", final_x), ("y", final_y), ("both", min(final_x, final_y))):
+            rows.append({"training_step": step, "region": "all", "axis": axis, "accuracy": final * share})
+    return pd.DataFrame(rows)
+
+
+def representation_table(phases: list[str], steps=(10, 100, 1000)) -> pd.DataFrame:
+    rows = []
+    for step, phase in zip(steps, phases):
+        for tap in ("down.1", "mid"):
+            rows.append({"training_step": step, "tap": tap, "phase_tap": tap == "mid", "phase": phase,
+                         "accuracy": 0.97, "knn_r2": 0.96 if tap == "mid" else 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_phase_sentences_carry_the_numbers_and_the_verdict():
+    said = findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), representation_table(["A", "B", "C"]))
+    text = " ".join(said)
+    assert "step 1000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
+    assert "A, B, C, runs A→B→C in order and ends in phase C (first at step 1000)" in text
+    assert "at mid reads kNN R² 0.96" in text
+    stuck = " ".join(findings.phase_sentences("bumps", accuracy_table(0.3, 0.3), representation_table(["A", "B", "B"])))
+    assert "does not run A→B→C in order to phase C" in stuck
+
+
+def test_coupling_is_said_only_under_imbalance():
+    accuracy = accuracy_table(0.99, 0.97)
+    assert findings.coupling_sentence("b", accuracy, {"spacing_x": 1.0, "spacing_y": 1.0}) is None
+    said = findings.coupling_sentence("b", accuracy, {"spacing_x": 0.2, "spacing_y": 2.0})
+    assert "x at step 100, y at step 100" in said and "learned together" in said
+
+
+def test_information_verdicts_follow_the_targets():
+    metrics = {"mmse_difference": {"x": {"mean_abs_gap_nats": 0.04, "max_excess_over_entropy_nats": 0.02},
+                                   "y": {"mean_abs_gap_nats": 0.40, "max_excess_over_entropy_nats": 0.02},
+                                   "z": {"mean_abs_gap_nats": 0.05, "max_excess_over_entropy_nats": 0.3}}}
+    said = dict(zip("xyz", findings.information_sentences("e", metrics)))
+    assert said["x"].endswith(": PASS.") and "mean gap 0.040 nats" in said["x"]
+    assert ": MISS; model not converged: gap 0.40 nats, converges with workflow/configs/cpu-study.yaml" in said["y"]
+    assert ": MISS" in said["z"] and "not converged" not in said["z"]
+
+
+def test_exact_order_against_the_published_finding():
+    decisions = pd.DataFrame({"factor": ["floor_hue", "wall_hue", "object_hue", "shape", "scale", "orientation"],
+                              "tau_50": [0.7, 0.6, 0.5, 0.45, 0.3, 0.2], "tau_90": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05]})
+    said = findings.exact_order_sentence("s64", {"size": 64}, decisions)
+    assert "At 64×64 (s64, 6 factors" in said and "floor_hue, wall_hue, object_hue, shape, scale, orientation" in said
+    assert "this agrees with the published finding" in said
+    late_shape = decisions.assign(tau_50=[0.7, 0.6, 0.5, 0.1, 0.3, 0.2])
+    assert "departs from" in findings.exact_order_sentence("s", {"size": 16}, late_shape)
+
+
+def test_markdown_has_a_section_per_study():
+    sections = [findings.Section("Study 2", ["one.", "two."]), findings.Section("Study 1", ["three."])]
+    text = findings.render_markdown(sections)
+    assert text.startswith("# Findings") and "## Study 2\n\n- one.\n- two." in text and "## Study 1" in text
+    assert "<li>three.</li>" in findings.render_html(sections)
+
+
+def test_a_missing_table_stops_the_report_in_one_line_and_writes_nothing(workdir):
+    params = yaml.safe_load((ROOT / "tests" / "params-ci.yaml").read_text())
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "latent_abstractions.stages.report"], cwd=workdir,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    line = result.stderr.strip()
+    assert line.startswith("error: report: cannot compute the findings: data/") and "is missing" in line
+    assert "\n" not in line
+    assert not (workdir / "data" / "report.html").exists() and not (workdir / "data" / "findings.md").exists()
