@@ -28,6 +28,7 @@ from latent_abstractions import stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
+from browser_checks import ARTIFACTS, check_page, require_chromium
 from conftest import CI_PARAMS, ROOT
 
 pytestmark = pytest.mark.slow
@@ -106,6 +107,11 @@ def experiments() -> list[str]:
     return sorted(default_params()["experiments"])
 
 
+def model_experiments() -> list[str]:
+    """The experiments that train a model (scope full)."""
+    return stage_table.experiments_of(stage_table.stage("train_score_model"), default_params())
+
+
 def artifact_hashes(repo: Path) -> dict[str, str]:
     """sha256 of every artifact under data/ (the engines' own bookkeeping files aside)."""
     return {str(path.relative_to(repo)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -124,6 +130,11 @@ def check_outputs(repo: Path) -> None:
             assert provenance["step"] == "figures" and provenance["inputs"], png
             assert len(provenance["code_sha256"]) == 64 and provenance["git_dirty"] is False, png
         factors = pq.read_table(repo / "data" / experiment / "dataset" / "factors.parquet").column_names
+        if default_params()["experiments"][experiment]["scope"] == "exact":  # no model: the exact order alone
+            decisions = pq.read_table(repo / "data" / experiment / "exact_decisions.parquet").to_pandas()
+            assert {f"{name}_bin" for name in decisions["factor"]} <= set(factors)
+            assert decisions["tau_50"].notna().all()
+            continue
         probes = pq.read_table(repo / "data" / experiment / "probes.parquet").to_pandas()
         assert {f"{name}_bin" for name in probes["factor"]} <= set(factors) and probes["score"].notna().all()
         made_from = open_store(repo / "data" / experiment / "trajectories").provenance
@@ -225,6 +236,17 @@ def test_snakemake_runs_the_whole_pipeline(snakemake_repo):
     assert (snakemake_repo / stage_table.REPORT.log()).is_file()
 
 
+def test_the_report_opens_in_a_browser_with_every_image_and_internal_link_whole(snakemake_repo):
+    """data/report.html in Chromium: every image decodes, every href="#..." has its target,
+    and the console shows no error. A full-page screenshot stays in tests/artifacts/."""
+    require_chromium(install=True)
+    screenshot = ARTIFACTS / "report.png"
+    result = check_page(snakemake_repo / paths.REPORT, screenshot=screenshot)
+    print(f"report screenshot: {screenshot}")
+    assert result.images, "the report shows no image"
+    assert result.problems() == []
+
+
 def test_second_snakemake_run_schedules_nothing(snakemake_repo):
     result = run(snakemake("--cores", "2", "--workflow-profile", "workflow/profiles/default"), snakemake_repo)
     assert "Nothing to be done" in result.stdout + result.stderr
@@ -302,7 +324,7 @@ def test_dvc_lock_hashes_every_input_of_every_figure(dvc_repo):
             assert hashed(out), f"{stage_name}: {out['path']} has no md5"
         return seen
 
-    for experiment in experiments():
+    for experiment in model_experiments():
         ancestry = hashed_ancestry(f"plot_information@{experiment}")
         assert f"data/{experiment}/figures/information.svg" in {o["path"] for o in lock[f"plot_information@{experiment}"]["outs"]}
         assert f"data/{experiment}/dataset/images.npy" in ancestry
@@ -343,9 +365,11 @@ def test_snakemake_accepts_what_dvc_made(dvc_repo):
 def test_dvc_plots_show_draws_loss_probe_and_information_curves(dvc_repo):
     run(dvc("plots", "show", "--json", "-o", "dvc_plots"), dvc_repo)
     drawn = json.loads(run(dvc("plots", "show", "--json"), dvc_repo).stdout)["data"]
-    for experiment in experiments():
+    for experiment in model_experiments():
         for name in ("model/live/plots/metrics/train/loss.tsv", "plots/probes.csv", "plots/information.csv"):
             assert drawn[f"data/{experiment}/{name}"][0]["content"]["data"]["values"], name
+    for experiment in stage_table.experiments_of(stage_table.stage("exact_order"), default_params()):
+        assert drawn[f"data/{experiment}/plots/exact_information.csv"][0]["content"]["data"]["values"], experiment
 
 
 def test_push_pull_round_trip_and_an_experiment_with_a_changed_param(dvc_repo):

@@ -27,6 +27,7 @@ CLASSIFIER_METRICS = CLASSIFIER_DIR + "/metrics.json"  # clean accuracy on unsee
 GENERATION_DIR = "data/{experiment}/generation"
 GENERATION_ACCURACY = GENERATION_DIR + "/accuracy.parquet"
 GENERATION_REPRESENTATION = GENERATION_DIR + "/representation.parquet"
+GENERATION_EMBEDDING = GENERATION_DIR + "/embedding.parquet"  # 2-D pictures of the phase tap's manifold
 TRAJECTORIES = "data/{experiment}/trajectories"  # a store directory (layout: trajectories.py)
 FORKS = "data/{experiment}/forks"  # fork store: branches from parents at fork times
 FORWARD_BACKWARD = "data/{experiment}/forward_backward"  # store of regenerated noised images
@@ -36,7 +37,10 @@ INFORMATION_METRICS = "data/{experiment}/information_metrics.json"  # learned vs
 FORK_ANALYSIS = "data/{experiment}/fork_analysis.parquet"  # fork entropy, forward-backward agreement
 ORDER = "data/{experiment}/order.parquet"  # when each factor is decided, by each proxy
 PROXIES = "data/{experiment}/proxies.parquet"  # the proxy curves the order is read from
+EXACT_INFORMATION = "data/{experiment}/exact_information.parquet"  # exact I(factor; X_t) from the data alone
+EXACT_DECISIONS = "data/{experiment}/exact_decisions.parquet"  # when each factor is decided by the exact curve
 REPORT = "data/report.html"  # the project's one report, over every experiment
+FINDINGS = "data/findings.md"  # the report's findings, for a terminal (`cat`)
 FIGURES_DIR = "data/{experiment}/figures"
 FIGURE = FIGURES_DIR + "/{figure}.png"
 PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
@@ -44,7 +48,7 @@ PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
 # The figures of one experiment: each drawn by its own stage from only the tables it shows.
 DATASET_FIGURES = ("dataset_contact_sheet", "dataset_traversals")
 RESULT_FIGURES = ("probes", "information", "samples", "loss")
-STUDY_FIGURES = ("generation", "proxies")  # generation: bumps only
+STUDY_FIGURES = ("generation", "representation", "proxies")  # generation, representation: bumps only
 
 
 def _fill(template: str, experiment: str, **fields: str) -> Path:
@@ -107,6 +111,10 @@ def generation_representation(experiment: str) -> Path:
     return _fill(GENERATION_REPRESENTATION, experiment)
 
 
+def generation_embedding(experiment: str) -> Path:
+    return _fill(GENERATION_EMBEDDING, experiment)
+
+
 def trajectories(experiment: str) -> Path:
     return _fill(TRAJECTORIES, experiment)
 
@@ -141,6 +149,14 @@ def proxies(experiment: str) -> Path:
 
 def order(experiment: str) -> Path:
     return _fill(ORDER, experiment)
+
+
+def exact_information(experiment: str) -> Path:
+    return _fill(EXACT_INFORMATION, experiment)
+
+
+def exact_decisions(experiment: str) -> Path:
+    return _fill(EXACT_DECISIONS, experiment)
 
 
 def figure(experiment: str, name: str) -> Path:

@@ -2,62 +2,123 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from . import figure_style  # noqa: F401 (imported for its effect: the backend and the style)
+from .convergence import CONVERGING_NOTE, information_gaps, not_converged_note
 from .order import fraction_covered
+from .representation import ORDERED
 from .pixels import model_range
+
+
+# Feature families of the probe table's ``feature`` column (trajectories.py names them):
+# the state X_t; a pass's outputs (eps.<pass>, denoised.<pass>: Tweedie's estimate of x_0);
+# a pass's taps (act|map|full.<pass>.<tap>); the random network's taps (the control).
+# The row of the figure says the pass: uncond (blind to the condition) on top, cond below.
+FEATURE_FAMILIES = {
+    "state": dict(color="tab:blue", label="state X_t"),
+    "output": dict(color="tab:green", label="best network output (eps, denoised)"),
+    "taps": dict(color="tab:orange", label="best tap (act, map)"),
+    "random": dict(color="tab:gray", label="random network: best tap"),
+}
+BAYES_STYLE = dict(color="black", lw=2, ls=":", label="Bayes-optimal (exact)")
+MEASURED_STYLE = dict(ls="--", alpha=0.8, label="dashed: the factor as drawn")
+
+
+def feature_family(feature: str) -> str:
+    """The family (a key of FEATURE_FAMILIES) of a probe table's feature name."""
+    kind, *rest = feature.split(".")
+    if kind == "state":
+        return "state"
+    if kind in ("eps", "denoised"):
+        return "output"
+    return "random" if rest[0] == "random" else "taps"
+
+
+def best_features(curves: pd.DataFrame) -> dict[str, str]:
+    """Per family, the feature with the highest mean held-out score over t."""
+    means = curves.groupby("feature")["score"].mean()
+    families = means.index.map(feature_family)
+    return {family: means[families == family].idxmax() for family in FEATURE_FAMILIES if (families == family).any()}
+
+
+def _plot_score(ax, curve: pd.DataFrame, **style):
+    curve = curve.sort_values("t")
+    return ax.plot(curve["t"], curve["score"].clip(lower=-0.5), marker="o", ms=2.5, **style)[0]
+
+
+def _probe_panel(ax, rows: pd.DataFrame, handles: dict) -> list[str]:
+    """The best feature of each family against the requested factor, and the best one
+    against the factor as drawn (dashed); returns the features drawn."""
+    requested, measured = rows[rows["target"] == "requested"], rows[rows["target"] == "measured"]
+    best = best_features(requested)
+    for family, feature in best.items():
+        style = FEATURE_FAMILIES[family]
+        handles[style["label"]] = _plot_score(ax, requested[requested["feature"] == feature], **style)
+    names = list(best.values())
+    if len(measured):
+        drawn = measured.groupby("feature")["score"].mean().idxmax()
+        color = FEATURE_FAMILIES[feature_family(drawn)]["color"]
+        _plot_score(ax, measured[measured["feature"] == drawn], color=color, **MEASURED_STYLE)
+        handles[MEASURED_STYLE["label"]] = plt.Line2D([], [], color="black", **MEASURED_STYLE)
+        names.append(f"drawn:\u00a0{drawn}")  # kept on one line by the title's wrapping
+    return names
 
 
 def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.Figure:
     """Held-out probe scores against t, one column per factor (accuracy for a categorical
-    factor, R^2 for a continuous one). Top row: features blind to the condition, which
+    factor, R^2 for a continuous one), the best feature of each family (FEATURE_FAMILIES)
+    per panel, named under its title. Top row: features blind to the condition, which
     measure what the trajectory knows, with the exact posterior's Bayes-optimal accuracy
     (the ceiling of any probe on the state) and, where measured, the probe of the factor
     as drawn (dashed). Bottom row: features computed with the condition fed in: how the
-    network represents its condition (they hold it even at pure noise)."""
+    network represents its condition (they hold it even at pure noise). One legend, below."""
     probes = probes[probes["metric"].isin(["accuracy", "r2"])]
     factors = sorted(probes["factor"].unique())
-    fig, axes = plt.subplots(2, len(factors), figsize=(4.2 * len(factors), 7.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(factors), figsize=(4.2 * len(factors), 7.8), sharey=True, squeeze=False,
+                             layout="constrained")
+    handles = {}
     for column, factor in enumerate(factors):
         rows = probes[probes["factor"] == factor]
+        metric = rows["metric"].iloc[0]
+        titles = (f"{factor} ({metric}): what the trajectory knows", f"{factor}: the condition's representation")
         for row, sees in ((0, False), (1, True)):
             ax = axes[row][column]
-            chosen = rows[rows["sees_condition"] == sees]
-            for (feature, target), curve in chosen.groupby(["feature", "target"]):
-                curve = curve.sort_values("t")
-                line = ax.plot(curve["t"], curve["score"].clip(lower=-0.5), marker="o", ms=2.5,
-                               ls="--" if target == "measured" else "-",
-                               label=feature + (" (measured)" if target == "measured" else ""))
-                if target == "measured":
-                    line[0].set_alpha(0.7)
-            if info is not None and not sees and rows["metric"].iloc[0] == "accuracy":
+            names = _probe_panel(ax, rows[rows["sees_condition"] == sees], handles)
+            if info is not None and not sees and metric == "accuracy":
                 bayes = info[(info["distribution"] == "train") & (info["quantity"] == "bayes_accuracy")
                              & (info["factor"] == factor)].sort_values("t")
-                ax.plot(bayes["t"], bayes["mean"], color="black", lw=2, ls=":", label="Bayes-optimal (exact)")
+                handles[BAYES_STYLE["label"]] = ax.plot(bayes["t"], bayes["mean"], **BAYES_STYLE)[0]
             ax.set(xscale="log", ylim=(-0.55, 1.05), xlabel="t (generation runs left to right)")
             ax.invert_xaxis()
             ax.axhline(0, color="grey", lw=0.5)
-            ax.legend(fontsize=6, loc="upper left")
-        metric = rows["metric"].iloc[0]
-        axes[0][column].set_title(f"{factor} ({metric}): what the trajectory knows")
-        axes[1][column].set_title(f"{factor}: the condition's representation")
-    for row, label in ((0, "held-out score"), (1, "held-out score")):
-        axes[row][0].set_ylabel(label + " (R$^2$ clipped at -0.5)")
-    fig.tight_layout()
+            ax.set_title(titles[row] + "\n" + textwrap.fill(", ".join(names), 60), fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("held-out score (R$^2$ clipped at -0.5)")
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)),
+               fontsize=8)
     return fig
+
+
+def legend_columns(panels: int) -> int:
+    """Columns of a figure legend below ``panels`` panels side by side."""
+    return min(6, panels + 1)
 
 
 INFORMATION_STYLES = {
     "exact": dict(color="black", ls="--", label="exact (train rows)"),
     "mmse_difference": dict(color="tab:green", lw=2, label="learned: score difference (MMSE form)"),
-    "orthogonal": dict(color="tab:blue", lw=0.8, ls=":",
-                       label="diagnostic: orthogonal form (MINDE; adds both passes' errors)"),
+    "orthogonal": dict(color="tab:blue", lw=0.8, ls=":", label="diagnostic: orthogonal form (MINDE)"),
     "classifier_bound": dict(color="tab:orange", label="classifier bound H - CE"),
     "held_out_exact": dict(color="grey", ls=":", label="exact (held-out rows)"),
 }
+ESTIMATE_NAMES = {"mmse_difference": "MMSE form", "classifier_bound": "classifier bound"}
+ENTROPY_STYLE = dict(color="grey", lw=0.8, ls="-.", label="H(factor)")
+NOTE_LINE_FRACTION = 0.06  # of a panel's height (about 160 points): one line of a 7-point note
 
 
 def information_curves(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
@@ -72,38 +133,75 @@ def information_curves(info: pd.DataFrame, bound: pd.DataFrame | None = None) ->
     return curves
 
 
+def information_notes(gaps: pd.DataFrame, peak: float | None) -> list[tuple[str, str]]:
+    """(colour, text) of each estimate that has not converged and how to converge it, and
+    how far the learned curve goes where it leaves the axis."""
+    unconverged = gaps[~gaps["converged"]]
+    notes = [(INFORMATION_STYLES[gap["estimate"]]["color"], f"{ESTIMATE_NAMES[gap['estimate']]}: "
+              + not_converged_note(gap)) for _, gap in unconverged.iterrows()]
+    if len(unconverged):
+        notes.append(("black", CONVERGING_NOTE))
+    if peak is not None:
+        notes.append((INFORMATION_STYLES["mmse_difference"]["color"], f"learned curve peaks at {peak:.2f} nats"))
+    return notes
+
+
+def _note_lines(notes: list[tuple[str, str]]) -> int:
+    return sum(text.count("\n") + 1 for _, text in notes)
+
+
+def _headroom(entropy: float, lines: int) -> tuple[float, float]:
+    """y limits from -0.25 H to at least 1.3 H, with room above H for ``lines`` of notes."""
+    bottom, room = -0.25 * entropy, lines * NOTE_LINE_FRACTION + 0.04
+    return bottom, max(1.3 * entropy, (entropy - room * bottom) / (1 - room))
+
+
+def _draw_notes(ax, notes: list[tuple[str, str]]) -> None:
+    """The notes stacked at the top left of a panel, above the H line."""
+    offset = -3
+    for color, text in notes:
+        ax.annotate(text, (0.02, 1.0), xycoords="axes fraction", xytext=(0, offset), textcoords="offset points",
+                    va="top", fontsize=7, color=color, zorder=5,
+                    bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=0.5))
+        offset -= 8.5 * (text.count("\n") + 1) + 1
+
+
 def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> plt.Figure:
     """I(factor; X_t) against t (top) and against log-SNR (bottom): both forms of the learned
     score-difference estimate and the classifier bound, each with a band of two standard
-    errors, beside the exact curve of the train rows and H(factor)."""
+    errors, beside the exact curve of the train rows and H(factor). A learned curve that
+    has not converged (convergence.information_gaps) says so on its panel. One legend, below."""
     curves = information_curves(info, bound)
+    gaps = information_gaps(info, bound)
     entropy = info[info["distribution"] == "train"].groupby("factor")["factor_entropy"].first()
     factors = sorted(entropy.index)
-    fig, axes = plt.subplots(2, len(factors), figsize=(4 * len(factors), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(factors), figsize=(4 * len(factors), 7.6), squeeze=False, layout="constrained")
+    handles = {}
     for column, factor in enumerate(factors):
         for name, curve in curves.items():
             curve = curve[curve["factor"] == factor].sort_values("t")
             style = INFORMATION_STYLES[name]
             for ax, x in ((axes[0][column], curve["t"]), (axes[1][column], curve["log_snr"])):
-                ax.plot(x, curve["mean"], **style)
+                handles[style["label"]] = ax.plot(x, curve["mean"], **style)[0]
                 ax.fill_between(x, curve["mean"] - 2 * curve["stderr"], curve["mean"] + 2 * curve["stderr"],
                                 color=style["color"], alpha=0.15, lw=0)
-        top = 1.3 * entropy[factor]
         learned = curves["mmse_difference"]
         peak = learned.loc[learned["factor"] == factor, "mean"].max()
+        notes = information_notes(gaps[gaps["factor"] == factor], None)
+        limits = _headroom(entropy[factor], _note_lines(notes) + 1)
+        if peak > limits[1]:  # the axis stops short of the learned curve: say how far it goes
+            notes = information_notes(gaps[gaps["factor"] == factor], peak)
         for ax in axes[:, column]:
-            ax.axhline(entropy[factor], color="grey", lw=0.8, ls="-.", label=f"H({factor})")
-            ax.set_ylim(-0.25 * entropy[factor], top)
-            if peak > top:  # the axis stops at 1.3 H: say how far the learned curve goes
-                ax.text(0.02, 0.97, f"learned curve peaks at {peak:.2f} nats", transform=ax.transAxes,
-                        va="top", fontsize=7, color=INFORMATION_STYLES["mmse_difference"]["color"])
+            handles[ENTROPY_STYLE["label"]] = ax.axhline(entropy[factor], **ENTROPY_STYLE)
+            ax.set_ylim(*limits)
+            _draw_notes(ax, notes)
         axes[0][column].set(title=f"I({factor}; X_t)", xscale="log", xlabel="t (generation runs left to right)")
         axes[0][column].invert_xaxis()
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
     for row in axes:
         row[0].set_ylabel("nats")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)),
+               fontsize=8)
     return fig
 
 
@@ -184,24 +282,37 @@ def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
 def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFrame) -> plt.Figure:
     """Bumps over training: accuracy per axis (x and y on one panel: the imbalance study
     asks whether they are learned together), inside and outside the held-out region, the
-    multi-bump fraction, and the representation's order per axis, with the phase."""
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    multi-bump fraction, the order of the representation at every tap, and the phase tap's
+    order per axis, with the phase above each checkpoint."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     for (region, axis), curve in accuracy.groupby(["region", "axis"]):
         curve = curve.sort_values("training_step")
         style = {"x": "-", "y": "--", "both": ":"}[axis]
-        left.plot(curve["training_step"], curve["accuracy"], ls=style, marker="o", ms=3, label=f"{axis}, {region}")
+        axes[0].plot(curve["training_step"], curve["accuracy"], ls=style, marker="o", ms=3, label=f"{axis}, {region}")
     overall = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == "both")].sort_values("training_step")
-    middle.plot(overall["training_step"], overall["multi_bump_fraction"], marker="o", ms=3, label="several bumps")
-    middle.plot(overall["training_step"], overall["no_bump_fraction"], marker="o", ms=3, label="no bump")
-    order = representation.sort_values("training_step")
-    for column, label in (("r2_pca_x", "R$^2$ x (PCA)"), ("r2_pca_y", "R$^2$ y (PCA)"), ("r2_isomap", "R$^2$ (Isomap)"),
-                          ("trustworthiness", "trustworthiness")):
-        right.plot(order["training_step"], order[column], marker="o", ms=3, label=label)
-    for step, phase in zip(order["training_step"], order["phase"]):
-        right.annotate(phase, (step, 1.02), ha="center", fontsize=8, annotation_clip=False)
-    for ax, title in ((left, "accurate samples"), (middle, "failure modes"), (right, "order of the representation")):
-        ax.set(xscale="log", xlabel="training step", title=title, ylim=(-0.02, 1.05))
-        ax.legend(fontsize=7)
+    axes[1].plot(overall["training_step"], overall["multi_bump_fraction"], marker="o", ms=3, label="several bumps")
+    axes[1].plot(overall["training_step"], overall["no_bump_fraction"], marker="o", ms=3, label="no bump")
+    for tap, curve in representation.groupby("tap"):
+        curve = curve.sort_values("training_step")
+        thick = bool(curve["phase_tap"].iloc[0])
+        axes[2].plot(curve["training_step"], curve["knn_r2"], marker="o", ms=3, lw=2.5 if thick else 1,
+                     label=f"{tap}{' (phase tap)' if thick else ''}")
+    chosen = representation[representation["phase_tap"]].sort_values("training_step")
+    for column, label in (("knn_r2_x", "kNN R$^2$ x"), ("knn_r2_y", "kNN R$^2$ y"),
+                          ("trustworthiness", "trustworthiness"), ("continuity", "continuity"),
+                          ("r2_pca", "PCA-3 linear R$^2$ (diagnostic)")):
+        axes[3].plot(chosen["training_step"], chosen[column], marker="o", ms=3, label=label,
+                     ls=":" if column == "r2_pca" else "-")
+    for ax in axes[2:]:
+        ax.axhline(ORDERED, color="grey", lw=0.6, ls="--")
+        for step, phase in zip(chosen["training_step"], chosen["phase"]):
+            ax.annotate(phase, (step, 1.03), ha="center", fontsize=8, annotation_clip=False)
+    tap = chosen["tap"].iloc[0]
+    titles = ("accurate samples", "failure modes", "order (kNN R$^2$ of x, y) per tap", f"order at {tap}, per axis")
+    for ax, title in zip(axes, titles):
+        ax.set(xscale="log", xlabel="training step", ylim=(-0.02, 1.08))
+        ax.set_title(title, pad=14)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -230,4 +341,26 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     axes[1][0].set_ylabel("fraction of the way from noise to final")
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
+    return fig
+
+
+def representation_pictures(embedding: pd.DataFrame, columns: int = 4) -> plt.Figure:
+    """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at up to ``columns``
+    checkpoints, the first, last and evenly between: each requested (x, y) a dot coloured
+    by x, joined to its lattice neighbours along x (thin) so that order shows as a mesh."""
+    steps = sorted(embedding["training_step"].unique())
+    chosen = [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).round().astype(int))]
+    methods = ("pca", "umap")
+    fig, axes = plt.subplots(len(methods), len(chosen), figsize=(3.2 * len(chosen), 6.2), squeeze=False)
+    for row, method in enumerate(methods):
+        for column, step in enumerate(chosen):
+            ax = axes[row][column]
+            points = embedding[(embedding["method"] == method) & (embedding["training_step"] == step)]
+            for _, line in points.sort_values("x").groupby("y"):
+                ax.plot(line["c1"], line["c2"], color="grey", lw=0.4)
+            dots = ax.scatter(points["c1"], points["c2"], c=points["x"], s=10, cmap="viridis")
+            ax.set(xticks=[], yticks=[], title=f"step {step}: {method.upper()}")
+    fig.colorbar(dots, ax=axes, label="requested x (lines join equal y)", shrink=0.8)
+    fig.suptitle(f"the condition's representation at {embedding['tap'].iloc[0]} (pictures only; the phase "
+                 "uses the kNN order measure)", fontsize=9)
     return fig

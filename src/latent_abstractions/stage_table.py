@@ -76,8 +76,23 @@ def _is_file_import(experiment: dict) -> bool:
     return experiment["dataset"]["kind"] == "shapes3d_file"
 
 
+def _is_full(experiment: dict) -> bool:
+    """Whether the experiment runs the model stages (``scope: full``); ``scope: exact`` runs
+    only the data set, its sheets and the exact order."""
+    return experiment.get("scope", "full") == "full"
+
+
 def _is_bumps(experiment: dict) -> bool:
     return experiment["dataset"]["kind"] == "bumps" and experiment["dataset"]["profile"] == "bump"
+
+
+def _is_shapes(experiment: dict) -> bool:
+    return experiment["dataset"]["kind"] in ("shapes", "shapes3d_file")
+
+
+def _full_and(condition: Callable[[dict], bool] | None = None) -> Callable[[dict], bool]:
+    """A full-scope experiment that also meets ``condition`` (any, when None)."""
+    return lambda experiment: _is_full(experiment) and (condition is None or condition(experiment))
 
 
 DATASET = (paths.IMAGES, paths.FACTORS)
@@ -100,47 +115,50 @@ STAGES: tuple[Stage, ...] = (
           applies_to=_is_file_import, external_input="path"),
     Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
           params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
-          plots=LIVE_PLOTS),
+          plots=LIVE_PLOTS, applies_to=_full_and()),
     Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,)),
+          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,), applies_to=_full_and()),
     Stage("fork_trajectories", "fork_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "fork"), directories=(paths.FORKS,)),
+          params=("sde", "model", "fork"), directories=(paths.FORKS,), applies_to=_full_and()),
     Stage("forward_backward", "forward_backward", inputs=DATASET + (paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "forward_backward"), directories=(paths.FORWARD_BACKWARD,)),
+          params=("sde", "model", "forward_backward"), directories=(paths.FORWARD_BACKWARD,), applies_to=_full_and()),
     Stage("fit_probes", "fit_probes", inputs=(paths.TRAJECTORIES,), outputs=(paths.PROBES,), params=("probes",),
-          plots=(_series_plot("probes"),)),
+          plots=(_series_plot("probes"),), applies_to=_full_and()),
     Stage("estimate_information", "estimate_information", inputs=DATASET + (paths.WEIGHTS,),
           outputs=(paths.INFORMATION,), params=("sde", "model", "information"), metrics=(paths.INFORMATION_METRICS,),
-          plots=(_series_plot("information"),)),
+          plots=(_series_plot("information"),), applies_to=_full_and()),
     Stage("evaluate_generation", "evaluate_generation", inputs=DATASET + (paths.CHECKPOINTS,),
-          outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION),
-          params=("sde", "model", "generation"), applies_to=_is_bumps,
+          outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
+          params=("sde", "model", "generation"), applies_to=_full_and(_is_bumps),
           plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
     Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
           outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier"),
-          metrics=(paths.CLASSIFIER_METRICS,)),
+          metrics=(paths.CLASSIFIER_METRICS,), applies_to=_full_and()),
     Stage("analyze_forks", "analyze_forks",
           inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
-          outputs=(paths.FORK_ANALYSIS,), params=("model",)),
+          outputs=(paths.FORK_ANALYSIS,), params=("model",), applies_to=_full_and()),
     Stage("decision_order", "decision_order",
           inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
-          outputs=(paths.ORDER, paths.PROXIES), params=()),
+          outputs=(paths.ORDER, paths.PROXIES), params=(), applies_to=_full_and()),
+    Stage("exact_order", "exact_order", inputs=DATASET, outputs=(paths.EXACT_INFORMATION, paths.EXACT_DECISIONS),
+          params=("sde", "exact_order"), plots=(_series_plot("exact_information"),), applies_to=_is_shapes),
     Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
           outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)), params=()),
     Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES, paths.INFORMATION),
-          outputs=_figure("probes"), params=()),
+          outputs=_figure("probes"), params=(), applies_to=_full_and()),
     Stage("plot_information", "figures", arguments="--figures information",
           inputs=(paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
-          outputs=_figure("information"), params=()),
+          outputs=_figure("information"), params=(), applies_to=_full_and()),
     Stage("plot_samples", "figures", arguments="--figures samples", inputs=(paths.TRAJECTORIES,),
-          outputs=_figure("samples"), params=()),
+          outputs=_figure("samples"), params=(), applies_to=_full_and()),
     Stage("plot_generation", "figures", arguments="--figures generation",
-          inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION), outputs=_figure("generation"),
-          params=(), applies_to=_is_bumps),
+          inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
+          outputs=_figure("generation") + _figure("representation"),
+          params=(), applies_to=_full_and(_is_bumps)),
     Stage("plot_proxies", "figures", arguments="--figures proxies", inputs=(paths.PROXIES,),
-          outputs=_figure("proxies"), params=()),
+          outputs=_figure("proxies"), params=(), applies_to=_full_and()),
     Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
-          outputs=_figure("loss"), params=()),
+          outputs=_figure("loss"), params=(), applies_to=_full_and()),
 )
 
 
@@ -184,11 +202,11 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
     return sorted(name for name, experiment in params["experiments"].items() if entry.applies_to(experiment))
 
 
-REPORT = ProjectStage("report", "report", outputs=(paths.REPORT,), reads=(
+REPORT = ProjectStage("report", "report", outputs=(paths.REPORT, paths.FINDINGS), reads=(
     *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES
       + paths.STUDY_FIGURES),
     paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.CLASSIFIER_METRICS,
-    paths.ORDER))
+    paths.ORDER, paths.EXACT_DECISIONS))
 
 
 def final_outputs(params: dict) -> list[str]:

@@ -56,10 +56,12 @@ def information_figure(experiment: str) -> dict[str, tuple]:
     return {"information": (plotting.mutual_information(info, bound), sources)}
 
 
-def generation_figure(experiment: str) -> dict[str, tuple]:
+def generation_figures(experiment: str) -> dict[str, tuple]:
     sources = [paths.generation_accuracy(experiment), paths.generation_representation(experiment)]
     accuracy, representation = (pq.read_table(path).to_pandas() for path in sources)
-    return {"generation": (plotting.generation_over_training(accuracy, representation), sources)}
+    embedding = pq.read_table(paths.generation_embedding(experiment)).to_pandas()
+    return {"generation": (plotting.generation_over_training(accuracy, representation), sources),
+            "representation": (plotting.representation_pictures(embedding), [paths.generation_embedding(experiment)])}
 
 
 def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
@@ -72,7 +74,7 @@ GROUPS = {
     "dataset": dataset_figures,
     "probes": probes_figure,
     "information": information_figure,
-    "generation": generation_figure,
+    "generation": generation_figures,
     "proxies": lambda e: table_figure("proxies", paths.proxies(e), lambda t: plotting.proxy_curves(t.to_pandas())),
     "samples": samples_figure,
     "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),

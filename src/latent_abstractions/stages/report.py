@@ -1,10 +1,13 @@
-"""Pipeline step: the project's report, one self-contained HTML file (data/report.html).
+"""Pipeline step: the project's report, one self-contained HTML file (data/report.html),
+and its findings as text (data/findings.md).
 
-For every experiment it shows every figure (embedded), what the figure shows and how to
-read it, and its provenance: the params and code hashes and the git commit that made it,
-and the hashes of the files it was drawn from, as sha256 and as the md5 that dvc.lock
-records for them. It ends with the order in which factors are decided (study 1) and
-the bumps accuracy over training (study 2)."""
+It opens with the findings of both studies (findings.py: sentences made from the tables,
+with every learned estimate's verdict against the exact ground truth). Then, for every
+experiment, every figure (embedded), what the figure shows and how to read it, and its
+provenance: the params and code hashes and the git commit that made it, and the hashes
+of the files it was drawn from, as sha256 and as the md5 that dvc.lock records for
+them. It ends with the tables behind the findings: the order in which factors are
+decided (study 1) and the bumps accuracy over training (study 2)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .. import paths, stage_table
+from .. import findings, paths, stage_table
 from ..artifacts import atomic_path
 from ..cli import InputError, run_project_step
 
@@ -117,11 +120,14 @@ def accuracy_tables(inputs: list[str]) -> str:
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
         phases = pq.read_table(path.replace("accuracy.parquet", "representation.parquet")).to_pandas()
-        wide = wide.join(phases.set_index("training_step")[["multi_bump_fraction", "r2_pca", "trustworthiness",
-                                                            "effective_dimension", "phase"]])
+        phases = phases[phases["phase_tap"]]
+        wide = wide.join(phases.set_index("training_step")[["multi_bump_fraction", "tap", "knn_r2", "trustworthiness",
+                                                            "continuity", "r2_pca", "phase"]])
         parts.append(table_html(wide.reset_index(), f"{table['experiment'].iloc[0]}: generation accuracy over "
-                                "training, and the phase (A: several bumps, B: one misplaced bump or a disordered "
-                                "representation, C: accurate and ordered)"))
+                                "training, the order of the representation at the phase tap (leave-one-out kNN R^2 "
+                                "of (x, y); the PCA-3 linear R^2 beside it is a diagnostic), and the phase (A: "
+                                "several bumps, B: one misplaced bump or a disordered representation, C: accurate "
+                                "and ordered)"))
     return "".join(parts)
 
 
@@ -130,22 +136,84 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}i
          "figure{margin:1.5em 0 0.3em}figcaption{font-size:0.9em;color:#333}")
 
 
+def exact_order_tables(inputs: list[str]) -> str:
+    parts = []
+    for path in (p for p in inputs if p.endswith("exact_decisions.parquet")):
+        table = pq.read_table(path).to_pandas()
+        shown = table[["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50",
+                       "rank_50_stability"]]
+        parts.append(table_html(shown, f"{table['experiment'].iloc[0]}: the exact order, from the data alone "
+                                "(tau_50 with its bootstrap standard error; published_group: early or late in "
+                                "Franzese et al.)"))
+    return "".join(parts)
+
+
+def read_tables(experiment: str) -> dict:
+    """The tables an experiment's findings read, those it has (by the files that exist)."""
+    readers = {"accuracy": (paths.generation_accuracy, pq.read_table),
+               "representation": (paths.generation_representation, pq.read_table),
+               "exact_decisions": (paths.exact_decisions, pq.read_table),
+               "order": (paths.order, pq.read_table),
+               "information_metrics": (paths.information_metrics, None),
+               "classifier_metrics": (paths.classifier_metrics, None)}
+    tables = {}
+    for name, (where, read) in readers.items():
+        path = where(experiment)
+        if path.is_file():
+            tables[name] = read(path).to_pandas() if read else json.loads(path.read_text())
+    return tables
+
+
+def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, list[str]]:
+    """Sentences per study for one experiment, from the tables it has."""
+    said = {"bumps": [], "order": [], "estimates": []}
+    if "accuracy" in tables:
+        said["bumps"] += findings.phase_sentences(name, tables["accuracy"], tables["representation"])
+        coupling = findings.coupling_sentence(name, tables["accuracy"], experiment["dataset"])
+        said["bumps"] += [coupling] if coupling else []
+    if "exact_decisions" in tables:
+        said["order"].append(findings.exact_order_sentence(name, experiment["dataset"], tables["exact_decisions"]))
+    if "order" in tables:
+        said["order"].append(findings.proxy_agreement_sentence(name, tables["order"]))
+    if "information_metrics" in tables:
+        said["estimates"] += findings.information_sentences(name, tables["information_metrics"])
+    if "classifier_metrics" in tables:
+        said["estimates"] += findings.bound_sentences(name, tables["classifier_metrics"])
+    return said
+
+
+def findings_sections(params: dict) -> list[findings.Section]:
+    said = {"bumps": [], "order": [], "estimates": []}
+    for name, experiment in sorted(params["experiments"].items()):
+        for key, sentences in experiment_findings(name, experiment, read_tables(name)).items():
+            said[key] += sentences
+    return [findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
+            findings.Section("Study 1: the order in which factors are decided (Franzese et al.)", said["order"]),
+            findings.Section("Learned estimates against the exact ground truth",
+                             said["estimates"] + [findings.targets_sentence()])]
+
+
 def report_step(params: dict) -> None:
     inputs = stage_table.REPORT.inputs(params)
     missing = [path for path in inputs if not Path(path).is_file()]
     if missing:
-        raise InputError(f"report: {len(missing)} inputs missing, e.g. {missing[0]}")
-    body = ["<h1>Latent abstractions: report</h1>"]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
+    sections = findings_sections(params)
+    body = ["<h1>Latent abstractions: report</h1>", findings.render_html(sections)]
     for experiment in sorted(params["experiments"]):
         pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
         body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
-    body.append("<h2>When each factor is decided</h2>" + order_tables(inputs) + classifier_table(inputs))
+    body.append("<h2>When each factor is decided</h2>" + exact_order_tables(inputs) + order_tables(inputs)
+                + classifier_table(inputs))
     body.append("<h2>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
     document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    with atomic_path(paths.FINDINGS) as temporary:
+        temporary.write_text(findings.render_markdown(sections))
     with atomic_path(paths.REPORT) as temporary:
         temporary.write_text(document)
-    log.info("wrote %s (%d figures)", paths.REPORT, sum(p.endswith(".png") for p in inputs))
+    log.info("wrote %s and %s (%d figures)", paths.REPORT, paths.FINDINGS, sum(p.endswith(".png") for p in inputs))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""Pipeline step: when each factor of a shapes data set is decided along generation,
+from the data and the noise process alone (no model, no training).
+
+The data set is the finite mixture of its images (ground_truth.FiniteMixture): under the
+experiment's SDE, I(Y_k; X_t) is exact up to Monte-Carlo error over X_t, computed on a
+log-SNR-uniform grid of ``exact_order.points`` times from T down to ``t_end`` with
+``samples`` stratified draws per time (information.mutual_information with no model).
+order.py turns each factor's curve into decision times (tau_50, tau_90, in t and in
+log-SNR) and a rank; a parametric bootstrap of the curves (each point redrawn from
+N(mean, stderr^2), the points being independent) gives their standard errors.
+
+Writes two tidy tables (layout: README, "Exact order at paper resolution"):
+- ``exact_information.parquet``: one row per (factor, t): ``mi`` and its ``stderr``,
+  ``entropy`` H(Y_k), ``fraction`` covered, ``bayes_accuracy`` and its stderr;
+- ``exact_decisions.parquet``: one row per factor: decision times, their standard errors,
+  ``rank_50`` (1: decided first), ``rank_50_stability`` (share of bootstrap replicates
+  giving that rank) and ``published_group`` (published_order.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from .. import information, order, paths
+from ..artifacts import provenance, write_parquet, write_series_csv
+from ..cli import InputError, run_step
+from ..datasets import base
+from ..ground_truth import FiniteMixture
+from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
+from ..sde import make_sde
+
+log = logging.getLogger("exact_order")
+SHAPES_KINDS = ("shapes", "shapes3d_file")
+PROXY = "mi_exact"
+TIME_COLUMNS = ("tau_50", "tau_90", "log_snr_50", "log_snr_90")
+
+
+def load_shapes(experiment: str, params: dict) -> base.Dataset:
+    """The experiment's data set, memory-mapped; one clear line if it is not a shapes set or is missing."""
+    kind = params["dataset"]["kind"]
+    if kind not in SHAPES_KINDS:
+        raise InputError(f"exact_order: experiment {experiment} has a {kind} data set; the exact order is made "
+                         f"for shapes experiments (dataset kind {' or '.join(SHAPES_KINDS)})")
+    try:
+        dataset = base.load(paths.dataset_dir(experiment))
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"exact_order: {exc} (make the data set of {experiment} first)") from None
+    return varying_factors(dataset)
+
+
+def varying_factors(dataset: base.Dataset) -> base.Dataset:
+    """The data set with only its factors that take several values (a fixed one has I = 0 at every t)."""
+    varying = [f.name for f in dataset.factor_table if f.cardinality > 1]
+    fixed = [f.name for f in dataset.factor_table if f.cardinality < 2]
+    if not varying:
+        raise InputError("exact_order: every factor of the data set takes a single value")
+    if fixed:
+        log.info("left out, as they take one value: %s", ", ".join(fixed))
+    return dataset.restricted(varying)
+
+
+def mixture(dataset: base.Dataset, rows: str, device: torch.device) -> FiniteMixture:
+    """The uniform mixture over all rows or the train rows; the uint8 images stay as stored."""
+    chosen = dataset.train_rows() if rows == "train" else None
+    try:
+        source = FiniteMixture(dataset.images, dataset.bins(), dataset.condition_values(), rows=chosen)
+    except ValueError as exc:
+        raise InputError(f"exact_order: {exc}") from None
+    return source.to(device) if device.type == "cuda" else source
+
+
+def curve_table(estimate: information.InformationEstimate, names: list[str]) -> pd.DataFrame:
+    """One row per (factor, t), in generation order (t from T down)."""
+    frames = []
+    for k, name in enumerate(names):
+        mi = estimate.mean["exact"][:, k]
+        frames.append(pd.DataFrame({
+            "factor": name, "t": estimate.times, "log_snr": estimate.log_snr, "mi": mi,
+            "stderr": estimate.stderr["exact"][:, k], "entropy": estimate.entropy[k],
+            "fraction": order.fraction_covered(mi), "bayes_accuracy": estimate.mean["bayes_accuracy"][:, k],
+            "bayes_accuracy_stderr": estimate.stderr["bayes_accuracy"][:, k]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _decisions(curves: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
+    table = order.decision_times(curves.assign(proxy=PROXY, value=value))
+    return table.drop(columns="proxy").set_index("factor")
+
+
+def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
+    """One row per factor: order.py's decision times of the ``mi`` curves, with bootstrap
+    standard errors and the share of replicates that rank the factor as the curves do."""
+    table = _decisions(curves, curves["mi"].to_numpy())
+    rng = np.random.default_rng(seed)
+    draws = [_decisions(curves, curves["mi"].to_numpy() + curves["stderr"].to_numpy()
+                        * rng.standard_normal(len(curves))) for _ in range(replicates)]
+    for column in TIME_COLUMNS:
+        spread = pd.concat([draw[column] for draw in draws], axis=1)
+        table[f"{column}_stderr"] = spread.std(axis=1, ddof=1)
+    ranks = pd.concat([draw["rank_50"] for draw in draws], axis=1)
+    table["rank_50_stability"] = ranks.eq(table["rank_50"], axis=0).mean(axis=1)
+    table["entropy"] = curves.groupby("factor")["entropy"].first()
+    table["published_group"] = [_group(name) for name in table.index]
+    columns = ["entropy", *(c for time in TIME_COLUMNS for c in (time, f"{time}_stderr")), "rank_50",
+               "rank_50_stability", "published_group"]
+    return table[columns].reset_index().sort_values(["rank_50", "factor"], ignore_index=True)
+
+
+def _group(name: str) -> str:
+    return "early" if name in PUBLISHED_EARLY else "late" if name in PUBLISHED_LATE else "none"
+
+
+def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> pd.DataFrame:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    source = mixture(dataset, settings["rows"], device)
+    estimate = information.mutual_information(
+        None, make_sde(sde_params), source, t_end=settings["t_end"], points=settings["points"],
+        samples=settings["samples"], seed=settings["seed"], device=device)
+    return curve_table(estimate, [f.name for f in dataset.factor_table])
+
+
+def exact_order_step(experiment: str, params: dict) -> None:
+    dataset = load_shapes(experiment, params)
+    settings = params["exact_order"]
+    log.info("%d images of shape %s, %s rows, %d times x %d draws", len(dataset.images), dataset.images.shape[1:],
+             settings["rows"], settings["points"], settings["samples"])
+    curves = exact_curves(dataset, params["sde"], settings)
+    decisions = decision_table(curves, settings["bootstrap"], settings["seed"])
+    meta = provenance("exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")},
+                      paths.dataset_files(experiment))
+    targets = (paths.exact_information(experiment), paths.exact_decisions(experiment))
+    for frame, target in zip((curves, decisions), targets):
+        frame.insert(0, "experiment", experiment)
+        write_parquet(pa.Table.from_pandas(frame, preserve_index=False), target, meta)
+    write_series_csv(curves, "t", ["factor"], "mi", paths.plot_data(experiment, "exact_information"))
+    log.info("largest Monte-Carlo standard error of I: %.4f nats", curves["stderr"].max())
+    log.info("decision times:\n%s", decisions.drop(columns="experiment").round(3).to_string(index=False))
+    _log_comparison(decisions)
+
+
+def _log_comparison(decisions: pd.DataFrame) -> None:
+    try:
+        found = compare_with_published(decisions)
+    except ValueError as exc:
+        log.info("no comparison with the published order: %s", exc)
+        return
+    log.info("order: %s; agrees with the published order (hues and shape before scale and orientation): %s; "
+             "Spearman rho with the published groups: %.3f", found["text"], found["agrees"], found["rank_agreement"])
+
+
+if __name__ == "__main__":
+    run_step("exact_order", exact_order_step)
