@@ -195,11 +195,9 @@ def test_only_a_full_scope_needs_the_model_sections(default_params):
 
 PARAMS_FILES = ["params.yaml", "tests/params-ci.yaml", *sorted(f"workflow/configs/{p.name}" for p in
                                                              (ROOT / "workflow" / "configs").glob("*.yaml"))]
-KNOWN_GAPS = {"workflow/configs/paper-bumps.yaml": "its bumps experiments lack the generation section"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[name]))
-                                  if name in KNOWN_GAPS else name for name in PARAMS_FILES])
+@pytest.mark.parametrize("name", PARAMS_FILES)
 def test_every_section_a_stage_reads_is_written_out(name):
     """DVC reads params.yaml as written (no schema defaults): a stage's params section left
     out of an experiment that runs it stops `dvc repro` ("Parameters ... are missing")."""

@@ -38,13 +38,14 @@ def _bound_pairs(bound: pd.DataFrame) -> pd.DataFrame:
     return bound[["factor", "t", "bound", "exact", "entropy"]].rename(columns={"bound": "learned"})
 
 
-def information_gaps(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> pd.DataFrame:
+def information_gaps(info: pd.DataFrame, bound: pd.DataFrame | None = None,
+                     forms: tuple[str, ...] = LEARNED_FORMS) -> pd.DataFrame:
     """One row per (factor, estimate): columns GAP_COLUMNS, in nats.
 
     ``info``: the information table (columns distribution, quantity, factor, t, mean,
     factor_entropy); ``bound``: the classifier evaluation (columns factor, t, bound, exact,
-    entropy), or None."""
-    parts = [_summary(_learned_pairs(info, form), form) for form in LEARNED_FORMS]
+    entropy), or None; ``forms``: the learned quantities of ``info`` to compare."""
+    parts = [_summary(_learned_pairs(info, form), form) for form in forms]
     if bound is not None:
         parts.append(_summary(_bound_pairs(bound), BOUND))
     frame = pd.concat(parts, ignore_index=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import checkpoints, information, paths
+from .. import checkpoints, convergence, information, paths
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import InputError, run_step
 from ..datasets import base
@@ -40,18 +40,13 @@ def information_table(model, sde, dataset, rows, settings: dict, device, distrib
 
 def agreement(frame: pd.DataFrame) -> dict:
     """Per learned form and factor, on the train rows: the mean absolute gap to the exact
-    curve and the largest excess over H(factor) (0.1 nats or more shows model error)."""
-    train = frame[frame["distribution"] == "train"]
-    exact = train[train["quantity"] == "exact"].set_index(["factor", "t"])["mean"]
-    summary = {}
-    for form in ("orthogonal", "mmse_difference"):
-        learned = train[train["quantity"] == form].set_index(["factor", "t"])
-        gap = (learned["mean"] - exact).abs().groupby("factor").mean()
-        excess = (learned["mean"] - learned["factor_entropy"]).groupby("factor").max()
-        summary[form] = {factor: {"mean_abs_gap_nats": round(float(gap[factor]), 4),
-                                  "max_excess_over_entropy_nats": round(float(excess[factor]), 4)}
-                         for factor in gap.index}
-    return summary
+    curve and the largest excess over H(factor) (convergence.py: the figure's and the
+    findings' numbers)."""
+    gaps = convergence.information_gaps(frame, forms=("orthogonal", "mmse_difference"))
+    return {form: {row.factor: {"mean_abs_gap_nats": round(float(row.mean_gap), 4),
+                                "max_excess_over_entropy_nats": round(float(row.max_excess_over_entropy), 4)}
+                   for row in gaps[gaps["estimate"] == form].itertuples()}
+            for form in ("orthogonal", "mmse_difference")}
 
 
 def information_step(experiment: str, params: dict) -> None:
