@@ -35,7 +35,7 @@ def test_phase_sentences_carry_the_numbers_and_the_verdict():
     said = findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), representation_table(["A", "B", "C"]))
     text = " ".join(said)
     assert "step 1000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
-    assert "A, B, C, runs A→B→C in order and ends in phase C (first at step 1000)" in text
+    assert "phases read A, B, C: the sequence runs A→B→C in order and ends in phase C (first at step 1000)" in text
     assert "at mid reads kNN R² 0.96" in text
     stuck = " ".join(findings.phase_sentences("bumps", accuracy_table(0.3, 0.3), representation_table(["A", "B", "B"])))
     assert "does not run A→B→C in order to phase C" in stuck
@@ -49,13 +49,21 @@ def test_coupling_is_said_only_under_imbalance():
 
 
 def test_information_verdicts_follow_the_targets():
-    metrics = {"mmse_difference": {"x": {"mean_abs_gap_nats": 0.04, "max_excess_over_entropy_nats": 0.02},
+    metrics = {"mmse_difference": {"x": {"mean_abs_gap_nats": 0.04, "max_excess_over_entropy_nats": -0.01},
                                    "y": {"mean_abs_gap_nats": 0.40, "max_excess_over_entropy_nats": 0.02},
                                    "z": {"mean_abs_gap_nats": 0.05, "max_excess_over_entropy_nats": 0.3}}}
     said = dict(zip("xyz", findings.information_sentences("e", metrics)))
     assert said["x"].endswith(": PASS.") and "mean gap 0.040 nats" in said["x"]
     assert ": MISS; model not converged: gap 0.40 nats, converges with workflow/configs/cpu-study.yaml" in said["y"]
-    assert ": MISS" in said["z"] and "not converged" not in said["z"]
+    assert ": MISS" in said["z"] and "not converged" not in said["z"] and "rises 0.300 nats above H" in said["z"]
+    assert "stays below H" in said["x"]
+
+
+def test_a_bound_short_of_the_target_is_marked_not_converged():
+    said = findings.bound_sentences("e", {"bound_against_exact": {"shape": {"mean_abs_gap_nats": 0.3},
+                                                                   "scale": {"mean_abs_gap_nats": 0.05}}})
+    assert said[0].startswith("e, classifier bound H − CE on scale: mean gap 0.050 nats: PASS")
+    assert "shape: mean gap 0.300 nats: MISS; model not converged: gap 0.30 nats" in said[1]
 
 
 def test_exact_order_against_the_published_finding():

@@ -53,7 +53,7 @@ def phase_sentences(experiment: str, accuracy: pd.DataFrame, representation: pd.
     return [f"{experiment}: at the final checkpoint (step {step}) {percent(final['accuracy'])} of samples are "
             f"accurate (one bump within the tolerance of the request; x {percent(_accuracy_at(accuracy, step, 'x'))}, "
             f"y {percent(_accuracy_at(accuracy, step, 'y'))}).",
-            f"Its phases over the {len(phases)} checkpoints, {', '.join(phases)}, {verdict}{first_c}; the "
+            f"Over its {len(phases)} checkpoints the phases read {', '.join(phases)}: the sequence {verdict}{first_c}; the "
             f"representation at {tap} reads kNN R² {final['knn_r2']:.2f} (ordered at ≥ {ORDERED:g})."]
 
 
@@ -74,22 +74,27 @@ def estimate_verdict(mean_gap: float, excess: float | None) -> str:
     return "PASS" if passed else "MISS"
 
 
+def not_converged(mean_gap: float) -> str:
+    return (f"; model not converged: gap {mean_gap:.2f} nats, converges with {CONVERGING_OVERLAY}"
+            if mean_gap > GAP_TARGET else "")
+
+
+def against_entropy(excess: float) -> str:
+    return f"rises {excess:.3f} nats above H" if excess > 0 else "stays below H"
+
+
 def information_sentences(experiment: str, metrics: dict) -> list[str]:
     """The learned MMSE-form estimate's gap per factor, with its verdict."""
-    sentences = []
-    for factor, entry in sorted(metrics["mmse_difference"].items()):
-        gap, excess = entry["mean_abs_gap_nats"], entry["max_excess_over_entropy_nats"]
-        verdict = estimate_verdict(gap, excess)
-        note = (f"; model not converged: gap {gap:.2f} nats, converges with {CONVERGING_OVERLAY}"
-                if gap > GAP_TARGET else "")
-        sentences.append(f"{experiment}, learned I({factor}; X_t) (MMSE form): mean gap {gap:.3f} nats to the exact "
-                         f"curve, at most {excess:+.3f} nats over H: {verdict}{note}.")
-    return sentences
+    return [f"{experiment}, learned I({factor}; X_t) (MMSE form): mean gap {entry['mean_abs_gap_nats']:.3f} nats to "
+            f"the exact curve, {against_entropy(entry['max_excess_over_entropy_nats'])}: "
+            f"{estimate_verdict(entry['mean_abs_gap_nats'], entry['max_excess_over_entropy_nats'])}"
+            f"{not_converged(entry['mean_abs_gap_nats'])}."
+            for factor, entry in sorted(metrics["mmse_difference"].items())]
 
 
 def bound_sentences(experiment: str, classifier_metrics: dict) -> list[str]:
     return [f"{experiment}, classifier bound H − CE on {factor}: mean gap {entry['mean_abs_gap_nats']:.3f} nats: "
-            f"{estimate_verdict(entry['mean_abs_gap_nats'], None)}."
+            f"{estimate_verdict(entry['mean_abs_gap_nats'], None)}{not_converged(entry['mean_abs_gap_nats'])}."
             for factor, entry in sorted(classifier_metrics["bound_against_exact"].items())]
 
 
