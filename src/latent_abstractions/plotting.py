@@ -344,14 +344,14 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def representation_pictures(embedding: pd.DataFrame, columns: int = 4) -> plt.Figure:
+def representation_pictures(embedding: pd.DataFrame, columns: int = 8) -> plt.Figure:
     """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at up to ``columns``
     checkpoints, the first, last and evenly between: each requested (x, y) a dot coloured
     by x, joined to its lattice neighbours along x (thin) so that order shows as a mesh."""
     steps = sorted(embedding["training_step"].unique())
     chosen = [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).round().astype(int))]
     methods = ("pca", "umap")
-    fig, axes = plt.subplots(len(methods), len(chosen), figsize=(3.2 * len(chosen), 6.2), squeeze=False)
+    fig, axes = plt.subplots(len(methods), len(chosen), figsize=(2.5 * len(chosen) + 1.5, 5.6), squeeze=False)
     for row, method in enumerate(methods):
         for column, step in enumerate(chosen):
             ax = axes[row][column]

@@ -46,6 +46,7 @@ class Stage:
     plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
     external_input: str | None = None  # a dataset key naming a file outside the repository
+    priority: int = 0  # Snakemake starts higher first: the long trainings, so others fill the other cores
 
     @property
     def command_module(self) -> str:
@@ -115,7 +116,7 @@ STAGES: tuple[Stage, ...] = (
           applies_to=_is_file_import, external_input="path"),
     Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
           params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
-          plots=LIVE_PLOTS, applies_to=_full_and()),
+          plots=LIVE_PLOTS, applies_to=_full_and(), priority=10),
     Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
           params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,), applies_to=_full_and()),
     Stage("fork_trajectories", "fork_trajectories", inputs=(paths.WEIGHTS,), outputs=(),

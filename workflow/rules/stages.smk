@@ -24,6 +24,7 @@ def stage_rule(_stage, _experiments):
             _stage.log("{experiment}"),
         wildcard_constraints:
             experiment="|".join(_experiments),
+        priority: _stage.priority
         shell:
             _stage.command("{wildcards.experiment}")
 

@@ -21,7 +21,8 @@ It also fixes the number of CPU threads the stage computes with
 they are split across threads, so a run under Snakemake (which sets one thread per job)
 and one under DVC (which would use every core) give byte-identical artifacts only with
 the same count. Raise it on a large CPU node, at the price of comparing only runs that
-used the same value.
+used the same value. Numba's threads (UMAP's) follow it too: left at one per core, they
+spin against the job on the other core and slow both several times over.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         sys.exit("usage: run_stage.py STAGE_MODULE --experiment NAME [...]")
     threads = os.environ.get("LATENT_ABSTRACTIONS_CPU_THREADS", "1")
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[variable] = threads
     for python in candidates():
         if can_import_package(python):

@@ -1,0 +1,64 @@
+"""The bumps evaluation over training checkpoints: accuracy, the order of the condition's
+representation at every block with the phase read at one, and the 2-D pictures; a
+representation tap the network lacks is refused in one line naming the taps it has."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from latent_abstractions import representation
+from latent_abstractions.cli import InputError
+from latent_abstractions.datasets import base, bumps
+from latent_abstractions.stages.evaluate_generation import evaluate_step
+from test_store import EXPERIMENT, experiment_params, make_workdir
+
+STEPS = (10, 20)
+
+
+def evaluation_workdir(tmp_path, ci_params, **generation):
+    """make_workdir's tiny model as two checkpoints, on a 6 x 6 lattice of centres (enough
+    conditions to measure order), with a short sampler."""
+    work = make_workdir(tmp_path, ci_params)
+    data = bumps.make(height=8, width=8, sigma=1.0, spacing_x=1.0, spacing_y=1.0, margin=1.0)
+    data.factors["split"] = "train"
+    base.save(data, work / "data" / EXPERIMENT / "dataset", {"step": "test"})
+    model_dir = work / "data" / EXPERIMENT / "model"
+    (model_dir / "checkpoints").mkdir()
+    for step in STEPS:
+        shutil.copy(model_dir / "weights.safetensors", model_dir / "checkpoints" / f"step_{step}.safetensors")
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["experiments"][EXPERIMENT]["generation"].update({"steps": 8, **generation})
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return work
+
+
+def test_every_block_is_measured_and_the_phase_reads_the_phase_tap(tmp_path, ci_params, monkeypatch):
+    work = evaluation_workdir(tmp_path, ci_params)
+    monkeypatch.chdir(work)
+    evaluate_step(EXPERIMENT, experiment_params(work))
+    generation = work / "data" / EXPERIMENT / "generation"
+    orders = pq.read_table(generation / "representation.parquet").to_pandas()
+    assert set(orders["tap"]) == {"down.0", "down.1", "mid", "up.0", "up.1"}
+    assert sorted(orders["training_step"].unique()) == list(STEPS)
+    chosen = orders[orders["phase_tap"]]
+    assert set(chosen["tap"]) == {"mid"} and len(chosen) == len(STEPS)
+    for _, row in chosen.iterrows():
+        assert row["phase"] == representation.phase(row["multi_bump_fraction"], row["accuracy"], row["knn_r2"])
+    assert orders.groupby("training_step")["phase"].nunique().eq(1).all()  # one phase per checkpoint
+    pictures = pq.read_table(generation / "embedding.parquet").to_pandas()
+    assert set(pictures["method"]) == {"pca", "umap"} and set(pictures["tap"]) == {"mid"}
+    assert len(pictures) == 2 * len(STEPS) * 36 and np.isfinite(pictures[["c1", "c2"]].to_numpy()).all()
+
+
+def test_a_tap_the_network_lacks_is_one_line_listing_its_taps(tmp_path, ci_params, monkeypatch):
+    work = evaluation_workdir(tmp_path, ci_params, representation_tap="down.7")
+    monkeypatch.chdir(work)
+    with pytest.raises(InputError) as raised:
+        evaluate_step(EXPERIMENT, experiment_params(work))
+    assert str(raised.value) == "unknown feature tap down.7; this model has: down.0, down.1, mid, up.0, up.1"
+    assert not (work / "data" / EXPERIMENT / "generation").exists()
