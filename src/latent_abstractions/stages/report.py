@@ -207,6 +207,12 @@ def findings_sections(params: dict) -> list[findings.Section]:
                              said["estimates"] + [findings.targets_sentence()])]
 
 
+def contents(experiments: list[str]) -> str:
+    targets = [("findings", "Findings"), *((name, name) for name in experiments),
+               ("order", "When each factor is decided"), ("accuracy", "Bumps: accuracy over training")]
+    return "<nav>" + " · ".join(f"<a href='#{anchor}'>{html.escape(title)}</a>" for anchor, title in targets) + "</nav>"
+
+
 def report_step(params: dict) -> None:
     inputs = stage_table.REPORT.inputs(params)
     missing = [path for path in inputs if not Path(path).is_file()]
@@ -214,13 +220,14 @@ def report_step(params: dict) -> None:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
     sections = findings_sections(params)
-    body = ["<h1>Latent abstractions: report</h1>", findings.render_html(sections)]
-    for experiment in sorted(params["experiments"]):
+    experiments = sorted(params["experiments"])
+    body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
+    for experiment in experiments:
         pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
         body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
-    body.append("<h2>When each factor is decided</h2>" + exact_order_tables(inputs) + order_tables(inputs)
-                + classifier_table(inputs))
-    body.append("<h2>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
+    body.append("<h2 id='order'>When each factor is decided</h2>" + exact_order_tables(inputs)
+                + order_tables(inputs) + classifier_table(inputs))
+    body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
     document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
                 f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
     with atomic_path(paths.FINDINGS) as temporary:
