@@ -46,7 +46,7 @@ class Stage:
     plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
     external_input: str | None = None  # a dataset key naming a file outside the repository
-    priority: int = 0  # Snakemake starts higher first: the long trainings, so others fill the other cores
+    priority: int = 0  # Snakemake starts higher first: the long jobs, so that short ones fill the gaps
 
     @property
     def command_module(self) -> str:
@@ -127,14 +127,14 @@ STAGES: tuple[Stage, ...] = (
           plots=(_series_plot("probes"),), applies_to=_full_and()),
     Stage("estimate_information", "estimate_information", inputs=DATASET + (paths.WEIGHTS,),
           outputs=(paths.INFORMATION,), params=("sde", "model", "information"), metrics=(paths.INFORMATION_METRICS,),
-          plots=(_series_plot("information"),), applies_to=_full_and()),
+          plots=(_series_plot("information"),), applies_to=_full_and(), priority=5),
     Stage("evaluate_generation", "evaluate_generation", inputs=DATASET + (paths.CHECKPOINTS,),
           outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
-          params=("sde", "model", "generation"), applies_to=_full_and(_is_bumps),
+          params=("sde", "model", "generation"), applies_to=_full_and(_is_bumps), priority=4,
           plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
     Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
           outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier"),
-          metrics=(paths.CLASSIFIER_METRICS,), applies_to=_full_and()),
+          metrics=(paths.CLASSIFIER_METRICS,), applies_to=_full_and(), priority=5),
     Stage("analyze_forks", "analyze_forks",
           inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
           outputs=(paths.FORK_ANALYSIS,), params=("model",), applies_to=_full_and()),
