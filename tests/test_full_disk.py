@@ -76,7 +76,7 @@ def assert_fails_cleanly(result: subprocess.CompletedProcess, stage: str, before
 
 def test_a_full_disk_stops_each_stage_in_one_line_and_keeps_earlier_outputs(small_disk, ci_params):
     params = tiny_experiment(ci_params, steps=40, batch_size=16, checkpoints=2)
-    params["experiments"]["tiny"]["sample"].update(steps=20, batch_size=16, eval_block=16)
+    params["experiments"]["tiny"]["sample"].update(steps=20, batch_size=16, eval_block=16, per_position=4)  # 3 batches
     (small_disk / "params.yaml").write_text(yaml.safe_dump(params))
     data = small_disk / "data"
     for name in ("prepare_data", "train_score_model"):

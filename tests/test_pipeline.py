@@ -387,10 +387,12 @@ def test_push_pull_round_trip_and_an_experiment_with_a_changed_param(dvc_repo):
     assert pulled_in < 60
     assert artifact_hashes(clone) == artifact_hashes(dvc_repo)
 
-    run(dvc("exp", "run", "-S", "experiments.bumps.train.steps=300"), clone)
+    # A param of a short stage: the experiment reruns it and what follows, not the training.
+    run(dvc("exp", "run", "-S", "experiments.bumps.information.seed=11"), clone)
     shown = json.loads(run(dvc("exp", "show", "--json"), clone).stdout)
     metrics = json.dumps(shown)
-    assert '"experiments.bumps.train.steps": 300' in metrics.replace("'", '"') or '"steps": 300' in metrics
+    assert '"experiments.bumps.information.seed": 11' in metrics.replace("'", '"') or '"seed": 11' in metrics
+    assert "data/bumps/information_metrics.json" in metrics and '"mean_abs_gap_nats"' in metrics
     assert "data/bumps/model/live/metrics.json" in metrics and '"loss"' in metrics
 
 

@@ -293,7 +293,7 @@ def test_slurm_makes_the_same_bytes_as_a_local_run(runs):
 
 # --- a training job cancelled mid-way (slow) --------------------------------------------------
 
-CANCEL_TRAINING = {"steps": 1200, "resume_every": 100}
+CANCEL_TRAINING = {"steps": 600, "resume_every": 100}
 
 
 def queued_jobs(cluster: dict) -> dict[str, str]:

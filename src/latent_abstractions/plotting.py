@@ -322,7 +322,8 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     column per factor, each rescaled from its value at pure noise (0) to its final value (1):
     the curves the order table reads its decision times from (0.5 and 0.9 marked)."""
     factors = sorted(curves["factor"].unique())
-    fig, axes = plt.subplots(2, len(factors), figsize=(3.6 * len(factors), 6.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(factors), figsize=(3.6 * len(factors), 7.0), sharey=True, squeeze=False,
+                             layout="constrained")
     for column, factor in enumerate(factors):
         for proxy, curve in curves[curves["factor"] == factor].groupby("proxy"):
             curve = curve.sort_values("t", ascending=False)  # generation order
@@ -339,8 +340,8 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
         axes[1][column].set(xlabel="log SNR")
     axes[0][0].set_ylabel("fraction of the way from noise to final")
     axes[1][0].set_ylabel("fraction of the way from noise to final")
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(8, len(labels)), fontsize=8)
     return fig
 
 
