@@ -57,10 +57,15 @@ CONVERGING_OVERLAY = "workflow/configs/cpu-study.yaml"
 CONVERGING_NOTE = f"converges with {CONVERGING_OVERLAY}"
 
 
+def gap_text(mean_gap: float) -> str:
+    """The words the figure and the findings use for an estimate short of the target."""
+    return f"model not converged: gap {mean_gap:.2f} nats"
+
+
 def not_converged_note(gap: pd.Series) -> str:
-    """What a figure or report says of an estimate (one row of information_gaps) that has
-    not converged; CONVERGING_NOTE says how to converge it."""
-    text = f"model not converged: gap {gap['mean_gap']:.2f} nats"
+    """What a figure says of an estimate (one row of information_gaps) that has not
+    converged; CONVERGING_NOTE says how to converge it."""
+    text = gap_text(gap["mean_gap"])
     if gap["max_excess_over_entropy"] > EXCESS_TARGET:
         text += f"\n(rises {gap['max_excess_over_entropy']:.2f} nats above H)"
     return text

@@ -13,7 +13,7 @@ import html
 
 import pandas as pd
 
-from .convergence import CONVERGING_OVERLAY, EXCESS_TARGET, GAP_TARGET
+from .convergence import CONVERGING_NOTE, EXCESS_TARGET, GAP_TARGET, gap_text
 from .published_order import compare_with_published
 from .representation import ORDERED, phases_in_order
 
@@ -75,8 +75,7 @@ def estimate_verdict(mean_gap: float, excess: float | None) -> str:
 
 
 def not_converged(mean_gap: float) -> str:
-    return (f"; model not converged: gap {mean_gap:.2f} nats, converges with {CONVERGING_OVERLAY}"
-            if mean_gap > GAP_TARGET else "")
+    return f"; {gap_text(mean_gap)}, {CONVERGING_NOTE}" if mean_gap > GAP_TARGET else ""
 
 
 def against_entropy(excess: float) -> str:

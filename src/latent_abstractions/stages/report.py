@@ -161,25 +161,30 @@ def exact_order_tables(inputs: list[str]) -> str:
 MIN_FACTORS_TO_ORDER = 3  # with two factors a rank correlation is +1 or -1 and says little
 
 
-def read_tables(experiment: str) -> dict:
-    """The tables an experiment's findings read, those it has (by the files that exist)."""
-    readers = {"accuracy": (paths.generation_accuracy, pq.read_table),
-               "representation": (paths.generation_representation, pq.read_table),
-               "exact_decisions": (paths.exact_decisions, pq.read_table),
-               "order": (paths.order, pq.read_table),
-               "information_metrics": (paths.information_metrics, None),
-               "classifier_metrics": (paths.classifier_metrics, None)}
+# The tables the findings read: name -> (path of an experiment's table, how to read it).
+FINDINGS_TABLES = {"accuracy": (paths.generation_accuracy, "parquet"),
+                   "representation": (paths.generation_representation, "parquet"),
+                   "exact_decisions": (paths.exact_decisions, "parquet"),
+                   "order": (paths.order, "parquet"),
+                   "information_metrics": (paths.information_metrics, "json"),
+                   "classifier_metrics": (paths.classifier_metrics, "json")}
+STUDY_KEYS = ("bumps", "exact", "proxies", "estimates")
+
+
+def read_tables(experiment: str, inputs: list[str]) -> dict:
+    """The tables of one experiment that the report stage reads (its declared inputs only,
+    so that a stale file of a stage the experiment does not run is never taken up)."""
     tables = {}
-    for name, (where, read) in readers.items():
+    for name, (where, kind) in FINDINGS_TABLES.items():
         path = where(experiment)
-        if path.is_file():
-            tables[name] = read(path).to_pandas() if read else json.loads(path.read_text())
+        if str(path) in inputs:
+            tables[name] = pq.read_table(path).to_pandas() if kind == "parquet" else json.loads(path.read_text())
     return tables
 
 
 def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, list[str]]:
     """Sentences per study for one experiment, from the tables it has."""
-    said = {"bumps": [], "exact": [], "proxies": [], "estimates": []}
+    said = {key: [] for key in STUDY_KEYS}
     if "accuracy" in tables:
         said["bumps"] += findings.phase_sentences(name, tables["accuracy"], tables["representation"])
         coupling = findings.coupling_sentence(name, tables["accuracy"], experiment["dataset"])
@@ -195,10 +200,10 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
     return said
 
 
-def findings_sections(params: dict) -> list[findings.Section]:
-    said = {"bumps": [], "exact": [], "proxies": [], "estimates": []}
+def findings_sections(params: dict, inputs: list[str]) -> list[findings.Section]:
+    said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
-        for key, sentences in experiment_findings(name, experiment, read_tables(name)).items():
+        for key, sentences in experiment_findings(name, experiment, read_tables(name, inputs)).items():
             said[key] += sentences
     return [findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
             findings.Section("Study 1: the order in which factors are decided (Franzese et al.)",
@@ -219,7 +224,7 @@ def report_step(params: dict) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
-    sections = findings_sections(params)
+    sections = findings_sections(params, inputs)
     experiments = sorted(params["experiments"])
     body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
     for experiment in experiments:
