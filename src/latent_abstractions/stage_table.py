@@ -111,14 +111,14 @@ def _figure(name: str) -> tuple[str, ...]:
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare_data", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
-          applies_to=lambda e: not _is_file_import(e)),
+          applies_to=lambda e: not _is_file_import(e), priority=10),  # a priority does not pass to upstream jobs
     Stage("import_shapes3d", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
-          applies_to=_is_file_import, external_input="path"),
+          applies_to=_is_file_import, external_input="path", priority=10),
     Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
           params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
           plots=LIVE_PLOTS, applies_to=_full_and(), priority=10),
     Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,), applies_to=_full_and()),
+          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,), applies_to=_full_and(), priority=4),
     Stage("fork_trajectories", "fork_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
           params=("sde", "model", "fork"), directories=(paths.FORKS,), applies_to=_full_and()),
     Stage("forward_backward", "forward_backward", inputs=DATASET + (paths.WEIGHTS,), outputs=(),
