@@ -15,6 +15,8 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browsers are never downloaded
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
 INSTALL = "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium"
+# The lock workflow/scripts/local_slurm.py takes too: parallel test workers install in turn.
+APT_LOCK = "/tmp/apt-get.lock"
 INSTALL_TIMEOUT_S = 900
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -66,7 +68,7 @@ def require_chromium(install: bool = False) -> None:
     """Skip the calling test, with one reason, when the browser cannot run; with
     ``install``, first install Debian's chromium when it is missing and this machine can."""
     if install and not CHROMIUM.is_file() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["sh", "-c", INSTALL], capture_output=True, timeout=INSTALL_TIMEOUT_S)
+        subprocess.run(["flock", APT_LOCK, "sh", "-c", INSTALL], capture_output=True, timeout=INSTALL_TIMEOUT_S)
     reason = chromium_missing_reason()
     if reason:
         pytest.skip(reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import os
 from pathlib import Path
@@ -13,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # The end-to-end tests' params (tiny scale); params.yaml is the science default users run.
 CI_PARAMS = ROOT / "tests" / "params-ci.yaml"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with the most slow (end-to-end) tests first, each keeping its own order:
+    pytest-xdist hands out whole modules in this order, so the long ones start at once on
+    workers of their own and the short ones fill the gaps."""
+    slow_tests = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_tests[item.path])
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ import torch
 
 from latent_abstractions import classifier
 from latent_abstractions.datasets.base import Dataset
+from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
 from latent_abstractions.sde import VESDE, VPSDE
 
@@ -199,3 +200,16 @@ def test_rows_read_the_same_from_the_device_cache_and_from_storage():
             source = classifier._Rows(images, rows, torch.device("cpu"), cache_bytes=cache_bytes)
             assert (source.cache is None) == (cache_bytes == 0)
             torch.testing.assert_close(source.gather(positions), expected)
+
+
+def test_a_diverging_classifier_training_stops_at_the_step_with_its_last_finite_loss():
+    dataset = square_dataset()
+    config = classifier.ClassifierConfig(steps=50, batch_size=16, learning_rate=1e30, warmup_steps=0, seed=0,
+                                         grad_clip=0.0)
+    with pytest.raises(TrainingDiverged) as caught:
+        classifier.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
+    diverged = caught.value
+    assert 2 <= diverged.step < 50 and not math.isfinite(diverged.loss)
+    assert diverged.last_finite[0] == diverged.step - 1 and math.isfinite(diverged.last_finite[1])
+    assert str(diverged).startswith(f"the noise classifier's training diverged at step {diverged.step}: loss ")
+    assert "\n" not in str(diverged)

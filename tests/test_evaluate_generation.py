@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from latent_abstractions import representation
-from latent_abstractions.cli import InputError
+from latent_abstractions.errors import InputError
 from latent_abstractions.datasets import base, bumps
 from latent_abstractions.stages.evaluate_generation import evaluate_step
 from test_store import EXPERIMENT, experiment_params, make_workdir

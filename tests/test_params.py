@@ -214,3 +214,43 @@ def test_a_ci_overlay_lacking_a_required_key_is_named_in_one_line(tmp_path):
         params.load(broken)
     message = str(raised.value)
     assert message.startswith(f"{broken}: experiments.shapes.train lacks steps;") and "\n" not in message
+
+
+def test_a_key_given_twice_in_one_mapping_is_named_with_both_lines(tmp_path):
+    text = (ROOT / "params.yaml").read_text()
+    pasted = text.replace("      steps: 8000", "      steps: 8000\n      batch_size: 64\n      steps: 500", 1)
+    path = tmp_path / "params.yaml"
+    path.write_text(pasted)
+    first = pasted.splitlines().index("      steps: 8000") + 1
+    with pytest.raises(params.ParamsError) as caught:
+        params.load(path)
+    assert str(caught.value) == f"{path}: key 'steps' appears twice in one mapping (lines {first} and {first + 2})"
+
+
+@pytest.mark.parametrize("written, value", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf"), (".NaN", "nan"),
+                                            ("-.Inf", "-inf")])
+def test_a_non_finite_number_is_refused_wherever_a_number_is_read(tmp_path, default_params, written, value):
+    """Keys with bounds (learning_rate, t_end) and a key without (sigma), as YAML spells them."""
+    for section, key in (("train", "learning_rate"), ("dataset", "sigma"), ("information", "t_end")):
+        edited = copy.deepcopy(default_params)
+        edited["experiments"]["bumps"][section][key] = 12345.678
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(edited).replace("12345.678", written))
+        with pytest.raises(params.ParamsError) as caught:
+            params.load(path)
+        assert str(caught.value) == f"params.yaml: experiments.bumps.{section}.{key} = {value}: must be a finite number"
+
+
+def test_every_lower_end_must_stay_below_its_upper_end(default_params):
+    pairs = list(params.ordered_pairs(default_params))
+    assert (("experiments", "bumps", "sde"), "beta_min", "beta_max") in pairs
+    edited = copy.deepcopy(default_params)
+    edited["experiments"]["bumps"]["sde"].update(beta_min=20.0, beta_max=0.1)
+    with pytest.raises(params.ParamsError) as caught:
+        params.validate(edited)
+    assert str(caught.value) == ("params.yaml: experiments.bumps.sde.beta_min = 20.0: must be below "
+                                 "experiments.bumps.sde.beta_max = 0.1")
+    ve = copy.deepcopy(default_params)
+    ve["experiments"]["bumps"]["sde"] = {"kind": "ve", "sigma_min": 5.0, "sigma_max": 5.0}
+    with pytest.raises(params.ParamsError, match=r"sde.sigma_min = 5.0: must be below .*sigma_max = 5.0$"):
+        params.validate(ve)

@@ -4,6 +4,7 @@ before anything runs or is written."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 import subprocess
 import sys
@@ -65,6 +66,17 @@ def variants(base: dict) -> list[tuple[str, str]]:
         "bumps" if p[2] == "dataset" else p[2], {}).get("required", [])]
     for path in rng.sample(required, min(30, len(required))):
         edit(f"missing {'.'.join(map(str, path))}", deleter(path))
+    numbers = [path for path in leaves if _is_number(_at(base, path))]
+    for path in numbers:  # every numeric key, each non-finite value YAML can write
+        for value in (math.nan, math.inf, -math.inf):
+            edit(f"{'.'.join(map(str, path))} = {value}", setter(path, value))
+    for section, lower, upper in params.ordered_pairs(base):  # every ordered pair: reversed, and equal
+        low, high = _at(base, [*section, lower]), _at(base, [*section, upper])
+        edit(f"{lower} above {upper} in {'.'.join(section)}",
+             lambda edited, s=section, lo=lower, hi=upper: _at(edited, list(s)).update({lo: high, hi: low}))
+        edit(f"{lower} equal to {upper} in {'.'.join(section)}", setter([*section, lower], high))
+    edit("sigma_min above sigma_max", setter(["experiments", "bumps", "sde"],
+                                             {"kind": "ve", "sigma_min": 50.0, "sigma_max": 0.01}))
     for name in ("down.9", "up.7", "middle", "", "down.x"):
         edit(f"tap {name!r}", setter(["experiments", "bumps", "model", "taps"], [name]))
     for name in ("heun2", "euler", "", "SDE"):
@@ -84,8 +96,23 @@ def variants(base: dict) -> list[tuple[str, str]]:
     return made
 
 
-def test_at_least_200_variants(default_params):
-    assert len(variants(default_params)) >= 200
+def _at(node, path):
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_at_least_200_variants_with_every_numeric_key_non_finite_and_every_ordered_pair_reversed(default_params):
+    made = variants(default_params)
+    descriptions = {description for description, _ in made}
+    assert len(made) >= 200
+    assert "experiments.bumps.train.learning_rate = nan" in descriptions
+    assert "beta_min above beta_max in experiments.shapes.sde" in descriptions
+    print(f"{len(made)} malformed params variants")
 
 
 def test_every_variant_stops_with_one_line(default_params, tmp_path):

@@ -269,15 +269,21 @@ def test_snakemake_reruns_only_the_probes_and_what_follows_when_a_probe_param_ch
     assert not any(job.startswith(("train_score_model", "sample_trajectories")) for job in planned)
 
 
-def test_snakemake_stops_on_bad_params_before_any_job(tmp_path):
+@pytest.mark.parametrize("old, new, expected", [
+    ("height: 16", "height: -2", "error: params.yaml: experiments.bumps.dataset.height = -2: must be >= 4"),
+    ("sigma: 1.0 ", "sigma: .nan ", "error: params.yaml: experiments.bumps.dataset.sigma = nan: must be a finite number"),
+    ("      height: 16\n", "      height: 16\n      height: 12\n",
+     "error: params.yaml: key 'height' appears twice in one mapping (lines 8 and 9)"),
+])
+def test_snakemake_stops_on_bad_params_before_any_job(tmp_path, old, new, expected):
     repo = git_repository(tmp_path)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["experiments"]["bumps"]["dataset"]["height"] = -2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    text = (repo / "params.yaml").read_text()
+    assert old in text
+    (repo / "params.yaml").write_text(text.replace(old, new, 1))
     result = subprocess.run(snakemake("--cores", "1"), cwd=repo, env=environment(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0
-    assert "error: params.yaml: experiments.bumps.dataset.height = -2: must be >= 4" in result.stderr
+    assert expected in result.stderr
     assert not (repo / "data" / "bumps").exists()
 
 

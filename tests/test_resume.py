@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latent_abstractions import resume, safetensors_file
@@ -98,3 +100,26 @@ def test_a_resume_file_from_other_code_or_params_is_discarded_with_a_warning(wor
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"starting over: {stale.relative_to(workdir)} was made by other params, inputs or code" in result.stderr
     assert len(pq.read_table(workdir / "data" / "tiny" / "model" / "loss.parquet")) == 20
+
+
+def test_a_diverging_training_stops_with_one_line_and_keeps_the_resume_point_before_it(workdir, ci_params):
+    """A learning rate of 1e30 overflows the loss within a few steps: the step ends in one
+    line naming the step and the last finite loss; no weights, snapshots or loss table are
+    written, and the resume checkpoint of the step before is kept."""
+    params = tiny_experiment(ci_params, steps=30, batch_size=8, resume_every=1, checkpoints=2,
+                             learning_rate=1e30)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
+    result = subprocess.run(STEP, cwd=workdir, env=environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    found = re.fullmatch(r"error: training diverged at step (\d+): loss (nan|inf) \(last finite loss (\S+) at "
+                         r"step (\d+)\); no weights or checkpoints from this step on were written", last)
+    assert found, last
+    step, last_finite_step = int(found[1]), int(found[4])
+    assert 2 <= step < 30 and last_finite_step == step - 1
+    model = workdir / "data" / "tiny" / "model"
+    assert not (model / "weights.safetensors").exists() and not (model / "checkpoints").exists()
+    assert not (model / "loss.parquet").exists()
+    with safe_open(model / ".partial" / "resume.safetensors", "pt") as kept:
+        assert int(kept.metadata()["step"]) == step - 1

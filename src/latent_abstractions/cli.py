@@ -16,10 +16,7 @@ from typing import Callable, Iterator
 
 from . import params as params_module
 from .artifacts import DiskFullError, is_disk_full
-
-
-class InputError(ValueError):
-    """An input file (dataset, checkpoint, table) is missing or malformed."""
+from .errors import InputError, TrainingDiverged
 
 
 def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None,
@@ -68,7 +65,7 @@ def one_line_errors(what: str) -> Iterator[None]:
     are written atomically, so those already in place are untouched by a failed write."""
     try:
         yield
-    except (InputError, params_module.ParamsError) as exc:
+    except (InputError, params_module.ParamsError, TrainingDiverged) as exc:
         sys.exit(f"error: {exc}")
     except Exception as exc:
         if not is_disk_full(exc):

@@ -10,7 +10,7 @@ defaults of their own.
 from __future__ import annotations
 
 import copy
-
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,56 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
     the first (deepest) schema violation; return params."""
     if not isinstance(params, dict):
         raise ParamsError(f"params.yaml: expected a mapping at the top level, got {type(params).__name__}")
+    _check_finite(params)  # before the schema: NaN passes every bound (all comparisons are false)
     validator = DefaultFillingValidator(load_schema(schema_path))
     error = jsonschema.exceptions.best_match(validator.iter_errors(params))
     if error is not None:
         raise ParamsError(_one_line(error))
+    _check_ordered_pairs(params)
     _check_consistency(params)
     return params
+
+
+def _numbers(node: Any, path: tuple = ()):
+    """(key path, value) of every number in a parsed YAML tree (booleans aside)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _numbers(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _numbers(value, path + (index,))
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield path, node
+
+
+def _check_finite(params: dict) -> None:
+    """NaN and +-inf (YAML's .nan, .inf, -.inf) are refused wherever a number is read."""
+    for path, value in _numbers(params):
+        if not math.isfinite(value):
+            raise ParamsError(f"params.yaml: {'.'.join(map(str, path))} = {value!r}: must be a finite number")
+
+
+def ordered_pairs(node: Any, path: tuple = ()):
+    """(path of the section, lower key, upper key) for every `<name>_min` beside a
+    `<name>_max` in one mapping, at any depth: the lower end must stay below the upper."""
+    if not isinstance(node, dict):
+        return
+    for key in node:
+        if isinstance(key, str) and key.endswith("_min") and f"{key[:-4]}_max" in node:
+            yield path, key, f"{key[:-4]}_max"
+    for key, value in node.items():
+        yield from ordered_pairs(value, path + (key,))
+
+
+def _check_ordered_pairs(params: dict) -> None:
+    for path, lower, upper in ordered_pairs(params):
+        section = params
+        for key in path:
+            section = section[key]
+        if not section[lower] < section[upper]:
+            where = ".".join(map(str, path))
+            raise ParamsError(f"params.yaml: {where}.{lower} = {section[lower]!r}: must be below "
+                              f"{where}.{upper} = {section[upper]!r}")
 
 
 def _check_consistency(params: dict) -> None:
@@ -169,7 +213,34 @@ def image_size(dataset: dict) -> tuple[int, int]:
     return 64, 64  # the real Shapes3D file
 
 
-def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> dict:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
+    last silently: a pasted overlay section would quietly win)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, (str, int, float, bool)) and key in first_line:
+            raise _DuplicateKey(None, None, f"key {key!r} appears twice in one mapping "
+                                f"(lines {first_line[key]} and {line})", key_node.start_mark)
+        first_line[key] = line
+    return loader.construct_mapping(node, deep)
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: Path | str) -> Any:
+    """The parsed file, or a ParamsError naming the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
@@ -178,14 +249,21 @@ def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> d
         aliases = sum(isinstance(token, yaml.AliasToken) for token in yaml.scan(text))
         if aliases > MAX_ALIASES:  # an alias bomb expands exponentially once validated
             raise ParamsError(f"{path}: {aliases} YAML aliases; at most {MAX_ALIASES} are allowed")
-        params = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except UnicodeDecodeError:
         raise ParamsError(f"{path}: not a text file (UTF-8)") from None
+    except _DuplicateKey as exc:
+        raise ParamsError(f"{path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ParamsError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def load(path: Path | str = "params.yaml", schema_path: Path = SCHEMA_PATH) -> dict:
+    path = Path(path)
+    params = read_yaml(path)
     try:
         return validate(params, schema_path)
     except ParamsError as exc:  # name the file read when it is another one (an overlay)

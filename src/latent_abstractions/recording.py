@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from . import checkpoints, paths
-from .cli import InputError
+from .errors import InputError
 from .nets.unet import ScoreUNet
 from .sde import SDE
 from .trajectories import (NETWORK_PASSES, activation_column, denoised_column, eps_column, full_map_column,

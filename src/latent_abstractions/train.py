@@ -12,6 +12,7 @@ rolling checkpoint (resume.py) continues exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from .conditioning import subset_keep_mask
 from .pixels import model_range
 from .distributed import World
+from .errors import TrainingDiverged
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at
 from .sde import SDE, T_MIN
@@ -193,6 +195,7 @@ def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray, rows:
     progress = tqdm(range(trainer.step_index, config.steps), desc="train", mininterval=2.0,
                     disable=not trainer.world.is_main, initial=trainer.step_index, total=config.steps)
     started, done_at_start = time.perf_counter(), trainer.step_index
+    last_finite: tuple[int, float] | None = None
     for _ in progress:
         batch = trainer.draw(len(rows), image_shape, values.shape[1])
         chosen = rows[batch.index.numpy()]
@@ -201,6 +204,9 @@ def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray, rows:
         x0[order] = model_range(images[chosen[order]])
         loss = trainer.step(torch.from_numpy(x0), values[batch.index], batch)
         step = trainer.step_index  # steps completed
+        if not math.isfinite(loss):  # before any snapshot: nothing made from these weights is written
+            raise TrainingDiverged("training", step, loss, last_finite)
+        last_finite = (step, loss)
         if step % config.log_every == 0 or step == config.steps:
             rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)
             progress.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{rate:.0f}")

@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY
-from .cli import InputError
+from .errors import InputError, StoreError
 
 SCHEMA_VERSION = 2
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
@@ -94,10 +94,6 @@ ROW_GROUP_BYTES = 32 << 20
 KEYS = {"trajectories": ("trajectory",), "forks": ("trajectory", "branch"), "forward_backward": ("source", "repeat")}
 FACTOR_PREFIX = {"trajectories": "requested_", "forks": "requested_", "forward_backward": "source_"}
 PARENT_BRANCH = -1
-
-
-class StoreError(InputError):
-    """A store is missing, incomplete, corrupted, or not the one asked for (one line)."""
 
 
 # --- column names -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from latent_abstractions import params as params_schema
 from latent_abstractions import stage_table
 
 try:
+    for _file in workflow.configfiles:  # Snakemake's loader keeps the last of a key given twice
+        params_schema.read_yaml(_file)
     params_schema.validate(config)
 except params_schema.ParamsError as error:
     sys.exit(f"error: {error}")

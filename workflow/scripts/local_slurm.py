@@ -52,6 +52,7 @@ PACKAGES = ["slurm-wlm", "munge"]
 ACCOUNTING_PACKAGES = ["slurmdbd", "mariadb-server", "mariadb-client"]
 PROGRAMS = ["slurmctld", "slurmd", "sbatch", "squeue", "munged", "mungekey"]
 ACCOUNTING_PROGRAMS = ["slurmdbd", "sacctmgr", "mariadbd", "mariadb-install-db", "mariadb"]
+APT_LOCK = "/tmp/apt-get.lock"  # held by every apt-get of the project's set-up scripts and tests
 CLUSTER = "local"
 CLIENTS = ["sbatch", "srun", "salloc", "squeue", "scancel", "scontrol", "sinfo", "sacct", "sacctmgr", "sshare", "sstat",
            "sprio", "sdiag"]
@@ -87,9 +88,11 @@ def install(accounting: bool) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     packages = PACKAGES + (ACCOUNTING_PACKAGES if accounting else [])
     say(f"apt-get install {' '.join(packages)}")
-    wait_for_lock = ["-o", "DPkg::Lock::Timeout=300"]  # another apt-get may be running
-    for command in (["apt-get", *wait_for_lock, "update", "-qq"],
-                    ["apt-get", *wait_for_lock, "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    # Another apt-get may be running (a parallel test worker installing Chromium):
+    # `update` does not wait for the package lists' lock, so the installs take turns.
+    apt_get = ["flock", APT_LOCK, "apt-get", "-o", "DPkg::Lock::Timeout=300"]
+    for command in ([*apt_get, "update", "-qq"],
+                    [*apt_get, "install", "-y", "-qq", "--no-install-recommends", *packages]):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             fail(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}", code=3)

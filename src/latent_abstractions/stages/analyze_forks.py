@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from .. import classifier, fork_analysis, paths, trajectories
 from ..artifacts import provenance, write_parquet
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 
 log = logging.getLogger("analyze_forks")

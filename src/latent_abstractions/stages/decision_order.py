@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from .. import order, paths
 from ..artifacts import provenance, write_parquet
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 
 log = logging.getLogger("decision_order")
 PROBE_FEATURE = "state"

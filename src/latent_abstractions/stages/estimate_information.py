@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from .. import checkpoints, convergence, information, paths
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..ground_truth import FiniteMixture
 from ..sde import make_sde

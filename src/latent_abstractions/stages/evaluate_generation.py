@@ -23,7 +23,8 @@ import torch
 
 from .. import checkpoints, generation_metrics, manifold_pictures, paths, representation
 from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..generation import generate
 from ..sde import make_sde

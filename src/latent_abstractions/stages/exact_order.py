@@ -28,7 +28,8 @@ import torch
 
 from .. import information, order, paths
 from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..ground_truth import FiniteMixture
 from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published

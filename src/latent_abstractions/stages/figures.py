@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 
 from .. import paths, plotting, trajectories
 from ..artifacts import provenance
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..figure_style import save_figure
 

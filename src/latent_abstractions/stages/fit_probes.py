@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from .. import generation_metrics, paths, trajectories
 from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..probes import probe_frame, split_train_validation_test
 
 log = logging.getLogger("fit_probes")

@@ -12,7 +12,8 @@ import torch
 
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..forking import batches, parent_conditions, run, steps_before_end
 from ..recording import (STREAM_FORK_BRANCH, STREAM_FORK_PARENT, factor_input, keep_mask, load_network,
                          resolve_condition, stream_seed, time_columns)

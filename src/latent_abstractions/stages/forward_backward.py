@@ -13,7 +13,8 @@ import torch
 
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..forking import batches, run, source_rows, steps_before_end
 from ..pixels import model_range

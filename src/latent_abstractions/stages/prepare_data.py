@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .. import paths
 from ..artifacts import provenance
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base, bumps, shapes, shapes3d_file, splits
 
 log = logging.getLogger("prepare_data")

@@ -24,7 +24,8 @@ from PIL import Image
 
 from .. import findings, paths, stage_table
 from ..artifacts import atomic_path
-from ..cli import InputError, run_project_step
+from ..cli import run_project_step
+from ..errors import InputError
 
 log = logging.getLogger("report")
 

@@ -12,7 +12,8 @@ import torch
 
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..recording import (STREAM_SAMPLE, PerTrajectoryNoise, TrajectoryRecorder, condition_grid, factor_input,
                          keep_mask, load_network, recorded_steps, resolve_condition, stream_seed, tap_shapes,
                          time_columns)

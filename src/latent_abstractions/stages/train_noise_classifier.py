@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from .. import classifier, paths
 from ..artifacts import provenance, write_json, write_parquet
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..sde import log_snr_grid, make_sde
 

@@ -18,7 +18,8 @@ import torch
 
 from .. import checkpoints, paths, resume
 from ..artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
-from ..cli import InputError, run_step
+from ..cli import run_step
+from ..errors import InputError
 from ..datasets import base
 from ..distributed import World, close_world, device_for, init_world
 from ..sde import make_sde
