@@ -1,26 +1,30 @@
-# `make run`: create .venv if needed and run the whole pipeline (smoke scale, CPU).
+# `make run`: create .venv if needed and run the whole pipeline (the science default, CPU).
 # `make test`: create/update .venv and run the test suite.
 #
-# CPU machines get torch pinned to a CPU build by constraints-cpu.txt. On a GPU
-# machine, install your CUDA build of torch into .venv first and drop the pin:
+# The install is the lock file's exact versions, checked by hash: requirements-cpu.lock
+# (torch pinned to a CPU build). On a GPU machine, install your CUDA build of torch into
+# .venv first and install the same lock without torch:
 #     python3 -m venv .venv && .venv/bin/pip install torch --index-url <your CUDA index>
-#     make run CONSTRAINTS=
+#     make run LOCK=requirements-gpu.lock
+# `make lock` rewrites both locks after a dependency change (workflow/scripts/lock.py).
 PYTHON ?= python3
 VENV ?= .venv
-CONSTRAINTS ?= constraints-cpu.txt
+LOCK ?= requirements-cpu.lock
 CORES ?= all
 BIN := $(VENV)/bin
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install clean dvc.yaml push pull
+.PHONY: run test install clean dvc.yaml push pull lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) --editable '.[dev,cluster]'
+	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	$(BIN)/python -m latent_abstractions.dvc_plots_page
 	touch $@
 
 run: install
@@ -36,6 +40,9 @@ dvc.yaml: install
 # Share and restore artifacts through the DVC remote (default: ../latent-abstractions-dvc-remote).
 push pull: install
 	python -m latent_abstractions.remote $@
+
+lock: install
+	python workflow/scripts/lock.py
 
 clean:
 	rm -rf data/*/ logs .snakemake

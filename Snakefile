@@ -9,6 +9,6 @@ include: "workflow/rules/stages.smk"
 
 
 rule all:
+    default_target: True
     input:
         stage_table.final_outputs(config),
-    default_target: True

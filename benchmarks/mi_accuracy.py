@@ -63,11 +63,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=64, help="log-SNR grid points (default 64)")
     parser.add_argument("--samples", type=int, default=4096, help="draws per grid point (default 4096)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="where the exact posterior runs in the throughput measurement")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where the exact posterior runs in the throughput measurement",
+    )
     parser.add_argument("--dataset", type=Path, help="a saved data set folder for the throughput measurement")
-    parser.add_argument("--throughput-images", type=int, default=20_000,
-                        help="synthetic images for the throughput measurement (default 20,000)")
+    parser.add_argument(
+        "--throughput-images",
+        type=int,
+        default=20_000,
+        help="synthetic images for the throughput measurement (default 20,000)",
+    )
     parser.add_argument("--throughput-draws", type=int, default=256, help="draws per pass (default 256)")
     parser.add_argument("--bmi", action="store_true", help="also check the closed forms against benchmark-mi")
     return parser.parse_args()
@@ -77,8 +84,9 @@ def gaussian_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for task in gaussian_suite():
         for sde_name, sde in SDES.items():
-            result = information.mutual_information(GaussianEpsilon(sde, task), sde, task, T_END, args.points,
-                                                    args.samples, args.seed, batch_size=1 << 16)
+            result = information.mutual_information(
+                GaussianEpsilon(sde, task), sde, task, T_END, args.points, args.samples, args.seed, batch_size=1 << 16
+            )
             truth = result.mean["exact"]
             for k in range(task.n_factors):
                 row = {"task": task.name, "sde": sde_name, "factor": k, "exact": truth[-1, k]}
@@ -92,10 +100,14 @@ def gaussian_rows(args: argparse.Namespace) -> list[dict]:
 
 
 def print_gaussian_table(rows: list[dict]) -> None:
-    print(f"Gaussian tasks: I(Y_k; X_t) at t_end = {T_END}, nats (estimate +- standard error; "
-          "relative error at t_end; largest error over the curve)")
-    print(f"{'task':38s} {'sde':3s} {'k':>1s} {'exact':>6s}  {'orthogonal':>15s} {'rel':>6s} {'curve':>6s}  "
-          f"{'mmse_difference':>15s} {'rel':>6s} {'curve':>6s}")
+    print(
+        f"Gaussian tasks: I(Y_k; X_t) at t_end = {T_END}, nats (estimate +- standard error; "
+        "relative error at t_end; largest error over the curve)"
+    )
+    print(
+        f"{'task':38s} {'sde':3s} {'k':>1s} {'exact':>6s}  {'orthogonal':>15s} {'rel':>6s} {'curve':>6s}  "
+        f"{'mmse_difference':>15s} {'rel':>6s} {'curve':>6s}"
+    )
     for row in rows:
         cells = [f"{row['task']:38s} {row['sde']:3s} {row['factor']:1d} {row['exact']:6.3f}"]
         for form in information.SCORE_FORMS:
@@ -108,11 +120,20 @@ def bumps_gaps(args: argparse.Namespace) -> None:
     data = bumps.make(height=16, width=16, sigma=1.0, spacing_x=1.0, spacing_y=1.0, margin=2.0)
     values, labels = data.factors[["x", "y"]].to_numpy(), data.factors[["x_bin", "y_bin"]].to_numpy()
     sde = SDES["vp"]
-    result = information.mutual_information(ExactEpsilon(sde, data.images, values), sde,
-                                            FiniteMixture(data.images, labels, values), T_END, args.points,
-                                            args.samples, args.seed, batch_size=4096)
-    print(f"\nBumps 16 x 16 (144 images, H(Y_k) = {result.entropy[0]:.3f} nats), exact epsilon, VP, "
-          f"{args.points} points x {args.samples} draws:")
+    result = information.mutual_information(
+        ExactEpsilon(sde, data.images, values),
+        sde,
+        FiniteMixture(data.images, labels, values),
+        T_END,
+        args.points,
+        args.samples,
+        args.seed,
+        batch_size=4096,
+    )
+    print(
+        f"\nBumps 16 x 16 (144 images, H(Y_k) = {result.entropy[0]:.3f} nats), exact epsilon, VP, "
+        f"{args.points} points x {args.samples} draws:"
+    )
     for form in information.SCORE_FORMS:
         gap = np.abs(result.mean[form] - result.mean["exact"])
         error = np.hypot(result.stderr[form], result.stderr["exact"]).max()
@@ -145,8 +166,10 @@ def throughput(args: argparse.Namespace) -> None:
         torch.cuda.synchronize()
     rate = passes * draws * len(mixture) / (time.perf_counter() - started)
     shape = "x".join(map(str, mixture.image_shape))
-    print(f"\nexact_mi_throughput={rate:.3e} images*draws/s ({len(mixture)} {what} images of {shape}, "
-          f"{draws} draws per pass, {device}, {torch.get_num_threads()} threads)")
+    print(
+        f"\nexact_mi_throughput={rate:.3e} images*draws/s ({len(mixture)} {what} images of {shape}, "
+        f"{draws} draws per pass, {device}, {torch.get_num_threads()} threads)"
+    )
 
 
 def bmi_check(sde_names: dict[str, SDE]) -> None:
@@ -167,8 +190,10 @@ def bmi_check(sde_names: dict[str, SDE]) -> None:
     if run.returncode:
         sys.exit(f"benchmark-mi failed in {BMI_VENV}:\n{run.stderr[-2000:]}")
     theirs = np.asarray(json.loads(run.stdout))
-    print(f"\nbenchmark-mi closed forms: largest difference to ours {np.abs(theirs - np.asarray(ours)).max():.2e} nats "
-          f"over {len(ours)} (task, sde, factor)")
+    print(
+        f"\nbenchmark-mi closed forms: largest difference to ours {np.abs(theirs - np.asarray(ours)).max():.2e} nats "
+        f"over {len(ours)} (task, sde, factor)"
+    )
 
 
 def main() -> None:

@@ -47,12 +47,22 @@ from latent_abstractions.trajectories import open_store, schema_for
 
 TRAJECTORIES, BATCH, STEPS, REPEATS = 1024, 256, 20, 3
 ROOT = Path(__file__).resolve().parents[1]
-LAYOUT = {"kind": "trajectories", "image_shape": [1, 16, 16], "factors": [], "factor_names": ["x", "y"],
-          "recorded_steps": list(range(0, 100, 5)), "recorded_t": [1.0 - s / 100 for s in range(0, 100, 5)],
-          "recorded_log_snr": [0.0] * STEPS, "taps": ["down.1", "mid"], "full_maps": [],
-          "passes": ["cond", "uncond", "random"], "tap_shapes": {"down.1": [32, 8, 8], "mid": [32, 8, 8]},
-          "rows": {str(s): TRAJECTORIES for s in range(0, 100, 5)},
-          "parts": {str(s): TRAJECTORIES // BATCH for s in range(0, 100, 5)}, "checkpoint_sha256": "benchmark"}
+LAYOUT = {
+    "kind": "trajectories",
+    "image_shape": [1, 16, 16],
+    "factors": [],
+    "factor_names": ["x", "y"],
+    "recorded_steps": list(range(0, 100, 5)),
+    "recorded_t": [1.0 - s / 100 for s in range(0, 100, 5)],
+    "recorded_log_snr": [0.0] * STEPS,
+    "taps": ["down.1", "mid"],
+    "full_maps": [],
+    "passes": ["cond", "uncond", "random"],
+    "tap_shapes": {"down.1": [32, 8, 8], "mid": [32, 8, 8]},
+    "rows": {str(s): TRAJECTORIES for s in range(0, 100, 5)},
+    "parts": {str(s): TRAJECTORIES // BATCH for s in range(0, 100, 5)},
+    "checkpoint_sha256": "benchmark",
+}
 
 
 def records(rng: np.random.Generator) -> dict[int, dict[str, np.ndarray]]:
@@ -60,11 +70,14 @@ def records(rng: np.random.Generator) -> dict[int, dict[str, np.ndarray]]:
     schema = schema_for(LAYOUT)
     out = {}
     for index, step in enumerate(LAYOUT["recorded_steps"]):
-        columns = {"trajectory": np.arange(TRAJECTORIES, dtype=np.int32), "step": np.full(TRAJECTORIES, step, np.int32),
-                   "t": np.full(TRAJECTORIES, LAYOUT["recorded_t"][index], np.float32),
-                   "log_snr": np.zeros(TRAJECTORIES, np.float32),
-                   "requested_x": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
-                   "requested_y": rng.integers(2, 14, TRAJECTORIES).astype(np.float64)}
+        columns = {
+            "trajectory": np.arange(TRAJECTORIES, dtype=np.int32),
+            "step": np.full(TRAJECTORIES, step, np.int32),
+            "t": np.full(TRAJECTORIES, LAYOUT["recorded_t"][index], np.float32),
+            "log_snr": np.zeros(TRAJECTORIES, np.float32),
+            "requested_x": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
+            "requested_y": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
+        }
         for field in schema:
             if pa.types.is_fixed_size_list(field.type):
                 columns[field.name] = rng.standard_normal((TRAJECTORIES, field.type.list_size), dtype=np.float32)
@@ -77,8 +90,9 @@ def write_store(data: dict, target: Path) -> None:
     writer.start()
     for batch in range(TRAJECTORIES // BATCH):
         rows = slice(batch * BATCH, (batch + 1) * BATCH)
-        writer.write_batch(batch, {step: (batch, {k: v[rows] for k, v in columns.items()})
-                                   for step, columns in data.items()})
+        writer.write_batch(
+            batch, {step: (batch, {k: v[rows] for k, v in columns.items()}) for step, columns in data.items()}
+        )
     writer.finish()
 
 
@@ -137,8 +151,9 @@ def peak_rss(count: int) -> dict:
         (Path(work) / "workflow" / "schemas").mkdir(parents=True)
         shutil.copy(ROOT / "workflow" / "schemas" / "params.schema.yaml", Path(work) / "workflow" / "schemas")
         shutil.copy(ROOT / "params.yaml", Path(work) / "params.yaml")
-        result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(count)], cwd=work, capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(count)], cwd=work, capture_output=True, text=True, timeout=600
+        )
         if result.returncode != 0:
             sys.exit(f"parquet_io: the sampling run failed:\n{result.stderr[-2000:]}")
         measured = json.loads(result.stdout.strip().splitlines()[-1])
@@ -153,8 +168,12 @@ def main() -> None:
     try:
         data = records(np.random.default_rng(0))
         nbytes = sum(v.nbytes for columns in data.values() for v in columns.values())
-        ours_options = {"compression": "none", "use_dictionary": False, "write_page_checksum": True,
-                        "write_statistics": ["trajectory", "step", "t", "log_snr", "requested_x", "requested_y"]}
+        ours_options = {
+            "compression": "none",
+            "use_dictionary": False,
+            "write_page_checksum": True,
+            "write_statistics": ["trajectory", "step", "t", "log_snr", "requested_x", "requested_y"],
+        }
         variants = {
             "our store": lambda: write_store(data, scratch / "store"),
             "plain write_table": lambda: plain_write(data, scratch / "plain.parquet"),
@@ -168,21 +187,29 @@ def main() -> None:
                 start = time.perf_counter()
                 run()
                 timings[name].append(time.perf_counter() - start)
-        print(f"write: {len(data) * TRAJECTORIES} rows, {nbytes / 2**20:.0f} MiB of records; "
-              f"load average {os.getloadavg()[0]:.2f} (other processes share this 2-core machine)")
+        print(
+            f"write: {len(data) * TRAJECTORIES} rows, {nbytes / 2**20:.0f} MiB of records; "
+            f"load average {os.getloadavg()[0]:.2f} (other processes share this 2-core machine)"
+        )
         for name, values in timings.items():
             median = statistics.median(values)
-            print(f"{name:>24}: median {median:.2f} s = {nbytes / median / 2**20:.0f} MiB/s  "
-                  f"(runs: {', '.join(f'{v:.2f}' for v in values)})")
+            print(
+                f"{name:>24}: median {median:.2f} s = {nbytes / median / 2**20:.0f} MiB/s  "
+                f"(runs: {', '.join(f'{v:.2f}' for v in values)})"
+            )
         store_files = list((scratch / "store").rglob("*.parquet"))
-        print(f"  our store: {len(store_files)} files, {sum(p.stat().st_size for p in store_files) / 2**20:.0f} MiB; "
-              f"plain file {(scratch / 'plain.parquet').stat().st_size / 2**20:.0f} MiB")
+        print(
+            f"  our store: {len(store_files)} files, {sum(p.stat().st_size for p in store_files) / 2**20:.0f} MiB; "
+            f"plain file {(scratch / 'plain.parquet').stat().st_size / 2**20:.0f} MiB"
+        )
         write_ratio = statistics.median(timings["plain write_table"]) / statistics.median(timings["our store"])
 
         step, tap = LAYOUT["recorded_steps"][7], "act.cond.mid"
-        reads = {"one step, one tap (open + feature)": lambda: open_store(scratch / "store").feature(tap, step),
-                 "whole store, pq.read_table": lambda: pq.read_table(scratch / "store"),
-                 "whole store, Store.table()": lambda: open_store(scratch / "store").table()}
+        reads = {
+            "one step, one tap (open + feature)": lambda: open_store(scratch / "store").feature(tap, step),
+            "whole store, pq.read_table": lambda: pq.read_table(scratch / "store"),
+            "whole store, Store.table()": lambda: open_store(scratch / "store").table(),
+        }
         read_times = {name: [] for name in reads}
         for _ in range(5):
             for name, run in reads.items():
@@ -192,17 +219,20 @@ def main() -> None:
                 del result
         for name, values in read_times.items():
             print(f"read {name:>36}: median {statistics.median(values) * 1e3:.1f} ms")
-        slice_ratio = statistics.median(read_times["one step, one tap (open + feature)"]) / \
-            statistics.median(read_times["whole store, pq.read_table"])
+        slice_ratio = statistics.median(read_times["one step, one tap (open + feature)"]) / statistics.median(
+            read_times["whole store, pq.read_table"]
+        )
         print(f"slice_read_ratio={slice_ratio:.4f}  (one step of one tap / the whole 20-step store; target < 0.15)")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     small, large = peak_rss(512), peak_rss(5120)
     for count, measured in ((512, small), (5120, large)):
-        print(f"sampling {count} trajectories: peak RSS {measured['peak_rss_kib'] / 1024:.0f} MiB "
-              f"(before sampling {measured['rss_before_kib'] / 1024:.0f} MiB), "
-              f"{measured['seconds']:.1f} s, store {measured['rows']} rows, {measured['bytes'] / 2**20:.1f} MiB")
+        print(
+            f"sampling {count} trajectories: peak RSS {measured['peak_rss_kib'] / 1024:.0f} MiB "
+            f"(before sampling {measured['rss_before_kib'] / 1024:.0f} MiB), "
+            f"{measured['seconds']:.1f} s, store {measured['rows']} rows, {measured['bytes'] / 2**20:.1f} MiB"
+        )
     growth = (large["peak_rss_kib"] - small["peak_rss_kib"]) / small["peak_rss_kib"]
     print(f"rss_growth_10x={growth:.4f}  (peak RSS, 5120 vs 512 trajectories; target < 0.10)")
     print(f"write_ratio={write_ratio:.3f}")

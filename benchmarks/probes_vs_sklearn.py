@@ -134,17 +134,23 @@ def main() -> None:
     groups = [(feature, step) for feature in FEATURE_DIMS for step in range(STEPS)]
     arrays = [features[f][s] for f, s in groups]
     names = [f"{f} step {s}" for f, s in groups]
-    print(f"{len(groups)} (feature, step) groups x {len(kinds)} factors = {len(groups) * len(kinds)} probes, "
-          f"{N_TRAJECTORIES} trajectories (train {masks[0].sum()}, validation {masks[1].sum()}, "
-          f"test {masks[2].sum()}), penalties {DEFAULT_PENALTIES}; torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share the machine)")
+    print(
+        f"{len(groups)} (feature, step) groups x {len(kinds)} factors = {len(groups) * len(kinds)} probes, "
+        f"{N_TRAJECTORIES} trajectories (train {masks[0].sum()}, validation {masks[1].sum()}, "
+        f"test {masks[2].sum()}), penalties {DEFAULT_PENALTIES}; torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share the machine)"
+    )
 
     ours_s, times, cpu, ours = time_ours(arrays, targets, kinds, trajectory, split, names)
-    print(f"ours (batched torch, float32, {torch.get_num_threads()} threads): {ours_s:.3f} s wall "
-          f"(best of 3: {', '.join(f'{t:.3f}' for t in times)}), {cpu:.3f} s CPU")
+    print(
+        f"ours (batched torch, float32, {torch.get_num_threads()} threads): {ours_s:.3f} s wall "
+        f"(best of 3: {', '.join(f'{t:.3f}' for t in times)}), {cpu:.3f} s CPU"
+    )
     one_s, times, one_cpu, _ = time_ours(arrays, targets, kinds, trajectory, split, names, threads=1)
-    print(f"ours (batched torch, float32, 1 thread): {one_s:.3f} s wall "
-          f"(best of 3: {', '.join(f'{t:.3f}' for t in times)}), {one_cpu:.3f} s CPU")
+    print(
+        f"ours (batched torch, float32, 1 thread): {one_s:.3f} s wall "
+        f"(best of 3: {', '.join(f'{t:.3f}' for t in times)}), {one_cpu:.3f} s CPU"
+    )
 
     # load scikit-learn's compiled modules (and the OpenMP runtime they bring) before limiting
     # threads: threadpoolctl only limits the libraries already loaded when the limit is set
@@ -158,8 +164,10 @@ def main() -> None:
             for factor, kind in kinds.items():
                 reference[g, factor] = sklearn_probe(x, targets[factor], kind, masks, DEFAULT_PENALTIES)
     sklearn_s, sklearn_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    print(f"scikit-learn loop (float64, 1 thread, lbfgs tol 1e-4): {sklearn_s:.3f} s wall, {sklearn_cpu:.3f} s "
-          f"CPU; load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"scikit-learn loop (float64, 1 thread, lbfgs tol 1e-4): {sklearn_s:.3f} s wall, {sklearn_cpu:.3f} s "
+        f"CPU; load average now {os.getloadavg()[0]:.1f}"
+    )
 
     def agreement(reference):
         acc, r2, same = [], [], 0
@@ -171,32 +179,50 @@ def main() -> None:
 
     acc, r2, same = agreement(reference)
     test_rows = int(masks[2].sum())
-    print(f"accuracy vs scikit-learn over {len(acc)} categorical probes: max |diff| {acc.max():.2f} points, "
-          f"mean {acc.mean():.3f}, {int((acc > 0).sum())} differ at all (one test row = {100 / test_rows:.2f} "
-          f"points); R^2 over {len(r2)} continuous probes: max |diff| {r2.max():.1e}; same penalty chosen: "
-          f"{same} of {len(reference)}")
+    print(
+        f"accuracy vs scikit-learn over {len(acc)} categorical probes: max |diff| {acc.max():.2f} points, "
+        f"mean {acc.mean():.3f}, {int((acc > 0).sum())} differ at all (one test row = {100 / test_rows:.2f} "
+        f"points); R^2 over {len(r2)} continuous probes: max |diff| {r2.max():.1e}; same penalty chosen: "
+        f"{same} of {len(reference)}"
+    )
     # scikit-learn's default tol stops short on the weakly penalised fits: where the two disagree
     # by more than a point, refit it to convergence (not timed) and compare again
-    far = [(g, factor) for (g, factor), (score, _) in reference.items() if kinds[factor] == "categorical"
-           and 100 * abs(ours[factor]["accuracy"][g] - score) > 1.0]
+    far = [
+        (g, factor)
+        for (g, factor), (score, _) in reference.items()
+        if kinds[factor] == "categorical" and 100 * abs(ours[factor]["accuracy"][g] - score) > 1.0
+    ]
     if far:
         converged = dict(reference)
         with threadpool_limits(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for g, factor in far:
                 feature, step = groups[g]
-                converged[g, factor] = sklearn_probe(features[feature][step].astype(np.float64), targets[factor],
-                                                     "categorical", masks, DEFAULT_PENALTIES, tol=1e-8, max_iter=20000)
+                converged[g, factor] = sklearn_probe(
+                    features[feature][step].astype(np.float64),
+                    targets[factor],
+                    "categorical",
+                    masks,
+                    DEFAULT_PENALTIES,
+                    tol=1e-8,
+                    max_iter=20000,
+                )
         acc, _, same = agreement(converged)
-        print(f"  {len(far)} probes differed by more than 1 point; with those refitted by scikit-learn to "
-              f"convergence (tol 1e-8): max |diff| {acc.max():.2f} points, mean {acc.mean():.3f}, "
-              f"same penalty chosen: {same} of {len(converged)}")
+        print(
+            f"  {len(far)} probes differed by more than 1 point; with those refitted by scikit-learn to "
+            f"convergence (tol 1e-8): max |diff| {acc.max():.2f} points, mean {acc.mean():.3f}, "
+            f"same penalty chosen: {same} of {len(converged)}"
+        )
     last = [ours[f]["accuracy"][[i for i, (_, s) in enumerate(groups) if s == STEPS - 1]].mean() for f in CLASSES]
     first = [ours[f]["accuracy"][[i for i, (_, s) in enumerate(groups) if s == 0]].mean() for f in CLASSES]
-    print("mean test accuracy at the first / last step: "
-          + ", ".join(f"{f} {a:.2f}/{b:.2f}" for f, a, b in zip(CLASSES, first, last)))
-    print(f"wall ratio with torch's {torch.get_num_threads()} threads: {sklearn_s / ours_s:.1f}, with 1 thread: "
-          f"{sklearn_s / one_s:.1f}; CPU-time ratio, both single-threaded: {sklearn_cpu / one_cpu:.1f}")
+    print(
+        "mean test accuracy at the first / last step: "
+        + ", ".join(f"{f} {a:.2f}/{b:.2f}" for f, a, b in zip(CLASSES, first, last))
+    )
+    print(
+        f"wall ratio with torch's {torch.get_num_threads()} threads: {sklearn_s / ours_s:.1f}, with 1 thread: "
+        f"{sklearn_s / one_s:.1f}; CPU-time ratio, both single-threaded: {sklearn_cpu / one_cpu:.1f}"
+    )
     # each side with its faster thread setting (scikit-learn: 1 thread, see the docstring)
     print(f"speedup={sklearn_s / min(ours_s, one_s):.1f}")
 

@@ -53,7 +53,9 @@ try:
     import diffusers
     from diffusers import UNet2DModel
 except ImportError:
-    sys.exit("train_throughput: diffusers is not installed; install the benchmark extra with: pip install -e '.[bench]'")
+    sys.exit(
+        "train_throughput: diffusers is not installed; install the benchmark extra with: pip install -e '.[bench]'"
+    )
 
 from latent_abstractions import checkpoints
 from latent_abstractions.conditioning import FactorConditioner
@@ -68,8 +70,16 @@ COND_FREQUENCIES = 8
 PARAM_TOLERANCE = 0.10
 
 # Peak dense bf16 tensor FLOP/s by device name (first match wins); PEAK_FLOPS overrides.
-PEAK_BF16 = [("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12),
-             ("A100", 312e12), ("L40S", 362e12), ("A10", 125e12), ("L4", 121e12)]
+PEAK_BF16 = [
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("H800", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("A10", 125e12),
+    ("L4", 121e12),
+]
 
 
 @dataclasses.dataclass
@@ -118,8 +128,12 @@ def parse_args() -> Setup:
     parser.add_argument("--warmup", type=int, help="untimed steps per model (default 15 on CUDA, 5 on CPU)")
     parser.add_argument("--windows", type=int, help="timed windows per model (default 7)")
     parser.add_argument("--steps", type=int, help="steps per timed window (default 20 on CUDA, 15 on CPU)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile both models (default: on CUDA only)")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile both models (default: on CUDA only)",
+    )
     parser.add_argument("--precision", choices=["fp32", "bf16"], help="default bf16 on CUDA, fp32 on CPU")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -143,6 +157,7 @@ def parse_args() -> Setup:
 
 
 # --------------------------------------------------------------------------- models
+
 
 def build_ours(setup: Setup) -> nn.Module:
     model_params = {
@@ -173,8 +188,9 @@ class DiffusersBaseline(nn.Module):
             block_out_channels=widths,
             layers_per_block=1,
             down_block_types=tuple("AttnDownBlock2D" if i == attention else "DownBlock2D" for i in range(len(widths))),
-            up_block_types=tuple("AttnUpBlock2D" if i == attention else "UpBlock2D"
-                                 for i in reversed(range(len(widths)))),
+            up_block_types=tuple(
+                "AttnUpBlock2D" if i == attention else "UpBlock2D" for i in reversed(range(len(widths)))
+            ),
             norm_num_groups=setup.groups,
             attention_head_dim=min(HEAD_DIM, setup.attention_width),
             resnet_time_scale_shift="scale_shift",
@@ -183,8 +199,9 @@ class DiffusersBaseline(nn.Module):
         # The same conditioning work as ours, at diffusers' time-embedding width (4 x base).
         self.conditioner = FactorConditioner(FACTORS, 4 * widths[0], COND_FREQUENCIES)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor,
-                keep: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
         condition = self.conditioner(factor_values, keep)
         return self.unet(x, t * 999.0, class_labels=condition, return_dict=False)[0], {}
 
@@ -194,6 +211,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # --------------------------------------------------------------------------- timing
+
 
 class Side:
     """One model's trainer plus the random data its batches are drawn from."""
@@ -236,11 +254,16 @@ def flops_per_step(model: nn.Module, setup: Setup, sde: VPSDE) -> int:
     x0 = torch.rand((size, 3, setup.resolution, setup.resolution), generator=generator).to(device) * 2 - 1
     noise = torch.randn(x0.shape, generator=generator).to(device)
     if setup.cuda:
-        x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+        x0, noise = (
+            x0.contiguous(memory_format=torch.channels_last),
+            noise.contiguous(memory_format=torch.channels_last),
+        )
     t = torch.rand(size, generator=generator).to(device)
     values = torch.rand((size, len(FACTORS)), generator=generator).to(device)
     keep = torch.ones((size, len(FACTORS)), dtype=torch.bool, device=device)
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=setup.cuda and setup.precision == "bf16")
+    autocast = torch.autocast(
+        device_type="cuda", dtype=torch.bfloat16, enabled=setup.cuda and setup.precision == "bf16"
+    )
     counter = FlopCounterMode(display=False)
     with counter, sdpa_kernel(SDPBackend.MATH):
         with autocast:
@@ -276,8 +299,19 @@ def main() -> None:
     ours_params, baseline_params = count_parameters(ours_model), count_parameters(baseline_model)
     param_ratio = ours_params / baseline_params
 
-    config = TrainConfig(steps=100_000, batch_size=setup.batch, learning_rate=1e-4, warmup_steps=0, keep_none=0.1,
-                         keep_all=0.4, keep_single=0.3, ema_decay=0.999, seed=0, precision=setup.precision, compile=setup.compile)
+    config = TrainConfig(
+        steps=100_000,
+        batch_size=setup.batch,
+        learning_rate=1e-4,
+        warmup_steps=0,
+        keep_none=0.1,
+        keep_all=0.4,
+        keep_single=0.3,
+        ema_decay=0.999,
+        seed=0,
+        precision=setup.precision,
+        compile=setup.compile,
+    )
     ours_trainer = Trainer(ours_model, sde, config, setup.device)
     baseline_trainer = Trainer(baseline_model, sde, config, setup.device)  # the same step code for both
     ours_model.train()
@@ -292,24 +326,38 @@ def main() -> None:
     print(f"train throughput: ours (Trainer.step, ScoreUNet) vs diffusers {diffusers.__version__} UNet2DModel")
     device_name = torch.cuda.get_device_name(setup.device) if setup.cuda else f"CPU ({os.cpu_count()} cores)"
     print(f"device:          {setup.device} {device_name}, torch {torch.__version__}, {threads} intra-op threads")
-    print(f"resolution:      {setup.resolution}x{setup.resolution}, batch {setup.batch}, precision {setup.precision}"
-          f"{', channels_last' if setup.cuda else ''}, compile {'on' if setup.compile else 'off'} (both)")
-    print(f"architecture:    widths {[setup.base_channels * m for m in setup.channel_mults]}, attention at level "
-          f"{setup.attention_level} ({setup.resolution >> setup.attention_level}x{setup.resolution >> setup.attention_level})"
-          f" and mid, {setup.groups} groups, head width {min(HEAD_DIM, setup.attention_width)}")
-    print(f"parameters:      ours {ours_params:,}, diffusers {baseline_params:,} (incl. the same factor conditioner), "
-          f"ratio {param_ratio:.3f}")
+    print(
+        f"resolution:      {setup.resolution}x{setup.resolution}, batch {setup.batch}, precision {setup.precision}"
+        f"{', channels_last' if setup.cuda else ''}, compile {'on' if setup.compile else 'off'} (both)"
+    )
+    print(
+        f"architecture:    widths {[setup.base_channels * m for m in setup.channel_mults]}, attention at level "
+        f"{setup.attention_level} ({setup.resolution >> setup.attention_level}x{setup.resolution >> setup.attention_level})"
+        f" and mid, {setup.groups} groups, head width {min(HEAD_DIM, setup.attention_width)}"
+    )
+    print(
+        f"parameters:      ours {ours_params:,}, diffusers {baseline_params:,} (incl. the same factor conditioner), "
+        f"ratio {param_ratio:.3f}"
+    )
     if abs(param_ratio - 1.0) > PARAM_TOLERANCE:
-        sys.exit(f"train_throughput: parameter counts differ by more than {PARAM_TOLERANCE:.0%} "
-                 f"({ours_params:,} vs {baseline_params:,}); the comparison would not be fair")
-    print(f"timing:          {setup.warmup} warm-up steps each, then {setup.windows} alternating windows of "
-          f"{setup.steps_per_window} steps each; images/s = median over windows", flush=True)
+        sys.exit(
+            f"train_throughput: parameter counts differ by more than {PARAM_TOLERANCE:.0%} "
+            f"({ours_params:,} vs {baseline_params:,}); the comparison would not be fair"
+        )
+    print(
+        f"timing:          {setup.warmup} warm-up steps each, then {setup.windows} alternating windows of "
+        f"{setup.steps_per_window} steps each; images/s = median over windows",
+        flush=True,
+    )
 
     started = time.perf_counter()
     for side in sides:
         seconds = side.run(setup.warmup)
-        print(f"warm-up {side.name:<9} {seconds:7.1f} s for {setup.warmup} steps"
-              f"{' (torch.compile included)' if setup.compile else ''}", flush=True)
+        print(
+            f"warm-up {side.name:<9} {seconds:7.1f} s for {setup.warmup} steps"
+            f"{' (torch.compile included)' if setup.compile else ''}",
+            flush=True,
+        )
     for window in range(setup.windows):
         order = sides if window % 2 == 0 else sides[::-1]  # alternate who goes first
         for side in order:
@@ -321,8 +369,10 @@ def main() -> None:
     print(f"timed in {elapsed:.0f} s (warm-up included)")
     for side in sides:
         spread = ", ".join(f"{r:.1f}" for r in side.rates)
-        print(f"{side.name:<10} {medians[side.name]:9.1f} images/s  "
-              f"({1e3 * setup.batch / medians[side.name]:.1f} ms/step; windows: {spread})")
+        print(
+            f"{side.name:<10} {medians[side.name]:9.1f} images/s  "
+            f"({1e3 * setup.batch / medians[side.name]:.1f} ms/step; windows: {spread})"
+        )
     peak, source = peak_flops(setup.device) if setup.cuda else (None, "CPU: no MFU")
     for side in sides:
         achieved = flops[side.name] * medians[side.name] / setup.batch
@@ -330,8 +380,10 @@ def main() -> None:
             mfu = f"MFU {100 * achieved / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s ({source})"
         else:
             mfu = f"MFU n/a ({source})"
-        print(f"{side.name:<10} {flops[side.name] / 1e9:9.1f} GFLOP/step (fwd+bwd, FlopCounterMode)  "
-              f"{achieved / 1e12:.3f} TFLOP/s achieved  {mfu}")
+        print(
+            f"{side.name:<10} {flops[side.name] / 1e9:9.1f} GFLOP/step (fwd+bwd, FlopCounterMode)  "
+            f"{achieved / 1e12:.3f} TFLOP/s achieved  {mfu}"
+        )
     print(f"ratio={medians['ours'] / medians['diffusers']:.3f}")
 
 

@@ -48,8 +48,14 @@ import torch
 
 from latent_abstractions import checkpoints
 from latent_abstractions.factors import Factor
-from latent_abstractions.recording import (PerTrajectoryNoise, TrajectoryRecorder, recorded_steps, stream_seed,
-                                           tap_shapes, time_columns)
+from latent_abstractions.recording import (
+    PerTrajectoryNoise,
+    TrajectoryRecorder,
+    recorded_steps,
+    stream_seed,
+    tap_shapes,
+    time_columns,
+)
 from latent_abstractions.samplers import SAMPLERS
 from latent_abstractions.sde import VPSDE, time_grid
 from latent_abstractions.store import StoreWriter
@@ -65,8 +71,18 @@ def network(seed: int):
     values = tuple(float(v) for v in range(2, 14))
     factors = [Factor("x", "continuous", values), Factor("y", "continuous", values)]
     architecture = checkpoints.architecture_from_params(
-        {"base_channels": 16, "channel_mults": [1, 2], "groups": 8, "cond_frequencies": 8, "blocks_per_level": 1,
-         "attention_levels": [], "heads": 1}, factors, IMAGE)
+        {
+            "base_channels": 16,
+            "channel_mults": [1, 2],
+            "groups": 8,
+            "cond_frequencies": 8,
+            "blocks_per_level": 1,
+            "attention_levels": [],
+            "heads": 1,
+        },
+        factors,
+        IMAGE,
+    )
     torch.manual_seed(seed)
     model = checkpoints.build_model(architecture).eval()
     generator = torch.Generator().manual_seed(seed + 100)
@@ -131,17 +147,32 @@ def main() -> None:
     steps = sorted(set(recorded_steps({"kind": "log_snr", "count": RECORDED}, times, sde, "record")) | {STEPS})
     t_values, log_snrs = time_columns(sde, times, steps)
     rng = np.random.default_rng(0)
-    requested = {"x": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
-                 "y": rng.integers(2, 14, TRAJECTORIES).astype(np.float64)}
+    requested = {
+        "x": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
+        "y": rng.integers(2, 14, TRAJECTORIES).astype(np.float64),
+    }
     values = torch.tensor(np.stack([requested["x"], requested["y"]], axis=1), dtype=torch.float32)
     sampler = SAMPLERS["sde"]
     batches = [np.arange(s, min(TRAJECTORIES, s + BATCH)) for s in range(0, TRAJECTORIES, BATCH)]
-    layout = {"kind": "trajectories", "image_shape": list(IMAGE), "factors": architecture["factors"],
-              "factor_names": ["x", "y"], "condition": ["x", "y"], "guidance": 1.0, "steps": STEPS,
-              "recorded_steps": steps, "recorded_t": t_values, "recorded_log_snr": log_snrs, "taps": TAPS,
-              "full_maps": [], "passes": ["cond", "uncond", "random"],
-              "tap_shapes": tap_shapes(model, IMAGE, 2, TAPS), "rows": {str(s): TRAJECTORIES for s in steps},
-              "parts": {str(s): len(batches) for s in steps}, "checkpoint_sha256": "benchmark"}
+    layout = {
+        "kind": "trajectories",
+        "image_shape": list(IMAGE),
+        "factors": architecture["factors"],
+        "factor_names": ["x", "y"],
+        "condition": ["x", "y"],
+        "guidance": 1.0,
+        "steps": STEPS,
+        "recorded_steps": steps,
+        "recorded_t": t_values,
+        "recorded_log_snr": log_snrs,
+        "taps": TAPS,
+        "full_maps": [],
+        "passes": ["cond", "uncond", "random"],
+        "tap_shapes": tap_shapes(model, IMAGE, 2, TAPS),
+        "rows": {str(s): TRAJECTORIES for s in steps},
+        "parts": {str(s): len(batches) for s in steps},
+        "checkpoint_sha256": "benchmark",
+    }
     scratch = Path(tempfile.mkdtemp(prefix="trajectory_overhead."))
 
     clocks = []
@@ -164,10 +195,18 @@ def main() -> None:
             parts = {}
             for step, t_value, log_snr in zip(steps, t_values, log_snrs):
                 n = len(ids)
-                parts[step] = (batch, {"trajectory": ids.astype(np.int32), "step": np.full(n, step, np.int32),
-                                       "t": np.full(n, t_value, np.float32), "log_snr": np.full(n, log_snr, np.float32),
-                                       "requested_x": requested["x"][ids], "requested_y": requested["y"][ids],
-                                       **recorder.records[step]})
+                parts[step] = (
+                    batch,
+                    {
+                        "trajectory": ids.astype(np.int32),
+                        "step": np.full(n, step, np.int32),
+                        "t": np.full(n, t_value, np.float32),
+                        "log_snr": np.full(n, log_snr, np.float32),
+                        "requested_x": requested["x"][ids],
+                        "requested_y": requested["y"][ids],
+                        **recorder.records[step],
+                    },
+                )
             writer.write_batch(batch, parts)
             del recorder, parts
             clock.writing += time.perf_counter() - start
@@ -204,31 +243,45 @@ def main() -> None:
             cpu[name].append(time.process_time() - start_cpu)
     shutil.rmtree(scratch)
     evaluations = TRAJECTORIES * (STEPS + 1) + TRAJECTORIES * len(steps) * 2
-    print(f"{TRAJECTORIES} trajectories x {STEPS + 1} network evaluations, {len(steps)} recorded steps "
-          f"(+ uncond and control passes there): {evaluations} row evaluations per run; "
-          f"store {rows} rows, {size / 2**20:.1f} MiB; torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.2f} (other processes share this machine)")
+    print(
+        f"{TRAJECTORIES} trajectories x {STEPS + 1} network evaluations, {len(steps)} recorded steps "
+        f"(+ uncond and control passes there): {evaluations} row evaluations per run; "
+        f"store {rows} rows, {size / 2**20:.1f} MiB; torch threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.2f} (other processes share this machine)"
+    )
     for name in variants:
-        print(f"{name:>22}: wall median {statistics.median(wall[name]):.2f} s, min {min(wall[name]):.2f} s; "
-              f"CPU median {statistics.median(cpu[name]):.2f} s  (wall runs: {', '.join(f'{v:.2f}' for v in wall[name])})")
+        print(
+            f"{name:>22}: wall median {statistics.median(wall[name]):.2f} s, min {min(wall[name]):.2f} s; "
+            f"CPU median {statistics.median(cpu[name]):.2f} s  (wall runs: {', '.join(f'{v:.2f}' for v in wall[name])})"
+        )
 
     def paired(times: dict, name: str, baseline: str) -> float:
         """Median over repeats of each repeat's (name - baseline) / baseline: runs side by side
         see the same load."""
         return statistics.median((a - b) / b for a, b in zip(times[name], times[baseline]))
 
-    print(f"per-trajectory noise alone: wall {paired(wall, 'bare', 'bare, one generator'):+.3f}, "
-          f"CPU {paired(cpu, 'bare', 'bare, one generator'):+.3f} over one generator per batch")
-    print(f"recording and writing: CPU time {paired(cpu, 'recorded', 'bare'):+.3f}, "
-          f"wall min {(min(wall['recorded']) - min(wall['bare'])) / min(wall['bare']):+.3f} over bare sampling")
-    direct = statistics.median((c.recording + c.writing) / (w - c.recording - c.writing)
-                               for c, w in zip(clocks[1:], wall["recorded"]))
+    print(
+        f"per-trajectory noise alone: wall {paired(wall, 'bare', 'bare, one generator'):+.3f}, "
+        f"CPU {paired(cpu, 'bare', 'bare, one generator'):+.3f} over one generator per batch"
+    )
+    print(
+        f"recording and writing: CPU time {paired(cpu, 'recorded', 'bare'):+.3f}, "
+        f"wall min {(min(wall['recorded']) - min(wall['bare'])) / min(wall['bare']):+.3f} over bare sampling"
+    )
+    direct = statistics.median(
+        (c.recording + c.writing) / (w - c.recording - c.writing) for c, w in zip(clocks[1:], wall["recorded"])
+    )
     last = clocks[-1]
-    print(f"inside the recorded runs: recording {last.recording:.2f} s + writing {last.writing:.2f} s of "
-          f"{wall['recorded'][-1]:.2f} s (network {last.network:.2f} s); as a fraction of the rest: median {direct:.3f}")
-    print(f"side by side, median over rounds of (recorded - bare) / bare in wall time: "
-          f"{paired(wall, 'recorded', 'bare'):+.3f} (its spread is the other processes' load)")
+    print(
+        f"inside the recorded runs: recording {last.recording:.2f} s + writing {last.writing:.2f} s of "
+        f"{wall['recorded'][-1]:.2f} s (network {last.network:.2f} s); as a fraction of the rest: median {direct:.3f}"
+    )
+    print(
+        f"side by side, median over rounds of (recorded - bare) / bare in wall time: "
+        f"{paired(wall, 'recorded', 'bare'):+.3f} (its spread is the other processes' load)"
+    )
     print(f"overhead={direct:.3f}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

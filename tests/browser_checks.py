@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,6 +37,17 @@ LINKS_JS = """() => Array.from(document.querySelectorAll('a[href^="#"]'), link =
     return {href, ok};
 })"""
 
+# How many of the given chart containers hold an svg or canvas once drawing has had up
+# to 5 s (Vega-Embed replaces a container's script with the chart).
+CHARTS_JS = """async (ids) => {
+    const drawn = () => ids.filter(id => document.getElementById(id)?.querySelector('svg, canvas')).length;
+    for (let tries = 0; tries < 100 && drawn() < ids.length; tries++) {
+        await new Promise(resolve => setTimeout(resolve, 50));
+    }
+    return drawn();
+}"""
+CHART_CALL = re.compile(r"vegaEmbed\('#([^']+)'")  # DVC's page: one call per chart container
+
 
 @dataclasses.dataclass
 class PageCheck:
@@ -46,11 +58,17 @@ class PageCheck:
     links: int
     broken_links: list[str]
     errors: list[str]  # console messages of type error, then errors thrown by the page
+    charts: int = 0  # Vega-Embed charts on the page
+    drawn_charts: int = 0
 
     def problems(self) -> list[str]:
-        return ([f"image does not decode: {name}" for name in self.broken_images]
-                + [f"link without a target: {href}" for href in self.broken_links]
-                + [f"console error: {text}" for text in self.errors])
+        undrawn = self.charts - self.drawn_charts
+        return (
+            [f"{undrawn} of {self.charts} charts not drawn"] * (undrawn > 0)
+            + [f"image does not decode: {name}" for name in self.broken_images]
+            + [f"link without a target: {href}" for href in self.broken_links]
+            + [f"console error: {text}" for text in self.errors]
+        )
 
 
 def chromium_missing_reason() -> str | None:
@@ -84,6 +102,7 @@ def check_page(html_file: Path, screenshot: Path | None = None) -> PageCheck:
     from playwright.sync_api import sync_playwright
 
     errors, thrown = [], []
+    charts = CHART_CALL.findall(Path(html_file).read_text())
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -92,11 +111,18 @@ def check_page(html_file: Path, screenshot: Path | None = None) -> PageCheck:
             page.on("pageerror", lambda error: thrown.append(str(error)))
             page.goto(Path(html_file).resolve().as_uri(), wait_until="load")
             images, links = page.evaluate(IMAGES_JS), page.evaluate(LINKS_JS)
+            drawn = page.evaluate(CHARTS_JS, charts)
             if screenshot is not None:
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    return PageCheck(images=len(images), broken_images=[_shortened(i) for i in images if not i["ok"]],
-                     links=len(links), broken_links=[link["href"] for link in links if not link["ok"]],
-                     errors=errors + thrown)
+    return PageCheck(
+        images=len(images),
+        broken_images=[_shortened(i) for i in images if not i["ok"]],
+        links=len(links),
+        broken_links=[link["href"] for link in links if not link["ok"]],
+        errors=errors + thrown,
+        charts=len(charts),
+        drawn_charts=drawn,
+    )

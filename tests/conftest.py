@@ -47,7 +47,8 @@ def workdir(tmp_path):
     """A bare working directory with the schema, as a step sees the repository root."""
     (tmp_path / "workflow" / "schemas").mkdir(parents=True)
     (tmp_path / "workflow" / "schemas" / "params.schema.yaml").write_text(
-        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text()
+    )
     return tmp_path
 
 

@@ -32,8 +32,10 @@ def test_a_failed_write_leaves_the_earlier_file_and_no_temporary(tmp_path):
     assert target.read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
 
-@pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"),
-                                    RuntimeError("IOError: No space left on device (os error 28)")])
+@pytest.mark.parametrize(
+    "raised",
+    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("IOError: No space left on device (os error 28)")],
+)
 def test_any_writers_out_of_space_error_names_the_file(tmp_path, raised):
     target = tmp_path / "weights.safetensors"
     with pytest.raises(artifacts.DiskFullError, match=f"no space left on the device while writing {target}$"):

@@ -43,17 +43,31 @@ def square_dataset(copies: int = 4, seed: int = 0) -> Dataset:
         for c in range(len(COLOURS)):
             for b, x in enumerate(X_VALUES):
                 image = rng.uniform(-0.3, 0.3, (3, 8, 8)).astype(np.float32)
-                image[:, 3:5, int(x):int(x) + 2] = COLOURS[c][:, None, None]
+                image[:, 3:5, int(x) : int(x) + 2] = COLOURS[c][:, None, None]
                 images.append(image)
-                rows.append({"colour": float(c), "colour_bin": c, "x": x, "x_bin": b,
-                             "split": "test" if copy == copies - 1 else "train"})
+                rows.append(
+                    {
+                        "colour": float(c),
+                        "colour_bin": c,
+                        "x": x,
+                        "x_bin": b,
+                        "split": "test" if copy == copies - 1 else "train",
+                    }
+                )
     table = [Factor("colour", "categorical", (0.0, 1.0, 2.0)), Factor("x", "continuous", X_VALUES)]
     return Dataset(images=np.stack(images), factors=pd.DataFrame(rows), factor_table=table)
 
 
 def tiny_architecture(dataset: Dataset, sde=SDE) -> dict:
-    return classifier.architecture_for(dataset.factor_table, dataset.images.shape[1:], sde,
-                                       channels=(16, 32), groups=4, frequencies=4, embedding_dim=32)
+    return classifier.architecture_for(
+        dataset.factor_table,
+        dataset.images.shape[1:],
+        sde,
+        channels=(16, 32),
+        groups=4,
+        frequencies=4,
+        embedding_dim=32,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +218,9 @@ def test_rows_read_the_same_from_the_device_cache_and_from_storage():
 
 def test_a_diverging_classifier_training_stops_at_the_step_with_its_last_finite_loss():
     dataset = square_dataset()
-    config = classifier.ClassifierConfig(steps=50, batch_size=16, learning_rate=1e30, warmup_steps=0, seed=0,
-                                         grad_clip=0.0)
+    config = classifier.ClassifierConfig(
+        steps=50, batch_size=16, learning_rate=1e30, warmup_steps=0, seed=0, grad_clip=0.0
+    )
     with pytest.raises(TrainingDiverged) as caught:
         classifier.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
     diverged = caught.value

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from latent_abstractions import code_closure, stage_table
+
 from conftest import ROOT
 
 IMPORTED = """
@@ -22,8 +23,9 @@ print(json.dumps(sorted(getattr(m, "__file__", None) or "" for n, m in sys.modul
 
 def imported_files(module: str) -> set[str]:
     """The package files that importing ``module`` actually loads, in a fresh interpreter."""
-    result = subprocess.run([sys.executable, "-c", IMPORTED, module], cwd=ROOT, capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTED, module], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return {str(__import__("pathlib").Path(f).resolve().relative_to(ROOT)) for f in json.loads(result.stdout) if f}
 
 
@@ -54,8 +56,12 @@ def test_relative_imports_inside_functions_are_followed():
 def test_closures_are_small_by_structure():
     """A table format and the analyses of tables do not pull in the network."""
     network = "latent_abstractions.nets.unet"
-    for module in ("latent_abstractions.trajectories", "latent_abstractions.stages.fit_probes",
-                   "latent_abstractions.stages.prepare_data", "latent_abstractions.stages.figures"):
+    for module in (
+        "latent_abstractions.trajectories",
+        "latent_abstractions.stages.fit_probes",
+        "latent_abstractions.stages.prepare_data",
+        "latent_abstractions.stages.figures",
+    ):
         assert network not in code_closure.closure(module), module
     assert "latent_abstractions.datasets.base" not in code_closure.closure("latent_abstractions.nets.unet")
 

@@ -8,8 +8,14 @@ import pandas as pd
 import pytest
 
 from latent_abstractions import plotting
-from latent_abstractions.convergence import (CONVERGING_NOTE, EXCESS_TARGET, GAP_COLUMNS, GAP_TARGET,
-                                             information_gaps, not_converged_note)
+from latent_abstractions.convergence import (
+    CONVERGING_NOTE,
+    EXCESS_TARGET,
+    GAP_COLUMNS,
+    GAP_TARGET,
+    information_gaps,
+    not_converged_note,
+)
 
 T = np.geomspace(1.0, 1e-3, 12)
 ENTROPY = np.log(4.0)
@@ -25,18 +31,43 @@ def info_table(offsets: dict[str, float]) -> pd.DataFrame:
     frames = []
     for factor, offset in offsets.items():
         for quantity, shift in (("exact", 0.0), ("mmse_difference", offset), ("orthogonal", 2 * offset)):
-            frames.append(pd.DataFrame({"distribution": "train", "quantity": quantity, "factor": factor, "t": T,
-                                        "log_snr": -np.log(T), "mean": exact_curve(T) + shift, "stderr": 0.01,
-                                        "factor_entropy": ENTROPY}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "distribution": "train",
+                        "quantity": quantity,
+                        "factor": factor,
+                        "t": T,
+                        "log_snr": -np.log(T),
+                        "mean": exact_curve(T) + shift,
+                        "stderr": 0.01,
+                        "factor_entropy": ENTROPY,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
 def bound_table(offsets: dict[str, float]) -> pd.DataFrame:
     """A classifier evaluation on its own (coarser) grid: the bound below the exact curve by ``offsets``."""
     t = T[::3]
-    return pd.concat([pd.DataFrame({"factor": factor, "t": t, "log_snr": -np.log(t), "entropy": ENTROPY,
-                                    "exact": exact_curve(t), "bound": exact_curve(t) - offset, "bound_se": 0.01})
-                      for factor, offset in offsets.items()], ignore_index=True)
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "factor": factor,
+                    "t": t,
+                    "log_snr": -np.log(t),
+                    "entropy": ENTROPY,
+                    "exact": exact_curve(t),
+                    "bound": exact_curve(t) - offset,
+                    "bound_se": 0.01,
+                }
+            )
+            for factor, offset in offsets.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def gaps_by(frame: pd.DataFrame) -> dict:
@@ -58,8 +89,9 @@ def test_the_columns_and_only_the_learned_forms_are_reported():
 
 
 def test_the_bound_is_compared_on_its_own_grid_with_the_exact_values_it_carries():
-    gaps = gaps_by(information_gaps(info_table({"colour": 0.0, "shape": 0.0}),
-                                    bound_table({"colour": 0.05, "shape": 0.3})))
+    gaps = gaps_by(
+        information_gaps(info_table({"colour": 0.0, "shape": 0.0}), bound_table({"colour": 0.05, "shape": 0.3}))
+    )
     assert gaps[("colour", "classifier_bound")]["mean_gap"] == pytest.approx(0.05)
     assert gaps[("colour", "classifier_bound")]["converged"]
     assert gaps[("shape", "classifier_bound")]["mean_gap"] == pytest.approx(0.3)
@@ -93,8 +125,9 @@ def figure_texts(figure) -> list[str]:
 
 
 def test_the_information_figure_marks_the_unconverged_curves_and_has_one_legend_outside_the_panels():
-    figure = plotting.mutual_information(info_table({"colour": 0.0, "shape": 0.3}),
-                                         bound_table({"colour": 0.0, "shape": 0.0}))
+    figure = plotting.mutual_information(
+        info_table({"colour": 0.0, "shape": 0.3}), bound_table({"colour": 0.0, "shape": 0.0})
+    )
     texts = figure_texts(figure)
     assert [text for text in texts if "not converged" in text] == ["MMSE form: model not converged: gap 0.30 nats"] * 2
     assert texts.count(CONVERGING_NOTE) == 2  # shape's two panels

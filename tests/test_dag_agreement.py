@@ -12,14 +12,16 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings import types as settings
 
 from latent_abstractions import dvc_yaml, stage_table
+
 from conftest import ROOT
 
 
 def snakemake_jobs() -> dict[str, dict]:
     """Every job of the forced full DAG, keyed as DVC names stages (`rule@experiment`)."""
     with SnakemakeApi(settings.OutputSettings()) as api:
-        workflow_api = api.workflow(resource_settings=settings.ResourceSettings(cores=1),
-                                    snakefile=ROOT / "Snakefile", workdir=ROOT)
+        workflow_api = api.workflow(
+            resource_settings=settings.ResourceSettings(cores=1), snakefile=ROOT / "Snakefile", workdir=ROOT
+        )
         workflow_api.dag(dag_settings=settings.DAGSettings(forceall=True))
         # The public API prints the DAG but does not return it; build it the way printdag does.
         workflow = workflow_api._workflow
@@ -65,8 +67,11 @@ def test_committed_dvc_yaml_is_current(default_params):
 def test_same_stages(both, default_params):
     snakemake, dvc = both
     assert sorted(snakemake) == sorted(dvc)
-    expected = {f"{entry.name}@{name}" for entry in stage_table.STAGES
-                for name in stage_table.experiments_of(entry, default_params)}
+    expected = {
+        f"{entry.name}@{name}"
+        for entry in stage_table.STAGES
+        for name in stage_table.experiments_of(entry, default_params)
+    }
     assert set(dvc) == expected | {stage_table.REPORT.name}
 
 

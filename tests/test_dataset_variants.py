@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from latent_abstractions.datasets import base, bumps, shapes, shapes3d_file, splits
 from latent_abstractions import pixels
+from latent_abstractions.datasets import base, bumps, shapes, shapes3d_file, splits
 
 
 def test_imbalanced_lattice_spacings():
@@ -48,18 +48,26 @@ def test_region_splits(region, expected_test):
 
 
 def test_combination_split_holds_out_exactly_the_listed_combination():
-    dataset = shapes.make(8, {"floor_hue": [0], "wall_hue": [0], "object_hue": [0, 1], "scale": [0], "orientation": [0]})
-    split = splits.split_column(dataset.factors, dataset.factor_table,
-                                {"kind": "combinations", "held_out": {"shape": [2.0], "object_hue": [0.0]}})
+    dataset = shapes.make(
+        8, {"floor_hue": [0], "wall_hue": [0], "object_hue": [0, 1], "scale": [0], "orientation": [0]}
+    )
+    split = splits.split_column(
+        dataset.factors,
+        dataset.factor_table,
+        {"kind": "combinations", "held_out": {"shape": [2.0], "object_hue": [0.0]}},
+    )
     held = dataset.factors[split == "test"]
     assert len(held) == 1 and held["shape"].iloc[0] == 2.0 and held["object_hue"].iloc[0] == 0.0
 
 
-@pytest.mark.parametrize("policy, message", [
-    ({"kind": "region", "region": "centre", "size": 0.1}, "held-out set is empty"),
-    ({"kind": "combinations", "held_out": {"colour": [1.0]}}, "unknown factor 'colour'"),
-    ({"kind": "combinations", "held_out": {"x": [100.0]}}, r"values \[100.0\] not in the data set"),
-])
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ({"kind": "region", "region": "centre", "size": 0.1}, "held-out set is empty"),
+        ({"kind": "combinations", "held_out": {"colour": [1.0]}}, "unknown factor 'colour'"),
+        ({"kind": "combinations", "held_out": {"x": [100.0]}}, r"values \[100.0\] not in the data set"),
+    ],
+)
 def test_bad_splits_are_named(policy, message):
     dataset = bumps.make(16, 16, 1.0, 2.0, 2.0, 2.5)
     with pytest.raises(splits.SplitError, match=message):
@@ -68,8 +76,9 @@ def test_bad_splits_are_named(policy, message):
 
 def test_train_rows_follow_the_split():
     dataset = bumps.make(16, 16, 1.0, 1.0, 1.0, 2.0)
-    dataset.factors["split"] = splits.split_column(dataset.factors, dataset.factor_table,
-                                                   {"kind": "random", "test_fraction": 0.25, "seed": 0})
+    dataset.factors["split"] = splits.split_column(
+        dataset.factors, dataset.factor_table, {"kind": "random", "test_fraction": 0.25, "seed": 0}
+    )
     assert len(dataset.train_rows()) == 108
     assert set(dataset.factors["split"].iloc[dataset.train_rows()]) == {"train"}
 
@@ -77,8 +86,9 @@ def test_train_rows_follow_the_split():
 def write_shapes3d_file(path, indices: np.ndarray, size: int = 64) -> np.ndarray:
     """A small file in the real layout: images uint8 (N, H, W, 3), labels float (N, 6) of values."""
     images = shapes.render(indices, size)
-    labels = np.stack([np.asarray(shapes.FACTOR_VALUES[n])[indices[:, k]] for k, n in enumerate(shapes.FACTOR_NAMES)],
-                      axis=1)
+    labels = np.stack(
+        [np.asarray(shapes.FACTOR_VALUES[n])[indices[:, k]] for k, n in enumerate(shapes.FACTOR_NAMES)], axis=1
+    )
     with h5py.File(path, "w") as handle:
         handle["images"] = images
         handle["labels"] = labels
@@ -87,8 +97,9 @@ def write_shapes3d_file(path, indices: np.ndarray, size: int = 64) -> np.ndarray
 
 @pytest.fixture
 def small_file(tmp_path):
-    indices = shapes.all_indices({"floor_hue": [1, 4], "wall_hue": [0], "object_hue": [2, 9], "scale": [3],
-                                  "shape": [0, 3], "orientation": [7]})
+    indices = shapes.all_indices(
+        {"floor_hue": [1, 4], "wall_hue": [0], "object_hue": [2, 9], "scale": [3], "shape": [0, 3], "orientation": [7]}
+    )
     path = tmp_path / "3dshapes.h5"
     return path, indices, write_shapes3d_file(path, indices, size=16)
 
@@ -111,14 +122,21 @@ def test_shapes3d_file_streams_into_the_common_form(small_file, tmp_path, monkey
     assert model.dtype == np.float32 and model.min() >= -1 and model.max() <= 1
 
 
-@pytest.mark.parametrize("corrupt, message", [
-    (lambda h: h.__delitem__("labels"), "no dataset 'labels'"),
-    (lambda h: (h.__delitem__("images"), h.create_dataset("images", data=np.zeros((8, 16, 16), np.uint8))),
-     r"images is uint8 \(8, 16, 16\), expected uint8 \(N, H, H, 3\)"),
-    (lambda h: (h.__delitem__("labels"), h.create_dataset("labels", data=np.zeros((8, 5)))),
-     r"labels is \(8, 5\), expected \(8, 6\)"),
-    (lambda h: h["labels"].__setitem__((0, 3), 0.3), "label scale = 0.3 is not a Shapes3D value"),
-])
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda h: h.__delitem__("labels"), "no dataset 'labels'"),
+        (
+            lambda h: (h.__delitem__("images"), h.create_dataset("images", data=np.zeros((8, 16, 16), np.uint8))),
+            r"images is uint8 \(8, 16, 16\), expected uint8 \(N, H, H, 3\)",
+        ),
+        (
+            lambda h: (h.__delitem__("labels"), h.create_dataset("labels", data=np.zeros((8, 5)))),
+            r"labels is \(8, 5\), expected \(8, 6\)",
+        ),
+        (lambda h: h["labels"].__setitem__((0, 3), 0.3), "label scale = 0.3 is not a Shapes3D value"),
+    ],
+)
 def test_malformed_files_are_named_and_nothing_is_written(small_file, tmp_path, corrupt, message):
     path, _, _ = small_file
     with h5py.File(path, "a") as handle:

@@ -18,6 +18,7 @@ import yaml
 from safetensors.torch import load_file
 
 from latent_abstractions.distributed import World
+
 from conftest import tiny_experiment
 
 STEP = ["-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"]
@@ -49,8 +50,14 @@ def test_two_processes_match_one_at_the_same_global_batch(workdir, ci_params):
     single_weights = load_file(str(workdir / "data" / "tiny" / "model" / "weights.safetensors"))
     shutil.rmtree(workdir / "data" / "tiny" / "model")
 
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-                f"--master-port={free_port()}"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        f"--master-port={free_port()}",
+    ]
     run(workdir, [*torchrun, *STEP])
     double = losses(workdir)
     double_weights = load_file(str(workdir / "data" / "tiny" / "model" / "weights.safetensors"))

@@ -16,23 +16,36 @@ import yaml
 
 from latent_abstractions import params, paths, stage_table
 from latent_abstractions.datasets import base
-from latent_abstractions.published_order import (agrees_with_published, compare_with_published, decided_order,
-                                                 published_rank_agreement)
+from latent_abstractions.published_order import (
+    agrees_with_published,
+    compare_with_published,
+    decided_order,
+    published_rank_agreement,
+)
 from latent_abstractions.stages import exact_order, prepare_data
+
 from conftest import ROOT
 
-TINY_SUBSET = {"floor_hue": [0, 5], "wall_hue": [0, 5], "object_hue": [0, 5], "scale": [0, 7], "shape": [0, 2],
-               "orientation": [0, 14]}  # 64 distinct 8x8 scenes
+TINY_SUBSET = {
+    "floor_hue": [0, 5],
+    "wall_hue": [0, 5],
+    "object_hue": [0, 5],
+    "scale": [0, 7],
+    "shape": [0, 2],
+    "orientation": [0, 14],
+}  # 64 distinct 8x8 scenes
 # Spearman's rho of positions 1..6 against 4 early and 2 late factors, when they agree:
 # covariance sum 4 over sqrt(17.5 * 4/3) (module docstring of published_order).
 RHO_AGREEING = 4 / np.sqrt(17.5 * 4 / 3)
 
 
 def tiny_exact_experiment(**exact) -> dict:
-    experiment = {"scope": "exact", "dataset": {"kind": "shapes", "size": 8, "subset": copy.deepcopy(TINY_SUBSET),
-                                                "split": {"kind": "none"}},
-                  "sde": {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0},
-                  "exact_order": {"points": 16, "samples": 64, "bootstrap": 20, **exact}}
+    experiment = {
+        "scope": "exact",
+        "dataset": {"kind": "shapes", "size": 8, "subset": copy.deepcopy(TINY_SUBSET), "split": {"kind": "none"}},
+        "sde": {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0},
+        "exact_order": {"points": 16, "samples": 64, "bootstrap": 20, **exact},
+    }
     return params.validate({"experiments": {"tiny": experiment}})
 
 
@@ -40,8 +53,13 @@ def tiny_exact_experiment(**exact) -> dict:
 
 
 def test_order_is_read_from_decision_times_first_decided_first():
-    decisions = pd.DataFrame({"factor": ["scale", "floor_hue", "shape", "orientation", "wall_hue"],
-                              "tau_50": [0.3, 0.8, 0.5, np.nan, 0.5], "tau_90": [0.2, 0.7, 0.3, np.nan, 0.4]})
+    decisions = pd.DataFrame(
+        {
+            "factor": ["scale", "floor_hue", "shape", "orientation", "wall_hue"],
+            "tau_50": [0.3, 0.8, 0.5, np.nan, 0.5],
+            "tau_90": [0.2, 0.7, 0.3, np.nan, 0.4],
+        }
+    )
     assert decided_order(decisions) == ["floor_hue", "wall_hue", "shape", "scale"]  # tie on tau_50: tau_90 decides
     assert decided_order(decisions, level=90) == ["floor_hue", "wall_hue", "shape", "scale"]
     with pytest.raises(ValueError, match="one row per factor"):
@@ -60,9 +78,14 @@ def test_agreement_with_the_published_order():
     assert published_rank_agreement(found) == pytest.approx(RHO_AGREEING / 2)
 
 
-@pytest.mark.parametrize("order, message", [(["shape", "shape", "scale"], "each factor once"),
-                                            (["shape", "floor_hue"], "needs an early"),
-                                            (["x", "y"], "needs an early")])
+@pytest.mark.parametrize(
+    "order, message",
+    [
+        (["shape", "shape", "scale"], "each factor once"),
+        (["shape", "floor_hue"], "needs an early"),
+        (["x", "y"], "needs an early"),
+    ],
+)
 def test_an_order_that_cannot_be_compared_is_named(order, message):
     with pytest.raises(ValueError, match=message):
         agrees_with_published(order)
@@ -71,8 +94,9 @@ def test_an_order_that_cannot_be_compared_is_named(order, message):
 
 
 def test_comparison_for_a_report_line():
-    decisions = pd.DataFrame({"factor": ["scale", "shape", "floor_hue"], "tau_50": [0.2, 0.6, 0.7],
-                              "tau_90": [0.1, 0.5, 0.6]})
+    decisions = pd.DataFrame(
+        {"factor": ["scale", "shape", "floor_hue"], "tau_50": [0.2, 0.6, 0.7], "tau_90": [0.1, 0.5, 0.6]}
+    )
     found = compare_with_published(decisions)
     assert found["text"] == "floor_hue, shape, scale" and found["agrees"] is True
     assert found["rank_agreement"] == pytest.approx(np.corrcoef([1, 2, 3], [1.5, 1.5, 3])[0, 1])
@@ -131,7 +155,12 @@ def test_a_factor_with_one_value_is_left_out(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prepare_data.prepare("tiny", experiment)
     assert [f.name for f in exact_order.load_shapes("tiny", experiment).factor_table] == [
-        "floor_hue", "wall_hue", "object_hue", "scale", "orientation"]
+        "floor_hue",
+        "wall_hue",
+        "object_hue",
+        "scale",
+        "orientation",
+    ]
 
 
 def test_the_mixture_streams_the_stored_images(tiny_run):
@@ -142,17 +171,26 @@ def test_the_mixture_streams_the_stored_images(tiny_run):
 
 
 def run_stage(cwd, experiment: str):
-    return subprocess.run([sys.executable, "-m", "latent_abstractions.stages.exact_order", "--experiment", experiment],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "latent_abstractions.stages.exact_order", "--experiment", experiment],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_bad_input_gives_one_line(workdir, default_params):
     both = tiny_exact_experiment()
     both["experiments"]["bumps"] = default_params["experiments"]["bumps"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(both))
-    for name, expected in (("bumps", "error: exact_order: experiment bumps has a bumps data set; the exact order is "
-                                     "made for shapes experiments"),
-                           ("tiny", "error: exact_order: dataset file missing: data/tiny/dataset/images.npy (make the data set of tiny")):
+    for name, expected in (
+        (
+            "bumps",
+            "error: exact_order: experiment bumps has a bumps data set; the exact order is made for shapes experiments",
+        ),
+        ("tiny", "error: exact_order: dataset file missing: data/tiny/dataset/images.npy (make the data set of tiny"),
+    ):
         result = run_stage(workdir, name)
         assert result.returncode == 1
         assert result.stderr.strip().startswith(expected) and len(result.stderr.strip().splitlines()) == 1
@@ -171,16 +209,24 @@ def test_an_exact_scope_runs_only_the_data_set_and_the_exact_order(default_param
     mixed["experiments"]["real"] = params.validate({"experiments": {"real": real}})["experiments"]["real"]
     runs = {entry.name: stage_table.experiments_of(entry, mixed) for entry in stage_table.STAGES}
     assert {name for name, experiments in runs.items() if "tiny" in experiments} == {
-        "prepare_data", "dataset_sheets", "exact_order"}
+        "prepare_data",
+        "dataset_sheets",
+        "exact_order",
+    }
     assert {name for name, experiments in runs.items() if "real" in experiments} == {
-        "import_shapes3d", "dataset_sheets", "exact_order"}
+        "import_shapes3d",
+        "dataset_sheets",
+        "exact_order",
+    }
     assert runs["exact_order"] == ["real", "shapes", "tiny"]
     assert "shapes" in runs["train_score_model"] and "bumps" in runs["evaluate_generation"]
     only = stage_table.final_outputs(tiny_exact_experiment())
     assert "data/tiny/exact_decisions.parquet" in only and not any("model" in path for path in only)
     assert stage_table.REPORT.inputs(tiny_exact_experiment()) == [
-        "data/tiny/exact_decisions.parquet", "data/tiny/figures/dataset_contact_sheet.png",
-        "data/tiny/figures/dataset_traversals.png"]
+        "data/tiny/exact_decisions.parquet",
+        "data/tiny/figures/dataset_contact_sheet.png",
+        "data/tiny/figures/dataset_traversals.png",
+    ]
 
 
 def test_only_a_full_scope_needs_the_model_sections(default_params):
@@ -193,8 +239,11 @@ def test_only_a_full_scope_needs_the_model_sections(default_params):
     assert default_params["experiments"]["shapes"]["scope"] == "full"
 
 
-PARAMS_FILES = ["params.yaml", "tests/params-ci.yaml", *sorted(f"workflow/configs/{p.name}" for p in
-                                                             (ROOT / "workflow" / "configs").glob("*.yaml"))]
+PARAMS_FILES = [
+    "params.yaml",
+    "tests/params-ci.yaml",
+    *sorted(f"workflow/configs/{p.name}" for p in (ROOT / "workflow" / "configs").glob("*.yaml")),
+]
 
 
 @pytest.mark.parametrize("name", PARAMS_FILES)
@@ -203,7 +252,11 @@ def test_every_section_a_stage_reads_is_written_out(name):
     out of an experiment that runs it stops `dvc repro` ("Parameters ... are missing")."""
     written = yaml.safe_load((ROOT / name).read_text())["experiments"]
     filled = params.load(ROOT / name)
-    missing = [f"{experiment}.{section} (for {entry.name})" for entry in stage_table.STAGES
-               for experiment in stage_table.experiments_of(entry, filled) for section in entry.params
-               if section not in written[experiment]]
+    missing = [
+        f"{experiment}.{section} (for {entry.name})"
+        for entry in stage_table.STAGES
+        for experiment in stage_table.experiments_of(entry, filled)
+        for section in entry.params
+        if section not in written[experiment]
+    ]
     assert not missing, f"{name} lacks {', '.join(missing)}"

@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from latent_abstractions import findings
+
 from conftest import ROOT
 
 
@@ -26,8 +27,16 @@ def representation_table(phases: list[str], steps=(10, 100, 1000)) -> pd.DataFra
     rows = []
     for step, phase in zip(steps, phases):
         for tap in ("down.1", "mid"):
-            rows.append({"training_step": step, "tap": tap, "phase_tap": tap == "mid", "phase": phase,
-                         "accuracy": 0.97, "knn_r2": 0.96 if tap == "mid" else 0.5})
+            rows.append(
+                {
+                    "training_step": step,
+                    "tap": tap,
+                    "phase_tap": tap == "mid",
+                    "phase": phase,
+                    "accuracy": 0.97,
+                    "knn_r2": 0.96 if tap == "mid" else 0.5,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -49,9 +58,13 @@ def test_coupling_is_said_only_under_imbalance():
 
 
 def test_information_verdicts_follow_the_targets():
-    metrics = {"mmse_difference": {"x": {"mean_abs_gap_nats": 0.04, "max_excess_over_entropy_nats": -0.01},
-                                   "y": {"mean_abs_gap_nats": 0.40, "max_excess_over_entropy_nats": 0.02},
-                                   "z": {"mean_abs_gap_nats": 0.05, "max_excess_over_entropy_nats": 0.3}}}
+    metrics = {
+        "mmse_difference": {
+            "x": {"mean_abs_gap_nats": 0.04, "max_excess_over_entropy_nats": -0.01},
+            "y": {"mean_abs_gap_nats": 0.40, "max_excess_over_entropy_nats": 0.02},
+            "z": {"mean_abs_gap_nats": 0.05, "max_excess_over_entropy_nats": 0.3},
+        }
+    }
     said = dict(zip("xyz", findings.information_sentences("e", metrics)))
     assert said["x"].endswith(": PASS.") and "mean gap 0.040 nats" in said["x"]
     assert ": MISS; model not converged: gap 0.40 nats, converges with workflow/configs/cpu-study.yaml" in said["y"]
@@ -60,15 +73,21 @@ def test_information_verdicts_follow_the_targets():
 
 
 def test_a_bound_short_of_the_target_is_marked_not_converged():
-    said = findings.bound_sentences("e", {"bound_against_exact": {"shape": {"mean_abs_gap_nats": 0.3},
-                                                                   "scale": {"mean_abs_gap_nats": 0.05}}})
+    said = findings.bound_sentences(
+        "e", {"bound_against_exact": {"shape": {"mean_abs_gap_nats": 0.3}, "scale": {"mean_abs_gap_nats": 0.05}}}
+    )
     assert said[0].startswith("e, classifier bound H − CE on scale: mean gap 0.050 nats: PASS")
     assert "shape: mean gap 0.300 nats: MISS; model not converged: gap 0.30 nats" in said[1]
 
 
 def test_exact_order_against_the_published_finding():
-    decisions = pd.DataFrame({"factor": ["floor_hue", "wall_hue", "object_hue", "shape", "scale", "orientation"],
-                              "tau_50": [0.7, 0.6, 0.5, 0.45, 0.3, 0.2], "tau_90": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05]})
+    decisions = pd.DataFrame(
+        {
+            "factor": ["floor_hue", "wall_hue", "object_hue", "shape", "scale", "orientation"],
+            "tau_50": [0.7, 0.6, 0.5, 0.45, 0.3, 0.2],
+            "tau_90": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
+        }
+    )
     said = findings.exact_order_sentence("s64", {"size": 64}, decisions)
     assert "At 64×64 (s64, 6 factors" in said and "floor_hue, wall_hue, object_hue, shape, scale, orientation" in said
     assert "this agrees with the published finding" in said
@@ -86,8 +105,13 @@ def test_markdown_has_a_section_per_study():
 def test_a_missing_table_stops_the_report_in_one_line_and_writes_nothing(workdir):
     params = yaml.safe_load((ROOT / "tests" / "params-ci.yaml").read_text())
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, "-m", "latent_abstractions.stages.report"], cwd=workdir,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "latent_abstractions.stages.report"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     line = result.stderr.strip()
     assert line.startswith("error: report: cannot compute the findings: data/") and "is missing" in line

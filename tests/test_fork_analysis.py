@@ -22,8 +22,14 @@ def test_fork_table_gives_information_and_agreement():
     rng = np.random.default_rng(1)
     parent = rng.integers(0, 2, 50)
     labels = np.stack([rng.integers(0, 2, (50, 6)), np.repeat(parent[:, None], 6, axis=1)], axis=1)
-    table = fork_analysis.fork_table({"shape": labels}, {"shape": parent}, {"shape": 2}, {"shape": np.log(2)},
-                                     t=np.array([0.9, 0.1]), log_snr=np.array([-5.0, 2.0]))
+    table = fork_analysis.fork_table(
+        {"shape": labels},
+        {"shape": parent},
+        {"shape": 2},
+        {"shape": np.log(2)},
+        t=np.array([0.9, 0.1]),
+        log_snr=np.array([-5.0, 2.0]),
+    )
     info = table[table["quantity"] == "fork_information"].sort_values("t")
     assert info["mean"].iloc[0] == pytest.approx(np.log(2))  # decided: H(Y) - 0
     assert abs(info["mean"].iloc[1]) < 0.15
@@ -34,8 +40,12 @@ def test_fork_table_gives_information_and_agreement():
 def test_forward_backward_agreement_per_split():
     source = np.array([0, 1, 2, 0])
     regenerated = np.stack([np.repeat(source[:, None], 3, axis=1), (np.repeat(source[:, None], 3, axis=1) + 1) % 3])
-    table = fork_analysis.forward_backward_table({"hue": regenerated}, {"hue": source},
-                                                 np.array(["train", "train", "test", "test"]),
-                                                 t=np.array([0.1, 0.9]), log_snr=np.array([2.0, -5.0]))
+    table = fork_analysis.forward_backward_table(
+        {"hue": regenerated},
+        {"hue": source},
+        np.array(["train", "train", "test", "test"]),
+        t=np.array([0.1, 0.9]),
+        log_snr=np.array([2.0, -5.0]),
+    )
     train = table[table["split"] == "train"].sort_values("t")["mean"].to_numpy()
     assert train.tolist() == [1.0, 0.0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
 
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base
@@ -15,8 +16,6 @@ from latent_abstractions.stages.fork_trajectories import fork_step
 from latent_abstractions.stages.forward_backward import forward_backward_step
 from latent_abstractions.store import StoreWriter, partial_path
 from latent_abstractions.trajectories import PARENT_BRANCH, open_store
-from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
-
 
 FORK_AT = {"at": {"kind": "steps", "steps": [0, 10, 12]}}  # 12 (t_end) has nothing to continue: left out
 
@@ -42,8 +41,9 @@ def test_fork_store_holds_every_branch_and_each_parent(forks):
 
     def spread(images):  # mean distance between branches of one parent
         flat = images.reshape(*images.shape[:2], -1)
-        return float(np.mean([np.linalg.norm(flat[:, a] - flat[:, b], axis=-1)
-                              for a in range(flat.shape[1]) for b in range(a)]))
+        return float(
+            np.mean([np.linalg.norm(flat[:, a] - flat[:, b], axis=-1) for a in range(flat.shape[1]) for b in range(a)])
+        )
 
     at_start, late = spread(result.images[:, 0]), spread(result.images[:, 1])
     assert late < 0.5 * at_start  # branches from a late X_tau agree; from X_T they do not
@@ -55,7 +55,9 @@ def test_forks_are_the_same_whatever_the_batch_size(tmp_path, ci_params, monkeyp
     run_in(work, monkeypatch, fork_step)
     again = open_store(work / "data" / EXPERIMENT / "forks").fork_images()
     reference = open_store(forks).fork_images()
-    assert np.array_equal(again.images, reference.images) and np.array_equal(again.parent_images, reference.parent_images)
+    assert np.array_equal(again.images, reference.images) and np.array_equal(
+        again.parent_images, reference.parent_images
+    )
 
 
 def test_a_killed_fork_run_resumes(tmp_path, ci_params, monkeypatch, forks):
@@ -85,18 +87,29 @@ def test_conditional_branches_keep_their_parents_values(tmp_path, ci_params, mon
     assert store.fork_images().images.shape == (3, 2, 3, 1, 8, 8)
 
 
-@pytest.mark.parametrize("section, settings, expected", [
-    ("fork", {"parent_condition": ["y"], "condition": ["x"]},
-     "fork.condition lists x, which the parents are not conditioned on (parent_condition: y)"),
-    ("fork", {"at": {"kind": "steps", "steps": [12]}}, "fork.at: no fork time before t_end"),
-    ("fork", {"sampler": "ode"}, "fork.sampler = 'ode': allowed: sde, pc"),
-    ("fork", {"condition": ["colour"]}, "fork.condition lists unknown factor colour"),
-    ("forward_backward", {"at": {"kind": "times", "times": [2.0]}}, "forward_backward.at.times.0 = 2.0: must be <= 1"),
-    ("forward_backward", {"condition": ["z"]}, "forward_backward.condition lists unknown factor z"),
-    ("forward_backward", {"guidance": -1}, "forward_backward.guidance = -1: must be >= 0"),
-])
-def test_bad_fork_or_regeneration_input_is_one_line_and_writes_nothing(tmp_path, ci_params, monkeypatch,
-                                                                       section, settings, expected):
+@pytest.mark.parametrize(
+    "section, settings, expected",
+    [
+        (
+            "fork",
+            {"parent_condition": ["y"], "condition": ["x"]},
+            "fork.condition lists x, which the parents are not conditioned on (parent_condition: y)",
+        ),
+        ("fork", {"at": {"kind": "steps", "steps": [12]}}, "fork.at: no fork time before t_end"),
+        ("fork", {"sampler": "ode"}, "fork.sampler = 'ode': allowed: sde, pc"),
+        ("fork", {"condition": ["colour"]}, "fork.condition lists unknown factor colour"),
+        (
+            "forward_backward",
+            {"at": {"kind": "times", "times": [2.0]}},
+            "forward_backward.at.times.0 = 2.0: must be <= 1",
+        ),
+        ("forward_backward", {"condition": ["z"]}, "forward_backward.condition lists unknown factor z"),
+        ("forward_backward", {"guidance": -1}, "forward_backward.guidance = -1: must be >= 0"),
+    ],
+)
+def test_bad_fork_or_regeneration_input_is_one_line_and_writes_nothing(
+    tmp_path, ci_params, monkeypatch, section, settings, expected
+):
     work = make_workdir(tmp_path, ci_params, **{section: settings})
     monkeypatch.chdir(work)
     step = fork_step if section == "fork" else forward_backward_step
@@ -121,16 +134,19 @@ def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, ci_par
     error = np.sqrt(((result.images - sources) ** 2).mean(axis=(2, 3, 4, 5)))  # (times, images)
     assert (error[1] < 0.5 * error[0]).all()  # noised a little, an image comes back; from t = T it does not
     assert not np.array_equal(result.images[:, :, 0], result.images[:, :, 1])  # repeats differ
-    other = make_workdir(tmp_path / "other", ci_params,
-                         forward_backward={"at": {"kind": "steps", "steps": [0, 11]}, "batch_size": 5})
+    other = make_workdir(
+        tmp_path / "other", ci_params, forward_backward={"at": {"kind": "steps", "steps": [0, 11]}, "batch_size": 5}
+    )
     run_in(other, monkeypatch, forward_backward_step)
     again = open_store(other / "data" / EXPERIMENT / "forward_backward").regenerations()
     assert np.array_equal(again.images, result.images)  # whatever the batch size
 
 
 def test_draws_of_parents_and_sources():
-    factors = [{"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0]},
-               {"name": "x", "kind": "continuous", "values": [4.0, 5.0]}]
+    factors = [
+        {"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0]},
+        {"name": "x", "kind": "continuous", "values": [4.0, 5.0]},
+    ]
     drawn = parent_conditions(factors, ["shape"], 50, seed=0)
     assert list(drawn) == ["shape"] and set(drawn["shape"]) == {0.0, 1.0, 2.0}
     assert np.array_equal(parent_conditions(factors, ["shape"], 50, seed=0)["shape"], drawn["shape"])

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_resume import environment
 
 from conftest import tiny_experiment
-from test_resume import environment
 
 pytestmark = pytest.mark.slow
 DISK_BYTES = 48 * 2**20
@@ -33,8 +33,11 @@ def run(cwd: Path, name: str) -> subprocess.CompletedProcess:
 
 
 def contents(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != FILLER}
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != FILLER
+    }
 
 
 def fill(disk: Path, leave_bytes: int) -> Path:
@@ -52,8 +55,9 @@ def small_disk(workdir):
     """`data/` of a working directory on its own tmpfs of DISK_BYTES, unmounted afterwards."""
     data = workdir / "data"
     data.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(data)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(data)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:

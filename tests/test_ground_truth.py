@@ -40,8 +40,10 @@ def test_streamed_posteriors_equal_the_direct_ones(data, sigma):
     x = torch.randn(5, 2, 3, 3, generator=generator, dtype=torch.float64)
     alpha, sigma = torch.full((5,), 0.8, dtype=torch.float64), torch.full((5,), sigma, dtype=torch.float64)
     p = direct_posterior(x, float_images[rows], alpha, sigma)
-    expected = [torch.zeros(5, v, dtype=torch.float64).index_add_(1, torch.as_tensor(labels[rows, k]), p)
-                for k, v in enumerate((4, 2))]
+    expected = [
+        torch.zeros(5, v, dtype=torch.float64).index_add_(1, torch.as_tensor(labels[rows, k]), p)
+        for k, v in enumerate((4, 2))
+    ]
     for stored in (images, float_images, torch.as_tensor(images)):
         for chunk_size in (1, 7, 40):
             mixture = FiniteMixture(stored, labels, values, rows=rows, chunk_size=chunk_size)
@@ -64,8 +66,10 @@ def test_memory_map_and_device_cache_give_the_same_posteriors(data, tmp_path):
     x = torch.randn(3, 2, 3, 3, dtype=torch.float64)
     alpha, sigma = torch.full((3,), 0.5, dtype=torch.float64), torch.full((3,), 0.7, dtype=torch.float64)
     reference = FiniteMixture(images, labels, values, chunk_size=40).factor_posteriors(x, alpha, sigma)
-    for mixture in (FiniteMixture(mapped, labels, values, chunk_size=6),
-                    FiniteMixture(mapped, labels, values, chunk_size=6).to("cpu")):
+    for mixture in (
+        FiniteMixture(mapped, labels, values, chunk_size=6),
+        FiniteMixture(mapped, labels, values, chunk_size=6).to("cpu"),
+    ):
         for got, want in zip(mixture.factor_posteriors(x, alpha, sigma), reference):
             assert torch.allclose(got, want, rtol=0, atol=1e-12)
         assert torch.equal(mixture.gather(np.array([5, 0, 5])), torch.as_tensor(images[[5, 0, 5]]).double() / 127.5 - 1)
@@ -106,11 +110,14 @@ def test_stratified_draws_visit_every_row_in_turn(data):
     assert all(len(torch.unique(rows_of(d))) == 6 for d in draws)  # no row twice within a batch
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda im, lab, val: FiniteMixture(im, lab[:, :1] * 0, val), "factor 0 takes one value"),
-    (lambda im, lab, val: FiniteMixture(im, lab[:5], val), "does not match 40 images"),
-    (lambda im, lab, val: FiniteMixture(im, lab, val, rows=np.array([], dtype=int)), "at least one image"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda im, lab, val: FiniteMixture(im, lab[:, :1] * 0, val), "factor 0 takes one value"),
+        (lambda im, lab, val: FiniteMixture(im, lab[:5], val), "does not match 40 images"),
+        (lambda im, lab, val: FiniteMixture(im, lab, val, rows=np.array([], dtype=int)), "at least one image"),
+    ],
+)
 def test_bad_input_is_refused(data, make, message):
     with pytest.raises(ValueError, match=message):
         make(*data)
@@ -121,8 +128,9 @@ def test_a_condition_no_image_meets_is_refused(data):
     mixture = FiniteMixture(images, labels, values)
     one = torch.ones(1, dtype=torch.float64)
     with pytest.raises(ValueError, match="matches no image"):
-        mixture.conditional_mean(torch.zeros(1, 2, 3, 3), one, one, torch.tensor([[7.0, 0.0]]),
-                                 torch.tensor([[True, False]]))
+        mixture.conditional_mean(
+            torch.zeros(1, 2, 3, 3), one, one, torch.tensor([[7.0, 0.0]]), torch.tensor([[True, False]])
+        )
 
 
 def test_gaussian_mi_of_one_scalar_factor():

@@ -54,16 +54,21 @@ def small_categorical():
     return np.clip(images, -1, 1).astype(np.float32), labels.astype(np.float64), labels
 
 
-@pytest.mark.parametrize("data, sde", [
-    (small_bumps, VPSDE()),
-    (small_categorical, VPSDE()),
-    (small_bumps, VESDE(sigma_min=0.01, sigma_max=5.0)),  # I(Y; X_T) is about 0.06 nats here
-], ids=["bumps-vp", "categorical-vp", "bumps-ve"])
+@pytest.mark.parametrize(
+    "data, sde",
+    [
+        (small_bumps, VPSDE()),
+        (small_categorical, VPSDE()),
+        (small_bumps, VESDE(sigma_min=0.01, sigma_max=5.0)),  # I(Y; X_T) is about 0.06 nats here
+    ],
+    ids=["bumps-vp", "categorical-vp", "bumps-ve"],
+)
 def test_score_forms_with_exact_epsilon_match_exact_mi(data, sde):
     images, values, labels = data()
     oracle, mixture = ExactEpsilon(sde, images, values), FiniteMixture(images, labels, values)
-    result = information.mutual_information(oracle, sde, mixture, t_end=1e-3, points=64, samples=4096, seed=1,
-                                            batch_size=8192)
+    result = information.mutual_information(
+        oracle, sde, mixture, t_end=1e-3, points=64, samples=4096, seed=1, batch_size=8192
+    )
     exact = result.mean["exact"]
     assert np.allclose(exact[-1], result.entropy, atol=1e-3)  # at t = 1e-3 the image gives every factor away
     for form in information.SCORE_FORMS:
@@ -81,8 +86,9 @@ def test_score_forms_with_exact_epsilon_match_exact_mi(data, sde):
 def test_exact_curve_runs_from_zero_to_entropy_without_a_model():
     images, values, labels = small_bumps()
     sde = VPSDE()
-    result = information.mutual_information(None, sde, FiniteMixture(images, labels, values), t_end=1e-3, points=8,
-                                            samples=256, seed=0)
+    result = information.mutual_information(
+        None, sde, FiniteMixture(images, labels, values), t_end=1e-3, points=8, samples=256, seed=0
+    )
     assert set(result.mean) == {"exact", "conditional_entropy", "bayes_accuracy", "log_likelihood"}
     assert np.allclose(result.entropy, [np.log(3), np.log(2)])
     assert np.all(np.abs(result.mean["exact"][0]) < 0.02)  # at t = 1 nothing is left
@@ -126,16 +132,27 @@ def test_consistency_needs_one_condition_value_per_label():
     values = values + np.random.default_rng(0).normal(0, 0.1, values.shape)  # continuous centres
     sde = VPSDE()
     with pytest.raises(ValueError, match="several condition values"):
-        information.mutual_information(ExactEpsilon(sde, images, values), sde, FiniteMixture(images, labels, values),
-                                       t_end=1e-3, points=4, samples=4, seed=0, consistency=True)
+        information.mutual_information(
+            ExactEpsilon(sde, images, values),
+            sde,
+            FiniteMixture(images, labels, values),
+            t_end=1e-3,
+            points=4,
+            samples=4,
+            seed=0,
+            consistency=True,
+        )
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(points=1), "at least 2 points"),
-    (dict(t_end=0.0), "t_end must lie in"),
-    (dict(exact=False), "nothing to estimate"),
-    (dict(consistency=True, source=gaussian_suite()[0]), "consistency check needs"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(points=1), "at least 2 points"),
+        (dict(t_end=0.0), "t_end must lie in"),
+        (dict(exact=False), "nothing to estimate"),
+        (dict(consistency=True, source=gaussian_suite()[0]), "consistency check needs"),
+    ],
+)
 def test_bad_settings_are_refused(bad, message):
     images, values, labels = small_bumps()
     settings = dict(source=FiniteMixture(images, labels, values), t_end=1e-3, points=4, samples=4, seed=0) | bad
@@ -146,8 +163,9 @@ def test_bad_settings_are_refused(bad, message):
 @pytest.mark.parametrize("task", gaussian_suite(), ids=lambda task: task.name)
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE(sigma_min=0.01, sigma_max=50.0)], ids=["vp", "ve"])
 def test_score_forms_match_gaussian_closed_form(task, sde):
-    result = information.mutual_information(GaussianEpsilon(sde, task), sde, task, t_end=1e-3, points=64,
-                                            samples=8192, seed=2, batch_size=1 << 16)
+    result = information.mutual_information(
+        GaussianEpsilon(sde, task), sde, task, t_end=1e-3, points=64, samples=8192, seed=2, batch_size=1 << 16
+    )
     truth = result.mean["exact"]
     assert np.allclose(truth[-1], task.mutual_information(sde, 1e-3))
     assert truth.max() <= 4.1 and np.all(np.diff(truth, axis=0) >= -1e-12)
@@ -193,8 +211,9 @@ def test_training_times_uniform_in_log_snr(sde):
     t = training_times(sde, uniform, "log_snr")
     assert float(t.min()) >= T_MIN and float(t.max()) <= 1.0
     position = (sde.log_snr(t) - ends[0]) / (ends[1] - ends[0])
-    assert torch.allclose(torch.quantile(position, torch.tensor([0.1, 0.5, 0.9])),
-                          torch.tensor([0.1, 0.5, 0.9]), atol=0.01)
+    assert torch.allclose(
+        torch.quantile(position, torch.tensor([0.1, 0.5, 0.9])), torch.tensor([0.1, 0.5, 0.9]), atol=0.01
+    )
     by_t = training_times(sde, uniform, "t")
     assert float((by_t < 0.1).float().mean()) == pytest.approx(0.1, abs=0.01)
     assert float((t < 0.1).float().mean()) > 0.3  # the high-SNR end trained three times as often
@@ -206,10 +225,13 @@ def test_training_times_uniform_in_log_snr(sde):
         training_times(sde, uniform, "edm")
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(p_none=1.2), "p_none must lie in"),
-    (dict(p_none=0.5, p_all=0.5, p_single=0.5), "must not exceed 1"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(p_none=1.2), "p_none must lie in"),
+        (dict(p_none=0.5, p_all=0.5, p_single=0.5), "must not exceed 1"),
+    ],
+)
 def test_subset_masks_refuse_bad_probabilities(bad, message):
     settings = dict(p_none=0.1, p_all=0.1, p_single=0.5) | bad
     with pytest.raises(ValueError, match=message):

@@ -25,8 +25,14 @@ def load_launcher():
 
 def test_the_engine_interpreter_named_in_the_environment_runs_the_stage():
     env = {"PATH": SYSTEM_PATH, "LATENT_ABSTRACTIONS_PYTHON": sys.executable}
-    result = subprocess.run(["python3", str(LAUNCHER), "prepare_data", "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["python3", str(LAUNCHER), "prepare_data", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "python -m latent_abstractions.stages.prepare_data" in result.stdout
 
@@ -34,17 +40,21 @@ def test_the_engine_interpreter_named_in_the_environment_runs_the_stage():
 def test_the_engine_interpreter_is_found_among_the_parent_processes():
     """As under `.venv/bin/dvc repro`: the job's shell is a child of the engine's interpreter."""
     env = {"PATH": SYSTEM_PATH}
-    script = f"import subprocess; raise SystemExit(subprocess.call('python3 {LAUNCHER} prepare_data --help', shell=True))"
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60)
+    script = (
+        f"import subprocess; raise SystemExit(subprocess.call('python3 {LAUNCHER} prepare_data --help', shell=True))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "python -m latent_abstractions.stages.prepare_data" in result.stdout
 
 
 def test_without_an_environment_the_job_stops_with_one_line(monkeypatch):
     launcher = load_launcher()
-    monkeypatch.setattr(launcher, "candidates", lambda: ["/usr/bin/python3"] if os.path.exists("/usr/bin/python3")
-                        else [])
+    monkeypatch.setattr(
+        launcher, "candidates", lambda: ["/usr/bin/python3"] if os.path.exists("/usr/bin/python3") else []
+    )
     monkeypatch.setattr(launcher, "can_import_package", lambda python: False)
     with pytest.raises(SystemExit) as stopped:
         launcher.main(["prepare_data", "--experiment", "bumps"])

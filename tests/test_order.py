@@ -31,12 +31,23 @@ def test_flat_curve_has_no_crossing():
 def test_factors_are_ranked_by_decision_time_and_rankings_compared():
     t = np.linspace(1.0, 0.001, 200)
     rows = []
-    for proxy, midpoints in {"exact": {"hue": 0.6, "scale": 0.3, "shape": 0.5},
-                             "probe": {"hue": 0.55, "scale": 0.25, "shape": 0.45},
-                             "reversed": {"hue": 0.2, "scale": 0.7, "shape": 0.4}}.items():
+    for proxy, midpoints in {
+        "exact": {"hue": 0.6, "scale": 0.3, "shape": 0.5},
+        "probe": {"hue": 0.55, "scale": 0.25, "shape": 0.45},
+        "reversed": {"hue": 0.2, "scale": 0.7, "shape": 0.4},
+    }.items():
         for factor, midpoint in midpoints.items():
-            rows.append(pd.DataFrame({"proxy": proxy, "factor": factor, "t": t, "log_snr": -np.log(t),
-                                      "value": sigmoid_curve(t, midpoint)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "proxy": proxy,
+                        "factor": factor,
+                        "t": t,
+                        "log_snr": -np.log(t),
+                        "value": sigmoid_curve(t, midpoint),
+                    }
+                )
+            )
     table = order.decision_times(pd.concat(rows))
     exact = table[table["proxy"] == "exact"].set_index("factor")["rank_50"]
     assert exact.to_dict() == {"hue": 1, "shape": 2, "scale": 3}

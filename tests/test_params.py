@@ -15,6 +15,7 @@ from latent_abstractions import params
 from latent_abstractions.datasets import bumps
 from latent_abstractions.stages.prepare_data import BUMPS_KEYS
 from latent_abstractions.train import TrainConfig
+
 from conftest import CI_PARAMS, ROOT, tiny_experiment
 
 
@@ -40,34 +41,58 @@ def test_schema_documents_every_key():
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda p: p["experiments"]["bumps"]["dataset"].update(height=-16),
-         "experiments.bumps.dataset.height = -16: must be >= 4"),
-        (lambda p: p["experiments"]["bumps"]["train"].update(stepz=3),
-         "unknown key stepz under experiments.bumps.train; allowed keys:"),
-        (lambda p: p["experiments"]["bumps"]["sde"].update(kind="subvp"),
-         "experiments.bumps.sde.kind = 'subvp': allowed: vp, ve"),
-        (lambda p: p["experiments"]["bumps"]["sde"].update(kind="ve"),
-         "unknown key beta_max, beta_min under experiments.bumps.sde; allowed keys: kind, sigma_max, sigma_min"),
-        (lambda p: p["experiments"]["bumps"]["train"].pop("seed"),
-         "experiments.bumps.train lacks seed"),
-        (lambda p: p["experiments"]["bumps"]["model"].update(taps=["side.3"]),
-         "experiments.bumps.model.taps.0 = 'side.3': must match"),
-        (lambda p: p["experiments"]["bumps"]["model"].update(taps=["up.7"]),
-         "taps contains 'up.7': the model has levels 0..1"),
-        (lambda p: p["experiments"]["bumps"]["model"].update(groups=5),
-         "model.groups = 5: must divide"),
-        (lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(colour=[1]),
-         "unknown key colour under experiments.shapes.dataset.subset; allowed keys: floor_hue"),
-        (lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(scale=[8]),
-         "experiments.shapes.dataset.subset.scale.0 = 8: must be <= 7"),
-        (lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(shape=[]),
-         "experiments.shapes.dataset.subset.shape = []: minItems is 1"),
-        (lambda p: p["experiments"]["bumps"]["dataset"].update(kind="mnist"),
-         "experiments.bumps.dataset.kind = 'mnist': allowed: bumps, shapes, shapes3d_file"),
-        (lambda p: p["experiments"]["bumps"]["dataset"].update(split={"kind": "region", "region": "middle", "size": 2}),
-         "experiments.bumps.dataset.split.region = 'middle': allowed: centre, corner, stripe"),
-        (lambda p: p["experiments"].update({"Bad-Name": p["experiments"]["bumps"]}),
-         "name 'Bad-Name' under experiments is not allowed; must match"),
+        (
+            lambda p: p["experiments"]["bumps"]["dataset"].update(height=-16),
+            "experiments.bumps.dataset.height = -16: must be >= 4",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["train"].update(stepz=3),
+            "unknown key stepz under experiments.bumps.train; allowed keys:",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["sde"].update(kind="subvp"),
+            "experiments.bumps.sde.kind = 'subvp': allowed: vp, ve",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["sde"].update(kind="ve"),
+            "unknown key beta_max, beta_min under experiments.bumps.sde; allowed keys: kind, sigma_max, sigma_min",
+        ),
+        (lambda p: p["experiments"]["bumps"]["train"].pop("seed"), "experiments.bumps.train lacks seed"),
+        (
+            lambda p: p["experiments"]["bumps"]["model"].update(taps=["side.3"]),
+            "experiments.bumps.model.taps.0 = 'side.3': must match",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["model"].update(taps=["up.7"]),
+            "taps contains 'up.7': the model has levels 0..1",
+        ),
+        (lambda p: p["experiments"]["bumps"]["model"].update(groups=5), "model.groups = 5: must divide"),
+        (
+            lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(colour=[1]),
+            "unknown key colour under experiments.shapes.dataset.subset; allowed keys: floor_hue",
+        ),
+        (
+            lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(scale=[8]),
+            "experiments.shapes.dataset.subset.scale.0 = 8: must be <= 7",
+        ),
+        (
+            lambda p: p["experiments"]["shapes"]["dataset"]["subset"].update(shape=[]),
+            "experiments.shapes.dataset.subset.shape = []: minItems is 1",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["dataset"].update(kind="mnist"),
+            "experiments.bumps.dataset.kind = 'mnist': allowed: bumps, shapes, shapes3d_file",
+        ),
+        (
+            lambda p: p["experiments"]["bumps"]["dataset"].update(
+                split={"kind": "region", "region": "middle", "size": 2}
+            ),
+            "experiments.bumps.dataset.split.region = 'middle': allowed: centre, corner, stripe",
+        ),
+        (
+            lambda p: p["experiments"].update({"Bad-Name": p["experiments"]["bumps"]}),
+            "name 'Bad-Name' under experiments is not allowed; must match",
+        ),
     ],
 )
 def test_bad_value_gives_one_line(default_params, mutate, expected):
@@ -97,16 +122,24 @@ def test_unknown_experiment(default_params):
 
 
 def run_step(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "latent_abstractions.stages.prepare_data", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "latent_abstractions.stages.prepare_data", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
     "edit, args, expected",
     [
         (None, ["--experiment", "nope"], "unknown experiment 'nope'"),
-        (lambda p: p["experiments"]["bumps"]["dataset"].update(width=-3), ["--experiment", "bumps"],
-         "experiments.bumps.dataset.width = -3"),
+        (
+            lambda p: p["experiments"]["bumps"]["dataset"].update(width=-3),
+            ["--experiment", "bumps"],
+            "experiments.bumps.dataset.width = -3",
+        ),
         ("delete", ["--experiment", "bumps"], "params file not found: params.yaml"),
         ("garbage", ["--experiment", "bumps"], "malformed YAML"),
     ],
@@ -136,11 +169,17 @@ def test_a_factor_the_dataset_lacks_stops_every_step_before_writing(workdir, def
     params["experiments"]["tiny"]["model"]["condition_on"] = ["x", "colour"]
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for step in ("prepare_data", "train_score_model"):
-        result = subprocess.run([sys.executable, "-m", f"latent_abstractions.stages.{step}", "--experiment", "tiny"],
-                                cwd=workdir, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", f"latent_abstractions.stages.{step}", "--experiment", "tiny"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode != 0
-        assert result.stderr.strip() == ("error: params.yaml: experiments.tiny.model.condition_on contains 'colour': "
-                                         "the data set's factors are x, y")
+        assert result.stderr.strip() == (
+            "error: params.yaml: experiments.tiny.model.condition_on contains 'colour': the data set's factors are x, y"
+        )
     assert not (workdir / "data").exists()
 
 
@@ -174,8 +213,11 @@ def schema_defaults(definition: str) -> dict:
 
 @pytest.mark.parametrize("function, definition", [(bumps.make, "bumps")])
 def test_library_defaults_agree_with_the_schema(function, definition):
-    defaults = {name: p.default for name, p in inspect.signature(function).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     expected = schema_defaults(definition)
     assert defaults and {name: expected[name] for name in defaults} == defaults
 
@@ -227,8 +269,9 @@ def test_a_key_given_twice_in_one_mapping_is_named_with_both_lines(tmp_path):
     assert str(caught.value) == f"{path}: key 'steps' appears twice in one mapping (lines {first} and {first + 2})"
 
 
-@pytest.mark.parametrize("written, value", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf"), (".NaN", "nan"),
-                                            ("-.Inf", "-inf")])
+@pytest.mark.parametrize(
+    "written, value", [(".nan", "nan"), (".inf", "inf"), ("-.inf", "-inf"), (".NaN", "nan"), ("-.Inf", "-inf")]
+)
 def test_a_non_finite_number_is_refused_wherever_a_number_is_read(tmp_path, default_params, written, value):
     """Keys with bounds (learning_rate, t_end) and a key without (sigma), as YAML spells them."""
     for section, key in (("train", "learning_rate"), ("dataset", "sigma"), ("information", "t_end")):
@@ -248,8 +291,9 @@ def test_every_lower_end_must_stay_below_its_upper_end(default_params):
     edited["experiments"]["bumps"]["sde"].update(beta_min=20.0, beta_max=0.1)
     with pytest.raises(params.ParamsError) as caught:
         params.validate(edited)
-    assert str(caught.value) == ("params.yaml: experiments.bumps.sde.beta_min = 20.0: must be below "
-                                 "experiments.bumps.sde.beta_max = 0.1")
+    assert str(caught.value) == (
+        "params.yaml: experiments.bumps.sde.beta_min = 20.0: must be below experiments.bumps.sde.beta_max = 0.1"
+    )
     ve = copy.deepcopy(default_params)
     ve["experiments"]["bumps"]["sde"] = {"kind": "ve", "sigma_min": 5.0, "sigma_max": 5.0}
     with pytest.raises(params.ParamsError, match=r"sde.sigma_min = 5.0: must be below .*sigma_max = 5.0$"):

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from latent_abstractions import params
-from conftest import ROOT
 
 SEED = 20261125
 
@@ -45,6 +44,7 @@ def variants(base: dict) -> list[tuple[str, str]]:
             for key in path[:-1]:
                 node = node[key]
             node[path[-1]] = value
+
         return change
 
     def deleter(path):
@@ -53,6 +53,7 @@ def variants(base: dict) -> list[tuple[str, str]]:
             for key in path[:-1]:
                 node = node[key]
             del node[path[-1]]
+
         return change
 
     wrong_values = ["text", [1, "a"], {"nested": 1}]  # wrong for every leaf: no type or enum takes them all
@@ -62,8 +63,11 @@ def variants(base: dict) -> list[tuple[str, str]]:
     for path in rng.sample(leaves, 50):
         edit(f"unknown key beside {'.'.join(map(str, path))}", setter(path[:-1] + ["no_such_key"], 1))
     definitions = params.load_schema()["$defs"]
-    required = [p for p in leaves if len(p) == 4 and p[-1] in definitions.get(
-        "bumps" if p[2] == "dataset" else p[2], {}).get("required", [])]
+    required = [
+        p
+        for p in leaves
+        if len(p) == 4 and p[-1] in definitions.get("bumps" if p[2] == "dataset" else p[2], {}).get("required", [])
+    ]
     for path in rng.sample(required, min(30, len(required))):
         edit(f"missing {'.'.join(map(str, path))}", deleter(path))
     numbers = [path for path in leaves if _is_number(_at(base, path))]
@@ -72,11 +76,17 @@ def variants(base: dict) -> list[tuple[str, str]]:
             edit(f"{'.'.join(map(str, path))} = {value}", setter(path, value))
     for section, lower, upper in params.ordered_pairs(base):  # every ordered pair: reversed, and equal
         low, high = _at(base, [*section, lower]), _at(base, [*section, upper])
-        edit(f"{lower} above {upper} in {'.'.join(section)}",
-             lambda edited, s=section, lo=lower, hi=upper: _at(edited, list(s)).update({lo: high, hi: low}))
+        edit(
+            f"{lower} above {upper} in {'.'.join(section)}",
+            lambda edited, s=section, reversed_pair={lower: high, upper: low}: _at(edited, list(s)).update(
+                reversed_pair
+            ),
+        )
         edit(f"{lower} equal to {upper} in {'.'.join(section)}", setter([*section, lower], high))
-    edit("sigma_min above sigma_max", setter(["experiments", "bumps", "sde"],
-                                             {"kind": "ve", "sigma_min": 50.0, "sigma_max": 0.01}))
+    edit(
+        "sigma_min above sigma_max",
+        setter(["experiments", "bumps", "sde"], {"kind": "ve", "sigma_min": 50.0, "sigma_max": 0.01}),
+    )
     for name in ("down.9", "up.7", "middle", "", "down.x"):
         edit(f"tap {name!r}", setter(["experiments", "bumps", "model", "taps"], [name]))
     for name in ("heun2", "euler", "", "SDE"):
@@ -84,14 +94,26 @@ def variants(base: dict) -> list[tuple[str, str]]:
     for name in ("colour", "x;y", "../x"):
         edit(f"factor {name!r}", setter(["experiments", "bumps", "model", "condition_on"], [name]))
     for name in ("../evil", "a/b", "Upper", "1st", "with space", "x" * 3 + "/"):
-        made.append((f"experiment name {name!r}",
-                     yaml.safe_dump({"experiments": {name: base["experiments"]["bumps"]}})))
-    made += [("a list at the top", "- 1\n- 2\n"), ("a string at the top", "just text\n"), ("empty", ""),
-             ("a number", "42\n"), ("unclosed bracket", "experiments: [\n"), ("tab indentation", "a:\n\tb: 1\n"),
-             ("python object tag", "experiments: !!python/object/apply:os.system ['echo pwned']\n"),
-             ("python name tag", "experiments: !!python/name:os.system\n"),
-             ("alias bomb", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-                 f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(12)))]
+        made.append(
+            (f"experiment name {name!r}", yaml.safe_dump({"experiments": {name: base["experiments"]["bumps"]}}))
+        )
+    made += [
+        ("a list at the top", "- 1\n- 2\n"),
+        ("a string at the top", "just text\n"),
+        ("empty", ""),
+        ("a number", "42\n"),
+        ("unclosed bracket", "experiments: [\n"),
+        ("tab indentation", "a:\n\tb: 1\n"),
+        ("python object tag", "experiments: !!python/object/apply:os.system ['echo pwned']\n"),
+        ("python name tag", "experiments: !!python/name:os.system\n"),
+        (
+            "alias bomb",
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(12)
+            ),
+        ),
+    ]
     made += [(f"binary junk {i}", bytes(rng.randrange(256) for _ in range(64)).decode("latin-1")) for i in range(25)]
     return made
 
@@ -119,8 +141,9 @@ def test_every_variant_stops_with_one_line(default_params, tmp_path):
     tracebacks, accepted = [], []
     for index, (description, text) in enumerate(variants(default_params)):
         path = tmp_path / f"params_{index}.yaml"
-        path.write_bytes(text.encode("latin-1", errors="replace") if description.startswith("binary")
-                         else text.encode())
+        path.write_bytes(
+            text.encode("latin-1", errors="replace") if description.startswith("binary") else text.encode()
+        )
         try:
             params.load(path)
         except params.ParamsError as exc:
@@ -139,8 +162,13 @@ def test_every_variant_stops_with_one_line(default_params, tmp_path):
 def test_a_stage_refuses_before_writing_anything(default_params, workdir, index):
     description, text = variants(default_params)[index]
     (workdir / "params.yaml").write_bytes(text.encode("latin-1", errors="replace"))
-    result = subprocess.run([sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "bumps"],
-                            cwd=workdir, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "bumps"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0, description
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: "), (description, result.stderr)
     assert not (workdir / "data").exists() and not (workdir / "logs").exists(), description

@@ -23,11 +23,11 @@ import yaml
 from PIL import Image
 
 from latent_abstractions import params as params_module
-from latent_abstractions import paths
-from latent_abstractions import stage_table
+from latent_abstractions import paths, stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
+
 from browser_checks import ARTIFACTS, check_page, require_chromium
 from conftest import CI_PARAMS, ROOT
 
@@ -37,20 +37,29 @@ BIN = Path(sys.executable).parent
 PIPELINE_TIMEOUT_S = 900  # hard kill: a hung scheduler must not hang the suite
 # Fixed identity and dates: the two repositories get the same commit, so the
 # provenance inside their artifacts, and therefore their bytes, can be compared.
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org", "GIT_COMMITTER_NAME": "test",
-                "GIT_COMMITTER_EMAIL": "test@example.org"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
 GIT_DATES = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
 
 def environment() -> dict:
     """The PATH without the environment's bin: the engines must find the interpreter themselves."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("VIRTUAL_ENV", "LATENT_ABSTRACTIONS_PYTHON", "PYTHONPATH")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("VIRTUAL_ENV", "LATENT_ABSTRACTIONS_PYTHON", "PYTHONPATH")
+    }
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p).resolve() != BIN.resolve())
     return {**env, **GIT_IDENTITY, "DVC_NO_ANALYTICS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def run(command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S, dates: bool = False) -> subprocess.CompletedProcess:
+def run(
+    command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S, dates: bool = False
+) -> subprocess.CompletedProcess:
     # The copy's own code, not the checkout's that the editable install points at; fixed
     # commit dates only for the first commit (DVC's own experiment commits reject them).
     env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src"), **(GIT_DATES if dates else {})}
@@ -71,8 +80,16 @@ def git_repository(target: Path) -> Path:
     """A git repository holding the files git knows about here (no data, no venv), with the
     tests' params (tests/params-ci.yaml) as its params.yaml and dvc.yaml made from them, as
     a user makes it after editing the experiments; committed."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -80,6 +97,7 @@ def git_repository(target: Path) -> Path:
             shutil.copy2(source, target / name)
     shutil.copy2(CI_PARAMS, target / "params.yaml")
     run([sys.executable, "-m", "latent_abstractions.dvc_yaml"], target)
+    run([sys.executable, "-m", "latent_abstractions.dvc_plots_page"], target)  # as `make install` does
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(command, target, dates=True)
     return target
@@ -114,15 +132,20 @@ def model_experiments() -> list[str]:
 
 def artifact_hashes(repo: Path) -> dict[str, str]:
     """sha256 of every artifact under data/ (the engines' own bookkeeping files aside)."""
-    return {str(path.relative_to(repo)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted((repo / "data").rglob("*"))
-            if path.is_file() and path.name not in (".gitignore", ".snakemake_timestamp")}
+    return {
+        str(path.relative_to(repo)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((repo / "data").rglob("*"))
+        if path.is_file() and path.name not in (".gitignore", ".snakemake_timestamp")
+    }
 
 
 def check_outputs(repo: Path) -> None:
     for experiment in experiments():
-        expected = {p for p in stage_table.final_outputs(default_params())
-                    if p.startswith(f"data/{experiment}/figures/") and p.endswith(".png")}
+        expected = {
+            p
+            for p in stage_table.final_outputs(default_params())
+            if p.startswith(f"data/{experiment}/figures/") and p.endswith(".png")
+        }
         assert {str(p.relative_to(repo)) for p in (repo / "data" / experiment / "figures").glob("*.png")} == expected
         for png in sorted((repo / "data" / experiment / "figures").glob("*.png")):
             with Image.open(png) as image:
@@ -159,8 +182,12 @@ def planned_jobs(output: str) -> set[str]:
 def stages_running(module_file: str) -> set[str]:
     """Jobs whose stage's code closure holds ``module_file``."""
     params = default_params()
-    return {f"{entry.name}@{name}" for entry in stage_table.STAGES if module_file in entry.code()
-            for name in stage_table.experiments_of(entry, params)}
+    return {
+        f"{entry.name}@{name}"
+        for entry in stage_table.STAGES
+        if module_file in entry.code()
+        for name in stage_table.experiments_of(entry, params)
+    }
 
 
 def downstream(jobs: set[str]) -> set[str]:
@@ -169,8 +196,10 @@ def downstream(jobs: set[str]) -> set[str]:
     made = {}
     for entry in stage_table.STAGES:
         for name in stage_table.experiments_of(entry, params):
-            made[f"{entry.name}@{name}"] = ({t.format(experiment=name) for t in entry.all_outputs()},
-                                            {t.format(experiment=name) for t in entry.inputs})
+            made[f"{entry.name}@{name}"] = (
+                {t.format(experiment=name) for t in entry.all_outputs()},
+                {t.format(experiment=name) for t in entry.inputs},
+            )
     result, grew = set(jobs), True
     while grew:
         grew = False
@@ -216,8 +245,13 @@ class probe_param_changed(edited):
 
 def test_probe_jobs_are_exactly_those_that_read_the_probe_section():
     params = default_params()
-    reading = {f"{entry.name}@{name}" for entry in stage_table.STAGES if PROBE_PARAM[1] in entry.params
-               for name in stage_table.experiments_of(entry, params) if name == PROBE_PARAM[0]}
+    reading = {
+        f"{entry.name}@{name}"
+        for entry in stage_table.STAGES
+        if PROBE_PARAM[1] in entry.params
+        for name in stage_table.experiments_of(entry, params)
+        if name == PROBE_PARAM[0]
+    }
     assert reading == PROBE_JOBS
 
 
@@ -269,19 +303,30 @@ def test_snakemake_reruns_only_the_probes_and_what_follows_when_a_probe_param_ch
     assert not any(job.startswith(("train_score_model", "sample_trajectories")) for job in planned)
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ("height: 16", "height: -2", "error: params.yaml: experiments.bumps.dataset.height = -2: must be >= 4"),
-    ("sigma: 1.0 ", "sigma: .nan ", "error: params.yaml: experiments.bumps.dataset.sigma = nan: must be a finite number"),
-    ("      height: 16\n", "      height: 16\n      height: 12\n",
-     "error: params.yaml: key 'height' appears twice in one mapping (lines 8 and 9)"),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("height: 16", "height: -2", "error: params.yaml: experiments.bumps.dataset.height = -2: must be >= 4"),
+        (
+            "sigma: 1.0 ",
+            "sigma: .nan ",
+            "error: params.yaml: experiments.bumps.dataset.sigma = nan: must be a finite number",
+        ),
+        (
+            "      height: 16\n",
+            "      height: 16\n      height: 12\n",
+            "error: params.yaml: key 'height' appears twice in one mapping (lines 8 and 9)",
+        ),
+    ],
+)
 def test_snakemake_stops_on_bad_params_before_any_job(tmp_path, old, new, expected):
     repo = git_repository(tmp_path)
     text = (repo / "params.yaml").read_text()
     assert old in text
     (repo / "params.yaml").write_text(text.replace(old, new, 1))
-    result = subprocess.run(snakemake("--cores", "1"), cwd=repo, env=environment(), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        snakemake("--cores", "1"), cwd=repo, env=environment(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert expected in result.stderr
     assert not (repo / "data" / "bumps").exists()
@@ -332,7 +377,9 @@ def test_dvc_lock_hashes_every_input_of_every_figure(dvc_repo):
 
     for experiment in model_experiments():
         ancestry = hashed_ancestry(f"plot_information@{experiment}")
-        assert f"data/{experiment}/figures/information.svg" in {o["path"] for o in lock[f"plot_information@{experiment}"]["outs"]}
+        assert f"data/{experiment}/figures/information.svg" in {
+            o["path"] for o in lock[f"plot_information@{experiment}"]["outs"]
+        }
         assert f"data/{experiment}/dataset/images.npy" in ancestry
         assert f"data/{experiment}/model/weights.safetensors" in ancestry
         assert "src/latent_abstractions/train.py" in ancestry and "src/latent_abstractions/information.py" in ancestry
@@ -369,13 +416,25 @@ def test_snakemake_accepts_what_dvc_made(dvc_repo):
 
 
 def test_dvc_plots_show_draws_loss_probe_and_information_curves(dvc_repo):
-    run(dvc("plots", "show", "--json", "-o", "dvc_plots"), dvc_repo)
     drawn = json.loads(run(dvc("plots", "show", "--json"), dvc_repo).stdout)["data"]
     for experiment in model_experiments():
         for name in ("model/live/plots/metrics/train/loss.tsv", "plots/probes.csv", "plots/information.csv"):
             assert drawn[f"data/{experiment}/{name}"][0]["content"]["data"]["values"], name
     for experiment in stage_table.experiments_of(stage_table.stage("exact_order"), default_params()):
         assert drawn[f"data/{experiment}/plots/exact_information.csv"][0]["content"]["data"]["values"], experiment
+
+
+def test_dvc_plots_page_draws_every_chart_in_a_browser_without_network(dvc_repo):
+    """dvc_plots/index.html carries Vega inlined (.dvc/config's plots.html_template): in
+    Chromium, on a machine without internet, every chart holds an svg or canvas and the
+    console shows no error."""
+    require_chromium(install=True)
+    run(dvc("plots", "show", "-o", "dvc_plots"), dvc_repo)
+    page = dvc_repo / "dvc_plots" / "index.html"
+    assert "cdn.jsdelivr.net" not in page.read_text()
+    result = check_page(page, screenshot=ARTIFACTS / "dvc_plots.png")
+    assert result.charts >= 2 * len(model_experiments()), result.charts
+    assert result.problems() == []
 
 
 def test_push_pull_round_trip_and_an_experiment_with_a_changed_param(dvc_repo):
@@ -406,8 +465,14 @@ def test_an_unreachable_remote_is_named_in_one_line(dvc_repo, tmp_path):
     missing = tmp_path / "no-such-remote"
     run(dvc("remote", "add", "--local", "-f", "-d", "elsewhere", str(missing)), dvc_repo)
     try:
-        result = subprocess.run([sys.executable, "-m", "latent_abstractions.remote", "pull"], cwd=dvc_repo,
-                                env=environment(), capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "latent_abstractions.remote", "pull"],
+            cwd=dvc_repo,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         run(dvc("remote", "remove", "--local", "elsewhere"), dvc_repo)
     assert result.returncode != 0
@@ -436,11 +501,14 @@ def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
     progress = partial_path(store) / PROGRESS
     assert not partial_path(store).exists()
     finished, others = store_content(store), artifact_hashes(dvc_repo)
-    others = {name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")}
+    others = {
+        name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")
+    }
     env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
     resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")
-    process = subprocess.Popen(resample, cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        resample, cwd=dvc_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while not progress.exists():
         assert process.poll() is None and time.monotonic() < deadline, "no batch was written"

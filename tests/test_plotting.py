@@ -10,8 +10,11 @@ import pytest
 from latent_abstractions import plotting, trajectories
 
 T = np.geomspace(1.0, 1e-3, 6)
-FEATURES = ["state", *(f"{kind}.{p}" for kind in ("eps", "denoised") for p in trajectories.NETWORK_PASSES),
-            *(f"{kind}.{p}.{tap}" for kind in ("act", "map") for p in trajectories.PASSES for tap in ("down.1", "mid"))]
+FEATURES = [
+    "state",
+    *(f"{kind}.{p}" for kind in ("eps", "denoised") for p in trajectories.NETWORK_PASSES),
+    *(f"{kind}.{p}.{tap}" for kind in ("act", "map") for p in trajectories.PASSES for tap in ("down.1", "mid")),
+]
 
 
 def probe_table(factors=("colour", "x")) -> pd.DataFrame:
@@ -22,21 +25,40 @@ def probe_table(factors=("colour", "x")) -> pd.DataFrame:
         metric = "r2" if factor == "x" else "accuracy"
         for target in ("requested", "measured") if factor == "x" else ("requested",):
             for rank, feature in enumerate(FEATURES):
-                rows += [dict(feature=feature, factor=factor, metric=metric, target=target, t=t,
-                              score=rank / len(FEATURES), sees_condition=trajectories.sees_condition(feature))
-                         for t in T]
+                rows += [
+                    dict(
+                        feature=feature,
+                        factor=factor,
+                        metric=metric,
+                        target=target,
+                        t=t,
+                        score=rank / len(FEATURES),
+                        sees_condition=trajectories.sees_condition(feature),
+                    )
+                    for t in T
+                ]
     return pd.DataFrame(rows)
 
 
 def bayes_table() -> pd.DataFrame:
-    return pd.DataFrame({"distribution": "train", "quantity": "bayes_accuracy", "factor": "colour", "t": T,
-                         "mean": 1.0})
+    return pd.DataFrame(
+        {"distribution": "train", "quantity": "bayes_accuracy", "factor": "colour", "t": T, "mean": 1.0}
+    )
 
 
-@pytest.mark.parametrize("feature, family", [
-    ("state", "state"), ("eps.uncond", "output"), ("denoised.cond", "output"), ("act.uncond.mid", "taps"),
-    ("map.cond.down.1", "taps"), ("full.uncond.mid", "taps"), ("act.random.mid", "random"),
-    ("map.random.down.1", "random")])
+@pytest.mark.parametrize(
+    "feature, family",
+    [
+        ("state", "state"),
+        ("eps.uncond", "output"),
+        ("denoised.cond", "output"),
+        ("act.uncond.mid", "taps"),
+        ("map.cond.down.1", "taps"),
+        ("full.uncond.mid", "taps"),
+        ("act.random.mid", "random"),
+        ("map.random.down.1", "random"),
+    ],
+)
 def test_every_feature_of_the_probe_table_has_a_family(feature, family):
     assert plotting.feature_family(feature) == family
 
@@ -44,8 +66,12 @@ def test_every_feature_of_the_probe_table_has_a_family(feature, family):
 def test_the_best_feature_of_a_family_has_the_highest_mean_score_over_t():
     table = probe_table(("colour",))
     blind = table[~table["sees_condition"]]
-    assert plotting.best_features(blind) == {"state": "state", "output": "denoised.uncond",
-                                             "taps": "map.uncond.mid", "random": "map.random.mid"}
+    assert plotting.best_features(blind) == {
+        "state": "state",
+        "output": "denoised.uncond",
+        "taps": "map.uncond.mid",
+        "random": "map.random.mid",
+    }
 
 
 def panel_labels(ax) -> list[str]:

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.probes import (DEFAULT_PENALTIES, fit_probes, probe_frame, split_train_validation_test,
-                                        split_trajectories)
+from latent_abstractions.probes import (
+    DEFAULT_PENALTIES,
+    fit_probes,
+    probe_frame,
+    split_train_validation_test,
+    split_trajectories,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +39,7 @@ def blobs(rng, n, d, k, separation, noise_dims=0):
 
 
 # ------------------------------------------------------------------------------ splits
+
 
 def test_split_is_disjoint_and_sized():
     train, test = split_trajectories(40, 0.25, seed=3)
@@ -59,6 +65,7 @@ def test_train_validation_test_split_is_by_trajectory():
 
 
 # ------------------------------------------------------------------ against scikit-learn
+
 
 def sklearn_probe(x, y, masks, grid):
     """The same probe the scikit-learn way, converged: grid on train, validation log-loss, refit."""
@@ -101,6 +108,7 @@ def test_logistic_agrees_with_sklearn(k, d, separation):
 
 # ---------------------------------------------------------------------------- ridge
 
+
 def test_ridge_equals_closed_form():
     rng = np.random.default_rng(5)
     n, d = 240, 15
@@ -129,7 +137,7 @@ def test_ridge_equals_closed_form():
 
 def binomial_interval(n: int, p: float, level: float = 0.999) -> tuple[float, float]:
     """Central interval of Binomial(n, p) / n holding at least ``level`` of the mass."""
-    pmf = [math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(n + 1)]
+    pmf = [math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(n + 1)]
     cdf = np.cumsum(pmf)
     tail = (1 - level) / 2
     return int(np.searchsorted(cdf, tail)) / n, int(np.searchsorted(cdf, 1 - tail)) / n
@@ -168,6 +176,7 @@ def test_chance_level_on_noise_and_signal_found():
 
 # ---------------------------------------------------------------------------- bad input
 
+
 def one_line_error(call, *words):
     with pytest.raises(ValueError) as caught:
         call()
@@ -192,15 +201,21 @@ def test_bad_input_errors():
     for bad in (np.nan, np.inf):
         broken = x.copy()
         broken[1, 5, 2] = bad
-        one_line_error(lambda: fit_probes(broken, {"shape": good}, kinds, ids, split, names=names),
-                       "NaN or infinite", "'act.mid' at step 3")
-        one_line_error(lambda: fit_probes(list(broken), {"shape": good}, kinds, ids, split, names=names),
-                       "'act.mid' at step 3")
+        one_line_error(
+            lambda broken=broken: fit_probes(broken, {"shape": good}, kinds, ids, split, names=names),
+            "NaN or infinite",
+            "'act.mid' at step 3",
+        )
+        one_line_error(
+            lambda broken=broken: fit_probes(list(broken), {"shape": good}, kinds, ids, split, names=names),
+            "'act.mid' at step 3",
+        )
     one_line_error(lambda: fit_probes(x, {"pos": np.ones(n)}, {"pos": "continuous"}, ids, split), "pos", "constant")
     one_line_error(lambda: fit_probes(x, {"shape": good}, {"shape": "ordinal"}, ids, split), "ordinal")
 
 
 # ------------------------------------------------------------------ batched = one at a time
+
 
 def test_batched_equals_one_at_a_time():
     rng = np.random.default_rng(3)
@@ -243,8 +258,9 @@ def test_probe_frame_rows():
     # the same numbers as a direct call on step 20's rows, sorted by trajectory
     rows = np.flatnonzero(step == 20)
     rows = rows[np.argsort(trajectory[rows])]
-    direct = fit_probes([features["state"][rows]], {"shape": labels}, {"shape": "categorical"},
-                        np.arange(n_traj), split)["shape"]
+    direct = fit_probes(
+        [features["state"][rows]], {"shape": labels}, {"shape": "categorical"}, np.arange(n_traj), split
+    )["shape"]
     picked = frame.query("step == 20 and feature == 'state' and factor == 'shape'").set_index("metric")["score"]
     assert picked["accuracy"] == pytest.approx(direct["accuracy"][0])
     assert picked["log_loss"] == pytest.approx(direct["log_loss"][0], rel=1e-5)

@@ -26,14 +26,17 @@ def png_uri() -> str:
 
 def page(tmp_path, body: str):
     path = tmp_path / "page.html"
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t</title></head>"
-                    f"<body>{body}</body></html>")
+    path.write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>t</title></head><body>{body}</body></html>"
+    )
     return path
 
 
 # A heading whose id needs escaping in its link, a link to the top, and a figure linked by id.
-CLEAN = ("<h2 id='a b'>A</h2><a href='#a%20b'>to A</a> <a href='#'>top</a>"
-         "<figure id='f'><img src='{}' alt='fig'></figure><a href='#f'>to the figure</a>")
+CLEAN = (
+    "<h2 id='a b'>A</h2><a href='#a%20b'>to A</a> <a href='#'>top</a>"
+    "<figure id='f'><img src='{}' alt='fig'></figure><a href='#f'>to the figure</a>"
+)
 
 
 def test_a_clean_page_passes_and_its_screenshot_is_kept(tmp_path):
@@ -45,10 +48,12 @@ def test_a_clean_page_passes_and_its_screenshot_is_kept(tmp_path):
 
 
 def test_broken_images_dangling_links_and_errors_are_all_named(tmp_path):
-    body = (CLEAN.format(png_uri())
-            + "<img src='data:image/png;base64,AAAA' alt='corrupt'><img src='missing.png' alt='absent'>"
-            + "<a href='#nowhere'>dangling</a>"
-            + "<script>console.error('logged on purpose'); throw new Error('thrown on purpose');</script>")
+    body = (
+        CLEAN.format(png_uri())
+        + "<img src='data:image/png;base64,AAAA' alt='corrupt'><img src='missing.png' alt='absent'>"
+        + "<a href='#nowhere'>dangling</a>"
+        + "<script>console.error('logged on purpose'); throw new Error('thrown on purpose');</script>"
+    )
     result = check_page(page(tmp_path, body))
     assert result.broken_images == ["corrupt", "absent"]
     assert result.broken_links == ["#nowhere"]

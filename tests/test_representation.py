@@ -54,8 +54,9 @@ def test_whole_maps_are_flattened_per_condition():
     """(n, C, H, W) maps: a map that carries the position as a moving blob is ordered."""
     positions = grid()
     rows, cols = np.mgrid[0:12, 0:12]
-    maps = np.exp(-((rows[None] - positions[:, 1, None, None]) ** 2
-                    + (cols[None] - positions[:, 0, None, None]) ** 2) / 4.0)[:, None]
+    maps = np.exp(
+        -((rows[None] - positions[:, 1, None, None]) ** 2 + (cols[None] - positions[:, 0, None, None]) ** 2) / 4.0
+    )[:, None]
     assert maps.shape == (144, 1, 12, 12)
     assert representation.measure(maps, positions)["knn_r2"] > 0.95
     pooled = maps.mean(axis=(2, 3))  # the spatial mean throws the position away

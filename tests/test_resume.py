@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latent_abstractions import resume, safetensors_file
+
 from conftest import tiny_experiment
 
 STEP = [sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "tiny"]
@@ -55,8 +56,9 @@ def test_kill_and_resume_is_bit_exact(workdir, ci_params):
     shutil.rmtree(workdir / "data" / "tiny" / "model")
 
     resume_file = workdir / "data" / "tiny" / "model" / ".partial" / "resume.safetensors"
-    process = subprocess.Popen(STEP, cwd=workdir, env=environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        STEP, cwd=workdir, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not resume_file.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -79,8 +81,9 @@ def test_kill_and_resume_is_bit_exact(workdir, ci_params):
     for name, tensors in uninterrupted["tensors"].items():
         for key, value in tensors.items():
             assert value.dtype == resumed["tensors"][name][key].dtype
-            assert bool((value == resumed["tensors"][name][key]).all()), \
+            assert bool((value == resumed["tensors"][name][key]).all()), (
                 f"{name}: {key} differs (resumed at {resumed_from}, KILL_SEED={KILL_SEED})"
+            )
 
 
 def test_foreign_resume_file_is_ignored(tmp_path):
@@ -106,15 +109,17 @@ def test_a_diverging_training_stops_with_one_line_and_keeps_the_resume_point_bef
     """A learning rate of 1e30 overflows the loss within a few steps: the step ends in one
     line naming the step and the last finite loss; no weights, snapshots or loss table are
     written, and the resume checkpoint of the step before is kept."""
-    params = tiny_experiment(ci_params, steps=30, batch_size=8, resume_every=1, checkpoints=2,
-                             learning_rate=1e30)
+    params = tiny_experiment(ci_params, steps=30, batch_size=8, resume_every=1, checkpoints=2, learning_rate=1e30)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run(workdir, [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "tiny"])
     result = subprocess.run(STEP, cwd=workdir, env=environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    found = re.fullmatch(r"error: training diverged at step (\d+): loss (nan|inf) \(last finite loss (\S+) at "
-                         r"step (\d+)\); no weights or checkpoints from this step on were written", last)
+    found = re.fullmatch(
+        r"error: training diverged at step (\d+): loss (nan|inf) \(last finite loss (\S+) at "
+        r"step (\d+)\); no weights or checkpoints from this step on were written",
+        last,
+    )
     assert found, last
     step, last_finite_step = int(found[1]), int(found[4])
     assert 2 <= step < 30 and last_finite_step == step - 1

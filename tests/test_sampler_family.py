@@ -24,11 +24,18 @@ def test_gaussian_data_is_recovered(sampler, sde):
 
     generator = torch.Generator().manual_seed(0)
     t_max = torch.tensor([1.0])
-    prior = sde.alpha(t_max) * mean + torch.sqrt(sde.alpha(t_max) ** 2 * variance + sde.sigma(t_max) ** 2) * \
-        torch.randn((1000, 16), generator=generator)  # 16 dimensions: a corrector step scales with ||z||
+    prior = sde.alpha(t_max) * mean + torch.sqrt(
+        sde.alpha(t_max) ** 2 * variance + sde.sigma(t_max) ** 2
+    ) * torch.randn((1000, 16), generator=generator)  # 16 dimensions: a corrector step scales with ||z||
     seen = []
-    samples = SAMPLERS[sampler](exact_eps, sde, prior, time_grid(1.0, 1e-3, 1000, sde=sde), generator,
-                                callback=lambda step, t, x, eps: seen.append(step))
+    samples = SAMPLERS[sampler](
+        exact_eps,
+        sde,
+        prior,
+        time_grid(1.0, 1e-3, 1000, sde=sde),
+        generator,
+        callback=lambda step, t, x, eps: seen.append(step),
+    )
     assert seen == list(range(1001))
     assert float(samples.mean()) == pytest.approx(mean, abs=0.01)
     assert float(samples.var()) == pytest.approx(variance, rel=0.06)

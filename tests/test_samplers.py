@@ -27,8 +27,14 @@ def residual_noise(spacing: str, steps: int = 60, t_end: float = 1e-3, samples: 
     generator = torch.Generator().manual_seed(0)
     prior = sde.prior_sample((samples, 1, 16, 16), generator)
     times = time_grid(1.0, t_end, steps, sde=sde, spacing=spacing)
-    reverse_sde_euler_maruyama(eps_fn, sde, prior, times, generator,
-                               callback=lambda step, t, x, eps: final.update(x=x) if step == steps else None)
+    reverse_sde_euler_maruyama(
+        eps_fn,
+        sde,
+        prior,
+        times,
+        generator,
+        callback=lambda step, t, x, eps: final.update(x=x) if step == steps else None,
+    )
     alpha = float(sde.alpha(torch.tensor(t_end)))
     distance = torch.cdist(final["x"].flatten(1).double(), alpha * torch.as_tensor(data.images).flatten(1).double())
     return float(distance.min(dim=1).values.mean()) / 16

@@ -100,7 +100,7 @@ def test_log_snr_derivative_is_minus_g_squared_over_sigma_squared(sde):
     t = torch.linspace(0.01, 0.99, 50, dtype=torch.float64)
     h = 1e-6
     derivative = (sde.log_snr(t + h) - sde.log_snr(t - h)) / (2 * h)
-    assert torch.allclose(derivative, -sde.diffusion(t) ** 2 / sde.sigma(t) ** 2, rtol=1e-6)
+    assert torch.allclose(derivative, -(sde.diffusion(t) ** 2) / sde.sigma(t) ** 2, rtol=1e-6)
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])

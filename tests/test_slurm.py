@@ -34,10 +34,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
+
+from latent_abstractions import paths, stage_table
 
 from conftest import ROOT
-from latent_abstractions import paths, stage_table
-from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
 
 SCRIPT = ROOT / "workflow" / "scripts" / "local_slurm.py"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -61,6 +62,7 @@ CANNOT_INSTALL = "Debian's SLURM packages (slurm-wlm, munge, slurmdbd, mariadb-s
 
 
 # --- the profile itself (fast) ------------------------------------------------------------
+
 
 def evaluated_profile(monkeypatch, gpu: bool) -> dict:
     """The profile as Snakemake reads it (a YTE template), with the GPU switch on or off."""
@@ -105,9 +107,9 @@ def test_profile_switch_and_small_node(monkeypatch, gpu):
 
 # --- real clusters (slow) -------------------------------------------------------------------
 
+
 def script(*arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True, text=True, timeout=timeout)
 
 
 def live_daemons(directory: Path) -> list[str]:
@@ -167,9 +169,15 @@ class Snakemake:
 
     def __init__(self, repo: Path, env: dict, *arguments: str):
         self.arguments, self.started = arguments, time.monotonic()
-        self.process = subprocess.Popen([str(BIN / "snakemake"), *arguments], cwd=repo, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [str(BIN / "snakemake"), *arguments],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def wait(self) -> tuple[str, float]:
         """Its output and wall time; fails the test when it fails or times out."""
@@ -230,24 +238,45 @@ def runs(tmp_path_factory, cluster, accounting_cluster):
     origin = snapshot(base / "snapshot")
     local, slurm = clone(origin, base / "local"), clone(origin, base / "slurm")
     profile = ("--workflow-profile", "workflow/profiles/slurm")
-    local_run = Snakemake(local, slurm_environment(None, local), "--workflow-profile", "workflow/profiles/default",
-                          "--cores", "2", *CPU_TARGETS, *GPU_TARGETS)
+    local_run = Snakemake(
+        local,
+        slurm_environment(None, local),
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--cores",
+        "2",
+        *CPU_TARGETS,
+        *GPU_TARGETS,
+    )
     try:
         cpu_output, cpu_seconds = Snakemake(slurm, slurm_environment(cluster, slurm), *profile, *CPU_TARGETS).wait()
-        gpu_output, gpu_seconds = Snakemake(slurm, slurm_environment(accounting_cluster, slurm, gpu=True), *profile,
-                                            *GPU_TARGETS).wait()
+        gpu_output, gpu_seconds = Snakemake(
+            slurm, slurm_environment(accounting_cluster, slurm, gpu=True), *profile, *GPU_TARGETS
+        ).wait()
         _, local_seconds = local_run.wait()
     finally:
         local_run.kill()
-    print(f"wall times (alongside each other): through SLURM {CPU_TARGETS} {cpu_seconds:.0f} s, then "
-          f"{GPU_TARGETS} {gpu_seconds:.0f} s; local run of both {local_seconds:.0f} s")
-    return {"local": local, "slurm": slurm, "cpu": submitted(cpu_output), "gpu": submitted(gpu_output),
-            "outputs": (cpu_output, gpu_output)}
+    print(
+        f"wall times (alongside each other): through SLURM {CPU_TARGETS} {cpu_seconds:.0f} s, then "
+        f"{GPU_TARGETS} {gpu_seconds:.0f} s; local run of both {local_seconds:.0f} s"
+    )
+    return {
+        "local": local,
+        "slurm": slurm,
+        "cpu": submitted(cpu_output),
+        "gpu": submitted(gpu_output),
+        "outputs": (cpu_output, gpu_output),
+    }
 
 
 def scontrol_job(cluster: dict, job: str) -> dict[str, str]:
-    shown = subprocess.run(["scontrol", "--oneliner", "show", "job", job], env=slurm_environment(cluster, ROOT),
-                           capture_output=True, text=True, timeout=30)
+    shown = subprocess.run(
+        ["scontrol", "--oneliner", "show", "job", job],
+        env=slurm_environment(cluster, ROOT),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert shown.returncode == 0, shown.stderr
     return dict(field.split("=", 1) for field in shown.stdout.split() if "=" in field)
 
@@ -271,10 +300,13 @@ def test_cpu_switch_jobs_went_through_sbatch_with_the_profile_requests(runs, clu
 def test_gpu_switch_jobs_went_through_sbatch_and_accounting(runs, accounting_cluster):
     assert set(runs["gpu"]) == {"sample_trajectories"}, runs["outputs"][1][-3000:]
     job = runs["gpu"]["sample_trajectories"]
-    accounted = subprocess.run(["sacct", "-X", "--noheader", "--parsable2", "-j", job,
-                                "--format=State,Account,Partition,AllocTRES"],
-                               env=slurm_environment(accounting_cluster, ROOT), capture_output=True, text=True,
-                               timeout=30)
+    accounted = subprocess.run(
+        ["sacct", "-X", "--noheader", "--parsable2", "-j", job, "--format=State,Account,Partition,AllocTRES"],
+        env=slurm_environment(accounting_cluster, ROOT),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert accounted.returncode == 0, accounted.stderr
     state, account, partition, tres = accounted.stdout.strip().split("|")
     assert (state, account, partition) == ("COMPLETED", "research", "gpu"), accounted.stdout
@@ -298,8 +330,13 @@ CANCEL_TRAINING = {"steps": 600, "resume_every": 100}
 
 def queued_jobs(cluster: dict) -> dict[str, str]:
     """job id -> comment (the plugin writes the rule's name there) of the jobs in squeue."""
-    listed = subprocess.run(["squeue", "--noheader", "--format=%i|%k"], env=slurm_environment(cluster, ROOT),
-                            capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        ["squeue", "--noheader", "--format=%i|%k"],
+        env=slurm_environment(cluster, ROOT),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert listed.returncode == 0, listed.stderr
     return dict(line.split("|", 1) for line in listed.stdout.split())
 
@@ -312,10 +349,18 @@ def cancelled_training(tmp_path_factory, cluster):
     origin = snapshot(base / "snapshot", **CANCEL_TRAINING)
     local, slurm = clone(origin, base / "local"), clone(origin, base / "slurm")
     weights = target("train_score_model")
-    local_run = Snakemake(local, slurm_environment(None, local), "--workflow-profile", "workflow/profiles/default",
-                          "--cores", "1", weights)
-    through_slurm = Snakemake(slurm, slurm_environment(cluster, slurm), "--workflow-profile",
-                              "workflow/profiles/slurm", weights)
+    local_run = Snakemake(
+        local,
+        slurm_environment(None, local),
+        "--workflow-profile",
+        "workflow/profiles/default",
+        "--cores",
+        "1",
+        weights,
+    )
+    through_slurm = Snakemake(
+        slurm, slurm_environment(cluster, slurm), "--workflow-profile", "workflow/profiles/slurm", weights
+    )
     try:
         resume_file = slurm / paths.partial_dir(EXPERIMENT) / "resume.safetensors"
         deadline = time.monotonic() + RUN_TIMEOUT_S / 2
@@ -324,8 +369,9 @@ def cancelled_training(tmp_path_factory, cluster):
             time.sleep(0.2)
         training = [job for job, comment in queued_jobs(cluster).items() if "train_score_model" in comment]
         assert len(training) == 1, queued_jobs(cluster)
-        cancelled = subprocess.run(["scancel", training[0]], env=slurm_environment(cluster, ROOT),
-                                   capture_output=True, text=True, timeout=30)
+        cancelled = subprocess.run(
+            ["scancel", training[0]], env=slurm_environment(cluster, ROOT), capture_output=True, text=True, timeout=30
+        )
         assert cancelled.returncode == 0, cancelled.stderr
         output, _ = through_slurm.wait()
         local_run.wait()

@@ -22,27 +22,60 @@ from latent_abstractions.datasets import base, bumps
 from latent_abstractions.stages.sample_trajectories import sample_step
 from latent_abstractions.store import StoreWriter, partial_path
 from latent_abstractions.trajectories import LAYOUT_KEY, SCHEMA_VERSION, StoreError, open_store
+
 from conftest import ROOT, perturb, tiny_experiment
 
 EXPERIMENT = "tiny"
 
 
-def make_workdir(work: Path, ci_params: dict, sample: dict | None = None, fork: dict | None = None,
-                 forward_backward: dict | None = None) -> Path:
+def make_workdir(
+    work: Path,
+    ci_params: dict,
+    sample: dict | None = None,
+    fork: dict | None = None,
+    forward_backward: dict | None = None,
+) -> Path:
     """A working directory with params.yaml (experiment `tiny`: 8x8 bumps, a small U-Net), the
     schema, a data set with a train/test split and perturbed random weights in place of training."""
     params = tiny_experiment(ci_params)
     experiment = params["experiments"][EXPERIMENT]
     experiment["model"]["taps"] = ["down.1", "mid"]
-    experiment["sample"].update({"steps": 12, "per_position": 2, "batch_size": 8, "eval_block": 8,
-                                 "record": {"kind": "log_snr", "count": 3}, **(sample or {})})
-    experiment["fork"].update({"parents": 3, "branches": 3, "steps": 12, "batch_size": 4, "eval_block": 4,
-                               "at": {"kind": "log_snr", "count": 3}, **(fork or {})})
-    experiment["forward_backward"].update({"images": 3, "repeats": 2, "steps": 12, "batch_size": 4, "eval_block": 4,
-                                           "at": {"kind": "log_snr", "count": 3}, **(forward_backward or {})})
+    experiment["sample"].update(
+        {
+            "steps": 12,
+            "per_position": 2,
+            "batch_size": 8,
+            "eval_block": 8,
+            "record": {"kind": "log_snr", "count": 3},
+            **(sample or {}),
+        }
+    )
+    experiment["fork"].update(
+        {
+            "parents": 3,
+            "branches": 3,
+            "steps": 12,
+            "batch_size": 4,
+            "eval_block": 4,
+            "at": {"kind": "log_snr", "count": 3},
+            **(fork or {}),
+        }
+    )
+    experiment["forward_backward"].update(
+        {
+            "images": 3,
+            "repeats": 2,
+            "steps": 12,
+            "batch_size": 4,
+            "eval_block": 4,
+            "at": {"kind": "log_snr", "count": 3},
+            **(forward_backward or {}),
+        }
+    )
     (work / "workflow" / "schemas").mkdir(parents=True, exist_ok=True)
     (work / "workflow" / "schemas" / "params.schema.yaml").write_text(
-        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+        (ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text()
+    )
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     data = bumps.make(height=8, width=8, sigma=1.0, spacing_x=2.0, spacing_y=2.0, margin=1.0)
     data.factors["split"] = np.where(np.arange(len(data.factors)) % 3 == 0, "test", "train")
@@ -50,13 +83,16 @@ def make_workdir(work: Path, ci_params: dict, sample: dict | None = None, fork: 
     architecture = checkpoints.architecture_from_params(experiment["model"], data.factor_table, (1, 8, 8))
     torch.manual_seed(0)
     model = perturb(checkpoints.build_model(architecture))
-    checkpoints.save(model, architecture, work / "data" / EXPERIMENT / "model" / "weights.safetensors", {"step": "test"})
+    checkpoints.save(
+        model, architecture, work / "data" / EXPERIMENT / "model" / "weights.safetensors", {"step": "test"}
+    )
     return work
 
 
 def experiment_params(work: Path) -> dict:
-    return params_module.experiment(params_module.load(work / "params.yaml", work / params_module.SCHEMA_PATH),
-                                    EXPERIMENT)
+    return params_module.experiment(
+        params_module.load(work / "params.yaml", work / params_module.SCHEMA_PATH), EXPERIMENT
+    )
 
 
 def run_in(work: Path, monkeypatch, step=sample_step) -> None:
@@ -77,12 +113,14 @@ def sampled(tmp_path, ci_params, monkeypatch) -> Path:
 
 # --- layout and schema ---------------------------------------------------------------------------
 
+
 def test_one_directory_per_step_one_file_per_batch_and_nothing_else(sampled):
     store = open_store(sampled)
     assert not partial_path(sampled).exists()
     assert store.steps == [0, 6, 12] and store.layout["trajectories"] == 18  # 3 x 3 lattice x 2
     assert sorted(p.relative_to(sampled).as_posix() for p in sampled.rglob("*") if p.is_file()) == sorted(
-        f"step_{s:04d}/part_{b:05d}.parquet" for s in (0, 6, 12) for b in range(3))  # 18 in batches of 8
+        f"step_{s:04d}/part_{b:05d}.parquet" for s in (0, 6, 12) for b in range(3)
+    )  # 18 in batches of 8
     assert store.times[0] == pytest.approx(1.0) and store.times[-1] == pytest.approx(0.001)
 
 
@@ -91,7 +129,11 @@ def test_every_file_has_the_documented_schema_and_metadata(sampled):
     expected = trajectories.schema_for(layout)
     assert expected.names[:6] == ["trajectory", "step", "t", "log_snr", "requested_x", "requested_y"]
     vectors = {"state", "eps.cond", "eps.uncond", "denoised.cond", "denoised.uncond"} | {
-        f"{kind}.{p}.{tap}" for kind in ("act", "map") for p in ("cond", "uncond", "random") for tap in ("down.1", "mid")}
+        f"{kind}.{p}.{tap}"
+        for kind in ("act", "map")
+        for p in ("cond", "uncond", "random")
+        for tap in ("down.1", "mid")
+    }
     assert set(trajectories.feature_columns_of(layout)) == vectors
     for path in sampled.rglob("*.parquet"):
         schema = pq.read_schema(path)
@@ -125,12 +167,15 @@ def test_other_engines_open_the_store_unchanged(sampled):
         import duckdb
     except ImportError:
         pytest.skip("duckdb is not installed (test-only extra: pip install polars duckdb)")
-    rows = duckdb.sql(f"select step, count(*), max(len(\"act.cond.mid\")) from read_parquet('{sampled}/**/*.parquet') "
-                      "group by step order by step").fetchall()
+    rows = duckdb.sql(
+        f"select step, count(*), max(len(\"act.cond.mid\")) from read_parquet('{sampled}/**/*.parquet') "
+        "group by step order by step"
+    ).fetchall()
     assert rows == [(0, 18, 16), (6, 18, 16), (12, 18, 16)]
 
 
 # --- reading -------------------------------------------------------------------------------------
+
 
 def test_select_projects_columns_and_pushes_predicates_down(sampled):
     store = open_store(sampled, "trajectories")
@@ -141,8 +186,9 @@ def test_select_projects_columns_and_pushes_predicates_down(sampled):
     at_last = everything.filter(everything.column("step").to_numpy() == 12)
     assert np.array_equal(chosen.features["state"][1], trajectories.vector_column(at_last, "state"))
     assert np.array_equal(chosen.factors["x"], at_last.column("requested_x").to_numpy())
-    narrow = store.select(steps=[6], features=["map.cond.mid"], where={"requested_x": [3.0], "requested_y": (2.0, 6.0)},
-                          backend="torch")
+    narrow = store.select(
+        steps=[6], features=["map.cond.mid"], where={"requested_x": [3.0], "requested_y": (2.0, 6.0)}, backend="torch"
+    )
     assert isinstance(narrow.features["map.cond.mid"], torch.Tensor)
     assert narrow.features["map.cond.mid"].shape == (1, 4, 256)  # x = 3, y in {3, 5}, 2 trajectories each
     assert set(store.table([6], ["act.cond.mid"]).column_names) == {"trajectory", "step", "act.cond.mid"}
@@ -151,20 +197,27 @@ def test_select_projects_columns_and_pushes_predicates_down(sampled):
     assert store.final_images().shape == (18, 1, 8, 8)
 
 
-@pytest.mark.parametrize("ask, message", [
-    ({"schema_version": 1}, "store schema version 2, expected 1"),
-    ({"checkpoint_sha256": "0" * 64}, "made from checkpoint sha256"),
-    ({"code_sha256": "f" * 64}, "made by code sha256"),
-    ({"kind": "forks"}, "a trajectories store, expected a forks store"),
-])
+@pytest.mark.parametrize(
+    "ask, message",
+    [
+        ({"schema_version": 1}, "store schema version 2, expected 1"),
+        ({"checkpoint_sha256": "0" * 64}, "made from checkpoint sha256"),
+        ({"code_sha256": "f" * 64}, "made by code sha256"),
+        ({"kind": "forks"}, "a trajectories store, expected a forks store"),
+    ],
+)
 def test_a_store_other_than_asked_is_refused_in_one_line(sampled, ask, message):
     kind = ask.pop("kind", None)
     with pytest.raises(StoreError, match=message) as caught:
         open_store(sampled, kind, **ask)
     assert "\n" not in str(caught.value)
     layout = trajectories.read_layout(sampled)
-    open_store(sampled, "trajectories", checkpoint_sha256=layout["checkpoint_sha256"],
-               code_sha256=stage_code_sha256("sample_trajectories"))
+    open_store(
+        sampled,
+        "trajectories",
+        checkpoint_sha256=layout["checkpoint_sha256"],
+        code_sha256=stage_code_sha256("sample_trajectories"),
+    )
 
 
 def test_truncated_corrupted_or_missing_files_are_named(sampled):
@@ -201,18 +254,43 @@ def test_a_file_with_another_schema_or_from_another_run_is_refused(sampled):
 
 
 def test_nan_in_a_store_stops_analysis_with_one_line(tmp_path):
-    layout = {"kind": "forward_backward", "image_shape": [1, 2, 2], "factors": [], "factor_names": ["x"],
-              "recorded_steps": [3], "recorded_t": [0.5], "recorded_log_snr": [0.0], "repeats": 1,
-              "rows": {"3": 4}, "parts": {"3": 2}, "checkpoint_sha256": "c" * 64}
+    layout = {
+        "kind": "forward_backward",
+        "image_shape": [1, 2, 2],
+        "factors": [],
+        "factor_names": ["x"],
+        "recorded_steps": [3],
+        "recorded_t": [0.5],
+        "recorded_log_snr": [0.0],
+        "repeats": 1,
+        "rows": {"3": 4},
+        "parts": {"3": 2},
+        "checkpoint_sha256": "c" * 64,
+    }
     writer = StoreWriter(tmp_path / "store", layout, {"step": "test", "code_sha256": "a" * 64})
     assert writer.start() == 0
     for part in range(2):
         image = np.ones((2, 4), np.float32)
         if part == 1:
             image[1, 2] = np.nan
-        writer.write_batch(part, {3: (part, {"source": [2 * part, 2 * part + 1], "step": [3, 3], "t": [0.5, 0.5],
-                                             "log_snr": [0.0, 0.0], "repeat": [0, 0], "split": ["train", "test"],
-                                             "source_x": [1.0, 2.0], "image": image})})
+        writer.write_batch(
+            part,
+            {
+                3: (
+                    part,
+                    {
+                        "source": [2 * part, 2 * part + 1],
+                        "step": [3, 3],
+                        "t": [0.5, 0.5],
+                        "log_snr": [0.0, 0.0],
+                        "repeat": [0, 0],
+                        "split": ["train", "test"],
+                        "source_x": [1.0, 2.0],
+                        "image": image,
+                    },
+                )
+            },
+        )
     store = open_store(writer.finish())
     bad = tmp_path / "store" / "step_0003" / "part_00001.parquet"
     with pytest.raises(StoreError, match=f"{bad}: column image holds NaN or inf \\(source 3, repeat 0\\)"):
@@ -230,6 +308,7 @@ def test_an_incomplete_store_is_not_a_store(tmp_path):
 
 
 # --- streaming, resuming, determinism ------------------------------------------------------------
+
 
 def test_a_killed_run_resumes_at_the_first_unfinished_batch(tmp_path, ci_params, monkeypatch, sampled):
     work = make_workdir(tmp_path / "killed", ci_params)
@@ -251,8 +330,9 @@ def test_a_killed_run_resumes_at_the_first_unfinished_batch(tmp_path, ci_params,
     assert not target.exists() and (partial_path(target) / "_progress.json").is_file() and written == [0]
     (partial_path(target) / "step_0000" / ".part_00002.parquet.tmp").write_bytes(b"half a file")
     resumed = []
-    monkeypatch.setattr(StoreWriter, "write_batch", lambda self, batch, parts: (resumed.append(batch),
-                                                                              original(self, batch, parts)))
+    monkeypatch.setattr(
+        StoreWriter, "write_batch", lambda self, batch, parts: (resumed.append(batch), original(self, batch, parts))
+    )
     run_in(work, monkeypatch)
     assert resumed == [1, 2] and not partial_path(target).exists()
     assert store_bytes(target) == store_bytes(sampled)  # as if never killed, byte for byte
@@ -264,8 +344,9 @@ def test_a_partial_store_of_other_params_is_discarded(tmp_path, ci_params, monke
     stale = partial_path(target)
     (stale / "step_0000").mkdir(parents=True)
     (stale / "step_0000" / "part_00000.parquet").write_bytes(b"other run")
-    (stale / "_progress.json").write_text(json.dumps({"fingerprint": "other", "done": 1,
-                                                      "written": ["step_0000/part_00000.parquet"]}))
+    (stale / "_progress.json").write_text(
+        json.dumps({"fingerprint": "other", "done": 1, "written": ["step_0000/part_00000.parquet"]})
+    )
     run_in(work, monkeypatch)
     assert "discarding" in caplog.text
     open_store(target).verify()
@@ -284,18 +365,23 @@ def test_same_seed_same_tensors_whatever_the_batch_size(tmp_path, ci_params, mon
 
 # --- bad input: one line, nothing written --------------------------------------------------------
 
-@pytest.mark.parametrize("sample, expected", [
-    ({"record": {"kind": "times", "times": [1.5]}}, "sample.record.times.0 = 1.5: must be <= 1"),
-    ({"record": {"kind": "times", "times": [0.0005]}}, "sample.record.times: 0.0005 is outside the sampled range"),
-    ({"record": {"kind": "steps", "steps": [13]}}, "sample.record.steps: 13 is not a step of the 12-step grid"),
-    ({"record": {"kind": "times", "times": [0.5, 0.51]}}, "fall on the same step"),
-    ({"full_maps": ["up.5"]}, "unknown feature tap up.5; this model has"),
-    ({"sampler": "euler"}, "sample.sampler = 'euler': allowed: sde, pc, ode, heun, ddim"),
-    ({"condition": ["x", "colour"]}, "sample.condition lists unknown factor colour; the model knows: x, y"),
-    ({"guidance": -0.5}, "sample.guidance = -0.5: must be >= 0"),
-])
-def test_bad_sampling_input_stops_with_one_line_and_writes_nothing(tmp_path, ci_params, monkeypatch, capsys,
-                                                                   sample, expected):
+
+@pytest.mark.parametrize(
+    "sample, expected",
+    [
+        ({"record": {"kind": "times", "times": [1.5]}}, "sample.record.times.0 = 1.5: must be <= 1"),
+        ({"record": {"kind": "times", "times": [0.0005]}}, "sample.record.times: 0.0005 is outside the sampled range"),
+        ({"record": {"kind": "steps", "steps": [13]}}, "sample.record.steps: 13 is not a step of the 12-step grid"),
+        ({"record": {"kind": "times", "times": [0.5, 0.51]}}, "fall on the same step"),
+        ({"full_maps": ["up.5"]}, "unknown feature tap up.5; this model has"),
+        ({"sampler": "euler"}, "sample.sampler = 'euler': allowed: sde, pc, ode, heun, ddim"),
+        ({"condition": ["x", "colour"]}, "sample.condition lists unknown factor colour; the model knows: x, y"),
+        ({"guidance": -0.5}, "sample.guidance = -0.5: must be >= 0"),
+    ],
+)
+def test_bad_sampling_input_stops_with_one_line_and_writes_nothing(
+    tmp_path, ci_params, monkeypatch, capsys, sample, expected
+):
     work = make_workdir(tmp_path, ci_params, sample=sample)
     monkeypatch.chdir(work)
     with pytest.raises(SystemExit) as caught:
@@ -317,9 +403,21 @@ def test_store_errors_stop_a_stage_with_one_line(tmp_path, monkeypatch):
 
 
 def test_writer_refuses_a_batch_out_of_order(tmp_path):
-    layout = copy.deepcopy({"kind": "forks", "image_shape": [1, 1, 1], "factors": [], "factor_names": [],
-                            "recorded_steps": [0], "recorded_t": [1.0], "recorded_log_snr": [-10.0], "branches": 1,
-                            "rows": {"0": 1}, "parts": {"0": 1}, "checkpoint_sha256": ""})
+    layout = copy.deepcopy(
+        {
+            "kind": "forks",
+            "image_shape": [1, 1, 1],
+            "factors": [],
+            "factor_names": [],
+            "recorded_steps": [0],
+            "recorded_t": [1.0],
+            "recorded_log_snr": [-10.0],
+            "branches": 1,
+            "rows": {"0": 1},
+            "parts": {"0": 1},
+            "checkpoint_sha256": "",
+        }
+    )
     writer = StoreWriter(tmp_path / "forks", layout, {})
     writer.start()
     with pytest.raises(ValueError, match="batch 1 written out of order"):

@@ -9,23 +9,43 @@ import torch
 
 from latent_abstractions import checkpoints, trajectories
 from latent_abstractions.factors import Factor
-from latent_abstractions.recording import (BlockNetwork, PerTrajectoryNoise, TrajectoryRecorder, condition_grid,
-                                           recorded_steps, resolve_condition, stream_seed)
+from latent_abstractions.recording import (
+    BlockNetwork,
+    PerTrajectoryNoise,
+    TrajectoryRecorder,
+    condition_grid,
+    recorded_steps,
+    resolve_condition,
+    stream_seed,
+)
 from latent_abstractions.samplers import SAMPLERS, reverse_sde_euler_maruyama
 from latent_abstractions.sde import VESDE, VPSDE, time_grid
 from latent_abstractions.stages.sample_trajectories import requested_positions
+
 from conftest import perturb
 
-FACTORS = [{"name": "x", "kind": "continuous", "values": [1.0, 2.0]},
-           {"name": "y", "kind": "continuous", "values": [1.0, 2.0]}]
+FACTORS = [
+    {"name": "x", "kind": "continuous", "values": [1.0, 2.0]},
+    {"name": "y", "kind": "continuous", "values": [1.0, 2.0]},
+]
 
 
 @pytest.fixture(scope="module")
 def networks():
     factors = [Factor.from_dict(f) for f in FACTORS]
     architecture = checkpoints.architecture_from_params(
-        {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 2, "blocks_per_level": 1,
-         "attention_levels": [], "heads": 1}, factors, (1, 8, 8))
+        {
+            "base_channels": 8,
+            "channel_mults": [1, 2],
+            "groups": 4,
+            "cond_frequencies": 2,
+            "blocks_per_level": 1,
+            "attention_levels": [],
+            "heads": 1,
+        },
+        factors,
+        (1, 8, 8),
+    )
     torch.manual_seed(0)
     model = perturb(checkpoints.build_model(architecture)).eval()
     torch.manual_seed(1)
@@ -33,8 +53,12 @@ def networks():
 
 
 def test_requested_positions_cross_the_lattice():
-    grid = condition_grid([{"name": "x", "kind": "continuous", "values": [1.0, 2.0, 3.0]},
-                           {"name": "y", "kind": "continuous", "values": [5.0, 6.0]}])
+    grid = condition_grid(
+        [
+            {"name": "x", "kind": "continuous", "values": [1.0, 2.0, 3.0]},
+            {"name": "y", "kind": "continuous", "values": [5.0, 6.0]},
+        ]
+    )
     requested = requested_positions(grid, stride=2, per_position=3, max_conditions=100, seed=0)
     assert set(zip(requested["x"], requested["y"])) == {(1.0, 5.0), (3.0, 5.0)}
     assert len(requested["x"]) == 6 and list(requested["x"][:3]) == [1.0, 1.0, 1.0]
@@ -42,8 +66,12 @@ def test_requested_positions_cross_the_lattice():
 
 
 def test_categorical_conditions_are_indices_and_capped():
-    grid = condition_grid([{"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0, 3.0]},
-                           {"name": "hue", "kind": "categorical", "values": [0.1, 0.5, 0.9]}])
+    grid = condition_grid(
+        [
+            {"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0, 3.0]},
+            {"name": "hue", "kind": "categorical", "values": [0.1, 0.5, 0.9]},
+        ]
+    )
     assert list(grid["hue"]) == [0.0, 1.0, 2.0]
     requested = requested_positions(grid, stride=1, per_position=1, max_conditions=5, seed=3)
     pairs = set(zip(requested["shape"], requested["hue"]))
@@ -60,22 +88,26 @@ def test_time_selections_land_on_the_grid(sde):
     snapped = recorded_steps({"kind": "times", "times": [1.0, 0.5, 0.001]}, times, sde, "r")
     assert snapped[0] == 0 and snapped[-1] == 100
     middle = float(times[snapped[1]])
-    assert abs(float(sde.log_snr(torch.tensor(middle))) - float(sde.log_snr(torch.tensor(0.5)))) < \
-        float(sde.log_snr(times[1:2]) - sde.log_snr(times[0:1]))  # within a grid step in log-SNR
+    assert abs(float(sde.log_snr(torch.tensor(middle))) - float(sde.log_snr(torch.tensor(0.5)))) < float(
+        sde.log_snr(times[1:2]) - sde.log_snr(times[0:1])
+    )  # within a grid step in log-SNR
     uniform = time_grid(1.0, 1e-3, 10, spacing="uniform")
     assert recorded_steps({"kind": "times", "times": [0.5005]}, uniform, sde, "r") == [5]
 
 
-@pytest.mark.parametrize("selection, message", [
-    ({"kind": "times", "times": [1.2]}, r"r.times: 1.2 is outside \(0, T\] = \(0, 1\]"),
-    ({"kind": "times", "times": [0.0]}, r"r.times: 0 is outside \(0, T\]"),
-    ({"kind": "times", "times": [1e-4]}, r"r.times: 0.0001 is outside the sampled range \[0.001, 1\]"),
-    ({"kind": "steps", "steps": [-1]}, "r.steps: -1 is not a step of the 10-step grid"),
-    ({"kind": "steps", "steps": [11]}, "r.steps: 11 is not a step"),
-    ({"kind": "log_snr", "count": 12}, "r.count: 12 times do not fit on a grid of 11 times"),
-    ({"kind": "times", "times": [0.5, 0.49]}, "r: t = 0.5 and t = 0.49 fall on the same step"),
-    ({"kind": "seconds"}, "r.kind: unknown time selection 'seconds'"),
-])
+@pytest.mark.parametrize(
+    "selection, message",
+    [
+        ({"kind": "times", "times": [1.2]}, r"r.times: 1.2 is outside \(0, T\] = \(0, 1\]"),
+        ({"kind": "times", "times": [0.0]}, r"r.times: 0 is outside \(0, T\]"),
+        ({"kind": "times", "times": [1e-4]}, r"r.times: 0.0001 is outside the sampled range \[0.001, 1\]"),
+        ({"kind": "steps", "steps": [-1]}, "r.steps: -1 is not a step of the 10-step grid"),
+        ({"kind": "steps", "steps": [11]}, "r.steps: 11 is not a step"),
+        ({"kind": "log_snr", "count": 12}, "r.count: 12 times do not fit on a grid of 11 times"),
+        ({"kind": "times", "times": [0.5, 0.49]}, "r: t = 0.5 and t = 0.49 fall on the same step"),
+        ({"kind": "seconds"}, "r.kind: unknown time selection 'seconds'"),
+    ],
+)
 def test_bad_time_selections_are_one_line(selection, message):
     sde = VPSDE()
     with pytest.raises(ValueError, match=message) as caught:
@@ -95,18 +127,27 @@ def record(networks, keep=None, guidance=1.0, full_maps=(), steps=10, record=(0,
     model, control = networks
     sde = VPSDE()
     values = torch.tensor([[1.0, 1.0], [2.0, 1.0], [2.0, 2.0]])
-    recorder = TrajectoryRecorder(model, sde, values, record, ["mid", "up.0"], control, keep=keep,
-                                  guidance=guidance, full_maps=full_maps, block=4)
+    recorder = TrajectoryRecorder(
+        model, sde, values, record, ["mid", "up.0"], control, keep=keep, guidance=guidance, full_maps=full_maps, block=4
+    )
     generator = torch.Generator().manual_seed(0)
-    final = reverse_sde_euler_maruyama(recorder, sde, torch.randn(3, 1, 8, 8, generator=generator),
-                                       time_grid(1.0, 1e-3, steps, sde=sde), generator)
+    final = reverse_sde_euler_maruyama(
+        recorder, sde, torch.randn(3, 1, 8, 8, generator=generator), time_grid(1.0, 1e-3, steps, sde=sde), generator
+    )
     return recorder, final
 
 
 def layout_of(recorder, full_maps=()) -> dict:
     shapes = {"mid": [16, 4, 4], "up.0": [8, 8, 8]}
-    return {"kind": "trajectories", "image_shape": [1, 8, 8], "factor_names": [], "passes": recorder.passes,
-            "taps": ["mid", "up.0"], "full_maps": list(full_maps), "tap_shapes": shapes}
+    return {
+        "kind": "trajectories",
+        "image_shape": [1, 8, 8],
+        "factor_names": [],
+        "passes": recorder.passes,
+        "taps": ["mid", "up.0"],
+        "full_maps": list(full_maps),
+        "tap_shapes": shapes,
+    }
 
 
 def test_recorded_columns_are_the_documented_ones(networks):
@@ -119,12 +160,22 @@ def test_recorded_columns_are_the_documented_ones(networks):
             width = expected[name].list_size
             assert values.shape == (3, width) and values.dtype == expected[name].value_type.to_pandas_dtype(), name
     assert recorder.records[10]["full.cond.mid"].dtype == np.float16
-    assert np.allclose(recorder.records[10]["full.cond.mid"].reshape(3, 16, 16).astype(np.float32).mean(axis=2),
-                       recorder.records[10]["act.cond.mid"], atol=1e-2)
+    assert np.allclose(
+        recorder.records[10]["full.cond.mid"].reshape(3, 16, 16).astype(np.float32).mean(axis=2),
+        recorder.records[10]["act.cond.mid"],
+        atol=1e-2,
+    )
     assert np.allclose(recorder.records[10]["denoised.cond"], final.flatten(1).numpy(), atol=1e-6)  # the output
     assert not np.allclose(recorder.records[5]["act.cond.mid"], recorder.records[5]["act.uncond.mid"])
     assert [f for f in expected if trajectories.sees_condition(f)] == [
-        "eps.cond", "denoised.cond", "act.cond.mid", "map.cond.mid", "act.cond.up.0", "map.cond.up.0", "full.cond.mid"]
+        "eps.cond",
+        "denoised.cond",
+        "act.cond.mid",
+        "map.cond.mid",
+        "act.cond.up.0",
+        "map.cond.up.0",
+        "full.cond.mid",
+    ]
 
 
 def test_guidance_mixes_the_passes_the_sampler_follows(networks):
@@ -159,14 +210,18 @@ def test_blocks_and_streams_make_a_row_independent_of_its_batch(networks):
     with torch.no_grad():
         whole = network(x, t, values, keep, ["mid"])
         for size in (1, 3, 6):
-            parts = [network(x[i:i + size], t[i:i + size], values[i:i + size], keep[i:i + size], ["mid"])
-                     for i in range(0, 13, size)]
+            parts = [
+                network(x[i : i + size], t[i : i + size], values[i : i + size], keep[i : i + size], ["mid"])
+                for i in range(0, 13, size)
+            ]
             assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
             assert torch.equal(torch.cat([p[1]["mid"] for p in parts]), whole[1]["mid"])
     seeds = [stream_seed(3, 0, j) for j in range(5)]
     together = PerTrajectoryNoise(seeds).draw((5, 2, 3))
-    assert torch.equal(torch.cat([PerTrajectoryNoise(seeds[:2]).draw((2, 2, 3)),
-                                  PerTrajectoryNoise(seeds[2:]).draw((3, 2, 3))]), together)
+    assert torch.equal(
+        torch.cat([PerTrajectoryNoise(seeds[:2]).draw((2, 2, 3)), PerTrajectoryNoise(seeds[2:]).draw((3, 2, 3))]),
+        together,
+    )
     assert stream_seed(3, 0, 1) != stream_seed(3, 1, 0) and stream_seed(3, 0, 1) < 2**63
 
 

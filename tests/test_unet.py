@@ -7,10 +7,20 @@ import torch
 
 from latent_abstractions import checkpoints
 from latent_abstractions.factors import Factor
+
 from conftest import perturb
 
 FACTORS = [Factor("x", "continuous", (2.0, 3.0, 4.0, 5.0)), Factor("y", "continuous", (2.0, 6.0))]
-MODEL = {"base_channels": 8, "channel_mults": [1, 2], "groups": 4, "cond_frequencies": 4, "blocks_per_level": 1, "attention_levels": [], "heads": 1, "condition_on": []}
+MODEL = {
+    "base_channels": 8,
+    "channel_mults": [1, 2],
+    "groups": 4,
+    "cond_frequencies": 4,
+    "blocks_per_level": 1,
+    "attention_levels": [],
+    "heads": 1,
+    "condition_on": [],
+}
 
 
 @pytest.fixture
@@ -96,12 +106,16 @@ def test_other_architecture_is_refused(tmp_path, model, architecture):
     wider = dict(architecture, base_channels=16)
     with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in base_channels"):
         checkpoints.load(path, expected_architecture=wider)
-    with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in attention_levels, heads"):
+    with pytest.raises(
+        checkpoints.CheckpointError, match="architecture differs from params in attention_levels, heads"
+    ):
         checkpoints.load_for_params(path, dict(MODEL, attention_levels=[1], heads=2))
     assert checkpoints.load_for_params(path, MODEL)[1]["architecture"] == architecture
     # a header that lies about the tensors
     import json
+
     from safetensors.torch import load_file, save_file
+
     save_file(load_file(str(path)), str(path), metadata={"architecture": json.dumps(wider)})
     with pytest.raises(checkpoints.CheckpointError, match="weights do not fit the architecture"):
         checkpoints.load(path)
@@ -122,11 +136,13 @@ def test_categorical_factor_embedding_and_null(tmp_path):
 
 def test_deeper_family_member_with_attention_levels():
     architecture = checkpoints.architecture_from_params(
-        dict(MODEL, channel_mults=[1, 2, 2], blocks_per_level=2, attention_levels=[1, 2], heads=2), FACTORS, (1, 16, 16))
+        dict(MODEL, channel_mults=[1, 2, 2], blocks_per_level=2, attention_levels=[1, 2], heads=2), FACTORS, (1, 16, 16)
+    )
     net = checkpoints.build_model(architecture).eval()
     attentions = [name for name, module in net.named_modules() if type(module).__name__ == "SelfAttention"]
     assert len(attentions) == 1 + 2 * 2 * 2  # middle, plus levels 1 and 2 on both sides, 2 blocks each
     x, t = torch.randn(2, 1, 16, 16), torch.rand(2)
-    eps, taps = net(x, t, torch.tensor([[2.0, 2.0], [3.0, 6.0]]), torch.ones(2, 2, dtype=torch.bool),
-                    taps=["down.2", "up.1"])
+    eps, taps = net(
+        x, t, torch.tensor([[2.0, 2.0], [3.0, 6.0]]), torch.ones(2, 2, dtype=torch.bool), taps=["down.2", "up.1"]
+    )
     assert eps.shape == x.shape and taps["down.2"].shape == (2, 16, 4, 4) and taps["up.1"].shape == (2, 16, 8, 8)

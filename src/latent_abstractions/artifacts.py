@@ -11,12 +11,13 @@ import contextlib
 import errno
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -134,8 +135,32 @@ def stage_code_sha256(step: str) -> str:
     return code_sha256(f"{__package__}.stages.{step}")
 
 
+# The lock files `make install` installs from, and the packages whose version shows in
+# an artifact's bytes (a figure under another matplotlib, a table under another pyarrow).
+LOCK_FILES = ("requirements-cpu.lock", "requirements-gpu.lock")
+RECORDED_PACKAGES = ("torch", "numpy", "pyarrow", "matplotlib", "snakemake", "dvc")
+
+
+@functools.cache
+def software() -> dict:
+    """The locks' sha256 (None where absent: run outside the repository root) and the
+    installed versions of RECORDED_PACKAGES (None where not installed)."""
+
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "locks": {name: file_sha256(name) if Path(name).is_file() else None for name in LOCK_FILES},
+        "versions": {package: version(package) for package in RECORDED_PACKAGES},
+    }
+
+
 def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str]) -> dict:
-    """What made an artifact: the step, its params, its inputs' hashes, the code that ran."""
+    """What made an artifact: the step, its params, its inputs' hashes, the code and the
+    software that ran."""
     return {
         "step": step,
         "experiment": experiment,
@@ -144,6 +169,7 @@ def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str
         "inputs": {str(path): input_sha256(path) for path in inputs},
         "code_sha256": stage_code_sha256(step),
         "package_version": __version__,
+        "software": software(),
         **git_state(),
     }
 

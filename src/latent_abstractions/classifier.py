@@ -54,8 +54,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,7 @@ class ClassifierError(ValueError):
 
 # ------------------------------------------------------------------ architecture
 
+
 def sde_params(sde: SDE) -> dict:
     """The SDE as the params dict ``sde.make_sde`` reads back."""
     if isinstance(sde, VPSDE):
@@ -111,13 +113,22 @@ def check_factors(factors: Sequence[Factor]) -> None:
         raise ClassifierError(f"factor names repeat: {', '.join(repeated)}")
     for factor in factors:
         if factor.cardinality < 2:
-            raise ClassifierError(f"factor {factor.name!r} has {factor.cardinality} class(es): "
-                                  "a classifier needs at least 2 values")
+            raise ClassifierError(
+                f"factor {factor.name!r} has {factor.cardinality} class(es): a classifier needs at least 2 values"
+            )
 
 
-def architecture_for(factors: Sequence[Factor], image_shape: Sequence[int], sde: SDE,
-                     channels: Sequence[int] = (32, 64, 128), groups: int = 8, frequencies: int = 6,
-                     embedding_dim: int = 64, t_min: float = T_MIN, t_max: float = 1.0) -> dict:
+def architecture_for(
+    factors: Sequence[Factor],
+    image_shape: Sequence[int],
+    sde: SDE,
+    channels: Sequence[int] = (32, 64, 128),
+    groups: int = 8,
+    frequencies: int = 6,
+    embedding_dim: int = 64,
+    t_min: float = T_MIN,
+    t_max: float = 1.0,
+) -> dict:
     """Everything needed to rebuild the classifier; ``image_shape`` is (C, H, W).
 
     ``channels``: one entry per stride-2 level (the stem has ``channels[0]``);
@@ -148,8 +159,9 @@ def _check_architecture(architecture: dict) -> None:
     if not channels or any(c <= 0 or c % groups for c in channels):
         raise ClassifierError(f"classifier channels {channels} must be positive multiples of groups={groups}")
     if not 0.0 < architecture["t_min"] < architecture["t_max"]:
-        raise ClassifierError(f"classifier times need 0 < t_min < t_max, got {architecture['t_min']}, "
-                              f"{architecture['t_max']}")
+        raise ClassifierError(
+            f"classifier times need 0 < t_min < t_max, got {architecture['t_min']}, {architecture['t_max']}"
+        )
 
 
 class _Level(nn.Module):
@@ -186,11 +198,13 @@ class NoiseClassifier(nn.Module):
         channels, groups = architecture["channels"], architecture["groups"]
         self.frequencies = architecture["frequencies"]
         width = architecture["embedding_dim"]
-        self.embed = nn.Sequential(nn.Linear(1 + 2 * self.frequencies, width), nn.SiLU(),
-                                   nn.Linear(width, width), nn.SiLU())
+        self.embed = nn.Sequential(
+            nn.Linear(1 + 2 * self.frequencies, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU()
+        )
         self.stem = nn.Conv2d(architecture["image_channels"] + 2, channels[0], 3, padding=1)
         self.levels = nn.ModuleList(
-            _Level(c_in, c_out, groups, width) for c_in, c_out in zip([channels[0]] + channels[:-1], channels))
+            _Level(c_in, c_out, groups, width) for c_in, c_out in zip([channels[0]] + channels[:-1], channels)
+        )
         self.heads = nn.ModuleList(nn.Linear(channels[-1], f.cardinality) for f in self.factors)
 
     def scaled_log_snr(self, t: torch.Tensor) -> torch.Tensor:
@@ -234,7 +248,8 @@ def select_device() -> torch.device:
 
 # ------------------------------------------------------------------ data
 
-def labels_of(dataset: "Dataset") -> np.ndarray:
+
+def labels_of(dataset: Dataset) -> np.ndarray:
     """Each factor's value index (N, K) int64; continuous factors through their lattice index."""
     labels = np.asarray(dataset.bins(), dtype=np.int64)
     for k, factor in enumerate(dataset.factor_table):
@@ -244,7 +259,7 @@ def labels_of(dataset: "Dataset") -> np.ndarray:
     return labels
 
 
-def held_out_rows(dataset: "Dataset") -> np.ndarray:
+def held_out_rows(dataset: Dataset) -> np.ndarray:
     """The "test" rows of the data set's split; all rows when it has no split column or
     no test rows (then only the noise of the evaluation draws is held out)."""
     if "split" in dataset.factors:
@@ -258,8 +273,9 @@ class _Rows:
     """The images of some rows, gathered to float32 in [-1, 1] on a device, from a device
     cache in their stored dtype when small enough, else read per batch in file order."""
 
-    def __init__(self, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device,
-                 cache_bytes: int = CACHE_BYTES):
+    def __init__(
+        self, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device, cache_bytes: int = CACHE_BYTES
+    ):
         self.images, self.rows, self.device = images, np.asarray(rows, dtype=np.int64), device
         stored_uint8 = images.dtype == torch.uint8 if isinstance(images, torch.Tensor) else images.dtype == np.uint8
         per_image = int(np.prod(images.shape[1:])) * (1 if stored_uint8 else 4)
@@ -280,8 +296,11 @@ class _Rows:
 
     def gather(self, positions: torch.Tensor) -> torch.Tensor:
         """Images at ``positions`` (indices into the rows, CPU tensor) as float32 on the device."""
-        chunk = (self.cache[positions.to(self.device)] if self.cache is not None
-                 else self._read(self.rows[positions.numpy()]).to(self.device))
+        chunk = (
+            self.cache[positions.to(self.device)]
+            if self.cache is not None
+            else self._read(self.rows[positions.numpy()]).to(self.device)
+        )
         return chunk.float() / 127.5 - 1.0 if chunk.dtype == torch.uint8 else chunk
 
 
@@ -291,8 +310,7 @@ def _as_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(model_range(np.asarray(images)))
 
 
-def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str,
-               generator: torch.Generator) -> torch.Tensor:
+def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str, generator: torch.Generator) -> torch.Tensor:
     """``n`` training times (float32, CPU) in [t_min, t_max]: uniform in log-SNR or in t."""
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     if sampling == "uniform":
@@ -305,6 +323,7 @@ def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str,
 
 
 # ------------------------------------------------------------------ training
+
 
 @dataclasses.dataclass
 class ClassifierConfig:
@@ -329,9 +348,13 @@ def stop_if_diverged(loss: torch.Tensor, start: int, stop: int) -> None:
         raise TrainingDiverged("the noise classifier's training", first + 1, float(loss[first]), before)
 
 
-def train_classifier(dataset: "Dataset", architecture: dict, config: ClassifierConfig,
-                     rows: np.ndarray | None = None,
-                     device: torch.device | str | None = None) -> tuple[NoiseClassifier, pd.DataFrame]:
+def train_classifier(
+    dataset: Dataset,
+    architecture: dict,
+    config: ClassifierConfig,
+    rows: np.ndarray | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[NoiseClassifier, pd.DataFrame]:
     """Train a classifier of ``architecture`` on ``dataset``'s ``rows`` (default: its training rows).
 
     The SDE and the time range are the architecture's. Returns the model (eval mode, on
@@ -385,8 +408,7 @@ def train_classifier(dataset: "Dataset", architecture: dict, config: ClassifierC
             stop_if_diverged(losses.sum(1), step + 1 - check_every, step + 1)
     model.eval()
     per_step = losses.cpu().double().numpy()
-    history = pd.DataFrame({"step": np.arange(1, config.steps + 1), "learning_rate": rates,
-                            "loss": per_step.sum(1)})
+    history = pd.DataFrame({"step": np.arange(1, config.steps + 1), "learning_rate": rates, "loss": per_step.sum(1)})
     for k, factor in enumerate(model.factors):
         history[f"loss_{factor.name}"] = per_step[:, k]
     return model, history
@@ -394,9 +416,14 @@ def train_classifier(dataset: "Dataset", architecture: dict, config: ClassifierC
 
 # ------------------------------------------------------------------ prediction
 
+
 @torch.no_grad()
-def predict(model: NoiseClassifier, images: np.ndarray | torch.Tensor, t: float | np.ndarray | torch.Tensor,
-            batch_size: int = 512) -> dict[str, np.ndarray]:
+def predict(
+    model: NoiseClassifier,
+    images: np.ndarray | torch.Tensor,
+    t: float | np.ndarray | torch.Tensor,
+    batch_size: int = 512,
+) -> dict[str, np.ndarray]:
     """Per-factor probabilities q(y_k | x_t, t) of noised (or, with t = 0, clean) images.
 
     ``images`` (N, C, H, W) in either stored form (uint8, or float in [-1, 1]; generated
@@ -412,27 +439,32 @@ def predict(model: NoiseClassifier, images: np.ndarray | torch.Tensor, t: float 
     times = times.expand(n) if times.numel() == 1 else times
     parts: list[list[torch.Tensor]] = [[] for _ in model.factors]
     for start in range(0, n, batch_size):
-        x = _as_images(images[start:start + batch_size]).to(device)
-        logits = model(x, times[start:start + batch_size].to(device))
+        x = _as_images(images[start : start + batch_size]).to(device)
+        logits = model(x, times[start : start + batch_size].to(device))
         for k, z in enumerate(logits):
             parts[k].append(torch.softmax(z.float(), dim=1).cpu())
-    return {f.name: (torch.cat(p).numpy() if p else np.zeros((0, f.cardinality), np.float32))
-            for f, p in zip(model.factors, parts)}
+    return {
+        f.name: (torch.cat(p).numpy() if p else np.zeros((0, f.cardinality), np.float32))
+        for f, p in zip(model.factors, parts)
+    }
 
 
-def clean_accuracy(model: NoiseClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray,
-                   batch_size: int = 512) -> dict[str, float]:
+def clean_accuracy(
+    model: NoiseClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray, batch_size: int = 512
+) -> dict[str, float]:
     """Accuracy per factor of the clean-image classifier (t = 0, read as t_min) against
     ``labels`` (N, K) value indices in factor-table order."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape != (len(images), len(model.factors)):
-        raise ClassifierError(f"labels of shape {labels.shape} do not match {len(images)} images and "
-                              f"{len(model.factors)} factors")
+        raise ClassifierError(
+            f"labels of shape {labels.shape} do not match {len(images)} images and {len(model.factors)} factors"
+        )
     probabilities = predict(model, images, 0.0, batch_size)
     return {name: float((p.argmax(1) == labels[:, k]).mean()) for k, (name, p) in enumerate(probabilities.items())}
 
 
 # ------------------------------------------------------------------ evaluation
+
 
 def label_entropy(labels: np.ndarray, cardinality: int) -> float:
     """H(Y) in nats of the empirical distribution of integer labels (N,)."""
@@ -452,14 +484,37 @@ def balanced_positions(n_rows: int, samples: int, generator: torch.Generator) ->
     return torch.cat([torch.randperm(n_rows, generator=generator) for _ in range(rounds)])[:samples]
 
 
-EVALUATION_COLUMNS = ("t", "log_snr", "factor", "cardinality", "samples", "entropy", "chance_accuracy",
-                      "cross_entropy", "cross_entropy_se", "accuracy", "accuracy_se", "bound", "bound_se",
-                      "exact", "exact_se", "bound_gap", "bound_gap_se")
+EVALUATION_COLUMNS = (
+    "t",
+    "log_snr",
+    "factor",
+    "cardinality",
+    "samples",
+    "entropy",
+    "chance_accuracy",
+    "cross_entropy",
+    "cross_entropy_se",
+    "accuracy",
+    "accuracy_se",
+    "bound",
+    "bound_se",
+    "exact",
+    "exact_se",
+    "bound_gap",
+    "bound_gap_se",
+)
 
 
 @torch.no_grad()
-def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] | np.ndarray | torch.Tensor,
-             rows: np.ndarray, samples: int = 1024, seed: int = 0, batch_size: int = 512) -> pd.DataFrame:
+def evaluate(
+    model: NoiseClassifier,
+    dataset: Dataset,
+    times: Sequence[float] | np.ndarray | torch.Tensor,
+    rows: np.ndarray,
+    samples: int = 1024,
+    seed: int = 0,
+    batch_size: int = 512,
+) -> pd.DataFrame:
     """Cross-entropy, accuracy and the Barber-Agakov bound per time and factor, on fresh draws.
 
     For each t of ``times``: ``samples`` draws (row from ``rows``, each as often as
@@ -494,13 +549,18 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
     labels_device = torch.from_numpy(labels).to(device)
     # The exact posterior reads the same rows: from the device cache when there is one,
     # instead of streaming the whole set again for every batch.
-    mixture = (FiniteMixture(images.cache, labels) if images.cache is not None
-               else FiniteMixture(dataset.images, all_labels, rows=rows))
+    mixture = (
+        FiniteMixture(images.cache, labels)
+        if images.cache is not None
+        else FiniteMixture(dataset.images, all_labels, rows=rows)
+    )
     generator = torch.Generator().manual_seed(seed)
     image_shape = tuple(dataset.images.shape[1:])
     entropies = [label_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
-    chance = [float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
-              for k, f in enumerate(model.factors)]
+    chance = [
+        float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
+        for k, f in enumerate(model.factors)
+    ]
     records = []
     for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist():
         positions = balanced_positions(len(rows), samples, generator)
@@ -508,7 +568,7 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
         hit = [[] for _ in model.factors]
         exact = []
         for start in range(0, samples, batch_size):
-            chunk = positions[start:start + batch_size]
+            chunk = positions[start : start + batch_size]
             noise = torch.randn((len(chunk),) + image_shape, generator=generator).to(device)
             t_batch = torch.full((len(chunk),), t, dtype=torch.float32, device=device)
             x_t = sde.marginal(images.gather(chunk), t_batch, noise)
@@ -517,7 +577,7 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
             exact.append(entropy_terms(posteriors, target, np.asarray(entropies))["exact"])
             for k, z in enumerate(model(x_t, t_batch)):
                 log_q = torch.log_softmax(z.double(), dim=1)
-                ce[k].append(-log_q.gather(1, target[:, k:k + 1])[:, 0].cpu())
+                ce[k].append(-log_q.gather(1, target[:, k : k + 1])[:, 0].cpu())
                 hit[k].append((z.argmax(1) == target[:, k]).double().cpu())
         log_snr = float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) if t > 0 else math.inf
         exact_k = torch.cat(exact).numpy()
@@ -525,25 +585,38 @@ def evaluate(model: NoiseClassifier, dataset: "Dataset", times: Sequence[float] 
             c, a, e = torch.cat(ce[k]).numpy(), torch.cat(hit[k]).numpy(), exact_k[:, k]
             ce_mean, ce_se = float(c.mean()), _standard_error(c)
             gap = entropies[k] - c - e  # per draw: H(Y_k | X_t = x) + log q(y | x)
-            records.append({
-                "t": t, "log_snr": log_snr, "factor": factor.name, "cardinality": factor.cardinality,
-                "samples": samples, "entropy": entropies[k], "chance_accuracy": chance[k],
-                "cross_entropy": ce_mean, "cross_entropy_se": ce_se,
-                "accuracy": float(a.mean()), "accuracy_se": _standard_error(a),
-                "bound": entropies[k] - ce_mean, "bound_se": ce_se,
-                "exact": float(e.mean()), "exact_se": _standard_error(e),
-                "bound_gap": float(gap.mean()), "bound_gap_se": _standard_error(gap),
-            })
+            records.append(
+                {
+                    "t": t,
+                    "log_snr": log_snr,
+                    "factor": factor.name,
+                    "cardinality": factor.cardinality,
+                    "samples": samples,
+                    "entropy": entropies[k],
+                    "chance_accuracy": chance[k],
+                    "cross_entropy": ce_mean,
+                    "cross_entropy_se": ce_se,
+                    "accuracy": float(a.mean()),
+                    "accuracy_se": _standard_error(a),
+                    "bound": entropies[k] - ce_mean,
+                    "bound_se": ce_se,
+                    "exact": float(e.mean()),
+                    "exact_se": _standard_error(e),
+                    "bound_gap": float(gap.mean()),
+                    "bound_gap_se": _standard_error(gap),
+                }
+            )
     return pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))
 
 
 # ------------------------------------------------------------------ checkpoints
 
+
 def _describe_factors(entries: list[dict]) -> str:
     return ", ".join(f"{e['name']} ({e['kind']}, {len(e['values'])} values)" for e in entries)
 
 
-def check_matches(architecture: dict, dataset: "Dataset") -> None:
+def check_matches(architecture: dict, dataset: Dataset) -> None:
     """Refuse (one-line ``ClassifierError``) a classifier whose factor table or image shape is
     not ``dataset``'s."""
     prefix = "classifier checkpoint does not match its data set: "
@@ -554,8 +627,9 @@ def check_matches(architecture: dict, dataset: "Dataset") -> None:
     for mine, other in zip(ours, theirs):
         if mine["kind"] != other["kind"]:
             raise ClassifierError(prefix + f"factor {mine['name']!r} is {mine['kind']} vs {other['kind']}")
-        if len(mine["values"]) != len(other["values"]) or not np.allclose(mine["values"], other["values"],
-                                                                             rtol=1e-9, atol=0.0):
+        if len(mine["values"]) != len(other["values"]) or not np.allclose(
+            mine["values"], other["values"], rtol=1e-9, atol=0.0
+        ):
             raise ClassifierError(prefix + f"factor {mine['name']!r} values {mine['values']} vs {other['values']}")
     shape = [architecture["image_channels"], *architecture["image_size"]]
     if shape != list(dataset.images.shape[1:]):
@@ -574,8 +648,9 @@ def read_metadata(path: Path | str) -> dict:
     return decoded
 
 
-def load(path: Path | str, dataset: "Dataset | None" = None, sde: SDE | None = None,
-         device: torch.device | str | None = None) -> tuple[NoiseClassifier, dict]:
+def load(
+    path: Path | str, dataset: Dataset | None = None, sde: SDE | None = None, device: torch.device | str | None = None
+) -> tuple[NoiseClassifier, dict]:
     """Rebuild the classifier from the header and load its weights strictly (eval mode, on
     ``device``, default CPU). With ``dataset``, refuse a classifier of another factor table
     or image shape; with ``sde``, one trained on another SDE. Returns (model, header)."""
@@ -584,7 +659,9 @@ def load(path: Path | str, dataset: "Dataset | None" = None, sde: SDE | None = N
     if dataset is not None:
         check_matches(architecture, dataset)
     if sde is not None and sde_params(sde) != architecture["sde"]:
-        raise ClassifierError(f"classifier checkpoint does not match its SDE: {architecture['sde']} vs {sde_params(sde)}")
+        raise ClassifierError(
+            f"classifier checkpoint does not match its SDE: {architecture['sde']} vs {sde_params(sde)}"
+        )
     model = build_model(architecture)
     try:
         model.load_state_dict(load_file(str(path)), strict=True)

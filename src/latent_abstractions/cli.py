@@ -11,16 +11,20 @@ import argparse
 import contextlib
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import params as params_module
 from .artifacts import DiskFullError, is_disk_full
 from .errors import InputError, TrainingDiverged
 
 
-def run_step(step: str, body: Callable[..., None], argv: list[str] | None = None,
-             options: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+def run_step(
+    step: str,
+    body: Callable[..., None],
+    argv: list[str] | None = None,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
     """Parse the command line, validate params, then call ``body(experiment, experiment_params)``
     (plus the parsed arguments as keywords when ``options`` adds any to the parser).
 

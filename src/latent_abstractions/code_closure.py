@@ -67,7 +67,7 @@ def _with_parents(module: str) -> set[str]:
     return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def closure(module: str) -> tuple[str, ...]:
     """Every package module that running ``module`` imports, itself included, sorted."""
     module_file(module)  # a missing module fails here, by name
@@ -90,7 +90,7 @@ def closure_files(module: str, root: Path | None = None) -> list[str]:
     return sorted(module_file(m).relative_to(root).as_posix() for m in closure(module))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_sha256(module: str) -> str:
     """sha256 over the closure's files (their package-relative names and bytes)."""
     digest = hashlib.sha256()

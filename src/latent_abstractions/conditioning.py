@@ -54,7 +54,8 @@ class FactorConditioner(nn.Module):
         super().__init__()
         self.names = [f.name for f in factors]
         self.encoders = nn.ModuleList(
-            ContinuousFactorEncoder(f.low, f.high, frequencies, dim) if f.kind == "continuous"
+            ContinuousFactorEncoder(f.low, f.high, frequencies, dim)
+            if f.kind == "continuous"
             else CategoricalFactorEncoder(f.cardinality, dim)
             for f in factors
         )
@@ -70,8 +71,9 @@ class FactorConditioner(nn.Module):
         return total
 
 
-def subset_keep_mask(batch: int, n_factors: int, p_none: float, p_all: float, p_single: float,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def subset_keep_mask(
+    batch: int, n_factors: int, p_none: float, p_all: float, p_single: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Training-time keep flags (B, n_factors) that train every pass the estimators use.
 
     Per row: keep none with ``p_none``, all with ``p_all``, one uniformly chosen factor

@@ -20,8 +20,9 @@ GAP_COLUMNS = ["factor", "estimate", "mean_gap", "max_excess_over_entropy", "con
 
 def _summary(paired: pd.DataFrame, estimate: str) -> pd.DataFrame:
     """Per factor, from columns factor, learned, exact, entropy (one row per t)."""
-    grouped = paired.assign(gap=(paired["learned"] - paired["exact"]).abs(),
-                            excess=paired["learned"] - paired["entropy"]).groupby("factor")
+    grouped = paired.assign(
+        gap=(paired["learned"] - paired["exact"]).abs(), excess=paired["learned"] - paired["entropy"]
+    ).groupby("factor")
     frame = pd.DataFrame({"mean_gap": grouped["gap"].mean(), "max_excess_over_entropy": grouped["excess"].max()})
     return frame.reset_index().assign(estimate=estimate)
 
@@ -38,8 +39,9 @@ def _bound_pairs(bound: pd.DataFrame) -> pd.DataFrame:
     return bound[["factor", "t", "bound", "exact", "entropy"]].rename(columns={"bound": "learned"})
 
 
-def information_gaps(info: pd.DataFrame, bound: pd.DataFrame | None = None,
-                     forms: tuple[str, ...] = LEARNED_FORMS) -> pd.DataFrame:
+def information_gaps(
+    info: pd.DataFrame, bound: pd.DataFrame | None = None, forms: tuple[str, ...] = LEARNED_FORMS
+) -> pd.DataFrame:
     """One row per (factor, estimate): columns GAP_COLUMNS, in nats.
 
     ``info``: the information table (columns distribution, quantity, factor, t, mean,

@@ -32,7 +32,7 @@ class World:
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous slice of a global batch (the batch size divides evenly)."""
         per_rank = batch.shape[0] // self.size
-        return batch[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean over ranks of a scalar tensor."""

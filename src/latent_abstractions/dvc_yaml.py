@@ -45,9 +45,10 @@ def stage_entry(stage: Stage, experiments: list[str], params: dict) -> dict:
     if stage.metrics:
         body["metrics"] = [fill(path) for path in stage.metrics]
     if stage.plots:
-        body["plots"] = [{fill(plot.path): {"x": plot.x, "y": plot.y, **({"template": plot.template} if plot.template
-                                                                           else {})}}
-                         for plot in stage.plots]
+        body["plots"] = [
+            {fill(plot.path): {"x": plot.x, "y": plot.y, **({"template": plot.template} if plot.template else {})}}
+            for plot in stage.plots
+        ]
     return {"foreach": loop, "do": body}
 
 

@@ -17,8 +17,13 @@ class TrainingDiverged(RuntimeError):
     made after it is written."""
 
     def __init__(self, what: str, step: int, loss: float, last_finite: tuple[int, float] | None):
-        before = (f"last finite loss {last_finite[1]:.6g} at step {last_finite[0]}" if last_finite
-                  else "no finite loss before it")
-        super().__init__(f"{what} diverged at step {step}: loss {loss} ({before}); "
-                         "no weights or checkpoints from this step on were written")
+        before = (
+            f"last finite loss {last_finite[1]:.6g} at step {last_finite[0]}"
+            if last_finite
+            else "no finite loss before it"
+        )
+        super().__init__(
+            f"{what} diverged at step {step}: loss {loss} ({before}); "
+            "no weights or checkpoints from this step on were written"
+        )
         self.step, self.loss, self.last_finite = step, loss, last_finite

@@ -18,7 +18,7 @@ class Factor:
     values: tuple[float, ...]  # sorted values present in the dataset
 
     @classmethod
-    def from_dict(cls, entry: dict) -> "Factor":
+    def from_dict(cls, entry: dict) -> Factor:
         """From its JSON form (as stored in Parquet metadata and checkpoint headers)."""
         return cls(name=entry["name"], kind=entry["kind"], values=tuple(entry["values"]))
 

@@ -29,8 +29,7 @@ def percent(value: float) -> str:
 
 
 def _accuracy_at(accuracy: pd.DataFrame, step: int, axis: str) -> float:
-    chosen = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == axis)
-                      & (accuracy["training_step"] == step)]
+    chosen = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == axis) & (accuracy["training_step"] == step)]
     return float(chosen["accuracy"].iloc[0]) if len(chosen) else float("nan")
 
 
@@ -46,15 +45,20 @@ def phase_sentences(experiment: str, accuracy: pd.DataFrame, representation: pd.
     final = at_tap.iloc[-1]
     step, tap = int(final["training_step"]), final["tap"]
     phases = list(at_tap["phase"])
-    verdict = ("runs A→B→C in order and ends in phase C" if phases_in_order(phases)
-               else "does not run A→B→C in order to phase C")
+    verdict = (
+        "runs A→B→C in order and ends in phase C"
+        if phases_in_order(phases)
+        else "does not run A→B→C in order to phase C"
+    )
     reached_c = at_tap[at_tap["phase"] == "C"]
     first_c = f" (first at step {int(reached_c['training_step'].iloc[0])})" if len(reached_c) else ""
-    return [f"{experiment}: at the final checkpoint (step {step}) {percent(final['accuracy'])} of samples are "
-            f"accurate (one bump within the tolerance of the request; x {percent(_accuracy_at(accuracy, step, 'x'))}, "
-            f"y {percent(_accuracy_at(accuracy, step, 'y'))}).",
-            f"Over its {len(phases)} checkpoints the phases read {', '.join(phases)}: the sequence {verdict}{first_c}; the "
-            f"representation at {tap} reads kNN R² {final['knn_r2']:.2f} (ordered at ≥ {ORDERED:g})."]
+    return [
+        f"{experiment}: at the final checkpoint (step {step}) {percent(final['accuracy'])} of samples are "
+        f"accurate (one bump within the tolerance of the request; x {percent(_accuracy_at(accuracy, step, 'x'))}, "
+        f"y {percent(_accuracy_at(accuracy, step, 'y'))}).",
+        f"Over its {len(phases)} checkpoints the phases read {', '.join(phases)}: the sequence {verdict}{first_c}; the "
+        f"representation at {tap} reads kNN R² {final['knn_r2']:.2f} (ordered at ≥ {ORDERED:g}).",
+    ]
 
 
 def coupling_sentence(experiment: str, accuracy: pd.DataFrame, dataset: dict) -> str | None:
@@ -63,10 +67,12 @@ def coupling_sentence(experiment: str, accuracy: pd.DataFrame, dataset: dict) ->
         return None
     steps = {axis: first_step_reaching(accuracy, axis) for axis in ("x", "y")}
     told = ", ".join(f"{axis} at step {step}" if step else f"{axis} never" for axis, step in steps.items())
-    together = (steps["x"] and steps["y"] and max(steps.values()) <= 2 * min(steps.values()))
-    return (f"{experiment} is imbalanced (spacing x {dataset['spacing_x']:g} px, y {dataset['spacing_y']:g} px): "
-            f"50% accuracy is first reached {told}, so x and y are learned "
-            f"{'together (within a factor 2 of steps)' if together else 'apart'}.")
+    together = steps["x"] and steps["y"] and max(steps.values()) <= 2 * min(steps.values())
+    return (
+        f"{experiment} is imbalanced (spacing x {dataset['spacing_x']:g} px, y {dataset['spacing_y']:g} px): "
+        f"50% accuracy is first reached {told}, so x and y are learned "
+        f"{'together (within a factor 2 of steps)' if together else 'apart'}."
+    )
 
 
 def estimate_verdict(mean_gap: float, excess: float | None) -> str:
@@ -84,22 +90,28 @@ def against_entropy(excess: float) -> str:
 
 def information_sentences(experiment: str, metrics: dict) -> list[str]:
     """The learned MMSE-form estimate's gap per factor, with its verdict."""
-    return [f"{experiment}, learned I({factor}; X_t) (MMSE form): mean gap {entry['mean_abs_gap_nats']:.3f} nats to "
-            f"the exact curve, {against_entropy(entry['max_excess_over_entropy_nats'])}: "
-            f"{estimate_verdict(entry['mean_abs_gap_nats'], entry['max_excess_over_entropy_nats'])}"
-            f"{not_converged(entry['mean_abs_gap_nats'])}."
-            for factor, entry in sorted(metrics["mmse_difference"].items())]
+    return [
+        f"{experiment}, learned I({factor}; X_t) (MMSE form): mean gap {entry['mean_abs_gap_nats']:.3f} nats to "
+        f"the exact curve, {against_entropy(entry['max_excess_over_entropy_nats'])}: "
+        f"{estimate_verdict(entry['mean_abs_gap_nats'], entry['max_excess_over_entropy_nats'])}"
+        f"{not_converged(entry['mean_abs_gap_nats'])}."
+        for factor, entry in sorted(metrics["mmse_difference"].items())
+    ]
 
 
 def bound_sentences(experiment: str, classifier_metrics: dict) -> list[str]:
-    return [f"{experiment}, classifier bound H − CE on {factor}: mean gap {entry['mean_abs_gap_nats']:.3f} nats: "
-            f"{estimate_verdict(entry['mean_abs_gap_nats'], None)}{not_converged(entry['mean_abs_gap_nats'])}."
-            for factor, entry in sorted(classifier_metrics["bound_against_exact"].items())]
+    return [
+        f"{experiment}, classifier bound H − CE on {factor}: mean gap {entry['mean_abs_gap_nats']:.3f} nats: "
+        f"{estimate_verdict(entry['mean_abs_gap_nats'], None)}{not_converged(entry['mean_abs_gap_nats'])}."
+        for factor, entry in sorted(classifier_metrics["bound_against_exact"].items())
+    ]
 
 
 def targets_sentence() -> str:
-    return (f"Targets: a learned curve passes when its mean absolute gap to the exact one is at most {GAP_TARGET:g} "
-            f"nats and it never exceeds H by more than {EXCESS_TARGET:g} nats.")
+    return (
+        f"Targets: a learned curve passes when its mean absolute gap to the exact one is at most {GAP_TARGET:g} "
+        f"nats and it never exceeds H by more than {EXCESS_TARGET:g} nats."
+    )
 
 
 def resolution(dataset: dict) -> str:
@@ -111,10 +123,12 @@ def exact_order_sentence(experiment: str, dataset: dict, decisions: pd.DataFrame
     """The order the data alone dictate, beside the published one."""
     found = compare_with_published(decisions)
     verdict = "agrees with" if found["agrees"] else "departs from"
-    return (f"At {resolution(dataset)} ({experiment}, {len(decisions)} factors, exact: from the data alone, no model), "
-            f"the factors are decided in the order {found['text']}; this {verdict} the published finding "
-            f"(Franzese et al.: the hues and shape before scale and orientation), Spearman ρ with the published "
-            f"groups {found['rank_agreement']:+.2f} (±0.83 at most).")
+    return (
+        f"At {resolution(dataset)} ({experiment}, {len(decisions)} factors, exact: from the data alone, no model), "
+        f"the factors are decided in the order {found['text']}; this {verdict} the published finding "
+        f"(Franzese et al.: the hues and shape before scale and orientation), Spearman ρ with the published "
+        f"groups {found['rank_agreement']:+.2f} (±0.83 at most)."
+    )
 
 
 def proxy_agreement_sentence(experiment: str, order_table: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ are the same whatever the batch size.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -49,10 +49,22 @@ def batches(count: int, size: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def run(model, sde: SDE, sampler: str, times: torch.Tensor, values: torch.Tensor, keep: torch.Tensor,
-        seeds: Sequence[int], *, x: torch.Tensor | None = None, images: torch.Tensor | None = None,
-        image_shape: Sequence[int] | None = None, guidance: float = 1.0, block: int = 0,
-        record_steps: Sequence[int] = ()) -> tuple[torch.Tensor, TrajectoryRecorder]:
+def run(
+    model,
+    sde: SDE,
+    sampler: str,
+    times: torch.Tensor,
+    values: torch.Tensor,
+    keep: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    x: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
+    image_shape: Sequence[int] | None = None,
+    guidance: float = 1.0,
+    block: int = 0,
+    record_steps: Sequence[int] = (),
+) -> tuple[torch.Tensor, TrajectoryRecorder]:
     """Sample one trajectory per row of ``values`` down ``times`` and return the sampler's
     output and the recorder (holding the states at ``record_steps``). The start, X at
     times[0], is ``x``; or, given x_0 ``images``, alpha x_0 + sigma z; or else a prior draw
@@ -65,8 +77,9 @@ def run(model, sde: SDE, sampler: str, times: torch.Tensor, values: torch.Tensor
         x = sde.marginal(images.to(device).float(), t0, noise.draw(tuple(images.shape)))
     elif x is None:
         x = sde.prior_std() * noise.draw((len(seeds), *image_shape))
-    recorder = TrajectoryRecorder(model, sde, values, record_steps, [], keep=keep, guidance=guidance, block=block,
-                                  state_only=True)
+    recorder = TrajectoryRecorder(
+        model, sde, values, record_steps, [], keep=keep, guidance=guidance, block=block, state_only=True
+    )
     with noise:
         final = SAMPLERS[sampler](recorder, sde, x.to(device), times, generator=noise.generator)
     return final, recorder

@@ -22,8 +22,7 @@ def guided_eps(model: torch.nn.Module, values: torch.Tensor, keep: torch.Tensor,
             return model(x, t, values, keep)[0]
         if guidance == 0.0:
             return model(x, t, values, nothing)[0]
-        both, _ = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([values, values]),
-                        torch.cat([keep, nothing]))
+        both, _ = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([values, values]), torch.cat([keep, nothing]))
         conditional, unconditional = both.chunk(2)
         return unconditional + guidance * (conditional - unconditional)
 
@@ -31,8 +30,18 @@ def guided_eps(model: torch.nn.Module, values: torch.Tensor, keep: torch.Tensor,
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, sde: SDE, values: torch.Tensor, keep: torch.Tensor, image_shape: tuple,
-             sampler: str, steps: int, t_end: float, seed: int, guidance: float = 1.0) -> torch.Tensor:
+def generate(
+    model: torch.nn.Module,
+    sde: SDE,
+    values: torch.Tensor,
+    keep: torch.Tensor,
+    image_shape: tuple,
+    sampler: str,
+    steps: int,
+    t_end: float,
+    seed: int,
+    guidance: float = 1.0,
+) -> torch.Tensor:
     """Final images (n, C, H, W) for requested ``values``, from one seeded prior draw."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(SAMPLERS))}")

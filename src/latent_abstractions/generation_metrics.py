@@ -37,7 +37,7 @@ def count_bumps(images: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.
         for dx in (-1, 0, 1):
             if dy == dx == 0:
                 continue
-            neighbour = padded[:, 1 + dy:1 + dy + rows, 1 + dx:1 + dx + cols]
+            neighbour = padded[:, 1 + dy : 1 + dy + rows, 1 + dx : 1 + dx + cols]
             # Strictly above earlier neighbours, at least as high as later ones: one pixel per plateau.
             is_peak &= (h > neighbour) if (dy, dx) < (0, 0) else (h >= neighbour)
     return is_peak.reshape(len(h), -1).sum(axis=1)
@@ -50,17 +50,23 @@ def bump_centres(images: np.ndarray, radius: int = DEFAULT_RADIUS) -> tuple[np.n
     peak = h.reshape(n, -1).argmax(axis=1)
     peak_y, peak_x = np.divmod(peak, cols)
     grid_y, grid_x = np.mgrid[0:rows, 0:cols]
-    window = ((np.abs(grid_y[None] - peak_y[:, None, None]) <= radius)
-              & (np.abs(grid_x[None] - peak_x[:, None, None]) <= radius))
+    window = (np.abs(grid_y[None] - peak_y[:, None, None]) <= radius) & (
+        np.abs(grid_x[None] - peak_x[:, None, None]) <= radius
+    )
     weight = h * window
     total = weight.sum(axis=(1, 2))
     total = np.where(total > 0, total, 1.0)
     return (weight * grid_x[None]).sum(axis=(1, 2)) / total, (weight * grid_y[None]).sum(axis=(1, 2)) / total
 
 
-def assess(images: np.ndarray, requested_x: np.ndarray, requested_y: np.ndarray | None,
-           tolerance: float = DEFAULT_TOLERANCE, threshold: float = DEFAULT_THRESHOLD,
-           radius: int = DEFAULT_RADIUS) -> dict[str, np.ndarray]:
+def assess(
+    images: np.ndarray,
+    requested_x: np.ndarray,
+    requested_y: np.ndarray | None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    threshold: float = DEFAULT_THRESHOLD,
+    radius: int = DEFAULT_RADIUS,
+) -> dict[str, np.ndarray]:
     """Per image: bump count, fitted centre, errors and accuracy (overall and per axis).
     ``requested_y`` None: stripe images, judged on x alone."""
     count = count_bumps(images, threshold)
@@ -68,6 +74,13 @@ def assess(images: np.ndarray, requested_x: np.ndarray, requested_y: np.ndarray 
     error_x = np.abs(x - np.asarray(requested_x, dtype=np.float64))
     error_y = np.zeros_like(error_x) if requested_y is None else np.abs(y - np.asarray(requested_y, dtype=np.float64))
     single = count == 1
-    return {"count": count, "x": x, "y": y, "error_x": error_x, "error_y": error_y,
-            "accurate_x": single & (error_x <= tolerance), "accurate_y": single & (error_y <= tolerance),
-            "accurate": single & (error_x <= tolerance) & (error_y <= tolerance)}
+    return {
+        "count": count,
+        "x": x,
+        "y": y,
+        "error_x": error_x,
+        "error_y": error_y,
+        "accurate_x": single & (error_x <= tolerance),
+        "accurate_y": single & (error_y <= tolerance),
+        "accurate": single & (error_x <= tolerance) & (error_y <= tolerance),
+    }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -56,8 +56,7 @@ def label_entropy(labels: torch.Tensor, cardinality: int) -> float:
     return float(-(p * p.log()).sum())
 
 
-def entropy_terms(posteriors: list[torch.Tensor], labels: torch.Tensor,
-                  entropy: np.ndarray) -> dict[str, torch.Tensor]:
+def entropy_terms(posteriors: list[torch.Tensor], labels: torch.Tensor, entropy: np.ndarray) -> dict[str, torch.Tensor]:
     """Per-draw exact quantities from the factor posteriors p(v | x_b) (each (B, V_k)):
 
     - ``conditional_entropy``: H(Y_k | X_t = x_b); its mean is E[H(Y_k | X_t)];
@@ -68,8 +67,9 @@ def entropy_terms(posteriors: list[torch.Tensor], labels: torch.Tensor,
 
     Each (B, K) float64 on the CPU.
     """
-    columns: dict[str, list[torch.Tensor]] = {key: [] for key in ("conditional_entropy", "bayes_accuracy",
-                                                                 "log_likelihood")}
+    columns: dict[str, list[torch.Tensor]] = {
+        key: [] for key in ("conditional_entropy", "bayes_accuracy", "log_likelihood")
+    }
     for k, p in enumerate(posteriors):
         log_p = p.clamp_min(PROBABILITY_FLOOR).log()
         rows = torch.arange(len(labels), device=p.device)
@@ -92,9 +92,14 @@ class FiniteMixture:
     the device). Call ``to(device)`` to keep the rows' images on a GPU between passes.
     """
 
-    def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor | None = None,
-                 values: np.ndarray | torch.Tensor | None = None, rows: np.ndarray | None = None,
-                 chunk_size: int | None = None):
+    def __init__(
+        self,
+        images: np.ndarray | torch.Tensor,
+        labels: np.ndarray | torch.Tensor | None = None,
+        values: np.ndarray | torch.Tensor | None = None,
+        rows: np.ndarray | None = None,
+        chunk_size: int | None = None,
+    ):
         self.images = images
         self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
         if len(self.rows) == 0:
@@ -139,7 +144,7 @@ class FiniteMixture:
             return np.full(self.n_factors, np.nan)
         return np.asarray([label_entropy(self.labels[:, k], v) for k, v in enumerate(self.cardinalities)])
 
-    def to(self, device: torch.device | str) -> "FiniteMixture":
+    def to(self, device: torch.device | str) -> FiniteMixture:
         """Keep the rows' images on ``device`` in their stored dtype (uint8 stays 1 byte a pixel)."""
         parts = [torch.as_tensor(self._read(start, stop)).to(device) for start, stop in self._spans("cpu")]
         self._cache = torch.cat(parts)
@@ -169,9 +174,14 @@ class FiniteMixture:
         chunk = _as_model_range(self.images[self.rows[positions[order]]], "cpu")
         return chunk[torch.from_numpy(np.argsort(order))]
 
-    def posterior_average(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
-                          features: Callable[[int, int, torch.Tensor], torch.Tensor],
-                          allowed: Callable[[int, int], torch.Tensor] | None = None) -> torch.Tensor:
+    def posterior_average(
+        self,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        sigma: torch.Tensor,
+        features: Callable[[int, int, torch.Tensor], torch.Tensor],
+        allowed: Callable[[int, int], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """sum_i p(i | X_t = x) features_i for each row of ``x`` (B, ...), (B, F) float64.
 
         p(i | x) is proportional to exp(-||x - alpha x_i||^2 / 2 sigma^2) over the images
@@ -216,8 +226,9 @@ class FiniteMixture:
 
         return list(self.posterior_average(x, alpha, sigma, one_hot).split(sizes, dim=1))
 
-    def conditional_mean(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, values: torch.Tensor,
-                         keep: torch.Tensor) -> torch.Tensor:
+    def conditional_mean(
+        self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
+    ) -> torch.Tensor:
         """E[X_0 | X_t = x, the kept factors = ``values``] (B, ...) float64: the posterior mean
         over the images whose kept factors (``keep`` (B, K) bool) equal the given values."""
         table = self.values.to(x.device)
@@ -250,11 +261,11 @@ class FiniteMixture:
         for point in range(points):
             positions = order[np.arange(point * samples, (point + 1) * samples) % len(self)]
             index = torch.from_numpy(positions)
-            yield Draw(self.gather(positions), self.values[index],
-                       None if self.labels is None else self.labels[index])
+            yield Draw(self.gather(positions), self.values[index], None if self.labels is None else self.labels[index])
 
-    def exact_terms(self, sde: SDE, x: torch.Tensor, t: float,
-                    draw: Draw) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    def exact_terms(
+        self, sde: SDE, x: torch.Tensor, t: float, draw: Draw
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """Per-draw exact quantities at time ``t`` (see ``entropy_terms``) and the factor posteriors."""
         if self.labels is None:
             raise ValueError("exact information needs the factors' labels")
@@ -267,14 +278,20 @@ class ExactEpsilon(torch.nn.Module):
     """The Bayes-optimal epsilon-predictor for a finite data set: a drop-in for the score
     network (same call signature), conditioned on any subset of factors."""
 
-    def __init__(self, sde: SDE, images: torch.Tensor | np.ndarray, factor_values: torch.Tensor | np.ndarray,
-                 chunk_size: int | None = None):
+    def __init__(
+        self,
+        sde: SDE,
+        images: torch.Tensor | np.ndarray,
+        factor_values: torch.Tensor | np.ndarray,
+        chunk_size: int | None = None,
+    ):
         super().__init__()
         self.sde = sde
         self.mixture = FiniteMixture(images, values=factor_values, chunk_size=chunk_size)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor,
-                taps=()) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor, taps=()
+    ) -> tuple[torch.Tensor, dict]:
         t = t.double()
         alpha, sigma = self.sde.alpha(t), self.sde.sigma(t)
         mean_x0 = self.mixture.conditional_mean(x, alpha, sigma, factor_values, keep)
@@ -323,8 +340,10 @@ class GaussianTask:
     def mutual_information(self, sde: SDE, t: float) -> np.ndarray:
         """I(Y_k; X_t) in nats for every factor k, (K,)."""
         factors = np.arange(self.n_factors)
-        log_det = [np.linalg.slogdet(self._noised(sde, t, kept)[1])[1]
-                   for kept in [factors < 0] + [factors == k for k in factors]]
+        log_det = [
+            np.linalg.slogdet(self._noised(sde, t, kept)[1])[1]
+            for kept in [factors < 0] + [factors == k for k in factors]
+        ]
         return 0.5 * (log_det[0] - np.asarray(log_det[1:]))
 
     def joint_covariance(self, sde: SDE, t: float, k: int) -> np.ndarray:
@@ -332,7 +351,7 @@ class GaussianTask:
         _, cov_x, _ = self._noised(sde, t, np.zeros(self.n_factors, dtype=bool))
         alpha = float(sde.alpha(torch.tensor([t], dtype=torch.float64)))
         cross = alpha * self.mixing @ self.cov_y[:, k]
-        joint = np.block([[cov_x, cross[:, None]], [cross[None, :], self.cov_y[k:k + 1, k:k + 1]]])
+        joint = np.block([[cov_x, cross[:, None]], [cross[None, :], self.cov_y[k : k + 1, k : k + 1]]])
         return (joint + joint.T) / 2  # exactly symmetric
 
     def epsilon(self, sde: SDE, x: torch.Tensor, t: float, values: torch.Tensor, kept: np.ndarray) -> torch.Tensor:
@@ -362,8 +381,9 @@ class GaussianEpsilon(torch.nn.Module):
         super().__init__()
         self.sde, self.task = sde, task
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor,
-                taps=()) -> tuple[torch.Tensor, dict]:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor, taps=()
+    ) -> tuple[torch.Tensor, dict]:
         eps = torch.empty(x.shape, dtype=torch.float64)
         # One closed form per (time, kept subset): group the rows by both, as one integer key.
         times, time_index = torch.unique(t.cpu(), return_inverse=True)
@@ -388,8 +408,9 @@ def gaussian_suite() -> list[GaussianTask]:
     return [
         GaussianTask("1 factor in 2 dims", np.array([[1.0], [0.5]]), np.eye(1), 0.5 * np.eye(2)),
         GaussianTask("1 factor in 3 dims, 4 nats", np.ones((3, 1)), np.eye(1), 0.001 * np.eye(3)),
-        GaussianTask("3 correlated factors in 6 dims", rng.normal(0, 0.5, (6, 3)), correlated,
-                     np.diag(rng.uniform(0.05, 0.3, 6))),
+        GaussianTask(
+            "3 correlated factors in 6 dims", rng.normal(0, 0.5, (6, 3)), correlated, np.diag(rng.uniform(0.05, 0.3, 6))
+        ),
         GaussianTask("2 sparse factors in 16 dims", sparse, np.eye(2), 0.1 * np.eye(16)),
         GaussianTask("1 factor in 8 dims, correlated noise", rng.normal(0, 0.3, (8, 1)), np.eye(1), 0.1 * 0.9**lags),
     ]

@@ -41,7 +41,8 @@ squared quadrature weights times the points' variances.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -60,8 +61,9 @@ class Source(Protocol):
 
     def draws(self, points: int, samples: int, generator: torch.Generator) -> Iterator[Draw]: ...
 
-    def exact_terms(self, sde: SDE, x: torch.Tensor, t: float,
-                    draw: Draw) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]: ...
+    def exact_terms(
+        self, sde: SDE, x: torch.Tensor, t: float, draw: Draw
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,7 @@ def cumulative_weights(grid: np.ndarray) -> np.ndarray:
     weights = np.zeros((len(grid), len(grid)))
     for i in range(1, len(grid)):
         weights[i, :i] += widths[:i] / 2
-        weights[i, 1:i + 1] += widths[:i] / 2
+        weights[i, 1 : i + 1] += widths[:i] / 2
     return weights
 
 
@@ -142,13 +144,19 @@ def _pass_inputs(values: torch.Tensor, value_table: list[torch.Tensor] | None) -
     for k, table in enumerate(value_table or []):
         for value in table:
             keeps.append(alone[k])
-            inputs.append(torch.cat([values[:, :k], value.expand(len(values), 1), values[:, k + 1:]], dim=1))
+            inputs.append(torch.cat([values[:, :k], value.expand(len(values), 1), values[:, k + 1 :]], dim=1))
     keep = torch.stack(keeps)[:, None, :].expand(-1, len(values), -1)
     return keep, torch.stack(inputs)
 
 
-def _run_passes(model: torch.nn.Module, x: torch.Tensor, t: float, keep: torch.Tensor, values: torch.Tensor,
-                device: torch.device | str) -> torch.Tensor:
+def _run_passes(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    t: float,
+    keep: torch.Tensor,
+    values: torch.Tensor,
+    device: torch.device | str,
+) -> torch.Tensor:
     """The model's eps for every pass in one call: (passes, B, D) float64 on ``device``."""
     passes, batch = keep.shape[:2]
     x = x.to(device, torch.float32).expand(passes, *x.shape).reshape(passes * batch, *x.shape[1:])
@@ -157,10 +165,17 @@ def _run_passes(model: torch.nn.Module, x: torch.Tensor, t: float, keep: torch.T
     return eps.double().reshape(passes, batch, -1)
 
 
-def score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch.Tensor, values: torch.Tensor,
-                device: torch.device | str = "cpu", batch_size: int = 256,
-                posteriors: list[torch.Tensor] | None = None,
-                value_table: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def score_terms(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    t: float,
+    noise: torch.Tensor,
+    values: torch.Tensor,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    posteriors: list[torch.Tensor] | None = None,
+    value_table: list[torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Per-draw integrands (B, K) of the two score forms at X_s = ``x`` (made with ``noise``),
     and ``consistency`` when the exact factor ``posteriors`` and the ``value_table`` are given.
 
@@ -173,18 +188,26 @@ def score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch.
     for start in range(0, len(x), step):
         rows = slice(start, start + step)
         weights = None if posteriors is None else [p[rows].to(device) for p in posteriors]
-        parts.append(_score_terms(model, x[rows], t, noise[rows].to(device), values[rows], device, weights,
-                                  value_table))
+        parts.append(
+            _score_terms(model, x[rows], t, noise[rows].to(device), values[rows], device, weights, value_table)
+        )
     return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
-def _score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch.Tensor, values: torch.Tensor,
-                 device: torch.device | str, posteriors: list[torch.Tensor] | None,
-                 value_table: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def _score_terms(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    t: float,
+    noise: torch.Tensor,
+    values: torch.Tensor,
+    device: torch.device | str,
+    posteriors: list[torch.Tensor] | None,
+    value_table: list[torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
     keep, inputs = _pass_inputs(values, value_table)
     eps = _run_passes(model, x, t, keep, inputs, device)
     n_factors, noise = values.shape[1], noise.flatten(1).double()
-    none, alone = eps[0], eps[1:1 + n_factors]  # (B, D), (K, B, D)
+    none, alone = eps[0], eps[1 : 1 + n_factors]  # (B, D), (K, B, D)
     terms = {
         "orthogonal_integrand": (alone - none).pow(2).sum(-1).T,
         "mmse_difference_integrand": (noise - none).pow(2).sum(-1)[:, None] - (noise - alone).pow(2).sum(-1).T,
@@ -192,7 +215,7 @@ def _score_terms(model: torch.nn.Module, x: torch.Tensor, t: float, noise: torch
     if value_table is not None:
         mixtures, start = [], 1 + n_factors
         for p in posteriors:  # sum_v p(v | x) eps_hat(x | Y_k = v), factor by factor
-            mixtures.append(torch.einsum("bv,vbd->bd", p, eps[start:start + p.shape[1]]))
+            mixtures.append(torch.einsum("bv,vbd->bd", p, eps[start : start + p.shape[1]]))
             start += p.shape[1]
         terms["consistency"] = (none[None] - torch.stack(mixtures)).pow(2).sum(-1).T
     return {name: value.cpu() for name, value in terms.items()}
@@ -204,9 +227,19 @@ def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def mutual_information(model: torch.nn.Module | None, sde: SDE, source: Source, t_end: float, points: int,
-                       samples: int, seed: int, device: torch.device | str = "cpu", batch_size: int = 256,
-                       exact: bool = True, consistency: bool = False) -> InformationEstimate:
+def mutual_information(
+    model: torch.nn.Module | None,
+    sde: SDE,
+    source: Source,
+    t_end: float,
+    points: int,
+    samples: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    exact: bool = True,
+    consistency: bool = False,
+) -> InformationEstimate:
     """I(Y_k; X_t) on a log-SNR-uniform grid of ``points`` times from T down to ``t_end``.
 
     ``source`` is the data distribution, e.g. ``FiniteMixture(images, labels, values, rows=train_rows)``

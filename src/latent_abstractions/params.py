@@ -142,8 +142,9 @@ def _check_ordered_pairs(params: dict) -> None:
             section = section[key]
         if not section[lower] < section[upper]:
             where = ".".join(map(str, path))
-            raise ParamsError(f"params.yaml: {where}.{lower} = {section[lower]!r}: must be below "
-                              f"{where}.{upper} = {section[upper]!r}")
+            raise ParamsError(
+                f"params.yaml: {where}.{lower} = {section[lower]!r}: must be below {where}.{upper} = {section[upper]!r}"
+            )
 
 
 def _check_consistency(params: dict) -> None:
@@ -160,14 +161,17 @@ def _check_consistency(params: dict) -> None:
         train = experiment["train"]
         kept = train["keep_none"] + train["keep_all"] + train["keep_single"]
         if kept > 1.0 + 1e-9:
-            raise ParamsError(f"params.yaml: experiments.{name}.train keep_none + keep_all + keep_single = {kept:g}: "
-                              "must be <= 1")
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.train keep_none + keep_all + keep_single = {kept:g}: must be <= 1"
+            )
         model = experiment["model"]
         known = factor_names(experiment["dataset"])
         unknown = [name for name in model["condition_on"] if name not in known]
         if unknown:
-            raise ParamsError(f"params.yaml: experiments.{name}.model.condition_on contains {unknown[0]!r}: "
-                              f"the data set's factors are {', '.join(known)}")
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.model.condition_on contains {unknown[0]!r}: "
+                f"the data set's factors are {', '.join(known)}"
+            )
         for level, mult in enumerate(model["channel_mults"]):
             channels = model["base_channels"] * mult
             if channels % model["groups"]:
@@ -193,8 +197,7 @@ def _check_consistency(params: dict) -> None:
             kind, _, index = tap.partition(".")
             if kind in ("down", "up") and int(index) >= levels:
                 raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: "
-                    f"the model has levels 0..{levels - 1}"
+                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: the model has levels 0..{levels - 1}"
                 )
         downsample = 2 ** (levels - 1)
         if height % downsample or width % downsample:
@@ -226,8 +229,12 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if isinstance(key, (str, int, float, bool)) and key in first_line:
-            raise _DuplicateKey(None, None, f"key {key!r} appears twice in one mapping "
-                                f"(lines {first_line[key]} and {line})", key_node.start_mark)
+            raise _DuplicateKey(
+                None,
+                None,
+                f"key {key!r} appears twice in one mapping (lines {first_line[key]} and {line})",
+                key_node.start_mark,
+            )
         first_line[key] = line
     return loader.construct_mapping(node, deep)
 

@@ -11,9 +11,8 @@ import pandas as pd
 from . import figure_style  # noqa: F401 (imported for its effect: the backend and the style)
 from .convergence import CONVERGING_NOTE, information_gaps, not_converged_note
 from .order import fraction_covered
-from .representation import ORDERED
 from .pixels import model_range
-
+from .representation import ORDERED
 
 # Feature families of the probe table's ``feature`` column (trajectories.py names them):
 # the state X_t; a pass's outputs (eps.<pass>, denoised.<pass>: Tweedie's estimate of x_0);
@@ -79,8 +78,9 @@ def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.
     network represents its condition (they hold it even at pure noise). One legend, below."""
     probes = probes[probes["metric"].isin(["accuracy", "r2"])]
     factors = sorted(probes["factor"].unique())
-    fig, axes = plt.subplots(2, len(factors), figsize=(4.2 * len(factors), 7.8), sharey=True, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(factors), figsize=(4.2 * len(factors), 7.8), sharey=True, squeeze=False, layout="constrained"
+    )
     handles = {}
     for column, factor in enumerate(factors):
         rows = probes[probes["factor"] == factor]
@@ -90,8 +90,11 @@ def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.
             ax = axes[row][column]
             names = _probe_panel(ax, rows[rows["sees_condition"] == sees], handles)
             if info is not None and not sees and metric == "accuracy":
-                bayes = info[(info["distribution"] == "train") & (info["quantity"] == "bayes_accuracy")
-                             & (info["factor"] == factor)].sort_values("t")
+                bayes = info[
+                    (info["distribution"] == "train")
+                    & (info["quantity"] == "bayes_accuracy")
+                    & (info["factor"] == factor)
+                ].sort_values("t")
                 handles[BAYES_STYLE["label"]] = ax.plot(bayes["t"], bayes["mean"], **BAYES_STYLE)[0]
             ax.set(xscale="log", ylim=(-0.55, 1.05), xlabel="t (generation runs left to right)")
             ax.invert_xaxis()
@@ -99,8 +102,9 @@ def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.
             ax.set_title(titles[row] + "\n" + textwrap.fill(", ".join(names), 60), fontsize=8)
     for row in axes:
         row[0].set_ylabel("held-out score (R$^2$ clipped at -0.5)")
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)),
-               fontsize=8)
+    fig.legend(
+        handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)), fontsize=8
+    )
     return fig
 
 
@@ -137,8 +141,10 @@ def information_notes(gaps: pd.DataFrame, peak: float | None) -> list[tuple[str,
     """(colour, text) of each estimate that has not converged and how to converge it, and
     how far the learned curve goes where it leaves the axis."""
     unconverged = gaps[~gaps["converged"]]
-    notes = [(INFORMATION_STYLES[gap["estimate"]]["color"], f"{ESTIMATE_NAMES[gap['estimate']]}: "
-              + not_converged_note(gap)) for _, gap in unconverged.iterrows()]
+    notes = [
+        (INFORMATION_STYLES[gap["estimate"]]["color"], f"{ESTIMATE_NAMES[gap['estimate']]}: " + not_converged_note(gap))
+        for _, gap in unconverged.iterrows()
+    ]
     if len(unconverged):
         notes.append(("black", CONVERGING_NOTE))
     if peak is not None:
@@ -160,9 +166,18 @@ def _draw_notes(ax, notes: list[tuple[str, str]]) -> None:
     """The notes stacked at the top left of a panel, above the H line."""
     offset = -3
     for color, text in notes:
-        ax.annotate(text, (0.02, 1.0), xycoords="axes fraction", xytext=(0, offset), textcoords="offset points",
-                    va="top", fontsize=7, color=color, zorder=5,
-                    bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=0.5))
+        ax.annotate(
+            text,
+            (0.02, 1.0),
+            xycoords="axes fraction",
+            xytext=(0, offset),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color=color,
+            zorder=5,
+            bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=0.5),
+        )
         offset -= 8.5 * (text.count("\n") + 1) + 1
 
 
@@ -183,8 +198,14 @@ def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) ->
             style = INFORMATION_STYLES[name]
             for ax, x in ((axes[0][column], curve["t"]), (axes[1][column], curve["log_snr"])):
                 handles[style["label"]] = ax.plot(x, curve["mean"], **style)[0]
-                ax.fill_between(x, curve["mean"] - 2 * curve["stderr"], curve["mean"] + 2 * curve["stderr"],
-                                color=style["color"], alpha=0.15, lw=0)
+                ax.fill_between(
+                    x,
+                    curve["mean"] - 2 * curve["stderr"],
+                    curve["mean"] + 2 * curve["stderr"],
+                    color=style["color"],
+                    alpha=0.15,
+                    lw=0,
+                )
         learned = curves["mmse_difference"]
         peak = learned.loc[learned["factor"] == factor, "mean"].max()
         notes = information_notes(gaps[gaps["factor"] == factor], None)
@@ -200,8 +221,9 @@ def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) ->
         axes[1][column].set(xlabel="log SNR = log(alpha_t^2 / sigma_t^2)")
     for row in axes:
         row[0].set_ylabel("nats")
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)),
-               fontsize=8)
+    fig.legend(
+        handles.values(), handles.keys(), loc="outside lower center", ncol=legend_columns(len(factors)), fontsize=8
+    )
     return fig
 
 
@@ -254,8 +276,9 @@ def contact_sheet(images: np.ndarray, title: str, columns: int = 16, limit: int 
 def traversals(images: np.ndarray, rows_per_factor: dict[str, list[tuple[float, int]]]) -> plt.Figure:
     """One row per factor: the images along that factor's values, the others held fixed."""
     width = max(len(row) for row in rows_per_factor.values())
-    fig, axes = plt.subplots(len(rows_per_factor), width, figsize=(0.9 * width + 1.2, 1.0 * len(rows_per_factor)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows_per_factor), width, figsize=(0.9 * width + 1.2, 1.0 * len(rows_per_factor)), squeeze=False
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for axes_row, (name, row) in zip(axes, rows_per_factor.items()):
@@ -295,14 +318,30 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
     for tap, curve in representation.groupby("tap"):
         curve = curve.sort_values("training_step")
         thick = bool(curve["phase_tap"].iloc[0])
-        axes[2].plot(curve["training_step"], curve["knn_r2"], marker="o", ms=3, lw=2.5 if thick else 1,
-                     label=f"{tap}{' (phase tap)' if thick else ''}")
+        axes[2].plot(
+            curve["training_step"],
+            curve["knn_r2"],
+            marker="o",
+            ms=3,
+            lw=2.5 if thick else 1,
+            label=f"{tap}{' (phase tap)' if thick else ''}",
+        )
     chosen = representation[representation["phase_tap"]].sort_values("training_step")
-    for column, label in (("knn_r2_x", "kNN R$^2$ x"), ("knn_r2_y", "kNN R$^2$ y"),
-                          ("trustworthiness", "trustworthiness"), ("continuity", "continuity"),
-                          ("r2_pca", "PCA-3 linear R$^2$ (diagnostic)")):
-        axes[3].plot(chosen["training_step"], chosen[column], marker="o", ms=3, label=label,
-                     ls=":" if column == "r2_pca" else "-")
+    for column, label in (
+        ("knn_r2_x", "kNN R$^2$ x"),
+        ("knn_r2_y", "kNN R$^2$ y"),
+        ("trustworthiness", "trustworthiness"),
+        ("continuity", "continuity"),
+        ("r2_pca", "PCA-3 linear R$^2$ (diagnostic)"),
+    ):
+        axes[3].plot(
+            chosen["training_step"],
+            chosen[column],
+            marker="o",
+            ms=3,
+            label=label,
+            ls=":" if column == "r2_pca" else "-",
+        )
     for ax in axes[2:]:
         ax.axhline(ORDERED, color="grey", lw=0.6, ls="--")
         for step, phase in zip(chosen["training_step"], chosen["phase"]):
@@ -322,8 +361,9 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     column per factor, each rescaled from its value at pure noise (0) to its final value (1):
     the curves the order table reads its decision times from (0.5 and 0.9 marked)."""
     factors = sorted(curves["factor"].unique())
-    fig, axes = plt.subplots(2, len(factors), figsize=(3.6 * len(factors), 7.0), sharey=True, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        2, len(factors), figsize=(3.6 * len(factors), 7.0), sharey=True, squeeze=False, layout="constrained"
+    )
     for column, factor in enumerate(factors):
         for proxy, curve in curves[curves["factor"] == factor].groupby("proxy"):
             curve = curve.sort_values("t", ascending=False)  # generation order
@@ -362,6 +402,9 @@ def representation_pictures(embedding: pd.DataFrame, columns: int = 8) -> plt.Fi
             dots = ax.scatter(points["c1"], points["c2"], c=points["x"], s=10, cmap="viridis")
             ax.set(xticks=[], yticks=[], title=f"step {step}: {method.upper()}")
     fig.colorbar(dots, ax=axes, label="requested x (lines join equal y)", shrink=0.8)
-    fig.suptitle(f"the condition's representation at {embedding['tap'].iloc[0]} (pictures only; the phase "
-                 "uses the kNN order measure)", fontsize=9)
+    fig.suptitle(
+        f"the condition's representation at {embedding['tap'].iloc[0]} (pictures only; the phase "
+        "uses the kNN order measure)",
+        fontsize=9,
+    )
     return fig

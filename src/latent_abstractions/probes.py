@@ -43,7 +43,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -58,6 +59,7 @@ CONTINUOUS_METRICS = ("r2",)
 
 
 # ----------------------------------------------------------------------------- splits
+
 
 def split_trajectories(n_trajectories: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean train and test masks over trajectory ids; both halves non-empty."""
@@ -88,8 +90,9 @@ class TrajectorySplit:
         return self.train[ids], self.validation[ids], self.test[ids]
 
 
-def split_train_validation_test(n_trajectories: int, test_fraction: float, validation_fraction: float,
-                                seed: int) -> TrajectorySplit:
+def split_train_validation_test(
+    n_trajectories: int, test_fraction: float, validation_fraction: float, seed: int
+) -> TrajectorySplit:
     """Test trajectories as ``split_trajectories(n, test_fraction, seed)``; then a share
     ``validation_fraction`` of the remaining ones (at least one, and at least one left) for
     validation. Needs at least 3 trajectories."""
@@ -110,6 +113,7 @@ def split_train_validation_test(n_trajectories: int, test_fraction: float, valid
 
 
 # ------------------------------------------------------------------ batched fitting
+
 
 class _Softmaxes:
     """The softmax regressions of F categorical factors side by side, for G groups sharing rows.
@@ -142,7 +146,7 @@ class _Softmaxes:
         self.member = (self.col_factor[:, None] == torch.arange(self.F, device=device)).to(dtype)  # (C, F)
         self.block_order = torch.cat([b[1] for b in self.blocks]).argsort()  # block-major -> factor order
         self.onehot = (codes[self.col_factor] == self.col_class[:, None]).to(dtype)  # (C, m)
-        self.targets = [self.onehot[b[2]:b[3]].unflatten(0, (len(b[1]), b[0])) for b in self.blocks]
+        self.targets = [self.onehot[b[2] : b[3]].unflatten(0, (len(b[1]), b[0])) for b in self.blocks]
         self.labels = [codes[b[1]][:, None, :] for b in self.blocks]  # (F_b, 1, m) per block
 
     def _split(self, scores: torch.Tensor):
@@ -181,8 +185,9 @@ class _Softmaxes:
         """Mean NLL per factor (G, F) and m * d(mean NLL)/d(scores), (G, C, m)."""
         resid = torch.empty_like(scores)
         parts = []
-        for (width, _, start, stop), (_, s), target, labels in zip(self.blocks, self._split(scores), self.targets,
-                                                                   self.labels):
+        for (width, _, start, stop), (_, s), target, labels in zip(
+            self.blocks, self._split(scores), self.targets, self.labels
+        ):
             out = resid[:, start:stop].unflatten(1, s.shape[1:3])
             if width == 1:
                 s = s[:, :, 0]
@@ -230,8 +235,9 @@ class _History:
     ones follow from them and from the small matrices (y = g_new - g_old, and Y.d is known
     from the direction's own coefficients)."""
 
-    def __init__(self, memory: int, like: torch.Tensor, member: torch.Tensor, precond: torch.Tensor,
-                 grad: torch.Tensor):
+    def __init__(
+        self, memory: int, like: torch.Tensor, member: torch.Tensor, precond: torch.Tensor, grad: torch.Tensor
+    ):
         G, C, q = like.shape
         F = member.shape[1]
         self.memory, self.member, self.precond = memory, member, precond  # member: (C, F) 0/1
@@ -285,8 +291,15 @@ class _History:
         """The direction of the problems ``bad`` (G, F) was replaced by -P^-1 grad."""
         self.yd = torch.where(bad[..., None], -self.v, self.yd)
 
-    def push(self, s: torch.Tensor, y: torch.Tensor, t: torch.Tensor, sy_new: torch.Tensor, valid: torch.Tensor,
-             grad: torch.Tensor) -> None:
+    def push(
+        self,
+        s: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        sy_new: torch.Tensor,
+        valid: torch.Tensor,
+        grad: torch.Tensor,
+    ) -> None:
         """Store the pair s = t d, y = grad - previous grad (where ``valid``); ``sy_new`` = s.y
         per problem; ``grad`` the new gradient."""
         keep = valid.to(s.dtype)
@@ -300,7 +313,7 @@ class _History:
         ypy_col = keep[..., None] * (v_new - self.v)  # y_i . P^-1 y
         sy_row = (keep * t)[..., None] * self.yd  # y_i . s
         sy_col[:, :, slot] = sy_row[:, :, slot] = keep * sy_new
-        ypy_col[:, :, slot] = ((self.y[:, :, slot] * py).sum(-1) @ self.member)
+        ypy_col[:, :, slot] = (self.y[:, :, slot] * py).sum(-1) @ self.member
         self.sy[:, :, :, slot], self.sy[:, :, slot, :] = sy_col, sy_row
         self.ypy[:, :, :, slot] = self.ypy[:, :, slot, :] = ypy_col
         self.u, self.v = u_new, v_new
@@ -308,8 +321,16 @@ class _History:
         self.gamma = torch.where(valid & (last_ypy > 0), sy_new / last_ypy.clamp_min(1e-30), self.gamma)
 
 
-def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.Tensor | None = None, *,
-                 tol: float, max_iter: int, memory: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_softmax(
+    z: torch.Tensor,
+    soft: _Softmaxes,
+    lam: torch.Tensor,
+    w: torch.Tensor | None = None,
+    *,
+    tol: float,
+    max_iter: int,
+    memory: int = 5,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched L-BFGS for the softmax regressions ``soft`` on rotated, standardised features.
 
     z (G, m, q): fit rows, eigen-rotated (orthogonal columns) with a last constant column for
@@ -346,7 +367,8 @@ def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.
         if int(busy.sum()) <= 0.8 * len(ids):  # drop the groups whose problems have all converged
             out[ids] = w
             ids, z, zt, w, scores, grad, pen, loss, active = (
-                a[busy] for a in (ids, z, zt, w, scores, grad, pen, loss, active))
+                a[busy] for a in (ids, z, zt, w, scores, grad, pen, loss, active)
+            )
             precond = precond[busy]
             history.select(busy)
         G = len(ids)
@@ -386,8 +408,12 @@ def _fit_softmax(z: torch.Tensor, soft: _Softmaxes, lam: torch.Tensor, w: torch.
         active = active & (psum(grad * grad).sqrt() > tol)
     out[ids] = w
     if bool(active.any()):
-        warnings.warn(f"{int(active.sum())} logistic probe fit(s) stopped at max_iter={max_iter} with the gradient "
-                      f"norm above tol={tol}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(active.sum())} logistic probe fit(s) stopped at max_iter={max_iter} with the gradient "
+            f"norm above tol={tol}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return out, iterations
 
 
@@ -426,7 +452,7 @@ class _Basis:
     eig: torch.Tensor  # (G, q): mean squares of the rotated fit columns, 1 for the intercept
 
     @classmethod
-    def fit(cls, x: torch.Tensor, rows: torch.Tensor) -> "_Basis":
+    def fit(cls, x: torch.Tensor, rows: torch.Tensor) -> _Basis:
         mean, std = _standardise(x, rows)
         vecs, evals = _rotation((x[:, rows] - mean) / std)
         eig = torch.cat([evals, torch.ones_like(evals[:, :1])], dim=1)
@@ -442,8 +468,9 @@ def _ridge(z: torch.Tensor, eig: torch.Tensor, y: torch.Tensor, lam: torch.Tenso
     column, eig (G, q), y (m, F) targets, lam (G, L, F) -> weights (G, L, F, q)."""
     m = z.shape[1]
     zy = (z.mT @ y) / m  # (G, q, F)
-    denom = eig[:, None, None, :] + torch.cat([lam[..., None].expand(*lam.shape, z.shape[2] - 1),
-                                               torch.zeros_like(lam[..., None])], dim=-1)
+    denom = eig[:, None, None, :] + torch.cat(
+        [lam[..., None].expand(*lam.shape, z.shape[2] - 1), torch.zeros_like(lam[..., None])], dim=-1
+    )
     safe = torch.where(denom > 0, denom, torch.ones_like(denom))
     return torch.where(denom > 0, zy.mT[:, None] / safe, torch.zeros_like(safe))
 
@@ -466,8 +493,9 @@ def _check_inputs(x: np.ndarray | torch.Tensor, names: Sequence[str]) -> None:
         raise ValueError(f"NaN or infinite feature values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
 
 
-def _encode_factors(targets: Mapping[str, np.ndarray], kinds: Mapping[str, str], n: int,
-                    fit_rows: np.ndarray) -> dict[str, tuple]:
+def _encode_factors(
+    targets: Mapping[str, np.ndarray], kinds: Mapping[str, str], n: int, fit_rows: np.ndarray
+) -> dict[str, tuple]:
     """Validated targets: categorical -> (classes, codes), continuous -> float64 values."""
     encoded = {}
     for name, kind in kinds.items():
@@ -485,8 +513,10 @@ def _encode_factors(targets: Mapping[str, np.ndarray], kinds: Mapping[str, str],
                 raise ValueError(f"categorical factor {name!r} has a single class ({only}): nothing to predict")
             missing = np.setdiff1d(classes, np.unique(values[fit_rows]))
             if len(missing):
-                raise ValueError(f"the split leaves class(es) {missing.tolist()} of factor {name!r} absent from "
-                                 f"the training trajectories (train without validation)")
+                raise ValueError(
+                    f"the split leaves class(es) {missing.tolist()} of factor {name!r} absent from "
+                    f"the training trajectories (train without validation)"
+                )
             encoded[name] = (kind, classes, codes)
         elif kind == CONTINUOUS:
             values = values.astype(np.float64)
@@ -498,8 +528,14 @@ def _encode_factors(targets: Mapping[str, np.ndarray], kinds: Mapping[str, str],
     return encoded
 
 
-def _fit_stack(x: torch.Tensor, encoded: dict, masks: tuple[np.ndarray, np.ndarray, np.ndarray],
-               grid: list[float], tol: float, max_iter: int) -> dict[str, dict[str, np.ndarray]]:
+def _fit_stack(
+    x: torch.Tensor,
+    encoded: dict,
+    masks: tuple[np.ndarray, np.ndarray, np.ndarray],
+    grid: list[float],
+    tol: float,
+    max_iter: int,
+) -> dict[str, dict[str, np.ndarray]]:
     """All factors for one stack of groups x (G, n, d) sharing rows and targets."""
     device, dtype = x.device, x.dtype
     penalties = torch.tensor(grid, dtype=dtype, device=device)
@@ -556,14 +592,16 @@ def _fit_stack(x: torch.Tensor, encoded: dict, masks: tuple[np.ndarray, np.ndarr
         correct = (logp.argmax(-1) == truth).double()  # (G, t, F)
         for i, name in enumerate(cat):
             recalls = torch.stack([correct[:, truth[:, i] == c, i].mean(1) for c in torch.unique(truth[:, i])], 1)
-            out[name] = {"accuracy": correct[..., i].mean(1).cpu().numpy(),
-                         "balanced_accuracy": recalls.mean(1).cpu().numpy(),
-                         "log_loss": nll[..., i].mean(1).cpu().numpy(),
-                         "penalty": grid64[best[:, i].cpu().numpy()]}
+            out[name] = {
+                "accuracy": correct[..., i].mean(1).cpu().numpy(),
+                "balanced_accuracy": recalls.mean(1).cpu().numpy(),
+                "log_loss": nll[..., i].mean(1).cpu().numpy(),
+                "penalty": grid64[best[:, i].cpu().numpy()],
+            }
     return out
 
 
-def _carry(w: torch.Tensor, a: "_Basis", b: "_Basis") -> torch.Tensor:
+def _carry(w: torch.Tensor, a: _Basis, b: _Basis) -> torch.Tensor:
     """Weights (G, C, q) of a linear map on basis ``a``'s features, expressed on basis ``b``'s
     (exact where ``b``'s rotation has full rank)."""
     coef = a.vecs @ w[:, :, :-1].mT / a.std.mT  # (G, d, C) on the raw features
@@ -579,12 +617,21 @@ def _argmin_last_tie(values: torch.Tensor) -> torch.Tensor:
     return values.shape[1] - 1 - v.argmin(1)
 
 
-def fit_probes(features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
-               targets: Mapping[str, np.ndarray], kinds: Mapping[str, str], trajectory: np.ndarray,
-               split: TrajectorySplit, penalties: Sequence[float] = DEFAULT_PENALTIES,
-               names: Sequence[str] | None = None, *, dtype: torch.dtype = torch.float32,
-               device: str | torch.device | None = None, tol: float = 1e-4,
-               max_iter: int = 500, n_stacks: int = 4) -> dict[str, dict[str, np.ndarray]]:
+def fit_probes(
+    features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+    targets: Mapping[str, np.ndarray],
+    kinds: Mapping[str, str],
+    trajectory: np.ndarray,
+    split: TrajectorySplit,
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
+    names: Sequence[str] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    n_stacks: int = 4,
+) -> dict[str, dict[str, np.ndarray]]:
     """Fit and score a probe for every (group, factor) pair, all in one batched computation.
 
     ``features``: a stack (G, n, d) (numpy or torch), or a sequence of G arrays (n, d_g) of
@@ -617,8 +664,10 @@ def fit_probes(features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch
     shapes = set()
     for g in groups:
         if g.ndim != (3 if stacked else 2):
-            raise ValueError(f"features must be a (groups, rows, dims) stack or a list of (rows, dims) arrays, "
-                             f"got an array of shape {tuple(g.shape)}")
+            raise ValueError(
+                f"features must be a (groups, rows, dims) stack or a list of (rows, dims) arrays, "
+                f"got an array of shape {tuple(g.shape)}"
+            )
         shapes.add(g.shape[-2])
     if len(shapes) != 1:
         raise ValueError(f"all feature groups must have the same rows, got row counts {sorted(shapes)}")
@@ -644,9 +693,19 @@ def fit_probes(features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch
         stacks = []
         for members in _width_stacks([g.shape[-1] for g in groups], n_stacks):
             width = max(groups[i].shape[-1] for i in members)
-            stacks.append((members, torch.stack([
-                torch.nn.functional.pad(torch.as_tensor(groups[i]).to(dtype), (0, width - groups[i].shape[-1]))
-                for i in members])))
+            stacks.append(
+                (
+                    members,
+                    torch.stack(
+                        [
+                            torch.nn.functional.pad(
+                                torch.as_tensor(groups[i]).to(dtype), (0, width - groups[i].shape[-1])
+                            )
+                            for i in members
+                        ]
+                    ),
+                )
+            )
     results: dict[str, dict[str, np.ndarray]] = {}
     for members, block in stacks:
         x = block.to(device=device or block.device, dtype=dtype)
@@ -657,9 +716,16 @@ def fit_probes(features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch
     return {name: results[name] for name in kinds}
 
 
-def probe_frame(step: np.ndarray, trajectory: np.ndarray, features: Mapping[str, np.ndarray],
-                targets: Mapping[str, np.ndarray], kinds: Mapping[str, str], split: TrajectorySplit,
-                penalties: Sequence[float] = DEFAULT_PENALTIES, **options) -> "pd.DataFrame":
+def probe_frame(
+    step: np.ndarray,
+    trajectory: np.ndarray,
+    features: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    kinds: Mapping[str, str],
+    split: TrajectorySplit,
+    penalties: Sequence[float] = DEFAULT_PENALTIES,
+    **options,
+) -> pd.DataFrame:
     """Probes for every (recorded step, feature, factor) of a trajectory table, as tidy rows.
 
     One entry per table row: ``step`` and ``trajectory`` (ids, split by ``split``), each
@@ -689,15 +755,30 @@ def probe_frame(step: np.ndarray, trajectory: np.ndarray, features: Mapping[str,
     for members in batches.values():
         rows0 = members[0][1]
         groups = [(name, s, rows) for name in features for s, rows in members]
-        result = fit_probes([np.asarray(features[name])[rows] for name, _, rows in groups],
-                            {f: np.asarray(targets[f])[rows0] for f in kinds}, kinds, trajectory[rows0], split,
-                            penalties, names=[f"feature {name!r} at step {s}" for name, s, _ in groups], **options)
+        result = fit_probes(
+            [np.asarray(features[name])[rows] for name, _, rows in groups],
+            {f: np.asarray(targets[f])[rows0] for f in kinds},
+            kinds,
+            trajectory[rows0],
+            split,
+            penalties,
+            names=[f"feature {name!r} at step {s}" for name, s, _ in groups],
+            **options,
+        )
         for factor, kind in kinds.items():
             metrics = CATEGORICAL_METRICS if kind == CATEGORICAL else CONTINUOUS_METRICS
             for i, (name, s, _) in enumerate(groups):
                 for metric in metrics:
-                    records.append((int(s), name, factor, metric, float(result[factor][metric][i]),
-                                    float(result[factor]["penalty"][i])))
+                    records.append(
+                        (
+                            int(s),
+                            name,
+                            factor,
+                            metric,
+                            float(result[factor][metric][i]),
+                            float(result[factor]["penalty"][i]),
+                        )
+                    )
     frame = pd.DataFrame.from_records(records, columns=["step", "feature", "factor", "metric", "score", "penalty"])
     return frame.sort_values(["step", "feature", "factor", "metric"], ignore_index=True)
 
@@ -711,7 +792,7 @@ def _width_stacks(widths: Sequence[int], n_stacks: int) -> list[np.ndarray]:
     # best[k][i]: minimal cost of the first i sorted groups in k stacks
     best = [[0.0] + [math.inf] * n]
     cut = []
-    for k in range(1, min(n_stacks, n) + 1):
+    for _ in range(min(n_stacks, n)):
         row, arg = [0.0] + [math.inf] * n, [0] * (n + 1)
         for i in range(1, n + 1):
             for j in range(i):

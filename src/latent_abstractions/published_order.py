@@ -21,7 +21,7 @@ the data set lacks, or one never decided, is left out):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,8 +49,10 @@ def _published_part(order: Sequence[str]) -> tuple[list[str], np.ndarray]:
     kept = [name for name in order if name in PUBLISHED_EARLY | PUBLISHED_LATE]
     group = np.asarray([name in PUBLISHED_LATE for name in kept], dtype=np.float64)
     if not group.any() or group.all():
-        raise ValueError(f"order {list(order)} needs an early ({', '.join(sorted(PUBLISHED_EARLY))}) "
-                         f"and a late ({', '.join(sorted(PUBLISHED_LATE))}) factor to compare")
+        raise ValueError(
+            f"order {list(order)} needs an early ({', '.join(sorted(PUBLISHED_EARLY))}) "
+            f"and a late ({', '.join(sorted(PUBLISHED_LATE))}) factor to compare"
+        )
     return kept, group
 
 
@@ -72,5 +74,9 @@ def compare_with_published(decisions: pd.DataFrame, level: int = 50) -> dict:
     """For a report line: ``order`` (list), ``text`` ("floor_hue, wall_hue, ..."),
     ``agrees`` and ``rank_agreement`` of one experiment's decision-time table."""
     order = decided_order(decisions, level)
-    return {"order": order, "text": ", ".join(order), "agrees": agrees_with_published(order),
-            "rank_agreement": published_rank_agreement(order)}
+    return {
+        "order": order,
+        "text": ", ".join(order),
+        "agrees": agrees_with_published(order),
+        "rank_agreement": published_rank_agreement(order),
+    }

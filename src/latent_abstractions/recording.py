@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -28,8 +28,15 @@ from . import checkpoints, paths
 from .errors import InputError
 from .nets.unet import ScoreUNet
 from .sde import SDE
-from .trajectories import (NETWORK_PASSES, activation_column, denoised_column, eps_column, full_map_column,
-                           map_cells, map_column)
+from .trajectories import (
+    NETWORK_PASSES,
+    activation_column,
+    denoised_column,
+    eps_column,
+    full_map_column,
+    map_cells,
+    map_column,
+)
 
 # Independent families of random streams, one per use (the second key of stream_seed).
 STREAM_SAMPLE, STREAM_FORK_PARENT, STREAM_FORK_BRANCH, STREAM_FORWARD_BACKWARD = 0, 1, 2, 3
@@ -92,8 +99,16 @@ class BlockNetwork:
         pad = (-rows) % self.block
         if pad:
             x, t, values, keep = (torch.cat([v, v[:1].expand(pad, *v.shape[1:])]) for v in (x, t, values, keep))
-        outputs = [self.model(x[i:i + self.block], t[i:i + self.block], values[i:i + self.block],
-                              keep[i:i + self.block], taps=taps) for i in range(0, rows + pad, self.block)]
+        outputs = [
+            self.model(
+                x[i : i + self.block],
+                t[i : i + self.block],
+                values[i : i + self.block],
+                keep[i : i + self.block],
+                taps=taps,
+            )
+            for i in range(0, rows + pad, self.block)
+        ]
         if len(outputs) == 1 and not pad:
             return outputs[0]
         eps = torch.cat([o[0] for o in outputs])[:rows]
@@ -117,16 +132,31 @@ class TrajectoryRecorder:
     with ``state_only`` just the state. ``control``: a random network whose
     unconditional pass is recorded too (pass ``random``)."""
 
-    def __init__(self, model: ScoreUNet, sde: SDE, factor_values: torch.Tensor, record_steps: Sequence[int],
-                 taps: Sequence[str], control: ScoreUNet | None = None, *, keep: torch.Tensor | None = None,
-                 guidance: float = 1.0, full_maps: Sequence[str] = (), block: int = 0, state_only: bool = False):
+    def __init__(
+        self,
+        model: ScoreUNet,
+        sde: SDE,
+        factor_values: torch.Tensor,
+        record_steps: Sequence[int],
+        taps: Sequence[str],
+        control: ScoreUNet | None = None,
+        *,
+        keep: torch.Tensor | None = None,
+        guidance: float = 1.0,
+        full_maps: Sequence[str] = (),
+        block: int = 0,
+        state_only: bool = False,
+    ):
         if guidance < 0:
             raise ValueError(f"guidance scale {guidance} must be >= 0")
         self.network, self.sde = BlockNetwork(model, block), sde
         self.control = None if control is None else BlockNetwork(control, block)
         self.values = factor_values
-        self.keep = torch.ones(factor_values.shape, dtype=torch.bool, device=factor_values.device) if keep is None \
+        self.keep = (
+            torch.ones(factor_values.shape, dtype=torch.bool, device=factor_values.device)
+            if keep is None
             else keep.to(factor_values.device)
+        )
         self.null = torch.zeros_like(self.keep)
         self.conditional = bool(self.keep.any())
         self.guidance = float(guidance)
@@ -139,10 +169,19 @@ class TrajectoryRecorder:
     def _both(self, x, t, taps=()):
         """cond and uncond passes as one batch: (eps_cond, eps_uncond, activations of each)."""
         batch = x.shape[0]
-        eps, activations = self.network(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.values, self.values]),
-                                        torch.cat([self.keep, self.null]), taps)
-        return (eps[:batch], eps[batch:], {k: v[:batch] for k, v in activations.items()},
-                {k: v[batch:] for k, v in activations.items()})
+        eps, activations = self.network(
+            torch.cat([x, x]),
+            torch.cat([t, t]),
+            torch.cat([self.values, self.values]),
+            torch.cat([self.keep, self.null]),
+            taps,
+        )
+        return (
+            eps[:batch],
+            eps[batch:],
+            {k: v[:batch] for k, v in activations.items()},
+            {k: v[batch:] for k, v in activations.items()},
+        )
 
     def drive(self, eps_cond: torch.Tensor | None, eps_uncond: torch.Tensor | None) -> torch.Tensor:
         if eps_cond is None:
@@ -193,8 +232,13 @@ class TrajectoryRecorder:
         return self.drive(eps_cond, eps_uncond)
 
 
-def tap_shapes(model: ScoreUNet, image_shape: Sequence[int], n_factors: int, taps: Sequence[str],
-               device: torch.device | str = "cpu") -> dict[str, list[int]]:
+def tap_shapes(
+    model: ScoreUNet,
+    image_shape: Sequence[int],
+    n_factors: int,
+    taps: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> dict[str, list[int]]:
     """(channels, height, width) of each tap, from one forward pass of one image."""
     if not taps:
         return {}
@@ -226,6 +270,7 @@ def time_columns(sde: SDE, times: torch.Tensor, steps: Sequence[int]) -> tuple[l
 
 # --- params --------------------------------------------------------------------------------------
 
+
 def resolve_condition(condition, factors: list[dict], where: str) -> list[str]:
     """``condition``: "all" or a list of factor names (empty: unconditional) -> the names,
     in the network's order."""
@@ -245,8 +290,12 @@ def keep_mask(factors: list[dict], names: Sequence[str], rows: int) -> torch.Ten
 def condition_grid(factors: list[dict]) -> dict[str, np.ndarray]:
     """What the network is conditioned with, per factor: the values of a continuous
     factor, the value indices of a categorical one."""
-    return {f["name"]: np.asarray(f["values"], dtype=np.float64) if f["kind"] == "continuous"
-            else np.arange(len(f["values"]), dtype=np.float64) for f in factors}
+    return {
+        f["name"]: np.asarray(f["values"], dtype=np.float64)
+        if f["kind"] == "continuous"
+        else np.arange(len(f["values"]), dtype=np.float64)
+        for f in factors
+    }
 
 
 def factor_input(factors: list[dict], requested: dict[str, np.ndarray], rows: int) -> np.ndarray:
@@ -300,7 +349,9 @@ def recorded_steps(selection: dict, times: torch.Tensor, sde: SDE, where: str) -
     seen: dict[int, str] = {}
     for step, label in zip(chosen, labels):
         if step in seen:
-            raise ValueError(f"{where}: {seen[step]} and {label} fall on the same step {step} of the {steps}-step grid; "
-                             "ask for fewer times or more steps")
+            raise ValueError(
+                f"{where}: {seen[step]} and {label} fall on the same step {step} of the {steps}-step grid; "
+                "ask for fewer times or more steps"
+            )
         seen[step] = label
     return sorted(seen)

@@ -50,7 +50,7 @@ ORDERED = 0.9
 def participation_ratio(activations: np.ndarray) -> float:
     centred = activations - activations.mean(axis=0)
     variances = np.linalg.svd(centred, compute_uv=False) ** 2  # the covariance's eigenvalues, up to a factor
-    return float(variances.sum() ** 2 / max((variances ** 2).sum(), 1e-300))
+    return float(variances.sum() ** 2 / max((variances**2).sum(), 1e-300))
 
 
 def pca_embedding(activations: np.ndarray, dimensions: int = PCA_DIMENSIONS) -> np.ndarray:
@@ -82,16 +82,22 @@ def measure(activations: np.ndarray, positions: np.ndarray) -> dict[str, float]:
     activations = np.asarray(activations, dtype=np.float64).reshape(len(activations), -1)
     positions = np.asarray(positions, dtype=np.float64)
     if len(activations) <= 2 * NEIGHBOURS:
-        raise ValueError(f"need more than {2 * NEIGHBOURS} conditions to measure a representation, "
-                         f"got {len(activations)}")
+        raise ValueError(
+            f"need more than {2 * NEIGHBOURS} conditions to measure a representation, got {len(activations)}"
+        )
     knn = knn_r2(activations, positions)
     isomap = Isomap(n_neighbors=ISOMAP_NEIGHBOURS, n_components=ISOMAP_DIMENSIONS).fit_transform(activations)
     pca = linear_r2(pca_embedding(activations), positions)
-    return {"knn_r2": float(np.nanmean(knn)), "knn_r2_x": float(knn[0]), "knn_r2_y": float(knn[-1]),
-            "trustworthiness": float(trustworthiness(positions, activations, n_neighbors=NEIGHBOURS)),
-            "continuity": float(trustworthiness(activations, positions, n_neighbors=NEIGHBOURS)),
-            "r2_isomap": float(np.nanmean(linear_r2(isomap, positions))), "r2_pca": float(np.nanmean(pca)),
-            "effective_dimension": participation_ratio(activations)}
+    return {
+        "knn_r2": float(np.nanmean(knn)),
+        "knn_r2_x": float(knn[0]),
+        "knn_r2_y": float(knn[-1]),
+        "trustworthiness": float(trustworthiness(positions, activations, n_neighbors=NEIGHBOURS)),
+        "continuity": float(trustworthiness(activations, positions, n_neighbors=NEIGHBOURS)),
+        "r2_isomap": float(np.nanmean(linear_r2(isomap, positions))),
+        "r2_pca": float(np.nanmean(pca)),
+        "effective_dimension": participation_ratio(activations),
+    }
 
 
 def is_ordered(knn_r2_value: float) -> bool:

@@ -54,7 +54,7 @@ def load(trainer: Trainer, path: Path | str) -> None:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(path))
-    trainer.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    trainer.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     for key in trainer.ema.shadow:
         trainer.ema.shadow[key].copy_(tensors[f"ema.{key}"])
     trainer.ema.updates = int(metadata["ema_updates"])
@@ -68,5 +68,5 @@ def load(trainer: Trainer, path: Path | str) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    trainer.history = [(int(s), float(l), float(r)) for s, l, r in tensors["history"].tolist()]
+    trainer.history = [(int(step), float(loss), float(rate)) for step, loss, rate in tensors["history"].tolist()]
     trainer.step_index = int(metadata["step"])

@@ -25,14 +25,13 @@ HEADER_ALIGNMENT = 8
 def canonical_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
     raw = save(tensors, metadata=metadata)
     (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + length])
+    header = json.loads(raw[8 : 8 + length])
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % HEADER_ALIGNMENT)
-    return struct.pack("<Q", len(text)) + text + raw[8 + length:]
+    return struct.pack("<Q", len(text)) + text + raw[8 + length :]
 
 
-def write_checkpoint(tensors: dict[str, torch.Tensor], architecture: dict, provenance: dict,
-                     path: Path | str) -> None:
+def write_checkpoint(tensors: dict[str, torch.Tensor], architecture: dict, provenance: dict, path: Path | str) -> None:
     """Weights with the architecture and provenance as sorted JSON in the header."""
     tensors = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
     write(tensors, path, {"architecture": canonical_json(architecture), "provenance": canonical_json(provenance)})

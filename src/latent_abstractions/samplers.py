@@ -29,7 +29,8 @@ each sampler returns Tweedie's denoised estimate at times[-1]. The callback sees
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
@@ -48,8 +49,9 @@ class StepCallback(Protocol):
 Update = Callable[..., torch.Tensor]
 
 
-def _run(update: Update, eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
-         callback: StepCallback | None) -> torch.Tensor:
+def _run(
+    update: Update, eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor, callback: StepCallback | None
+) -> torch.Tensor:
     if len(times) < 1:
         raise ValueError("times must hold at least one entry")
     batch = x.shape[0]
@@ -87,44 +89,72 @@ def _ode_slope(sde: SDE, x, eps, t) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reverse_sde_euler_maruyama(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
-                               generator: torch.Generator | None = None,
-                               callback: StepCallback | None = None) -> torch.Tensor:
+def reverse_sde_euler_maruyama(
+    eps_fn: EpsFn,
+    sde: SDE,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
     """Integrate the reverse SDE dX = [f - g^2 score] dt + g dW-bar along the decreasing ``times``."""
+
     def update(x, eps, t, t_next, **_):
         return _euler_maruyama(sde, generator, x, eps, t, t_next)
+
     return _run(update, eps_fn, sde, x, times, callback)
 
 
 @torch.no_grad()
-def predictor_corrector(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
-                        generator: torch.Generator | None = None,
-                        callback: StepCallback | None = None, snr: float = LANGEVIN_SNR) -> torch.Tensor:
+def predictor_corrector(
+    eps_fn: EpsFn,
+    sde: SDE,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    snr: float = LANGEVIN_SNR,
+) -> torch.Tensor:
     """Euler-Maruyama predictor, then one Langevin corrector step at the new time."""
+
     def update(x, eps, t, t_next, evaluate, **_):
         x = _euler_maruyama(sde, generator, x, eps, t, t_next)
         score = sde.score_from_eps(evaluate(x, t_next), t_next)
         noise = _noise(x, generator)
         step_size = expand_like(2.0 * (snr * sde.sigma(t_next)) ** 2, x)
         return x + step_size * score + (2.0 * step_size).sqrt() * noise
+
     return _run(update, eps_fn, sde, x, times, callback)
 
 
 @torch.no_grad()
-def probability_flow_euler(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
-                           generator: torch.Generator | None = None,
-                           callback: StepCallback | None = None) -> torch.Tensor:
+def probability_flow_euler(
+    eps_fn: EpsFn,
+    sde: SDE,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
     """Integrate the probability-flow ODE dX = [f - 1/2 g^2 score] dt (deterministic given X_T)."""
+
     def update(x, eps, t, t_next, **_):
         return x - _ode_slope(sde, x, eps, t) * expand_like(t - t_next, x)
+
     return _run(update, eps_fn, sde, x, times, callback)
 
 
 @torch.no_grad()
-def probability_flow_heun(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor,
-                          generator: torch.Generator | None = None,
-                          callback: StepCallback | None = None) -> torch.Tensor:
+def probability_flow_heun(
+    eps_fn: EpsFn,
+    sde: SDE,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
     """Heun's method on the probability-flow ODE: the mean of the slopes at both ends."""
+
     def update(x, eps, t, t_next, evaluate, last):
         h = expand_like(t - t_next, x)
         slope = _ode_slope(sde, x, eps, t)
@@ -132,17 +162,31 @@ def probability_flow_heun(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch
         if last:  # the slope near t_end is the stiffest; EDM takes a plain Euler step there
             return euler
         return x - 0.5 * (slope + _ode_slope(sde, euler, evaluate(euler, t_next), t_next)) * h
+
     return _run(update, eps_fn, sde, x, times, callback)
 
 
 @torch.no_grad()
-def ddim(eps_fn: EpsFn, sde: SDE, x: torch.Tensor, times: torch.Tensor, generator: torch.Generator | None = None,
-         callback: StepCallback | None = None) -> torch.Tensor:
+def ddim(
+    eps_fn: EpsFn,
+    sde: SDE,
+    x: torch.Tensor,
+    times: torch.Tensor,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
     """Deterministic DDIM: keep the predicted noise, move the predicted image to the next noise level."""
+
     def update(x, eps, t, t_next, **_):
         return expand_like(sde.alpha(t_next), x) * sde.denoise(x, eps, t) + expand_like(sde.sigma(t_next), x) * eps
+
     return _run(update, eps_fn, sde, x, times, callback)
 
 
-SAMPLERS = {"sde": reverse_sde_euler_maruyama, "pc": predictor_corrector, "ode": probability_flow_euler,
-            "heun": probability_flow_heun, "ddim": ddim}
+SAMPLERS = {
+    "sde": reverse_sde_euler_maruyama,
+    "pc": predictor_corrector,
+    "ode": probability_flow_euler,
+    "heun": probability_flow_heun,
+    "ddim": ddim,
+}

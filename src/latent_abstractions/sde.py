@@ -25,7 +25,6 @@ import math
 
 import torch
 
-
 T_MIN = 1e-3  # smallest time trained on: the eps-target is ill-posed as sigma_t -> 0
 
 
@@ -180,8 +179,9 @@ def log_snr_grid(sde: SDE, t_start: float, t_end: float, points: int) -> torch.T
 SPACINGS = ("uniform", "log_snr")
 
 
-def time_grid(t_start: float, t_end: float, steps: int, sde: SDE | None = None,
-              spacing: str | None = None) -> torch.Tensor:
+def time_grid(
+    t_start: float, t_end: float, steps: int, sde: SDE | None = None, spacing: str | None = None
+) -> torch.Tensor:
     """``steps + 1`` times (float32) from ``t_start`` down to ``t_end``.
 
     ``spacing`` "uniform" spaces them evenly in t; "log_snr" evenly in the ``sde``'s

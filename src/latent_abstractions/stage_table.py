@@ -11,7 +11,7 @@ from this table; a stage's code dependencies are the import closure of its modul
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from . import paths
 from .code_closure import closure_files
@@ -110,57 +110,193 @@ def _figure(name: str) -> tuple[str, ...]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("prepare_data", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
-          applies_to=lambda e: not _is_file_import(e), priority=10),  # a priority does not pass to upstream jobs
-    Stage("import_shapes3d", "prepare_data", inputs=(), outputs=DATASET, params=("dataset",),
-          applies_to=_is_file_import, external_input="path", priority=10),
-    Stage("train_score_model", "train_score_model", inputs=DATASET, outputs=(paths.WEIGHTS, paths.LOSS),
-          params=("sde", "model", "train"), directories=(paths.CHECKPOINTS,), metrics=(paths.LIVE_METRICS,),
-          plots=LIVE_PLOTS, applies_to=_full_and(), priority=10),
-    Stage("sample_trajectories", "sample_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "sample"), directories=(paths.TRAJECTORIES,), applies_to=_full_and(), priority=4),
-    Stage("fork_trajectories", "fork_trajectories", inputs=(paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "fork"), directories=(paths.FORKS,), applies_to=_full_and()),
-    Stage("forward_backward", "forward_backward", inputs=DATASET + (paths.WEIGHTS,), outputs=(),
-          params=("sde", "model", "forward_backward"), directories=(paths.FORWARD_BACKWARD,), applies_to=_full_and()),
-    Stage("fit_probes", "fit_probes", inputs=(paths.TRAJECTORIES,), outputs=(paths.PROBES,), params=("probes",),
-          plots=(_series_plot("probes"),), applies_to=_full_and()),
-    Stage("estimate_information", "estimate_information", inputs=DATASET + (paths.WEIGHTS,),
-          outputs=(paths.INFORMATION,), params=("sde", "model", "information"), metrics=(paths.INFORMATION_METRICS,),
-          plots=(_series_plot("information"),), applies_to=_full_and(), priority=5),
-    Stage("evaluate_generation", "evaluate_generation", inputs=DATASET + (paths.CHECKPOINTS,),
-          outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
-          params=("sde", "model", "generation"), applies_to=_full_and(_is_bumps), priority=4,
-          plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),)),
-    Stage("train_noise_classifier", "train_noise_classifier", inputs=DATASET,
-          outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION), params=("sde", "model", "classifier"),
-          metrics=(paths.CLASSIFIER_METRICS,), applies_to=_full_and(), priority=5),
-    Stage("analyze_forks", "analyze_forks",
-          inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
-          outputs=(paths.FORK_ANALYSIS,), params=("model",), applies_to=_full_and()),
-    Stage("decision_order", "decision_order",
-          inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
-          outputs=(paths.ORDER, paths.PROXIES), params=(), applies_to=_full_and()),
-    Stage("exact_order", "exact_order", inputs=DATASET, outputs=(paths.EXACT_INFORMATION, paths.EXACT_DECISIONS),
-          params=("sde", "exact_order"), plots=(_series_plot("exact_information"),), applies_to=_is_shapes,
-          priority=3),
-    Stage("dataset_sheets", "figures", arguments="--figures dataset", inputs=DATASET,
-          outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)), params=()),
-    Stage("plot_probes", "figures", arguments="--figures probes", inputs=(paths.PROBES, paths.INFORMATION),
-          outputs=_figure("probes"), params=(), applies_to=_full_and()),
-    Stage("plot_information", "figures", arguments="--figures information",
-          inputs=(paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
-          outputs=_figure("information"), params=(), applies_to=_full_and()),
-    Stage("plot_samples", "figures", arguments="--figures samples", inputs=(paths.TRAJECTORIES,),
-          outputs=_figure("samples"), params=(), applies_to=_full_and()),
-    Stage("plot_generation", "figures", arguments="--figures generation",
-          inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
-          outputs=_figure("generation") + _figure("representation"),
-          params=(), applies_to=_full_and(_is_bumps)),
-    Stage("plot_proxies", "figures", arguments="--figures proxies", inputs=(paths.PROXIES,),
-          outputs=_figure("proxies"), params=(), applies_to=_full_and()),
-    Stage("plot_loss", "figures", arguments="--figures loss", inputs=(paths.LOSS,),
-          outputs=_figure("loss"), params=(), applies_to=_full_and()),
+    Stage(
+        "prepare_data",
+        "prepare_data",
+        inputs=(),
+        outputs=DATASET,
+        params=("dataset",),
+        applies_to=lambda e: not _is_file_import(e),
+        priority=10,
+    ),  # a priority does not pass to upstream jobs
+    Stage(
+        "import_shapes3d",
+        "prepare_data",
+        inputs=(),
+        outputs=DATASET,
+        params=("dataset",),
+        applies_to=_is_file_import,
+        external_input="path",
+        priority=10,
+    ),
+    Stage(
+        "train_score_model",
+        "train_score_model",
+        inputs=DATASET,
+        outputs=(paths.WEIGHTS, paths.LOSS),
+        params=("sde", "model", "train"),
+        directories=(paths.CHECKPOINTS,),
+        metrics=(paths.LIVE_METRICS,),
+        plots=LIVE_PLOTS,
+        applies_to=_full_and(),
+        priority=10,
+    ),
+    Stage(
+        "sample_trajectories",
+        "sample_trajectories",
+        inputs=(paths.WEIGHTS,),
+        outputs=(),
+        params=("sde", "model", "sample"),
+        directories=(paths.TRAJECTORIES,),
+        applies_to=_full_and(),
+        priority=4,
+    ),
+    Stage(
+        "fork_trajectories",
+        "fork_trajectories",
+        inputs=(paths.WEIGHTS,),
+        outputs=(),
+        params=("sde", "model", "fork"),
+        directories=(paths.FORKS,),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "forward_backward",
+        "forward_backward",
+        inputs=DATASET + (paths.WEIGHTS,),
+        outputs=(),
+        params=("sde", "model", "forward_backward"),
+        directories=(paths.FORWARD_BACKWARD,),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "fit_probes",
+        "fit_probes",
+        inputs=(paths.TRAJECTORIES,),
+        outputs=(paths.PROBES,),
+        params=("probes",),
+        plots=(_series_plot("probes"),),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "estimate_information",
+        "estimate_information",
+        inputs=DATASET + (paths.WEIGHTS,),
+        outputs=(paths.INFORMATION,),
+        params=("sde", "model", "information"),
+        metrics=(paths.INFORMATION_METRICS,),
+        plots=(_series_plot("information"),),
+        applies_to=_full_and(),
+        priority=5,
+    ),
+    Stage(
+        "evaluate_generation",
+        "evaluate_generation",
+        inputs=DATASET + (paths.CHECKPOINTS,),
+        outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
+        params=("sde", "model", "generation"),
+        applies_to=_full_and(_is_bumps),
+        priority=4,
+        plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),),
+    ),
+    Stage(
+        "train_noise_classifier",
+        "train_noise_classifier",
+        inputs=DATASET,
+        outputs=(paths.CLASSIFIER_WEIGHTS, paths.CLASSIFIER_EVALUATION),
+        params=("sde", "model", "classifier"),
+        metrics=(paths.CLASSIFIER_METRICS,),
+        applies_to=_full_and(),
+        priority=5,
+    ),
+    Stage(
+        "analyze_forks",
+        "analyze_forks",
+        inputs=DATASET + (paths.FORKS, paths.FORWARD_BACKWARD, paths.CLASSIFIER_WEIGHTS),
+        outputs=(paths.FORK_ANALYSIS,),
+        params=("model",),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "decision_order",
+        "decision_order",
+        inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
+        outputs=(paths.ORDER, paths.PROXIES),
+        params=(),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "exact_order",
+        "exact_order",
+        inputs=DATASET,
+        outputs=(paths.EXACT_INFORMATION, paths.EXACT_DECISIONS),
+        params=("sde", "exact_order"),
+        plots=(_series_plot("exact_information"),),
+        applies_to=_is_shapes,
+        priority=3,
+    ),
+    Stage(
+        "dataset_sheets",
+        "figures",
+        arguments="--figures dataset",
+        inputs=DATASET,
+        outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)),
+        params=(),
+    ),
+    Stage(
+        "plot_probes",
+        "figures",
+        arguments="--figures probes",
+        inputs=(paths.PROBES, paths.INFORMATION),
+        outputs=_figure("probes"),
+        params=(),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "plot_information",
+        "figures",
+        arguments="--figures information",
+        inputs=(paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
+        outputs=_figure("information"),
+        params=(),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "plot_samples",
+        "figures",
+        arguments="--figures samples",
+        inputs=(paths.TRAJECTORIES,),
+        outputs=_figure("samples"),
+        params=(),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "plot_generation",
+        "figures",
+        arguments="--figures generation",
+        inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
+        outputs=_figure("generation") + _figure("representation"),
+        params=(),
+        applies_to=_full_and(_is_bumps),
+    ),
+    Stage(
+        "plot_proxies",
+        "figures",
+        arguments="--figures proxies",
+        inputs=(paths.PROXIES,),
+        outputs=_figure("proxies"),
+        params=(),
+        applies_to=_full_and(),
+    ),
+    Stage(
+        "plot_loss",
+        "figures",
+        arguments="--figures loss",
+        inputs=(paths.LOSS,),
+        outputs=_figure("loss"),
+        params=(),
+        applies_to=_full_and(),
+    ),
 )
 
 
@@ -204,14 +340,30 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
     return sorted(name for name, experiment in params["experiments"].items() if entry.applies_to(experiment))
 
 
-REPORT = ProjectStage("report", "report", outputs=(paths.REPORT, paths.FINDINGS), reads=(
-    *(paths.FIGURE.replace("{figure}", name) for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES
-      + paths.STUDY_FIGURES),
-    paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.INFORMATION_METRICS, paths.CLASSIFIER_METRICS,
-    paths.ORDER, paths.EXACT_DECISIONS))
+REPORT = ProjectStage(
+    "report",
+    "report",
+    outputs=(paths.REPORT, paths.FINDINGS),
+    reads=(
+        *(
+            paths.FIGURE.replace("{figure}", name)
+            for name in paths.DATASET_FIGURES + paths.RESULT_FIGURES + paths.STUDY_FIGURES
+        ),
+        paths.GENERATION_ACCURACY,
+        paths.GENERATION_REPRESENTATION,
+        paths.INFORMATION_METRICS,
+        paths.CLASSIFIER_METRICS,
+        paths.ORDER,
+        paths.EXACT_DECISIONS,
+    ),
+)
 
 
 def final_outputs(params: dict) -> list[str]:
     """What `snakemake` (rule all) and `dvc repro` make: every output of every stage."""
-    return sorted(template.format(experiment=name) for entry in STAGES for name in experiments_of(entry, params)
-                  for template in entry.all_outputs()) + list(REPORT.outputs)
+    return sorted(
+        template.format(experiment=name)
+        for entry in STAGES
+        for name in experiments_of(entry, params)
+        for template in entry.all_outputs()
+    ) + list(REPORT.outputs)

@@ -24,8 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY, canonical_json, naming_full_disk
-from .trajectories import (LAYOUT_KEY, PART_KEY, ROW_GROUP_BYTES, SCHEMA_VERSION, part_file, scalar_columns,
-                           schema_for, step_directory)
+from .trajectories import (
+    LAYOUT_KEY,
+    PART_KEY,
+    ROW_GROUP_BYTES,
+    SCHEMA_VERSION,
+    part_file,
+    scalar_columns,
+    schema_for,
+    step_directory,
+)
 
 log = logging.getLogger("store")
 PROGRESS = "_progress.json"
@@ -109,9 +117,15 @@ class StoreWriter:
         table = table.replace_schema_metadata({**self.metadata, PART_KEY: canonical_json({"part": part}).encode()})
         try:
             with naming_full_disk(target):
-                pq.write_table(table, temporary, row_group_size=self.rows_per_group, compression="none",
-                               use_dictionary=["split"] if "split" in table.column_names else False,
-                               write_statistics=self.scalars, write_page_checksum=True)
+                pq.write_table(
+                    table,
+                    temporary,
+                    row_group_size=self.rows_per_group,
+                    compression="none",
+                    use_dictionary=["split"] if "split" in table.column_names else False,
+                    write_statistics=self.scalars,
+                    write_page_checksum=True,
+                )
                 os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,13 +22,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .conditioning import subset_keep_mask
-from .pixels import model_range
 from .distributed import World
 from .errors import TrainingDiverged
 from .nets.unet import ScoreUNet
+from .pixels import model_range
 from .schedule import learning_rate_at
 from .sde import SDE, T_MIN
-
 
 
 @dataclasses.dataclass
@@ -63,8 +62,11 @@ def training_times(sde: SDE, uniform: torch.Tensor, sampling: str) -> torch.Tens
     if sampling not in TIME_SAMPLINGS:
         raise ValueError(f"time_sampling {sampling!r}: must be one of {', '.join(TIME_SAMPLINGS)}")
     if sampling == "mixed":
-        return torch.where(uniform < 0.5, training_times(sde, 2 * uniform, "t"),
-                           training_times(sde, (2 * uniform - 1).clamp_min(0.0), "log_snr"))
+        return torch.where(
+            uniform < 0.5,
+            training_times(sde, 2 * uniform, "t"),
+            training_times(sde, (2 * uniform - 1).clamp_min(0.0), "log_snr"),
+        )
     if sampling == "t":
         return T_MIN + (1.0 - T_MIN) * uniform
     ends = sde.log_snr(torch.tensor([1.0, T_MIN]))
@@ -93,15 +95,23 @@ class ExponentialMovingAverage:
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         current = model.state_dict()
         # One fused kernel for all tensors rather than one launch per tensor.
-        torch._foreach_lerp_([self.shadow[n] for n in self._floating], [current[n].detach() for n in self._floating],
-                             1.0 - decay)
+        torch._foreach_lerp_(
+            [self.shadow[n] for n in self._floating], [current[n].detach() for n in self._floating], 1.0 - decay
+        )
         for name, value in current.items():
             if not value.dtype.is_floating_point:
                 self.shadow[name].copy_(value)
 
 
-def denoising_loss(model: torch.nn.Module, sde: SDE, x0: torch.Tensor, factor_values: torch.Tensor,
-                   keep: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def denoising_loss(
+    model: torch.nn.Module,
+    sde: SDE,
+    x0: torch.Tensor,
+    factor_values: torch.Tensor,
+    keep: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
     """Epsilon-matching loss (Ho et al. 2020, eq. 14; Song et al. 2021, eq. 7 with lambda = sigma^2)."""
     x_t = sde.marginal(x0, t, noise)
     predicted, _ = model(x_t, t, factor_values, keep)
@@ -119,8 +129,9 @@ class Batch:
 class Trainer:
     """One optimizer step at a time; owns the model, optimizer, EMA and batch generator."""
 
-    def __init__(self, model: ScoreUNet, sde: SDE, config: TrainConfig, device: torch.device,
-                 world: World | None = None):
+    def __init__(
+        self, model: ScoreUNet, sde: SDE, config: TrainConfig, device: torch.device, world: World | None = None
+    ):
         self.model, self.sde, self.config, self.device = model, sde, config, device
         self.world = world or World()
         if config.batch_size % self.world.size:
@@ -133,10 +144,12 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
         if config.compile:
             self.network = torch.compile(self.network, dynamic=False)  # fixed batch shapes: no recompiles
-        self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                       enabled=cuda and config.precision == "bf16")
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.learning_rate, weight_decay=0.0,
-                                           fused=cuda)
+        self.autocast = torch.autocast(
+            device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.precision == "bf16"
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=0.0, fused=cuda
+        )
         self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step_index = 0
@@ -148,8 +161,9 @@ class Trainer:
         index = torch.randint(n_data, (size,), generator=generator)
         t = training_times(self.sde, torch.rand(size, generator=generator), self.config.time_sampling)
         noise = torch.randn((size,) + tuple(image_shape), generator=generator)
-        keep = subset_keep_mask(size, n_factors, self.config.keep_none, self.config.keep_all, self.config.keep_single,
-                                generator)
+        keep = subset_keep_mask(
+            size, n_factors, self.config.keep_none, self.config.keep_all, self.config.keep_single, generator
+        )
         return Batch(index, t, noise, keep)
 
     def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:
@@ -157,7 +171,10 @@ class Trainer:
         shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
         x0, values = to(shard(x0)), to(shard(values))
         t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))
-        x0, noise = x0.contiguous(memory_format=torch.channels_last), noise.contiguous(memory_format=torch.channels_last)
+        x0, noise = (
+            x0.contiguous(memory_format=torch.channels_last),
+            noise.contiguous(memory_format=torch.channels_last),
+        )
         rate = learning_rate_at(self.step_index, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = rate
@@ -174,10 +191,15 @@ class Trainer:
         return value
 
 
-def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray, rows: np.ndarray | None = None,
-          on_checkpoint: Callable[[int], None] | None = None,
-          on_resume_point: Callable[[int], None] | None = None,
-          on_log: Callable[[int, float], None] | None = None) -> None:
+def train(
+    trainer: Trainer,
+    images: np.ndarray,
+    factor_values: np.ndarray,
+    rows: np.ndarray | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
+    on_resume_point: Callable[[int], None] | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+) -> None:
     """Run ``trainer`` from its current step to ``config.steps`` on ``images[rows]``.
 
     ``images`` stays as stored (possibly a memory-mapped uint8 array larger than memory):
@@ -192,8 +214,14 @@ def train(trainer: Trainer, images: np.ndarray, factor_values: np.ndarray, rows:
     image_shape = tuple(images.shape[1:])
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
     trainer.model.train()
-    progress = tqdm(range(trainer.step_index, config.steps), desc="train", mininterval=2.0,
-                    disable=not trainer.world.is_main, initial=trainer.step_index, total=config.steps)
+    progress = tqdm(
+        range(trainer.step_index, config.steps),
+        desc="train",
+        mininterval=2.0,
+        disable=not trainer.world.is_main,
+        initial=trainer.step_index,
+        total=config.steps,
+    )
     started, done_at_start = time.perf_counter(), trainer.step_index
     last_finite: tuple[int, float] | None = None
     for _ in progress:

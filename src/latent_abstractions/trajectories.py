@@ -72,8 +72,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -81,7 +81,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY
-from .errors import InputError, StoreError
+from .errors import StoreError
 
 SCHEMA_VERSION = 2
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
@@ -97,6 +97,7 @@ PARENT_BRANCH = -1
 
 
 # --- column names -----------------------------------------------------------------------------
+
 
 def activation_column(pass_name: str, tap: str) -> str:
     return f"act.{pass_name}.{tap}"
@@ -141,8 +142,10 @@ def map_cells(height: int, width: int) -> tuple[int, int]:
 
 # --- the schema -------------------------------------------------------------------------------
 
-def _vector(width: int, value: pa.DataType = pa.float32()) -> pa.DataType:
-    return pa.list_(value, width)
+
+def _vector(width: int, value: pa.DataType | None = None) -> pa.DataType:
+    """A fixed-width list of ``value`` (default float32)."""
+    return pa.list_(value or pa.float32(), width)
 
 
 def vector_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
@@ -158,8 +161,10 @@ def vector_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
         for tap in layout["taps"]:
             channels, height, width = layout["tap_shapes"][tap]
             cells = map_cells(height, width)
-            columns += [(activation_column(pass_name, tap), _vector(channels)),
-                        (map_column(pass_name, tap), _vector(channels * cells[0] * cells[1]))]
+            columns += [
+                (activation_column(pass_name, tap), _vector(channels)),
+                (map_column(pass_name, tap), _vector(channels * cells[0] * cells[1])),
+            ]
         for tap in layout["full_maps"]:
             channels, height, width = layout["tap_shapes"][tap]
             columns.append((full_map_column(pass_name, tap), _vector(channels * height * width, pa.float16())))
@@ -169,15 +174,20 @@ def vector_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
 def scalar_columns(layout: dict) -> list[tuple[str, pa.DataType]]:
     kind = layout["kind"]
     first = [(KEYS[kind][0], pa.int32()), ("step", pa.int32()), ("t", pa.float32()), ("log_snr", pa.float32())]
-    extra = {"trajectories": [], "forks": [("branch", pa.int32())],
-             "forward_backward": [("repeat", pa.int32()), ("split", pa.string())]}[kind]
+    extra = {
+        "trajectories": [],
+        "forks": [("branch", pa.int32())],
+        "forward_backward": [("repeat", pa.int32()), ("split", pa.string())],
+    }[kind]
     factors = [(factor_column(kind, name), pa.float64()) for name in layout["factor_names"]]
     return first + extra + factors
 
 
 def schema_for(layout: dict) -> pa.Schema:
     """The Arrow schema (without metadata) of every file of the store ``layout`` describes."""
-    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in scalar_columns(layout) + vector_columns(layout)])
+    return pa.schema(
+        [pa.field(name, kind, nullable=False) for name, kind in scalar_columns(layout) + vector_columns(layout)]
+    )
 
 
 def feature_columns_of(layout: dict) -> list[str]:
@@ -187,8 +197,11 @@ def feature_columns_of(layout: dict) -> list[str]:
 
 def feature_columns(table: pa.Table) -> list[str]:
     """The feature columns of a table read from a store."""
-    return [name for name in table.column_names
-            if name in ("state", "image") or name.split(".")[0] in ("eps", "denoised", "act", "map", "full")]
+    return [
+        name
+        for name in table.column_names
+        if name in ("state", "image") or name.split(".")[0] in ("eps", "denoised", "act", "map", "full")
+    ]
 
 
 def vector_column(table: pa.Table, name: str, dtype=None) -> np.ndarray:
@@ -201,6 +214,7 @@ def vector_column(table: pa.Table, name: str, dtype=None) -> np.ndarray:
 
 
 # --- the reader -------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Selection:
@@ -319,28 +333,39 @@ class Store:
         known = set(self.columns)
         unknown = [c for c in columns if c not in known]
         if unknown:
-            raise StoreError(f"{self.path}: unknown column {', '.join(unknown)}; the store has: {', '.join(self.columns)}")
+            raise StoreError(
+                f"{self.path}: unknown column {', '.join(unknown)}; the store has: {', '.join(self.columns)}"
+            )
 
     def _read_file(self, path: Path, columns: list[str], where, check_finite: Sequence[str]) -> pa.Table:
         try:
             if where is None:
                 table = pq.ParquetFile(path, page_checksum_verification=True).read(columns=columns, use_threads=True)
             else:
-                table = pq.read_table(path, columns=columns, filters=where, page_checksum_verification=True,
-                                      partitioning=None)
+                table = pq.read_table(
+                    path, columns=columns, filters=where, page_checksum_verification=True, partitioning=None
+                )
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"{path}: corrupted or truncated Parquet file ({_one_line(exc)})") from None
         for name in check_finite:
-            values = vector_column(table, name) if pa.types.is_fixed_size_list(table.column(name).type) \
+            values = (
+                vector_column(table, name)
+                if pa.types.is_fixed_size_list(table.column(name).type)
                 else table.column(name).to_numpy()
+            )
             if not np.isfinite(values).all():
                 row = int(np.flatnonzero((~np.isfinite(values.reshape(len(values), -1))).any(axis=1))[0])
                 key = ", ".join(f"{k} {table.column(k)[row].as_py()}" for k in self.keys if k in table.column_names)
                 raise StoreError(f"{path}: column {name} holds NaN or inf ({key or f'row {row}'})")
         return table
 
-    def table(self, steps: Sequence[int] | None = None, columns: Sequence[str] | None = None, where=None,
-              check_finite: bool = False) -> pa.Table:
+    def table(
+        self,
+        steps: Sequence[int] | None = None,
+        columns: Sequence[str] | None = None,
+        where=None,
+        check_finite: bool = False,
+    ) -> pa.Table:
         """The rows of ``steps`` (default: all), only ``columns`` (default: all; keys and
         ``step`` always), filtered by ``where`` ({column: values | (low, high) | value} or
         a pyarrow Expression; pushed down to row groups), as one Arrow table in step
@@ -350,14 +375,29 @@ class Store:
         self._check_columns(wanted)
         self._check_columns(_where_columns(where))
         expression = _expression(where)
-        finite = [c for c in wanted if check_finite and c not in ("split",) and
-                  (pa.types.is_floating(self.schema.field(c).type) or pa.types.is_fixed_size_list(self.schema.field(c).type))]
+        finite = [
+            c
+            for c in wanted
+            if check_finite
+            and c not in ("split",)
+            and (
+                pa.types.is_floating(self.schema.field(c).type)
+                or pa.types.is_fixed_size_list(self.schema.field(c).type)
+            )
+        ]
         tables = [self._read_file(path, wanted, expression, finite) for step in steps for path in self.files(step)]
         return pa.concat_tables(tables) if tables else self.schema.empty_table().select(wanted)
 
-    def select(self, steps: Sequence[int] | None = None, features: Sequence[str] | None = None,
-               factors: Sequence[str] | None = None, where=None, backend: str = "numpy",
-               check_finite: bool = True, dtype=None) -> Selection:
+    def select(
+        self,
+        steps: Sequence[int] | None = None,
+        features: Sequence[str] | None = None,
+        factors: Sequence[str] | None = None,
+        where=None,
+        backend: str = "numpy",
+        check_finite: bool = True,
+        dtype=None,
+    ) -> Selection:
         """Features (default: every feature column) at ``steps`` (default: every recorded
         step) and factors (default: every factor column) of the rows ``where`` selects.
 
@@ -369,8 +409,10 @@ class Store:
         factors = self.factor_names if factors is None else list(factors)
         unknown = [f for f in factors if f not in self.factor_names]
         if unknown:
-            raise StoreError(f"{self.path}: unknown factor {', '.join(unknown)}; the store has: "
-                             f"{', '.join(self.factor_names) or 'none (unconditional)'}")
+            raise StoreError(
+                f"{self.path}: unknown factor {', '.join(unknown)}; the store has: "
+                f"{', '.join(self.factor_names) or 'none (unconditional)'}"
+            )
         factor_columns = [factor_column(self.kind, f) for f in factors]
         extra = [c for c in ("split",) if c in self.columns]
         per_step, keys = [], None
@@ -382,12 +424,15 @@ class Store:
             if keys is None:
                 keys = step_keys
             elif any(not np.array_equal(keys[k], step_keys[k]) for k in self.keys):
-                raise StoreError(f"{self.path}: step {step} holds other rows than step {steps[0]}; select one step at a time")
+                raise StoreError(
+                    f"{self.path}: step {step} holds other rows than step {steps[0]}; select one step at a time"
+                )
             per_step.append(table)
         if not per_step:
             raise StoreError(f"{self.path}: no steps selected")
-        features_out = {name: _backend(np.stack([vector_column(t, name, dtype) for t in per_step]), backend)
-                        for name in features}
+        features_out = {
+            name: _backend(np.stack([vector_column(t, name, dtype) for t in per_step]), backend) for name in features
+        }
         first = per_step[0]
         factors_out = {f: _backend(first.column(c).to_numpy(), backend) for f, c in zip(factors, factor_columns)}
         time = [self._step_value(t, "t", s) for t, s in zip(per_step, steps)]
@@ -449,8 +494,15 @@ class Store:
             images[:, index] = chosen.features["image"][0].reshape(len(ids), branches, *shape)
         t = np.asarray([self.layout["recorded_t"][self.steps.index(s)] for s in fork_steps])
         log_snr = np.asarray([self.layout["recorded_log_snr"][self.steps.index(s)] for s in fork_steps])
-        return ForkImages(_backend(images, backend), _backend(parents.features["image"][0].reshape(len(ids), *shape), backend),
-                          np.asarray(fork_steps), t, log_snr, ids, {k: _backend(v, backend) for k, v in parents.factors.items()})
+        return ForkImages(
+            _backend(images, backend),
+            _backend(parents.features["image"][0].reshape(len(ids), *shape), backend),
+            np.asarray(fork_steps),
+            t,
+            log_snr,
+            ids,
+            {k: _backend(v, backend) for k, v in parents.factors.items()},
+        )
 
     def regenerations(self, backend: str = "numpy") -> Regenerations:
         if self.kind != "forward_backward":
@@ -459,19 +511,29 @@ class Store:
         sources, repeats = chosen.keys["source"], chosen.keys["repeat"]
         count = int(self.layout["repeats"])
         unique = sources[::count]
-        if len(sources) != len(unique) * count or not np.array_equal(np.repeat(unique, count), sources) \
-                or not np.array_equal(np.tile(np.arange(count), len(unique)), repeats):
+        if (
+            len(sources) != len(unique) * count
+            or not np.array_equal(np.repeat(unique, count), sources)
+            or not np.array_equal(np.tile(np.arange(count), len(unique)), repeats)
+        ):
             raise StoreError(f"{self.path}: rows are not {count} repeats of every source image")
         images = chosen.features["image"].reshape(len(chosen.steps), len(unique), count, *self.image_shape)
         factors = {k: _backend(np.asarray(v)[::count], backend) for k, v in chosen.factors.items()}
-        return Regenerations(_backend(images, backend), chosen.steps, chosen.t, chosen.log_snr, unique,
-                             np.asarray(chosen.keys["split"])[::count], factors)
+        return Regenerations(
+            _backend(images, backend),
+            chosen.steps,
+            chosen.t,
+            chosen.log_snr,
+            unique,
+            np.asarray(chosen.keys["split"])[::count],
+            factors,
+        )
 
     def check_finite(self, columns: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> None:
         """Read every float column (or ``columns``) at ``steps``: one line naming the file at
         the first NaN or inf."""
         floats = [c for c in (self.columns if columns is None else columns) if c != "split"]
-        for step in (self.steps if steps is None else steps):
+        for step in self.steps if steps is None else steps:
             self.table([step], floats, check_finite=True)
 
     def verify(self) -> None:
@@ -482,10 +544,12 @@ class Store:
 
 def _signature(schema: pa.Schema) -> list[tuple]:
     """Names and types, blind to what Parquet renames (a list's item field)."""
+
     def kind(field: pa.Field):
         if pa.types.is_fixed_size_list(field.type):
             return ("list", str(field.type.value_type), field.type.list_size)
         return (str(field.type),)
+
     return [(field.name, kind(field)) for field in schema]
 
 
@@ -497,8 +561,14 @@ def _metadata(path: Path) -> tuple[dict, pq.ParquetSchema, int]:
         raise StoreError(f"{path}: corrupted or truncated Parquet file ({_one_line(exc)})") from None
 
 
-def open_store(path: Path | str, kind: str | None = None, *, schema_version: int = SCHEMA_VERSION,
-               checkpoint_sha256: str | None = None, code_sha256: str | None = None) -> Store:
+def open_store(
+    path: Path | str,
+    kind: str | None = None,
+    *,
+    schema_version: int = SCHEMA_VERSION,
+    checkpoint_sha256: str | None = None,
+    code_sha256: str | None = None,
+) -> Store:
     """Open a store, refusing (one line, :class:`StoreError`) one that is missing or
     incomplete, of another ``kind``, another schema version, made from another checkpoint
     or by other code than asked (``checkpoint_sha256``, ``code_sha256``: None accepts any),
@@ -527,15 +597,21 @@ def open_store(path: Path | str, kind: str | None = None, *, schema_version: int
     layout, provenance = json.loads(layout_bytes), json.loads(provenance_bytes)
     version = layout.get("schema_version")
     if version != schema_version:
-        raise StoreError(f"{path}: store schema version {version}, expected {schema_version}; rerun the stage that made it")
+        raise StoreError(
+            f"{path}: store schema version {version}, expected {schema_version}; rerun the stage that made it"
+        )
     if kind is not None and layout["kind"] != kind:
         raise StoreError(f"{path}: a {layout['kind']} store, expected a {kind} store")
     if checkpoint_sha256 is not None and layout["checkpoint_sha256"] != checkpoint_sha256:
-        raise StoreError(f"{path}: made from checkpoint sha256 {layout['checkpoint_sha256'][:12]}..., "
-                         f"expected {checkpoint_sha256[:12]}...; rerun the stage that made it")
+        raise StoreError(
+            f"{path}: made from checkpoint sha256 {layout['checkpoint_sha256'][:12]}..., "
+            f"expected {checkpoint_sha256[:12]}...; rerun the stage that made it"
+        )
     if code_sha256 is not None and provenance.get("code_sha256") != code_sha256:
-        raise StoreError(f"{path}: made by code sha256 {str(provenance.get('code_sha256'))[:12]}..., "
-                         f"expected {code_sha256[:12]}...; rerun the stage that made it")
+        raise StoreError(
+            f"{path}: made by code sha256 {str(provenance.get('code_sha256'))[:12]}..., "
+            f"expected {code_sha256[:12]}...; rerun the stage that made it"
+        )
     expected, checked_schema = _signature(schema_for(layout)), None
     recorded = [int(s) for s in layout["recorded_steps"]]
     if sorted(files) != sorted(recorded):
@@ -543,8 +619,10 @@ def open_store(path: Path | str, kind: str | None = None, *, schema_version: int
     for step in recorded:
         want_parts, want_rows = layout["parts"][str(step)], layout["rows"][str(step)]
         if len(files[step]) != want_parts:
-            raise StoreError(f"{path / step_directory(step)}: {len(files[step])} files, the layout says {want_parts}; "
-                             "the store is incomplete")
+            raise StoreError(
+                f"{path / step_directory(step)}: {len(files[step])} files, the layout says {want_parts}; "
+                "the store is incomplete"
+            )
         rows = 0
         for file in files[step]:
             file_metadata, schema, count = _metadata(file)

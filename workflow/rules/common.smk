@@ -17,6 +17,11 @@ except params_schema.ParamsError as error:
 # this), so an environment need not be activated; cluster jobs inherit it.
 os.environ["LATENT_ABSTRACTIONS_PYTHON"] = sys.executable
 
+
+envvars:
+    "LATENT_ABSTRACTIONS_PYTHON",
+
+
 EXPERIMENTS = sorted(config["experiments"])
 
 
@@ -27,3 +32,13 @@ wildcard_constraints:
 def section(name):
     """The experiment's params.yaml section `name`: a change to it reruns the rule."""
     return lambda wildcards: config["experiments"][wildcards.experiment][name]
+
+
+def command_of(stage):
+    """The stage's shell command for a job's experiment."""
+    return lambda wildcards: stage.command(wildcards.experiment)
+
+
+def external_of(stage):
+    """The stage's files outside the repository, for a job's experiment."""
+    return lambda wildcards: stage.external(config["experiments"][wildcards.experiment])

@@ -1,37 +1,37 @@
 # One rule per entry of the stage table (src/latent_abstractions/stage_table.py), which
 # dvc.yaml is generated from too: names, commands, inputs, outputs and params agree by
 # construction. A stage's code inputs are the import closure of its module.
-# Rules are made inside a function: a rule's shell command is evaluated again when
-# the job runs, and a loop variable would by then name the last stage.
+# What runs late (the shell command, input functions) reads its stage through a function
+# made for that stage (common.smk): a rule's shell command is evaluated when the job
+# runs, when the loop variable would name the last stage.
 
 
-def stage_rule(_stage, _experiments):
+for _stage in stage_table.STAGES:
+    if not stage_table.experiments_of(_stage, config):
+        continue
+
     rule:
         name:
             _stage.name
         input:
             code=_stage.code(),
             data=list(_stage.inputs),
-            external=lambda wildcards: _stage.external(config["experiments"][wildcards.experiment]),
+            external=external_of(_stage),
         output:
             *_stage.outputs,
             *[directory(path) for path in _stage.directories],
             *_stage.metrics,
             *[plot.path for plot in _stage.plots],
-        params:
-            **{name: section(name) for name in _stage.params},
         log:
             _stage.log("{experiment}"),
         wildcard_constraints:
-            experiment="|".join(_experiments),
+            experiment="|".join(stage_table.experiments_of(_stage, config)),
         priority: _stage.priority
+        params:
+            **{name: section(name) for name in _stage.params},
+            command=command_of(_stage),
         shell:
-            _stage.command("{wildcards.experiment}")
-
-
-for _entry in stage_table.STAGES:
-    if stage_table.experiments_of(_entry, config):
-        stage_rule(_entry, stage_table.experiments_of(_entry, config))
+            "{params.command}"
 
 
 rule report:

@@ -54,14 +54,32 @@ PROGRAMS = ["slurmctld", "slurmd", "sbatch", "squeue", "munged", "mungekey"]
 ACCOUNTING_PROGRAMS = ["slurmdbd", "sacctmgr", "mariadbd", "mariadb-install-db", "mariadb"]
 APT_LOCK = "/tmp/apt-get.lock"  # held by every apt-get of the project's set-up scripts and tests
 CLUSTER = "local"
-CLIENTS = ["sbatch", "srun", "salloc", "squeue", "scancel", "scontrol", "sinfo", "sacct", "sacctmgr", "sshare", "sstat",
-           "sprio", "sdiag"]
+CLIENTS = [
+    "sbatch",
+    "srun",
+    "salloc",
+    "squeue",
+    "scancel",
+    "scontrol",
+    "sinfo",
+    "sacct",
+    "sacctmgr",
+    "sshare",
+    "sstat",
+    "sprio",
+    "sdiag",
+]
 DB_USER, DB_PASSWORD, DB_NAME = "slurm", "local-slurm", "slurm_acct_db"
 HEADER = "# A single-node cluster written by workflow/scripts/local_slurm.py"
 OWN_FILES = ["run", "log", "state", "spool", "munge", "mysql", "bin", "slurm.conf", "slurmdbd.conf", "gres.conf"]
 # Daemons in the order they are stopped; each pid file names the program it must be.
-DAEMONS = [("slurmd", "slurmd"), ("slurmctld", "slurmctld"), ("slurmdbd", "slurmdbd"),
-           ("mariadb", "mariadbd"), ("munged", "munged")]
+DAEMONS = [
+    ("slurmd", "slurmd"),
+    ("slurmctld", "slurmctld"),
+    ("slurmdbd", "slurmdbd"),
+    ("mariadb", "mariadbd"),
+    ("munged", "munged"),
+]
 
 
 def say(message: str) -> None:
@@ -83,16 +101,21 @@ def install(accounting: bool) -> None:
         say("SLURM and munge are installed" + (" with accounting" if accounting else ""))
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        fail(f"cannot install {', '.join(needed)}: needs root and apt-get (Debian packages "
-             f"{' '.join(PACKAGES + (ACCOUNTING_PACKAGES if accounting else []))})", code=3)
+        fail(
+            f"cannot install {', '.join(needed)}: needs root and apt-get (Debian packages "
+            f"{' '.join(PACKAGES + (ACCOUNTING_PACKAGES if accounting else []))})",
+            code=3,
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     packages = PACKAGES + (ACCOUNTING_PACKAGES if accounting else [])
     say(f"apt-get install {' '.join(packages)}")
     # Another apt-get may be running (a parallel test worker installing Chromium):
     # `update` does not wait for the package lists' lock, so the installs take turns.
     apt_get = ["flock", APT_LOCK, "apt-get", "-o", "DPkg::Lock::Timeout=300"]
-    for command in ([*apt_get, "update", "-qq"],
-                    [*apt_get, "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    for command in (
+        [*apt_get, "update", "-qq"],
+        [*apt_get, "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             fail(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}", code=3)
@@ -152,9 +175,22 @@ def start_munge(directory: Path) -> None:
     socket_path = directory / "munge" / "munge.socket"
     if pid_of(directory, "munged", "munged"):
         return
-    subprocess.run(["munged", "--socket", str(socket_path), "--key-file", str(key),
-                    "--pid-file", str(directory / "run" / "munged.pid"), "--log-file", str(directory / "log" / "munged.log"),
-                    "--seed-file", str(directory / "munge" / "munged.seed")], check=True)
+    subprocess.run(
+        [
+            "munged",
+            "--socket",
+            str(socket_path),
+            "--key-file",
+            str(key),
+            "--pid-file",
+            str(directory / "run" / "munged.pid"),
+            "--log-file",
+            str(directory / "log" / "munged.log"),
+            "--seed-file",
+            str(directory / "munge" / "munged.seed"),
+        ],
+        check=True,
+    )
     wait_for(socket_path.exists, "munged", directory / "log" / "munged.log", 20)
 
 
@@ -162,21 +198,47 @@ def start_mariadb(directory: Path, port: int) -> None:
     data = directory / "mysql"
     if not data.exists():
         data.mkdir()
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
-                        "--auth-root-authentication-method=socket", "--skip-test-db"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={data}",
+                "--user=root",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+        )
     socket_path = data / "mysqld.sock"
     log = directory / "log" / "mariadb.log"
     with open(log, "ab") as output:
-        subprocess.Popen(["mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={socket_path}", f"--port={port}",
-                          "--bind-address=127.0.0.1", "--skip-name-resolve", f"--pid-file={directory / 'run' / 'mariadb.pid'}",
-                          f"--log-error={log}", "--user=root"], stdout=output, stderr=output, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--socket={socket_path}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                f"--pid-file={directory / 'run' / 'mariadb.pid'}",
+                f"--log-error={log}",
+                "--user=root",
+            ],
+            stdout=output,
+            stderr=output,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     client = ["mariadb", "--no-defaults", f"--socket={socket_path}", "-u", "root"]
-    wait_for(lambda: subprocess.run([*client, "-e", "select 1"], capture_output=True).returncode == 0,
-             "mariadbd", log, 60)
-    sql = (f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}'; "
-           f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;")
+    wait_for(
+        lambda: subprocess.run([*client, "-e", "select 1"], capture_output=True).returncode == 0, "mariadbd", log, 60
+    )
+    sql = (
+        f"CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASSWORD}'; "
+        f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    )
     run([*client, "-e", sql], os.environ.copy(), "creating the accounting database user")
 
 
@@ -212,10 +274,15 @@ def write_config(directory: Path, gpus: int, accounting: bool) -> dict:
         f"SlurmdLogFile={directory / 'log' / 'slurmd.log'}",
     ]
     if accounting:
-        lines += ["AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
-                  f"AccountingStoragePort={ports['slurmdbd']}", "AccountingStorageEnforce=associations",
-                  f"AccountingStoragePass={munge_socket}",  # the munged that signs messages to slurmdbd
-                  "JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=5"]
+        lines += [
+            "AccountingStorageType=accounting_storage/slurmdbd",
+            "AccountingStorageHost=127.0.0.1",
+            f"AccountingStoragePort={ports['slurmdbd']}",
+            "AccountingStorageEnforce=associations",
+            f"AccountingStoragePass={munge_socket}",  # the munged that signs messages to slurmdbd
+            "JobAcctGatherType=jobacct_gather/linux",
+            "JobAcctGatherFrequency=5",
+        ]
     else:
         lines += ["AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none"]
     gres = ""
@@ -231,19 +298,36 @@ def write_config(directory: Path, gpus: int, accounting: bool) -> dict:
                 fail(f"--gpus {gpus}: this machine has no /dev/nvidia0..{gpus - 1}; a stand-in GPU is one only")
             devices = ["/dev/null"]
         (directory / "gres.conf").write_text(f"NodeName={host} Name=gpu Count={gpus} File={','.join(devices)}\n")
-    lines += [f"NodeName={host} NodeAddr=127.0.0.1 {node}{gres} State=UNKNOWN",
-              f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP"]
+    lines += [
+        f"NodeName={host} NodeAddr=127.0.0.1 {node}{gres} State=UNKNOWN",
+        f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+    ]
     if gpus:
         lines.append(f"PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP")
     (directory / "slurm.conf").write_text("\n".join(lines) + "\n")
     if accounting:
         dbd = directory / "slurmdbd.conf"
-        dbd.write_text("\n".join([
-            "AuthType=auth/munge", f"AuthInfo=socket={munge_socket}", "DbdHost=localhost", "DbdAddr=127.0.0.1",
-            f"DbdPort={ports['slurmdbd']}", "SlurmUser=root", "StorageType=accounting_storage/mysql",
-            "StorageHost=127.0.0.1", f"StoragePort={ports['mariadb']}", f"StorageUser={DB_USER}",
-            f"StoragePass={DB_PASSWORD}", f"StorageLoc={DB_NAME}", f"PidFile={directory / 'run' / 'slurmdbd.pid'}",
-            f"LogFile={directory / 'log' / 'slurmdbd.log'}"]) + "\n")
+        dbd.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={munge_socket}",
+                    "DbdHost=localhost",
+                    "DbdAddr=127.0.0.1",
+                    f"DbdPort={ports['slurmdbd']}",
+                    "SlurmUser=root",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=127.0.0.1",
+                    f"StoragePort={ports['mariadb']}",
+                    f"StorageUser={DB_USER}",
+                    f"StoragePass={DB_PASSWORD}",
+                    f"StorageLoc={DB_NAME}",
+                    f"PidFile={directory / 'run' / 'slurmdbd.pid'}",
+                    f"LogFile={directory / 'log' / 'slurmdbd.log'}",
+                ]
+            )
+            + "\n"
+        )
         os.chmod(dbd, 0o600)  # slurmdbd refuses a config others can read
     return ports
 
@@ -260,8 +344,10 @@ def write_clients(directory: Path) -> None:
         if real is None:
             continue
         wrapper = directory / "bin" / name
-        wrapper.write_text(f"#!/bin/sh\n# {name} of the cluster under {directory} (local_slurm.py)\n"
-                           f"SLURM_CONF={directory / 'slurm.conf'} exec {real} \"$@\"\n")
+        wrapper.write_text(
+            f"#!/bin/sh\n# {name} of the cluster under {directory} (local_slurm.py)\n"
+            f'SLURM_CONF={directory / "slurm.conf"} exec {real} "$@"\n'
+        )
         os.chmod(wrapper, 0o755)
 
 
@@ -277,8 +363,9 @@ def submitter() -> str:
 def node_ready(env: dict) -> bool:
     result = subprocess.run(["sinfo", "--noheader", "--format=%T"], env=env, capture_output=True, text=True)
     states = result.stdout.split()
-    return result.returncode == 0 and bool(states) and all(s.rstrip("*") in ("idle", "mixed", "allocated")
-                                                              for s in states)
+    return (
+        result.returncode == 0 and bool(states) and all(s.rstrip("*") in ("idle", "mixed", "allocated") for s in states)
+    )
 
 
 def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
@@ -286,8 +373,10 @@ def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
         fail("starting slurmd needs root")
     absent = missing(PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else []))
     if absent:
-        fail(f"not installed: {', '.join(absent)}; run `local_slurm.py install"
-             f"{' --accounting' if accounting else ''}` first")
+        fail(
+            f"not installed: {', '.join(absent)}; run `local_slurm.py install"
+            f"{' --accounting' if accounting else ''}` first"
+        )
     directory = directory.resolve()
     env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
     if pid_of(directory, "slurmctld", "slurmctld") and pid_of(directory, "slurmd", "slurmd"):
@@ -313,17 +402,25 @@ def start(directory: Path, gpus: int, accounting: bool, account: str) -> None:
     if accounting:
         start_mariadb(directory, ports["mariadb"])
         run(["slurmdbd"], env, "slurmdbd")
-        wait_for(lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"], env=env,
-                                        capture_output=True).returncode == 0,
-                 "slurmdbd", directory / "log" / "slurmdbd.log", 60)
-        for command in (["add", "cluster", CLUSTER], ["add", "account", account, f"Cluster={CLUSTER}"],
-                        ["add", "user", submitter(), f"Account={account}", f"Cluster={CLUSTER}"]):
+        wait_for(
+            lambda: subprocess.run(["sacctmgr", "-n", "list", "cluster"], env=env, capture_output=True).returncode == 0,
+            "slurmdbd",
+            directory / "log" / "slurmdbd.log",
+            60,
+        )
+        for command in (
+            ["add", "cluster", CLUSTER],
+            ["add", "account", account, f"Cluster={CLUSTER}"],
+            ["add", "user", submitter(), f"Account={account}", f"Cluster={CLUSTER}"],
+        ):
             run(["sacctmgr", "-i", *command], env, f"sacctmgr {' '.join(command)}")
     run(["slurmctld", "-f", str(directory / "slurm.conf")], env, "slurmctld")
     run(["slurmd", "-f", str(directory / "slurm.conf")], env, "slurmd")
     wait_for(lambda: node_ready(env), "the node", directory / "log" / "slurmd.log", 60)
-    say(f"running: {', '.join(f'{k} port {v}' for k, v in ports.items() if accounting or k in ('slurmctld', 'slurmd'))}"
-        f"; partitions debug{' and gpu' if gpus else ''}; {'with' if accounting else 'no'} accounting")
+    say(
+        f"running: {', '.join(f'{k} port {v}' for k, v in ports.items() if accounting or k in ('slurmctld', 'slurmd'))}"
+        f"; partitions debug{' and gpu' if gpus else ''}; {'with' if accounting else 'no'} accounting"
+    )
     print(exports(directory))
 
 
@@ -331,15 +428,23 @@ def stop(directory: Path) -> None:
     directory = directory.resolve()
     env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
     if pid_of(directory, "slurmctld", "slurmctld"):
-        jobs = subprocess.run(["squeue", "--noheader", "--format=%i", "--states=PENDING,RUNNING,SUSPENDED,COMPLETING"],
-                              env=env, capture_output=True, text=True, timeout=30).stdout.split()
+        jobs = subprocess.run(
+            ["squeue", "--noheader", "--format=%i", "--states=PENDING,RUNNING,SUSPENDED,COMPLETING"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
         if jobs:
             say(f"cancelling jobs {' '.join(jobs)}")
             subprocess.run(["scancel", *jobs], env=env, capture_output=True, timeout=30)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and subprocess.run(
-                    ["squeue", "--noheader", "--format=%i"], env=env, capture_output=True, text=True,
-                    timeout=30).stdout.split():
+            while (
+                time.monotonic() < deadline
+                and subprocess.run(
+                    ["squeue", "--noheader", "--format=%i"], env=env, capture_output=True, text=True, timeout=30
+                ).stdout.split()
+            ):
                 time.sleep(1)
     for name, program in DAEMONS:
         pid = pid_of(directory, name, program)

@@ -82,8 +82,10 @@ def main(argv: list[str]) -> None:
     for python in candidates():
         if can_import_package(python):
             os.execv(python, [python, "-m", f"{PACKAGE}.stages.{argv[0]}", *argv[1:]])
-    sys.exit(f"error: no Python environment with {PACKAGE} installed launched this job; "
-             f"activate it first (source .venv/bin/activate) or set LATENT_ABSTRACTIONS_PYTHON")
+    sys.exit(
+        f"error: no Python environment with {PACKAGE} installed launched this job; "
+        f"activate it first (source .venv/bin/activate) or set LATENT_ABSTRACTIONS_PYTHON"
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ class Dataset:
     def content_sha256(self) -> str:
         digest = hashlib.sha256()
         for start in range(0, len(self.images), 4096):  # streams: images may be memory-mapped
-            digest.update(np.ascontiguousarray(self.images[start:start + 4096]).tobytes())
+            digest.update(np.ascontiguousarray(self.images[start : start + 4096]).tobytes())
         return digest.hexdigest()
 
     def condition_values(self) -> np.ndarray:
@@ -60,7 +60,7 @@ class Dataset:
             return np.arange(len(self.factors))
         return np.flatnonzero(self.factors["split"].to_numpy() == "train")
 
-    def restricted(self, names: list[str]) -> "Dataset":
+    def restricted(self, names: list[str]) -> Dataset:
         """The same images with only the named factors in the factor table (all when empty)."""
         if not names:
             return self
@@ -127,10 +127,7 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     metadata = table.schema.metadata or {}
     if FACTOR_TABLE_KEY not in metadata:
         raise ValueError(f"{factors_path}: no factor table in its metadata")
-    factor_table = [
-        Factor.from_dict(f)
-        for f in json.loads(metadata[FACTOR_TABLE_KEY])
-    ]
+    factor_table = [Factor.from_dict(f) for f in json.loads(metadata[FACTOR_TABLE_KEY])]
     factors = table.to_pandas()
     if images.ndim != 4 or len(images) != len(factors):
         raise ValueError(f"{folder}: images {images.shape} do not match {len(factors)} factor rows")

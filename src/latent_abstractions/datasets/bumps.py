@@ -37,8 +37,18 @@ def render(xs: np.ndarray, ys: np.ndarray | None, height: int, width: int, sigma
     return (2.0 * profile - 1.0).astype(np.float32)[:, None]
 
 
-def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: float, margin: float,
-         profile: str = "bump", centres: str = "lattice", count: int = 256, seed: int = 0) -> Dataset:
+def make(
+    height: int,
+    width: int,
+    sigma: float,
+    spacing_x: float,
+    spacing_y: float,
+    margin: float,
+    profile: str = "bump",
+    centres: str = "lattice",
+    count: int = 256,
+    seed: int = 0,
+) -> Dataset:
     """Every lattice position once (``centres="lattice"``), or ``count`` centres drawn
     uniformly over the same box (``centres="continuous"``); factor values are then the
     draws, and ``<name>_bin`` is the nearest lattice value, for classification."""
@@ -57,6 +67,7 @@ def make(height: int, width: int, sigma: float, spacing_x: float, spacing_y: flo
     factors = pd.DataFrame({name: columns[name] for name in names})
     for factor in factor_table:
         factors[f"{factor.name}_bin"] = bin_index(factors[factor.name].to_numpy(), factor)
-    images = render(factors["x"].to_numpy(), None if profile == "stripe" else factors["y"].to_numpy(),
-                    height, width, sigma)
+    images = render(
+        factors["x"].to_numpy(), None if profile == "stripe" else factors["y"].to_numpy(), height, width, sigma
+    )
     return Dataset(images=images, factors=factors, factor_table=factor_table)

@@ -160,8 +160,9 @@ def _object_hit(shape: int, scale: float, o: np.ndarray, d: np.ndarray, normals:
         return t, (p - np.array([0.0, radius, 0.0])) / radius
     # capsule: a vertical segment from y = r to y = h - r, swept by a ball of radius r
     low, high = radius, height - radius
-    t = np.minimum(np.minimum(_sphere_hit(o, d, low, radius), _sphere_hit(o, d, high, radius)),
-                   _side_hit(o, d, radius, low, high))
+    t = np.minimum(
+        np.minimum(_sphere_hit(o, d, low, radius), _sphere_hit(o, d, high, radius)), _side_hit(o, d, radius, low, high)
+    )
     if not normals:
         return t, None
     p = o + np.where(np.isfinite(t), t, 0.0)[..., None] * d
@@ -233,9 +234,7 @@ def _weights(size: int) -> np.ndarray:
         shade_bg_lit = _AMBIENT + diffuse_bg
         # Rays that may meet the object, and lit background samples that may be in its shadow.
         near = np.nonzero(_crosses_sphere(eye, d, bound_y, bound_r))[0]
-        shadowable = np.nonzero(
-            (diffuse_bg > 0) & _crosses_sphere(points_bg, light_dir_bg, bound_y, bound_r)
-        )[0]
+        shadowable = np.nonzero((diffuse_bg > 0) & _crosses_sphere(points_bg, light_dir_bg, bound_y, bound_r))[0]
         for shape, scale_index in itertools.product(range(n_shape), range(n_scale)):
             scale = FACTOR_VALUES["scale"][scale_index]
             t_obj, normal_obj = _object_hit(shape, scale, eye, d[near])
@@ -347,6 +346,10 @@ def make(size: int = 64, subset: dict[str, list[int]] | None = None) -> Dataset:
         for name, present in zip(FACTOR_NAMES, chosen)
     ]
     columns = {name: np.asarray(FACTOR_VALUES[name])[indices[:, k]] for k, name in enumerate(FACTOR_NAMES)}
-    columns.update({f"{name}_bin": np.searchsorted(present, indices[:, k])
-                    for k, (name, present) in enumerate(zip(FACTOR_NAMES, chosen))})
+    columns.update(
+        {
+            f"{name}_bin": np.searchsorted(present, indices[:, k])
+            for k, (name, present) in enumerate(zip(FACTOR_NAMES, chosen))
+        }
+    )
     return Dataset(images=images, factors=pd.DataFrame(columns), factor_table=factor_table)

@@ -61,8 +61,9 @@ def label_indices(labels: np.ndarray, path: Path) -> np.ndarray:
     return indices
 
 
-def import_file(path: Path | str, folder: Path | str, subset: dict[str, list[int]] | None, split: dict,
-                provenance: dict) -> int:
+def import_file(
+    path: Path | str, folder: Path | str, subset: dict[str, list[int]] | None, split: dict, provenance: dict
+) -> int:
     """Copy the rows whose factor indices are in ``subset`` into ``folder`` in the common
     on-disk form (uint8 images, channels first) with the ``split`` column; returns the
     number of images. Everything is checked before the first image is written."""
@@ -78,8 +79,8 @@ def import_file(path: Path | str, folder: Path | str, subset: dict[str, list[int
         size = handle["images"].shape[1]
         with base.images_writer(folder, (len(keep), 3, size, size), np.uint8) as out:
             for start in range(0, len(keep), CHUNK):
-                rows = keep[start:start + CHUNK]
-                out[start:start + len(rows)] = np.moveaxis(handle["images"][rows], -1, 1)
+                rows = keep[start : start + CHUNK]
+                out[start : start + len(rows)] = np.moveaxis(handle["images"][rows], -1, 1)
             dataset = base.Dataset(images=out, factors=factors, factor_table=factor_table)
             meta = base.stored_meta(dataset, {**provenance, "source": str(path)})
     base.write_factors(factors, factor_table, folder, meta)

@@ -37,7 +37,9 @@ def _region_mask(factors: pd.DataFrame, region: str, size: float) -> np.ndarray:
     raise SplitError(f"unknown region {region!r}; allowed: centre, corner, stripe")
 
 
-def _combination_mask(factors: pd.DataFrame, factor_table: list[Factor], held_out: dict[str, list[float]]) -> np.ndarray:
+def _combination_mask(
+    factors: pd.DataFrame, factor_table: list[Factor], held_out: dict[str, list[float]]
+) -> np.ndarray:
     known = {factor.name: factor for factor in factor_table}
     mask = np.ones(len(factors), dtype=bool)
     for name, values in held_out.items():
@@ -45,13 +47,15 @@ def _combination_mask(factors: pd.DataFrame, factor_table: list[Factor], held_ou
             raise SplitError(f"split.held_out: unknown factor {name!r}; the data set has: {', '.join(known)}")
         missing = [v for v in values if not np.any(np.isclose(known[name].values, v))]
         if missing:
-            raise SplitError(f"split.held_out.{name}: values {missing} not in the data set's {list(known[name].values)}")
+            raise SplitError(
+                f"split.held_out.{name}: values {missing} not in the data set's {list(known[name].values)}"
+            )
         mask &= np.isclose(factors[name].to_numpy()[:, None], np.asarray(values, dtype=float)[None, :]).any(axis=1)
     return mask
 
 
 def split_column(factors: pd.DataFrame, factor_table: list[Factor], policy: dict) -> np.ndarray:
-    """"train"/"test" per row under ``policy``; an empty side is an error."""
+    """ "train"/"test" per row under ``policy``; an empty side is an error."""
     kind = policy["kind"]
     n = len(factors)
     if kind == "none":

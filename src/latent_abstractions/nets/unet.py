@@ -71,13 +71,16 @@ class SelfAttention(nn.Module):
 class Stage(nn.Module):
     """The residual blocks of one resolution level, each followed by self-attention if asked."""
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int, blocks: int,
-                 attention: bool, heads: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, emb_dim: int, groups: int, blocks: int, attention: bool, heads: int
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResidualBlock(in_channels if i == 0 else out_channels, out_channels, emb_dim, groups) for i in range(blocks))
+            ResidualBlock(in_channels if i == 0 else out_channels, out_channels, emb_dim, groups) for i in range(blocks)
+        )
         self.attention = nn.ModuleList(
-            SelfAttention(out_channels, groups, heads) if attention else nn.Identity() for _ in range(blocks))
+            SelfAttention(out_channels, groups, heads) if attention else nn.Identity() for _ in range(blocks)
+        )
 
     def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for block, attention in zip(self.blocks, self.attention):
@@ -86,9 +89,18 @@ class Stage(nn.Module):
 
 
 class ScoreUNet(nn.Module):
-    def __init__(self, image_channels: int, factors: list[Factor], base_channels: int,
-                 channel_mults: list[int], groups: int, cond_frequencies: int, blocks_per_level: int = 1,
-                 attention_levels: tuple[int, ...] = (), heads: int = 1):
+    def __init__(
+        self,
+        image_channels: int,
+        factors: list[Factor],
+        base_channels: int,
+        channel_mults: list[int],
+        groups: int,
+        cond_frequencies: int,
+        blocks_per_level: int = 1,
+        attention_levels: tuple[int, ...] = (),
+        heads: int = 1,
+    ):
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
         emb_dim = 4 * base_channels
@@ -101,7 +113,9 @@ class ScoreUNet(nn.Module):
         self.downsample = nn.ModuleList()
         previous = widths[0]
         for level, width in enumerate(widths):
-            self.down.append(Stage(previous, width, emb_dim, groups, blocks_per_level, level in attention_levels, heads))
+            self.down.append(
+                Stage(previous, width, emb_dim, groups, blocks_per_level, level in attention_levels, heads)
+            )
             last = level == self.levels - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(width, width, 3, stride=2, padding=1))
             previous = width
@@ -111,11 +125,14 @@ class ScoreUNet(nn.Module):
         self.upsample = nn.ModuleList()
         for level in reversed(range(self.levels)):
             width = widths[level]
-            self.up.append(Stage(previous + width, width, emb_dim, groups, blocks_per_level, level in attention_levels,
-                                 heads))
+            self.up.append(
+                Stage(previous + width, width, emb_dim, groups, blocks_per_level, level in attention_levels, heads)
+            )
             self.upsample.append(nn.Identity() if level == 0 else nn.Upsample(scale_factor=2, mode="nearest"))
             previous = width
-        self.head = nn.Sequential(nn.GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1))
+        self.head = nn.Sequential(
+            nn.GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1)
+        )
 
     @property
     def tap_names(self) -> list[str]:
@@ -126,8 +143,14 @@ class ScoreUNet(nn.Module):
         if unknown:
             raise ValueError(f"unknown feature tap {', '.join(unknown)}; this model has: {', '.join(self.tap_names)}")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, factor_values: torch.Tensor, keep: torch.Tensor,
-                taps: list[str] | tuple[str, ...] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        factor_values: torch.Tensor,
+        keep: torch.Tensor,
+        taps: list[str] | tuple[str, ...] = (),
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Predict epsilon at (x, t) given the kept factors; also return the named blocks' activations."""
         self.check_taps(list(taps))
         recorded: dict[str, torch.Tensor] = {}

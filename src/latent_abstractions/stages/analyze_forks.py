@@ -15,8 +15,8 @@ import pyarrow as pa
 from .. import classifier, fork_analysis, paths, trajectories
 from ..artifacts import provenance, write_parquet
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 
 log = logging.getLogger("analyze_forks")
 
@@ -41,18 +41,37 @@ def analyze_step(experiment: str, params: dict) -> None:
     train = dataset.train_rows()
     cardinalities = {f.name: f.cardinality for f in dataset.factor_table}
     entropies = {name: classifier.label_entropy(bins[train, k], cardinalities[name]) for k, name in enumerate(names)}
-    fork_rows = fork_analysis.fork_table(labels_of(model, forks.images), labels_of(model, forks.parent_images),
-                                         cardinalities, entropies, forks.t, forks.log_snr)
+    fork_rows = fork_analysis.fork_table(
+        labels_of(model, forks.images),
+        labels_of(model, forks.parent_images),
+        cardinalities,
+        entropies,
+        forks.t,
+        forks.log_snr,
+    )
     source_labels = {name: bins[regenerations.sources, k] for k, name in enumerate(names)}
-    backward_rows = fork_analysis.forward_backward_table(labels_of(model, regenerations.images), source_labels,
-                                                         regenerations.split, regenerations.t, regenerations.log_snr)
+    backward_rows = fork_analysis.forward_backward_table(
+        labels_of(model, regenerations.images),
+        source_labels,
+        regenerations.split,
+        regenerations.t,
+        regenerations.log_snr,
+    )
     table = pd.concat([fork_rows.assign(split="all"), backward_rows], ignore_index=True)
     table.insert(0, "experiment", experiment)
     inputs = [paths.forks(experiment), paths.forward_backward(experiment), paths.classifier_weights(experiment)]
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.fork_analysis(experiment),
-                  provenance("analyze_forks", experiment, {}, inputs))
-    log.info("fork agreement at the last fork time: %s", fork_rows[(fork_rows["quantity"] == "fork_agreement")
-             & (fork_rows["t"] == fork_rows["t"].min())].set_index("factor")["mean"].round(3).to_dict())
+    write_parquet(
+        pa.Table.from_pandas(table, preserve_index=False),
+        paths.fork_analysis(experiment),
+        provenance("analyze_forks", experiment, {}, inputs),
+    )
+    log.info(
+        "fork agreement at the last fork time: %s",
+        fork_rows[(fork_rows["quantity"] == "fork_agreement") & (fork_rows["t"] == fork_rows["t"].min())]
+        .set_index("factor")["mean"]
+        .round(3)
+        .to_dict(),
+    )
 
 
 if __name__ == "__main__":

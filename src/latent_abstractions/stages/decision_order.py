@@ -34,23 +34,41 @@ REFERENCE = "mi_exact"
 
 
 def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
-    sources = [paths.probes(experiment), paths.information(experiment), paths.classifier_evaluation(experiment),
-               paths.fork_analysis(experiment)]
+    sources = [
+        paths.probes(experiment),
+        paths.information(experiment),
+        paths.classifier_evaluation(experiment),
+        paths.fork_analysis(experiment),
+    ]
     probes, information, bound, forks = (pq.read_table(path).to_pandas() for path in sources)
     columns = ["proxy", "factor", "t", "log_snr", "value"]
-    probe = probes[(probes["feature"] == PROBE_FEATURE) & probes["metric"].isin(["accuracy", "r2"])
-                   & (probes["target"] == "requested")]
+    probe = probes[
+        (probes["feature"] == PROBE_FEATURE)
+        & probes["metric"].isin(["accuracy", "r2"])
+        & (probes["target"] == "requested")
+    ]
     train = information[information["distribution"] == "train"]
     curves = [
         probe.assign(proxy="probe", value=probe["score"]),
-        *(train[train["quantity"] == quantity].assign(proxy=proxy, value=lambda f: f["mean"])
-          for quantity, proxy in (("mmse_difference", "mi_learned"), ("exact", "mi_exact"),
-                                  ("bayes_accuracy", "bayes_accuracy"))),
+        *(
+            train[train["quantity"] == quantity].assign(proxy=proxy, value=lambda f: f["mean"])
+            for quantity, proxy in (
+                ("mmse_difference", "mi_learned"),
+                ("exact", "mi_exact"),
+                ("bayes_accuracy", "bayes_accuracy"),
+            )
+        ),
         bound.assign(proxy="classifier_bound", value=bound["bound"]),
-        *(forks[(forks["quantity"] == quantity) & (forks["split"] == split)].assign(proxy=proxy, value=lambda f: f["mean"])
-          for quantity, split, proxy in (("fork_information", "all", "fork_information"),
-                                         ("fork_agreement", "all", "fork_agreement"),
-                                         ("forward_backward", "train", "forward_backward"))),
+        *(
+            forks[(forks["quantity"] == quantity) & (forks["split"] == split)].assign(
+                proxy=proxy, value=lambda f: f["mean"]
+            )
+            for quantity, split, proxy in (
+                ("fork_information", "all", "fork_information"),
+                ("fork_agreement", "all", "fork_agreement"),
+                ("forward_backward", "train", "forward_backward"),
+            )
+        ),
     ]
     return pd.concat([curve[columns] for curve in curves], ignore_index=True), sources
 
@@ -66,10 +84,15 @@ def order_step(experiment: str, params: dict) -> None:
     table.insert(0, "experiment", experiment)
     meta = provenance("decision_order", experiment, {}, sources)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.order(experiment), meta)
-    write_parquet(pa.Table.from_pandas(curves.assign(experiment=experiment), preserve_index=False),
-                  paths.proxies(experiment), meta)
-    log.info("decision time tau_50 per proxy and factor:\n%s",
-             table.pivot(index="factor", columns="proxy", values="tau_50").round(3))
+    write_parquet(
+        pa.Table.from_pandas(curves.assign(experiment=experiment), preserve_index=False),
+        paths.proxies(experiment),
+        meta,
+    )
+    log.info(
+        "decision time tau_50 per proxy and factor:\n%s",
+        table.pivot(index="factor", columns="proxy", values="tau_50").round(3),
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import pyarrow as pa
 from .. import checkpoints, convergence, information, paths
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..ground_truth import FiniteMixture
 from ..sde import make_sde
 
@@ -32,8 +32,16 @@ def information_table(model, sde, dataset, rows, settings: dict, device, distrib
     if device.type == "cuda":
         source = source.to(device)
     estimate = information.mutual_information(
-        model, sde, source, t_end=settings["t_end"], points=settings["integration_points"],
-        samples=settings["samples"], seed=settings["seed"], device=device, consistency=settings["consistency"])
+        model,
+        sde,
+        source,
+        t_end=settings["t_end"],
+        points=settings["integration_points"],
+        samples=settings["samples"],
+        seed=settings["seed"],
+        device=device,
+        consistency=settings["consistency"],
+    )
     frame = pd.DataFrame(estimate.columns([f.name for f in dataset.factor_table]))
     frame.insert(0, "distribution", distribution)
     return frame
@@ -44,10 +52,16 @@ def agreement(frame: pd.DataFrame) -> dict:
     curve and the largest excess over H(factor) (convergence.py: the figure's and the
     findings' numbers)."""
     gaps = convergence.information_gaps(frame, forms=("orthogonal", "mmse_difference"))
-    return {form: {row.factor: {"mean_abs_gap_nats": round(float(row.mean_gap), 4),
-                                "max_excess_over_entropy_nats": round(float(row.max_excess_over_entropy), 4)}
-                   for row in gaps[gaps["estimate"] == form].itertuples()}
-            for form in ("orthogonal", "mmse_difference")}
+    return {
+        form: {
+            row.factor: {
+                "mean_abs_gap_nats": round(float(row.mean_gap), 4),
+                "max_excess_over_entropy_nats": round(float(row.max_excess_over_entropy), 4),
+            }
+            for row in gaps[gaps["estimate"] == form].itertuples()
+        }
+        for form in ("orthogonal", "mmse_difference")
+    }
 
 
 def information_step(experiment: str, params: dict) -> None:
@@ -55,7 +69,8 @@ def information_step(experiment: str, params: dict) -> None:
     try:
         model, metadata = checkpoints.load_for_params(weights, params["model"])
         dataset = base.load(paths.dataset_dir(experiment)).restricted(
-            [f["name"] for f in metadata["architecture"]["factors"]])
+            [f["name"] for f in metadata["architecture"]["factors"]]
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     device = checkpoints.select_device()
@@ -79,8 +94,11 @@ def information_step(experiment: str, params: dict) -> None:
     frame.insert(0, "experiment", experiment)
     inputs = [*paths.dataset_files(experiment), weights]
     section = {key: params[key] for key in ("sde", "model", "information")}
-    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.information(experiment),
-                  provenance("estimate_information", experiment, section, inputs))
+    write_parquet(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        paths.information(experiment),
+        provenance("estimate_information", experiment, section, inputs),
+    )
     write_json(agreement(frame), paths.information_metrics(experiment))
     curves = frame[(frame["distribution"] == "train") & frame["quantity"].isin(MI_QUANTITIES)]
     write_series_csv(curves, "t", ["factor", "quantity"], "mean", paths.plot_data(experiment, "information"))

@@ -24,8 +24,8 @@ import torch
 from .. import checkpoints, generation_metrics, manifold_pictures, paths, representation
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..generation import generate
 from ..sde import make_sde
 
@@ -37,8 +37,9 @@ def snapshot_step(path: Path) -> int:
 
 
 @torch.no_grad()
-def condition_activations(model, sde, values: torch.Tensor, image_shape: tuple, taps: list[str], t: float,
-                          seed: int) -> dict[str, np.ndarray]:
+def condition_activations(
+    model, sde, values: torch.Tensor, image_shape: tuple, taps: list[str], t: float, seed: int
+) -> dict[str, np.ndarray]:
     """Each tap's whole activation maps of the conditional pass, flattened per condition,
     on one shared x_t for all conditions."""
     generator = torch.Generator().manual_seed(seed)
@@ -57,31 +58,60 @@ def accuracy_rows(judged: dict, held_out: np.ndarray, step: int, has_y: bool) ->
         for axis, key in (("both", "accurate"), ("x", "accurate_x"), ("y", "accurate_y")):
             if axis == "y" and not has_y:
                 continue
-            error = (np.hypot(judged["error_x"], judged["error_y"]) if axis == "both"
-                     else judged[f"error_{'x' if axis == 'x' else 'y'}"])
-            rows.append({"training_step": step, "region": region, "axis": axis, "samples": int(chosen.sum()),
-                         "accuracy": float(judged[key][chosen].mean()),
-                         "multi_bump_fraction": float((judged["count"][chosen] > 1).mean()),
-                         "no_bump_fraction": float((judged["count"][chosen] == 0).mean()),
-                         "mean_error_px": float(np.mean(error[chosen]))})
+            error = (
+                np.hypot(judged["error_x"], judged["error_y"])
+                if axis == "both"
+                else judged[f"error_{'x' if axis == 'x' else 'y'}"]
+            )
+            rows.append(
+                {
+                    "training_step": step,
+                    "region": region,
+                    "axis": axis,
+                    "samples": int(chosen.sum()),
+                    "accuracy": float(judged[key][chosen].mean()),
+                    "multi_bump_fraction": float((judged["count"][chosen] > 1).mean()),
+                    "no_bump_fraction": float((judged["count"][chosen] == 0).mean()),
+                    "mean_error_px": float(np.mean(error[chosen])),
+                }
+            )
     return rows
 
 
-def representation_rows(activations: dict[str, np.ndarray], positions: np.ndarray, phase_tap: str,
-                        overall: dict) -> list[dict]:
+def representation_rows(
+    activations: dict[str, np.ndarray], positions: np.ndarray, phase_tap: str, overall: dict
+) -> list[dict]:
     """The order measures at every tap; the phase (the same on every row) from ``phase_tap``."""
     measured = {tap: representation.measure(maps, positions) for tap, maps in activations.items()}
     label = representation.phase(overall["multi_bump_fraction"], overall["accuracy"], measured[phase_tap]["knn_r2"])
-    return [{"training_step": overall["training_step"], "tap": tap, "phase_tap": tap == phase_tap, **order,
-             "accuracy": overall["accuracy"], "multi_bump_fraction": overall["multi_bump_fraction"], "phase": label}
-            for tap, order in measured.items()]
+    return [
+        {
+            "training_step": overall["training_step"],
+            "tap": tap,
+            "phase_tap": tap == phase_tap,
+            **order,
+            "accuracy": overall["accuracy"],
+            "multi_bump_fraction": overall["multi_bump_fraction"],
+            "phase": label,
+        }
+        for tap, order in measured.items()
+    ]
 
 
 def embedding_rows(maps: np.ndarray, positions: np.ndarray, step: int, tap: str, seed: int) -> list[dict]:
-    return [{"training_step": step, "tap": tap, "method": method, "x": float(x), "y": float(y),
-             "c1": float(c1), "c2": float(c2)}
-            for method, coordinates in manifold_pictures.pictures(maps, seed).items()
-            for (x, y), (c1, c2) in zip(positions, coordinates)]
+    return [
+        {
+            "training_step": step,
+            "tap": tap,
+            "method": method,
+            "x": float(x),
+            "y": float(y),
+            "c1": float(c1),
+            "c2": float(c2),
+        }
+        for method, coordinates in manifold_pictures.pictures(maps, seed).items()
+        for (x, y), (c1, c2) in zip(positions, coordinates)
+    ]
 
 
 def requested_positions(dataset, names: list[str]) -> np.ndarray:
@@ -100,17 +130,32 @@ def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list
     names = [f["name"] for f in architecture["factors"]]
     values = torch.tensor(dataset.factors[names].to_numpy(), dtype=torch.float32, device=device)
     keep = torch.ones_like(values, dtype=torch.bool)
-    images = generate(model, sde, values, keep, image_shape, settings["sampler"], settings["steps"],
-                      settings["t_end"], settings["seed"]).cpu().numpy()
+    images = (
+        generate(
+            model,
+            sde,
+            values,
+            keep,
+            image_shape,
+            settings["sampler"],
+            settings["steps"],
+            settings["t_end"],
+            settings["seed"],
+        )
+        .cpu()
+        .numpy()
+    )
     requested_y = dataset.factors["y"].to_numpy() if "y" in names else None
-    judged = generation_metrics.assess(images, dataset.factors["x"].to_numpy(), requested_y,
-                                       tolerance=settings["tolerance"])
+    judged = generation_metrics.assess(
+        images, dataset.factors["x"].to_numpy(), requested_y, tolerance=settings["tolerance"]
+    )
     step = snapshot_step(path)
     accuracy = accuracy_rows(judged, dataset.factors["split"].to_numpy() == "test", step, requested_y is not None)
     overall = next(r for r in accuracy if r["region"] == "all" and r["axis"] == "both")
     phase_tap, positions = settings["representation_tap"], requested_positions(dataset, names)
-    activations = condition_activations(model, sde, values, image_shape, model.tap_names,
-                                        settings["representation_t"], settings["seed"] + 1)
+    activations = condition_activations(
+        model, sde, values, image_shape, model.tap_names, settings["representation_t"], settings["seed"] + 1
+    )
     orders = representation_rows(activations, positions, phase_tap, overall)
     pictures = embedding_rows(activations[phase_tap], positions, step, phase_tap, settings["seed"])
     return accuracy, orders, pictures
@@ -149,17 +194,26 @@ def evaluate_step(experiment: str, params: dict) -> None:
         for name, part in zip(tables, rows):
             tables[name] += part
         at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
-        log.info("step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, phase %s", at_phase_tap["training_step"],
-                 at_phase_tap["accuracy"], at_phase_tap["multi_bump_fraction"], at_phase_tap["tap"],
-                 at_phase_tap["knn_r2"], at_phase_tap["phase"])
+        log.info(
+            "step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, phase %s",
+            at_phase_tap["training_step"],
+            at_phase_tap["accuracy"],
+            at_phase_tap["multi_bump_fraction"],
+            at_phase_tap["tap"],
+            at_phase_tap["knn_r2"],
+            at_phase_tap["phase"],
+        )
     section = {key: params[key] for key in ("sde", "model", "generation")}
     meta = provenance("evaluate_generation", experiment, section, [*paths.dataset_files(experiment), *snapshots])
     frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}
-    write_series_csv(frames["accuracy"], "training_step", ["region", "axis"], "accuracy",
-                     paths.plot_data(experiment, "generation"))
-    targets = {"accuracy": paths.generation_accuracy(experiment),
-               "representation": paths.generation_representation(experiment),
-               "embedding": paths.generation_embedding(experiment)}
+    write_series_csv(
+        frames["accuracy"], "training_step", ["region", "axis"], "accuracy", paths.plot_data(experiment, "generation")
+    )
+    targets = {
+        "accuracy": paths.generation_accuracy(experiment),
+        "representation": paths.generation_representation(experiment),
+        "embedding": paths.generation_embedding(experiment),
+    }
     for name, frame in frames.items():
         frame.insert(0, "experiment", experiment)
         write_parquet(pa.Table.from_pandas(frame, preserve_index=False), targets[name], meta)

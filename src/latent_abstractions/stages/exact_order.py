@@ -29,8 +29,8 @@ import torch
 from .. import information, order, paths
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..ground_truth import FiniteMixture
 from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
 from ..sde import make_sde
@@ -45,8 +45,10 @@ def load_shapes(experiment: str, params: dict) -> base.Dataset:
     """The experiment's data set, memory-mapped; one clear line if it is not a shapes set or is missing."""
     kind = params["dataset"]["kind"]
     if kind not in SHAPES_KINDS:
-        raise InputError(f"exact_order: experiment {experiment} has a {kind} data set; the exact order is made "
-                         f"for shapes experiments (dataset kind {' or '.join(SHAPES_KINDS)})")
+        raise InputError(
+            f"exact_order: experiment {experiment} has a {kind} data set; the exact order is made "
+            f"for shapes experiments (dataset kind {' or '.join(SHAPES_KINDS)})"
+        )
     try:
         dataset = base.load(paths.dataset_dir(experiment))
     except (FileNotFoundError, ValueError) as exc:
@@ -80,11 +82,21 @@ def curve_table(estimate: information.InformationEstimate, names: list[str]) -> 
     frames = []
     for k, name in enumerate(names):
         mi = estimate.mean["exact"][:, k]
-        frames.append(pd.DataFrame({
-            "factor": name, "t": estimate.times, "log_snr": estimate.log_snr, "mi": mi,
-            "stderr": estimate.stderr["exact"][:, k], "entropy": estimate.entropy[k],
-            "fraction": order.fraction_covered(mi), "bayes_accuracy": estimate.mean["bayes_accuracy"][:, k],
-            "bayes_accuracy_stderr": estimate.stderr["bayes_accuracy"][:, k]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "factor": name,
+                    "t": estimate.times,
+                    "log_snr": estimate.log_snr,
+                    "mi": mi,
+                    "stderr": estimate.stderr["exact"][:, k],
+                    "entropy": estimate.entropy[k],
+                    "fraction": order.fraction_covered(mi),
+                    "bayes_accuracy": estimate.mean["bayes_accuracy"][:, k],
+                    "bayes_accuracy_stderr": estimate.stderr["bayes_accuracy"][:, k],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -98,8 +110,10 @@ def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataF
     standard errors and the share of replicates that rank the factor as the curves do."""
     table = _decisions(curves, curves["mi"].to_numpy())
     rng = np.random.default_rng(seed)
-    draws = [_decisions(curves, curves["mi"].to_numpy() + curves["stderr"].to_numpy()
-                        * rng.standard_normal(len(curves))) for _ in range(replicates)]
+    draws = [
+        _decisions(curves, curves["mi"].to_numpy() + curves["stderr"].to_numpy() * rng.standard_normal(len(curves)))
+        for _ in range(replicates)
+    ]
     for column in TIME_COLUMNS:
         spread = pd.concat([draw[column] for draw in draws], axis=1)
         table[f"{column}_stderr"] = spread.std(axis=1, ddof=1)
@@ -107,8 +121,13 @@ def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataF
     table["rank_50_stability"] = ranks.eq(table["rank_50"], axis=0).mean(axis=1)
     table["entropy"] = curves.groupby("factor")["entropy"].first()
     table["published_group"] = [_group(name) for name in table.index]
-    columns = ["entropy", *(c for time in TIME_COLUMNS for c in (time, f"{time}_stderr")), "rank_50",
-               "rank_50_stability", "published_group"]
+    columns = [
+        "entropy",
+        *(c for time in TIME_COLUMNS for c in (time, f"{time}_stderr")),
+        "rank_50",
+        "rank_50_stability",
+        "published_group",
+    ]
     return table[columns].reset_index().sort_values(["rank_50", "factor"], ignore_index=True)
 
 
@@ -120,20 +139,34 @@ def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> pd.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = mixture(dataset, settings["rows"], device)
     estimate = information.mutual_information(
-        None, make_sde(sde_params), source, t_end=settings["t_end"], points=settings["points"],
-        samples=settings["samples"], seed=settings["seed"], device=device)
+        None,
+        make_sde(sde_params),
+        source,
+        t_end=settings["t_end"],
+        points=settings["points"],
+        samples=settings["samples"],
+        seed=settings["seed"],
+        device=device,
+    )
     return curve_table(estimate, [f.name for f in dataset.factor_table])
 
 
 def exact_order_step(experiment: str, params: dict) -> None:
     dataset = load_shapes(experiment, params)
     settings = params["exact_order"]
-    log.info("%d images of shape %s, %s rows, %d times x %d draws", len(dataset.images), dataset.images.shape[1:],
-             settings["rows"], settings["points"], settings["samples"])
+    log.info(
+        "%d images of shape %s, %s rows, %d times x %d draws",
+        len(dataset.images),
+        dataset.images.shape[1:],
+        settings["rows"],
+        settings["points"],
+        settings["samples"],
+    )
     curves = exact_curves(dataset, params["sde"], settings)
     decisions = decision_table(curves, settings["bootstrap"], settings["seed"])
-    meta = provenance("exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")},
-                      paths.dataset_files(experiment))
+    meta = provenance(
+        "exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")}, paths.dataset_files(experiment)
+    )
     targets = (paths.exact_information(experiment), paths.exact_decisions(experiment))
     for frame, target in zip((curves, decisions), targets):
         frame.insert(0, "experiment", experiment)
@@ -150,8 +183,13 @@ def _log_comparison(decisions: pd.DataFrame) -> None:
     except ValueError as exc:
         log.info("no comparison with the published order: %s", exc)
         return
-    log.info("order: %s; agrees with the published order (hues and shape before scale and orientation): %s; "
-             "Spearman rho with the published groups: %.3f", found["text"], found["agrees"], found["rank_agreement"])
+    log.info(
+        "order: %s; agrees with the published order (hues and shape before scale and orientation): %s; "
+        "Spearman rho with the published groups: %.3f",
+        found["text"],
+        found["agrees"],
+        found["rank_agreement"],
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from .. import paths, plotting, trajectories
 from ..artifacts import provenance
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..figure_style import save_figure
 
 log = logging.getLogger("figures")
@@ -41,8 +41,10 @@ def dataset_figures(experiment: str) -> dict[str, tuple]:
     inputs = paths.dataset_files(experiment)
     title = f"{experiment}: {len(dataset.images)} images"
     # The stored (memory-mapped) images: only the drawn ones are read.
-    return {"dataset_contact_sheet": (plotting.contact_sheet(dataset.images, title), inputs),
-            "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs)}
+    return {
+        "dataset_contact_sheet": (plotting.contact_sheet(dataset.images, title), inputs),
+        "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs),
+    }
 
 
 def probes_figure(experiment: str) -> dict[str, tuple]:
@@ -61,8 +63,10 @@ def generation_figures(experiment: str) -> dict[str, tuple]:
     sources = [paths.generation_accuracy(experiment), paths.generation_representation(experiment)]
     accuracy, representation = (pq.read_table(path).to_pandas() for path in sources)
     embedding = pq.read_table(paths.generation_embedding(experiment)).to_pandas()
-    return {"generation": (plotting.generation_over_training(accuracy, representation), sources),
-            "representation": (plotting.representation_pictures(embedding), [paths.generation_embedding(experiment)])}
+    return {
+        "generation": (plotting.generation_over_training(accuracy, representation), sources),
+        "representation": (plotting.representation_pictures(embedding), [paths.generation_embedding(experiment)]),
+    }
 
 
 def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:

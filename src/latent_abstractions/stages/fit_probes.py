@@ -44,14 +44,22 @@ def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
     step = np.repeat(steps, n)
     features = {name: values.reshape(len(steps) * n, -1) for name, values in selection.features.items()}
     kinds = {f["name"]: f["kind"] for f in store.factors if f["name"] in selection.factors}
-    split = split_train_validation_test(int(trajectory.max()) + 1, settings["test_fraction"],
-                                        settings["validation_fraction"], settings["seed"])
+    split = split_train_validation_test(
+        int(trajectory.max()) + 1, settings["test_fraction"], settings["validation_fraction"], settings["seed"]
+    )
     frames = []
     for target, values in (("requested", selection.factors), ("measured", measured_targets(store))):
         if values:
             targets = {name: np.tile(np.asarray(values[name]), len(steps)) for name in kinds if name in values}
-            frame = probe_frame(step, trajectory, features, targets, {k: kinds[k] for k in targets}, split,
-                                penalties=settings["penalties"])
+            frame = probe_frame(
+                step,
+                trajectory,
+                features,
+                targets,
+                {k: kinds[k] for k in targets},
+                split,
+                penalties=settings["penalties"],
+            )
             frames.append(frame.assign(target=target))
     table = pd.concat(frames, ignore_index=True)
     times = pd.DataFrame({"step": steps, "t": selection.t, "log_snr": selection.log_snr})
@@ -73,8 +81,10 @@ def probes_step(experiment: str, params: dict) -> None:
     honest = frame[~frame["sees_condition"] & frame["metric"].isin(HEADLINE_METRICS) & (frame["target"] == "requested")]
     write_series_csv(honest, "t", ["feature", "factor"], "score", paths.plot_data(experiment, "probes"))
     last = honest[honest["step"] == honest["step"].max()]
-    log.info("held-out score at the last step (features blind to the condition):\n%s",
-             last.pivot(index="feature", columns="factor", values="score").round(3))
+    log.info(
+        "held-out score at the last step (features blind to the condition):\n%s",
+        last.pivot(index="feature", columns="factor", values="score").round(3),
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import torch
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..forking import batches, run, source_rows, steps_before_end
 from ..pixels import model_range
 from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, load_network, resolve_condition, stream_seed, time_columns
@@ -48,8 +48,11 @@ def forward_backward_step(experiment: str, params: dict) -> None:
         raise InputError(f"{paths.dataset_dir(experiment)}: images {image_shape} are not the model's")
     device = checkpoints.select_device()
     model.to(device)
-    split = dataset.factors["split"].to_numpy().astype(str) if "split" in dataset.factors \
+    split = (
+        dataset.factors["split"].to_numpy().astype(str)
+        if "split" in dataset.factors
         else np.full(len(dataset.factors), "train")
+    )
     sources = source_rows(split, settings["images"], settings["seed"])
     if not len(sources):
         raise InputError(f"{paths.dataset_dir(experiment)}: no images to noise")
@@ -58,19 +61,34 @@ def forward_backward_step(experiment: str, params: dict) -> None:
     units = len(sources) * repeats
     t_values, log_snrs = time_columns(sde, times, starts)
     layout = {
-        "kind": "forward_backward", "image_shape": list(image_shape), "factors": factors, "factor_names": names,
-        "condition": condition, "guidance": float(settings["guidance"]), "sampler": settings["sampler"],
-        "steps": last, "spacing": settings["spacing"], "t_end": settings["t_end"], "seed": seed,
-        "recorded_steps": starts, "recorded_t": t_values, "recorded_log_snr": log_snrs,
-        "images_per_split": settings["images"], "sources": len(sources), "repeats": repeats,
-        "batch_size": batch_size, "eval_block": settings["eval_block"],
-        "rows": {str(s): units for s in starts}, "parts": {str(s): math.ceil(units / batch_size) for s in starts},
+        "kind": "forward_backward",
+        "image_shape": list(image_shape),
+        "factors": factors,
+        "factor_names": names,
+        "condition": condition,
+        "guidance": float(settings["guidance"]),
+        "sampler": settings["sampler"],
+        "steps": last,
+        "spacing": settings["spacing"],
+        "t_end": settings["t_end"],
+        "seed": seed,
+        "recorded_steps": starts,
+        "recorded_t": t_values,
+        "recorded_log_snr": log_snrs,
+        "images_per_split": settings["images"],
+        "sources": len(sources),
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "eval_block": settings["eval_block"],
+        "rows": {str(s): units for s in starts},
+        "parts": {str(s): math.ceil(units / batch_size) for s in starts},
         "checkpoint_sha256": file_sha256(weights),
     }
     section = {key: params[key] for key in ("sde", "model", "forward_backward")}
     inputs = [*paths.dataset_files(experiment), weights]
-    writer = StoreWriter(paths.forward_backward(experiment), layout,
-                         provenance("forward_backward", experiment, section, inputs))
+    writer = StoreWriter(
+        paths.forward_backward(experiment), layout, provenance("forward_backward", experiment, section, inputs)
+    )
     done = writer.start()
     keep = keep_mask(factors, condition, units)
     batch = 0
@@ -82,22 +100,40 @@ def forward_backward_step(experiment: str, params: dict) -> None:
                 images = torch.from_numpy(model_range(np.asarray(dataset.images[rows])))
                 values = torch.as_tensor(conditions[which], dtype=torch.float32).to(device)
                 seeds = [stream_seed(seed, STREAM_FORWARD_BACKWARD, step, r, k) for r, k in zip(rows, repeat)]
-                final, _ = run(model, sde, settings["sampler"], times[step:], values, keep[chosen], seeds, images=images,
-                               guidance=settings["guidance"], block=settings["eval_block"])
+                final, _ = run(
+                    model,
+                    sde,
+                    settings["sampler"],
+                    times[step:],
+                    values,
+                    keep[chosen],
+                    seeds,
+                    images=images,
+                    guidance=settings["guidance"],
+                    block=settings["eval_block"],
+                )
                 n = len(chosen)
-                columns = {"source": rows.astype(np.int32), "step": np.full(n, step, np.int32),
-                           "t": np.full(n, t_values[index], np.float32),
-                           "log_snr": np.full(n, log_snrs[index], np.float32),
-                           "repeat": repeat.astype(np.int32), "split": split[rows],
-                           **{factor_column("forward_backward", name): conditions[which, k] for k, name in enumerate(names)},
-                           "image": final.flatten(1).float().cpu().numpy()}
+                columns = {
+                    "source": rows.astype(np.int32),
+                    "step": np.full(n, step, np.int32),
+                    "t": np.full(n, t_values[index], np.float32),
+                    "log_snr": np.full(n, log_snrs[index], np.float32),
+                    "repeat": repeat.astype(np.int32),
+                    "split": split[rows],
+                    **{factor_column("forward_backward", name): conditions[which, k] for k, name in enumerate(names)},
+                    "image": final.flatten(1).float().cpu().numpy(),
+                }
                 writer.write_batch(batch, {step: (part, columns)})
             batch += 1
         log.info("t = %.3g: %d source images x %d repeats regenerated", t_values[index], len(sources), repeats)
     writer.finish()
-    log.info("%d source images (%s), %d times, %s regeneration", len(sources),
-             ", ".join(f"{(split[sources] == s).sum()} {s}" for s in ("train", "test")), len(starts),
-             f"conditioned on {', '.join(condition)}" if condition else "unconditional")
+    log.info(
+        "%d source images (%s), %d times, %s regeneration",
+        len(sources),
+        ", ".join(f"{(split[sources] == s).sum()} {s}" for s in ("train", "test")),
+        len(starts),
+        f"conditioned on {', '.join(condition)}" if condition else "unconditional",
+    )
 
 
 if __name__ == "__main__":

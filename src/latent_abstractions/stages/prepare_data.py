@@ -9,8 +9,8 @@ from pathlib import Path
 from .. import paths
 from ..artifacts import provenance
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base, bumps, shapes, shapes3d_file, splits
+from ..errors import InputError
 
 log = logging.getLogger("prepare_data")
 
@@ -28,8 +28,7 @@ def prepare(experiment: str, params: dict) -> None:
     meta = provenance("prepare_data", experiment, spec, inputs=external)
     try:
         if spec["kind"] == "shapes3d_file":
-            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec["subset"]),
-                                              spec["split"], meta)
+            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec["subset"]), spec["split"], meta)
             log.info("imported %d images from %s", count, spec["path"])
             return
         if spec["kind"] == "bumps":
@@ -40,8 +39,13 @@ def prepare(experiment: str, params: dict) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise InputError(str(exc)) from None
     base.save(dataset, folder, meta)
-    log.info("%d images of shape %s (%d for training), factors %s", len(dataset.images), dataset.images.shape[1:],
-             len(dataset.train_rows()), {f.name: f.cardinality for f in dataset.factor_table})
+    log.info(
+        "%d images of shape %s (%d for training), factors %s",
+        len(dataset.images),
+        dataset.images.shape[1:],
+        len(dataset.train_rows()),
+        {f.name: f.cardinality for f in dataset.factor_table},
+    )
 
 
 if __name__ == "__main__":

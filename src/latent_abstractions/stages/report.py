@@ -31,40 +31,40 @@ log = logging.getLogger("report")
 
 NOTES = {
     "dataset_contact_sheet": "A sample of the data set's images. Every image is a deterministic function of its "
-                             "factors, so the noised data distribution, hence every exact curve, is known.",
+    "factors, so the noised data distribution, hence every exact curve, is known.",
     "dataset_traversals": "One row per factor: that factor runs through its values while the others stay as close "
-                          "as the data set allows to the first image. It shows what each factor changes.",
+    "as the data set allows to the first image. It shows what each factor changes.",
     "samples": "The final image of one trajectory per requested condition (title: the request). Compare each "
-               "image with its request: wrong or several objects show a model that has not learned the condition.",
+    "image with its request: wrong or several objects show a model that has not learned the condition.",
     "loss": "The training loss (denoising error) per step and its running mean. A curve still falling at the end "
-            "says the smoke model is short of converged; the analyses then describe an undertrained model.",
+    "says the smoke model is short of converged; the analyses then describe an undertrained model.",
     "probes": "Held-out score of linear probes against generative time, per factor (accuracy for categorical "
-              "factors, R^2 for continuous ones): the best feature of each family (the state; the network's output, "
-              "eps or the denoised estimate; its block activations; a random network's, the control), named under "
-              "each title. Top row: features computed without the condition, which measure what the trajectory "
-              "knows, under the exact posterior's Bayes-optimal accuracy (the ceiling of any probe on the state). "
-              "Bottom row: features computed with the condition fed in (they hold it even at pure noise).",
+    "factors, R^2 for continuous ones): the best feature of each family (the state; the network's output, "
+    "eps or the denoised estimate; its block activations; a random network's, the control), named under "
+    "each title. Top row: features computed without the condition, which measure what the trajectory "
+    "knows, under the exact posterior's Bayes-optimal accuracy (the ceiling of any probe on the state). "
+    "Bottom row: features computed with the condition fed in (they hold it even at pure noise).",
     "generation": "Bumps over training: the fraction of accurate samples per axis, inside and outside the held-out "
-                  "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
-                  "task); the failure modes; the order of the condition's representation at every block (leave-one-"
-                  "out kNN R^2 of the requested (x, y) from the whole activation maps; the phase tap thick, the "
-                  "dashed line the 0.9 threshold of order); and the phase tap's order per axis, with trustworthiness, "
-                  "continuity and the PCA-3 linear R^2 (a diagnostic that a curved ordered manifold fails). The phase "
-                  "(A, B, C) of each checkpoint is written above.",
+    "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
+    "task); the failure modes; the order of the condition's representation at every block (leave-one-"
+    "out kNN R^2 of the requested (x, y) from the whole activation maps; the phase tap thick, the "
+    "dashed line the 0.9 threshold of order); and the phase tap's order per axis, with trustworthiness, "
+    "continuity and the PCA-3 linear R^2 (a diagnostic that a curved ordered manifold fails). The phase "
+    "(A, B, C) of each checkpoint is written above.",
     "representation": "The phase tap's representation of the requested (x, y) in 2-D, by PCA and by a seeded UMAP, at "
-                      "checkpoints through training; dots coloured by x, lines joining conditions of equal y. An "
-                      "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
-                      "order measure.",
+    "checkpoints through training; dots coloured by x, lines joining conditions of equal y. An "
+    "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
+    "order measure.",
     "proxies": "Every proxy of how decided each factor is, against t and log-SNR, rescaled from its value at pure "
-               "noise (0) to its final value (1); the exact mutual information is the thick dashed line. Where a "
-               "curve crosses 0.5 and 0.9 gives the decision times of the order table below.",
+    "noise (0) to its final value (1); the exact mutual information is the thick dashed line. Where a "
+    "curve crosses 0.5 and 0.9 gives the decision times of the order table below.",
     "information": "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
-                   "estimate (MMSE form) and the classifier bound, with bands of two standard errors, beside the "
-                   "exact value on the training rows and H(factor). The dotted orthogonal (MINDE) form is a "
-                   "diagnostic: it adds both passes' errors, so where it leaves the MMSE form the model is "
-                   "imperfect. A learned curve more than 0.15 nats from the exact one on average is marked \"model "
-                   "not converged\" with its gap and the overlay that converges it: there the model, not the "
-                   "estimator, is wrong (the estimator driven by exact scores is tested to 0.05 nats).",
+    "estimate (MMSE form) and the classifier bound, with bands of two standard errors, beside the "
+    "exact value on the training rows and H(factor). The dotted orthogonal (MINDE) form is a "
+    "diagnostic: it adds both passes' errors, so where it leaves the MMSE form the model is "
+    'imperfect. A learned curve more than 0.15 nats from the exact one on average is marked "model '
+    'not converged" with its gap and the overlay that converges it: there the model, not the '
+    "estimator, is wrong (the estimator driven by exact scores is tested to 0.05 nats).",
 }
 
 
@@ -80,19 +80,25 @@ def figure_section(png: str) -> str:
         provenance = json.loads(image.text["provenance"])
     name = Path(png).stem
     encoded = base64.b64encode(Path(png).read_bytes()).decode()
-    rows = "".join(f"<tr><td><code>{html.escape(source)}</code></td><td><code>{dvc_md5(source)}</code></td>"
-                   f"<td><code>{digest[:16]}…</code></td></tr>" for source, digest in provenance["inputs"].items())
-    return (f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
-            f"<figcaption><b>{name}</b>: {html.escape(NOTES.get(name, ''))}</figcaption></figure>"
-            f"<details><summary>provenance</summary><p>code <code>{provenance['code_sha256'][:16]}…</code>, "
-            f"params <code>{provenance['params_sha256'][:16]}…</code>, commit <code>{provenance['git_commit']}</code>"
-            f"{' (work tree dirty)' if provenance.get('git_dirty') else ''}</p>"
-            f"<table><tr><th>input</th><th>md5 (as in dvc.lock)</th><th>sha256</th></tr>{rows}</table></details>")
+    rows = "".join(
+        f"<tr><td><code>{html.escape(source)}</code></td><td><code>{dvc_md5(source)}</code></td>"
+        f"<td><code>{digest[:16]}…</code></td></tr>"
+        for source, digest in provenance["inputs"].items()
+    )
+    return (
+        f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
+        f"<figcaption><b>{name}</b>: {html.escape(NOTES.get(name, ''))}</figcaption></figure>"
+        f"<details><summary>provenance</summary><p>code <code>{provenance['code_sha256'][:16]}…</code>, "
+        f"params <code>{provenance['params_sha256'][:16]}…</code>, commit <code>{provenance['git_commit']}</code>"
+        f"{' (work tree dirty)' if provenance.get('git_dirty') else ''}</p>"
+        f"<table><tr><th>input</th><th>md5 (as in dvc.lock)</th><th>sha256</th></tr>{rows}</table></details>"
+    )
 
 
 def table_html(frame: pd.DataFrame, caption: str) -> str:
-    return f"<h3>{html.escape(caption)}</h3>" + frame.to_html(index=False, float_format=lambda v: f"{v:.3g}",
-                                                              na_rep="–", border=0)
+    return f"<h3>{html.escape(caption)}</h3>" + frame.to_html(
+        index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0
+    )
 
 
 def order_tables(inputs: list[str]) -> str:
@@ -101,9 +107,14 @@ def order_tables(inputs: list[str]) -> str:
         table = pq.read_table(path).to_pandas()
         wide = table.pivot(index="factor", columns="proxy", values="tau_50").sort_values("mi_exact", ascending=False)
         agreement = table.groupby("proxy")["rank_agreement_with_exact"].first().to_frame().T
-        parts.append(table_html(wide.reset_index(), f"{table['experiment'].iloc[0]}: tau_50, the time at which "
-                                "each proxy has covered half its way (generation runs from t = 1 down); rows in the "
-                                "exact order, first decided on top"))
+        parts.append(
+            table_html(
+                wide.reset_index(),
+                f"{table['experiment'].iloc[0]}: tau_50, the time at which "
+                "each proxy has covered half its way (generation runs from t = 1 down); rows in the "
+                "exact order, first decided on top",
+            )
+        )
         parts.append(table_html(agreement, "rank correlation of each proxy's order with the exact one"))
     return "".join(parts)
 
@@ -112,16 +123,22 @@ def classifier_table(inputs: list[str]) -> str:
     accuracy, gaps = [], []
     for path in (p for p in inputs if p.endswith("classifier/metrics.json")):
         scores, experiment = json.loads(Path(path).read_text()), path.split("/")[1]
-        accuracy.append({"experiment": experiment, "test images": scores["test_images"],
-                         **scores["clean_test_accuracy"]})
-        gaps += [{"experiment": experiment, "factor": factor, **gap}
-                 for factor, gap in scores["bound_against_exact"].items()]
+        accuracy.append(
+            {"experiment": experiment, "test images": scores["test_images"], **scores["clean_test_accuracy"]}
+        )
+        gaps += [
+            {"experiment": experiment, "factor": factor, **gap} for factor, gap in scores["bound_against_exact"].items()
+        ]
     if not accuracy:
         return ""
-    return (table_html(pd.DataFrame(accuracy), "clean-image classifier (the labeller of forks and regenerations): "
-                       "accuracy on training images it never saw")
-            + table_html(pd.DataFrame(gaps), "the classifier's variational estimate H - CE against the exact "
-                         "I(factor; X_t) on the same draws, over its evaluation grid (nats)"))
+    return table_html(
+        pd.DataFrame(accuracy),
+        "clean-image classifier (the labeller of forks and regenerations): accuracy on training images it never saw",
+    ) + table_html(
+        pd.DataFrame(gaps),
+        "the classifier's variational estimate H - CE against the exact "
+        "I(factor; X_t) on the same draws, over its evaluation grid (nats)",
+    )
 
 
 def accuracy_tables(inputs: list[str]) -> str:
@@ -132,30 +149,46 @@ def accuracy_tables(inputs: list[str]) -> str:
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
         phases = pq.read_table(path.replace("accuracy.parquet", "representation.parquet")).to_pandas()
         phases = phases[phases["phase_tap"]]
-        wide = wide.join(phases.set_index("training_step")[["multi_bump_fraction", "tap", "knn_r2", "trustworthiness",
-                                                            "continuity", "r2_pca", "phase"]])
-        parts.append(table_html(wide.reset_index(), f"{table['experiment'].iloc[0]}: generation accuracy over "
-                                "training, the order of the representation at the phase tap (leave-one-out kNN R^2 "
-                                "of (x, y); the PCA-3 linear R^2 beside it is a diagnostic), and the phase (A: "
-                                "several bumps, B: one misplaced bump or a disordered representation, C: accurate "
-                                "and ordered)"))
+        wide = wide.join(
+            phases.set_index("training_step")[
+                ["multi_bump_fraction", "tap", "knn_r2", "trustworthiness", "continuity", "r2_pca", "phase"]
+            ]
+        )
+        parts.append(
+            table_html(
+                wide.reset_index(),
+                f"{table['experiment'].iloc[0]}: generation accuracy over "
+                "training, the order of the representation at the phase tap (leave-one-out kNN R^2 "
+                "of (x, y); the PCA-3 linear R^2 beside it is a diagnostic), and the phase (A: "
+                "several bumps, B: one misplaced bump or a disordered representation, C: accurate "
+                "and ordered)",
+            )
+        )
     return "".join(parts)
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
-         "table{border-collapse:collapse;font-size:0.85em}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
-         "figure{margin:1.5em 0 0.3em}figcaption{font-size:0.9em;color:#333}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
+    "table{border-collapse:collapse;font-size:0.85em}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+    "figure{margin:1.5em 0 0.3em}figcaption{font-size:0.9em;color:#333}"
+)
 
 
 def exact_order_tables(inputs: list[str]) -> str:
     parts = []
     for path in (p for p in inputs if p.endswith("exact_decisions.parquet")):
         table = pq.read_table(path).to_pandas()
-        shown = table[["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50",
-                       "rank_50_stability"]]
-        parts.append(table_html(shown, f"{table['experiment'].iloc[0]}: the exact order, from the data alone "
-                                "(tau_50 with its bootstrap standard error; published_group: early or late in "
-                                "Franzese et al.)"))
+        shown = table[
+            ["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50", "rank_50_stability"]
+        ]
+        parts.append(
+            table_html(
+                shown,
+                f"{table['experiment'].iloc[0]}: the exact order, from the data alone "
+                "(tau_50 with its bootstrap standard error; published_group: early or late in "
+                "Franzese et al.)",
+            )
+        )
     return "".join(parts)
 
 
@@ -163,12 +196,14 @@ MIN_FACTORS_TO_ORDER = 3  # with two factors a rank correlation is +1 or -1 and 
 
 
 # The tables the findings read: name -> (path of an experiment's table, how to read it).
-FINDINGS_TABLES = {"accuracy": (paths.generation_accuracy, "parquet"),
-                   "representation": (paths.generation_representation, "parquet"),
-                   "exact_decisions": (paths.exact_decisions, "parquet"),
-                   "order": (paths.order, "parquet"),
-                   "information_metrics": (paths.information_metrics, "json"),
-                   "classifier_metrics": (paths.classifier_metrics, "json")}
+FINDINGS_TABLES = {
+    "accuracy": (paths.generation_accuracy, "parquet"),
+    "representation": (paths.generation_representation, "parquet"),
+    "exact_decisions": (paths.exact_decisions, "parquet"),
+    "order": (paths.order, "parquet"),
+    "information_metrics": (paths.information_metrics, "json"),
+    "classifier_metrics": (paths.classifier_metrics, "json"),
+}
 STUDY_KEYS = ("bumps", "exact", "proxies", "estimates")
 
 
@@ -206,16 +241,24 @@ def findings_sections(params: dict, inputs: list[str]) -> list[findings.Section]
     for name, experiment in sorted(params["experiments"].items()):
         for key, sentences in experiment_findings(name, experiment, read_tables(name, inputs)).items():
             said[key] += sentences
-    return [findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
-            findings.Section("Study 1: the order in which factors are decided (Franzese et al.)",
-                             said["exact"] + said["proxies"]),
-            findings.Section("Learned estimates against the exact ground truth",
-                             said["estimates"] + [findings.targets_sentence()])]
+    return [
+        findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
+        findings.Section(
+            "Study 1: the order in which factors are decided (Franzese et al.)", said["exact"] + said["proxies"]
+        ),
+        findings.Section(
+            "Learned estimates against the exact ground truth", said["estimates"] + [findings.targets_sentence()]
+        ),
+    ]
 
 
 def contents(experiments: list[str]) -> str:
-    targets = [("findings", "Findings"), *((name, name) for name in experiments),
-               ("order", "When each factor is decided"), ("accuracy", "Bumps: accuracy over training")]
+    targets = [
+        ("findings", "Findings"),
+        *((name, name) for name in experiments),
+        ("order", "When each factor is decided"),
+        ("accuracy", "Bumps: accuracy over training"),
+    ]
     return "<nav>" + " · ".join(f"<a href='#{anchor}'>{html.escape(title)}</a>" for anchor, title in targets) + "</nav>"
 
 
@@ -231,11 +274,17 @@ def report_step(params: dict) -> None:
     for experiment in experiments:
         pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
         body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
-    body.append("<h2 id='order'>When each factor is decided</h2>" + exact_order_tables(inputs)
-                + order_tables(inputs) + classifier_table(inputs))
+    body.append(
+        "<h2 id='order'>When each factor is decided</h2>"
+        + exact_order_tables(inputs)
+        + order_tables(inputs)
+        + classifier_table(inputs)
+    )
     body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
-    document = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
-                f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    document = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
     with atomic_path(paths.FINDINGS) as temporary:
         temporary.write_text(findings.render_markdown(sections))
     with atomic_path(paths.REPORT) as temporary:

@@ -15,8 +15,8 @@ import pyarrow as pa
 from .. import classifier, paths
 from ..artifacts import provenance, write_json, write_parquet
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
+from ..errors import InputError
 from ..sde import log_snr_grid, make_sde
 
 log = logging.getLogger("train_noise_classifier")
@@ -26,8 +26,13 @@ def bound_against_exact(table) -> dict:
     """Per factor, how far the variational estimate H - CE falls below the exact I(Y_k; X_t)
     on the evaluation grid: its mean absolute gap and its largest shortfall, in nats."""
     gap = table.groupby("factor")["bound_gap"]
-    return {factor: {"mean_abs_gap_nats": round(float(values.abs().mean()), 4),
-                     "max_shortfall_nats": round(float(-values.min()), 4)} for factor, values in gap}
+    return {
+        factor: {
+            "mean_abs_gap_nats": round(float(values.abs().mean()), 4),
+            "max_shortfall_nats": round(float(-values.min()), 4),
+        }
+        for factor, values in gap
+    }
 
 
 def classifier_step(experiment: str, params: dict) -> None:
@@ -35,35 +40,56 @@ def classifier_step(experiment: str, params: dict) -> None:
     try:
         dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
         sde = make_sde(params["sde"])
-        architecture = classifier.architecture_for(dataset.factor_table, dataset.images.shape[1:], sde,
-                                                   channels=settings["channels"], groups=settings["groups"])
+        architecture = classifier.architecture_for(
+            dataset.factor_table,
+            dataset.images.shape[1:],
+            sde,
+            channels=settings["channels"],
+            groups=settings["groups"],
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     config = classifier.ClassifierConfig(
-        steps=settings["steps"], batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        weight_decay=settings["weight_decay"], warmup_steps=settings["warmup_steps"], seed=settings["seed"],
-        time_sampling=settings["time_sampling"])
+        steps=settings["steps"],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        weight_decay=settings["weight_decay"],
+        warmup_steps=settings["warmup_steps"],
+        seed=settings["seed"],
+        time_sampling=settings["time_sampling"],
+    )
     # A tenth of the training rows is kept from the classifier: its clean accuracy there is
     # the test accuracy of the labeller that fork and forward-backward analyses rely on.
     train = dataset.train_rows()
     unseen = np.zeros(len(train), dtype=bool)
-    unseen[np.random.default_rng(settings["seed"]).permutation(len(train))[:max(1, len(train) // 10)]] = True
+    unseen[np.random.default_rng(settings["seed"]).permutation(len(train))[: max(1, len(train) // 10)]] = True
     model, history = classifier.train_classifier(dataset, architecture, config, rows=train[~unseen])
     test_rows = train[unseen]
     clean = classifier.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
     times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
     # The training rows with fresh noise: the distribution the score model was trained on too.
-    table = classifier.evaluate(model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"],
-                                seed=settings["seed"] + 1)
+    table = classifier.evaluate(
+        model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"], seed=settings["seed"] + 1
+    )
     table.insert(0, "experiment", experiment)
     section = {key: params[key] for key in ("sde", "model", "classifier")}
     meta = provenance("train_noise_classifier", experiment, section, paths.dataset_files(experiment))
     classifier.save(model, paths.classifier_weights(experiment), meta)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.classifier_evaluation(experiment), meta)
-    write_json({"clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()}, "test_images": int(len(test_rows)),
-                "bound_against_exact": bound_against_exact(table)}, paths.classifier_metrics(experiment))
-    log.info("final loss %.4f; clean accuracy on %d unseen training images: %s", history["loss"].tail(50).mean(),
-             len(test_rows), {k: round(v, 3) for k, v in clean.items()})
+    write_json(
+        {
+            "clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()},
+            "test_images": int(len(test_rows)),
+            "bound_against_exact": bound_against_exact(table),
+        },
+        paths.classifier_metrics(experiment),
+    )
+    log.info(
+        "final loss %.4f; clean accuracy on %d unseen training images: %s",
+        history["loss"].tail(50).mean(),
+        len(test_rows),
+        {k: round(v, 3) for k, v in clean.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ import torch
 from .. import checkpoints, paths, resume
 from ..artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
 from ..cli import run_step
-from ..errors import InputError
 from ..datasets import base
 from ..distributed import World, close_world, device_for, init_world
+from ..errors import InputError
 from ..sde import make_sde
-from ..train import Trainer, TrainConfig, train
+from ..train import TrainConfig, Trainer, train
 
 log = logging.getLogger("train_score_model")
 
@@ -35,9 +35,11 @@ def snapshot_name(step: int) -> str:
 def write_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:
     """The final loss as metrics.json (`dvc exp show`) and the curves as TSV (`dvc plots show`),
     in dvclive's layout but without its timestamps, so equal runs give equal bytes."""
-    final = history[-min(50, len(history)):]
-    metrics = {"step": len(history), "train": {"loss": sum(loss for _, loss, _ in final) / len(final),
-                                                "learning_rate": history[-1][2]}}
+    final = history[-min(50, len(history)) :]
+    metrics = {
+        "step": len(history),
+        "train": {"loss": sum(loss for _, loss, _ in final) / len(final), "learning_rate": history[-1][2]},
+    }
     write_json(metrics, paths.live_metrics(experiment))
     kept = [row for row in history if (row[0] + 1) % every == 0 or row[0] + 1 == len(history)]
     for column, name in ((1, "loss"), (2, "learning_rate")):
@@ -59,24 +61,26 @@ def run_training(experiment: str, params: dict, world: World) -> None:
         dataset = base.load(dataset_dir).restricted(params["model"]["condition_on"])
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(f"model.condition_on: {exc}" if "unknown factor" in str(exc) else str(exc)) from None
-    architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table,
-                                                       dataset.images.shape[1:])
+    architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
     config = TrainConfig(**params["train"])
     torch.manual_seed(config.seed)
     model = checkpoints.build_model(architecture)
     model.check_taps(params["model"]["taps"])
     trainer = Trainer(model, make_sde(params["sde"]), config, device_for(world), world)
     if world.is_main:
-        log.info("model: %d parameters, %d process(es), device %s", sum(p.numel() for p in model.parameters()),
-                 world.size, trainer.device)
+        log.info(
+            "model: %d parameters, %d process(es), device %s",
+            sum(p.numel() for p in model.parameters()),
+            world.size,
+            trainer.device,
+        )
 
     section = {key: params[key] for key in ("sde", "model", "train")}
     inputs = paths.dataset_files(experiment)
     meta = provenance("train_score_model", experiment, section, inputs)
     # A resume checkpoint is used only by the same params, inputs, code and world size;
     # any other is discarded and training starts over (never a mix of two runs).
-    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"],
-                                 "world": world.size})
+    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"], "world": world.size})
     partial = paths.partial_dir(experiment)
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
     found = resume.fingerprint_of(resume_file)
@@ -91,15 +95,22 @@ def run_training(experiment: str, params: dict, world: World) -> None:
 
     def save_snapshot(step: int) -> None:
         if world.is_main:
-            checkpoints.save_state(trainer.ema.shadow, architecture, snapshots / snapshot_name(step),
-                                   {**meta, "training_step": step})
+            checkpoints.save_state(
+                trainer.ema.shadow, architecture, snapshots / snapshot_name(step), {**meta, "training_step": step}
+            )
 
     def save_resume(step: int) -> None:
         if world.is_main:
             resume.save(trainer, resume_file, fingerprint)
 
-    train(trainer, dataset.images, dataset.condition_values(), dataset.train_rows(),
-          on_checkpoint=save_snapshot, on_resume_point=save_resume)
+    train(
+        trainer,
+        dataset.images,
+        dataset.condition_values(),
+        dataset.train_rows(),
+        on_checkpoint=save_snapshot,
+        on_resume_point=save_resume,
+    )
     if not world.is_main:
         return
 
@@ -111,8 +122,12 @@ def run_training(experiment: str, params: dict, world: World) -> None:
     shutil.rmtree(final, ignore_errors=True)
     snapshots.rename(final)
     shutil.rmtree(partial, ignore_errors=True)
-    log.info("final loss (mean of last 50 steps): %.4f; %d snapshots in %s",
-             history["loss"].tail(50).mean(), len(list(final.iterdir())), final)
+    log.info(
+        "final loss (mean of last 50 steps): %.4f; %d snapshots in %s",
+        history["loss"].tail(50).mean(),
+        len(list(final.iterdir())),
+        final,
+    )
 
 
 if __name__ == "__main__":
