@@ -8,6 +8,7 @@ import importlib.util
 import torch
 
 from latent_abstractions import artifacts
+
 from conftest import ROOT
 
 
