@@ -225,7 +225,7 @@ class edited:
         os.utime(self.path, (self.times.st_atime, self.times.st_mtime))
 
 
-EDITED_MODULES = ["src/latent_abstractions/datasets/shapes.py", "src/latent_abstractions/probes.py"]
+EDITED_MODULES = ["src/latent_abstractions/datasets/shapes.py", "src/latent_abstractions/probes/lbfgs.py"]
 PROBE_PARAM = ("bumps", "probes", "seed")  # experiment, section, key
 PROBE_JOBS = {"fit_probes@bumps"}  # the jobs that read that section
 

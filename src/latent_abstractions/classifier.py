@@ -1,53 +1,6 @@
 """A noise-conditional factor classifier q(y_k | x_t, t) for every factor k at once.
 
-What it is for:
-
-- a variational lower bound on I(Y_k; X_t) at every time (Barber & Agakov 2003),
-  beside the score-based estimates of information.py and the exact values of
-  ground_truth.py: for any classifier q and draws (y, x_t) of the joint,
-
-      I(Y_k; X_t) = H(Y_k) - H(Y_k | X_t) >= H(Y_k) - CE_k(t),
-      CE_k(t) = E[-log q(Y_k | X_t, t)],
-
-  with equality when q is the exact posterior. Since CE_k >= 0, the bound never
-  exceeds H(Y_k); it can be negative (a classifier worse than the label prior), and
-  ``evaluate`` reports it as it is, never clipped at 0.
-- with t at (or below) ``t_min`` the classifier of clean images that labels generated
-  images (``predict(model, images, 0.0)``, ``clean_accuracy``).
-
-Labels: every factor is classified through its value index (``Dataset.bins()``), a
-continuous factor (bump x or y) included: it is treated as categorical over the lattice
-of values it takes in the data set, one class per value, with no notion of distance
-between values (a miss by one lattice step costs as much as a miss by ten).
-
-Network: a coordinate-augmented input (two channels with the pixel's x and y in
-[-1, 1], so that global pooling keeps absolute position, which position factors need),
-a 3x3 stem convolution, then per level a stride-2 3x3 convolution, GroupNorm, a
-FiLM scale and shift from the time embedding, SiLU, a 3x3 convolution, GroupNorm, SiLU;
-global average pooling and one linear head per factor. The time enters through its
-log-SNR lambda(t) (the SDE is part of the architecture), mapped to [-1, 1] over the
-trained range [lambda(t_max), lambda(t_min)], as sinusoidal features, through a small
-MLP. Times outside [t_min, t_max] are clamped to it: t = 0 (clean images, lambda
-infinite) is read as t_min, whose noise (sigma ~ 0.01 for the default VP SDE) is far
-below any image's structure.
-
-Training: the sum over factors of the cross-entropy, AdamW with linear warm-up then
-cosine decay to a tenth, gradient clipping. Each batch draws rows uniformly from the
-training rows, and times uniformly in log-SNR between lambda(t_max) and lambda(t_min)
-(default; ``time_sampling="uniform"`` draws t uniformly instead). Log-SNR-uniform times
-are the choice because the posterior changes with lambda, not with t: for a VP SDE with
-beta_max = 20, uniform t spends about three quarters of the draws at lambda < -2, where
-little can be classified, and very few where the clean-image classifier is learnt. Every
-draw (rows, times, noise) comes from one seeded CPU generator and the weights are
-initialised under the same seed, so a run on the CPU is bit-for-bit reproducible; on a
-GPU the draws are the same and the arithmetic may differ in the last bits.
-
-Checkpoints are safetensors with the architecture (factor table, image shape, SDE
-included) and provenance as JSON in the header; loading rebuilds the network from the
-header (never unpickling) and refuses one whose factor table or image shape is not the
-data set's it is applied to, or whose SDE is not the expected one.
-
-All entropies and cross-entropies are in nats.
+The method in full: docs/science.md, "The noise-conditional classifier bound".
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
 """What forked continuations and forward-backward regenerations say about when a factor
 is decided (study 1; Sclocchi et al., arXiv 2410.13770).
 
-Every final image is labelled by the clean-image classifier (its most probable value per
-factor). From M parents forked at time tau into K branches with fresh noise:
-
-- ``fork_entropy``: the entropy of the K branches' labels, with the Miller-Madow
-  correction (V - 1) / 2K, averaged over parents. With an exact sampler its expectation
-  is H(Y_k | X_tau), so H(Y_k) - fork_entropy is a third estimate of I(Y_k; X_tau) that
-  needs no integral over t (``fork_information``);
-- ``fork_agreement``: the fraction of branches whose label equals the parent's own
-  final label.
-
-From images noised to time t and regenerated: ``forward_backward`` is the fraction of
-regenerations whose label equals the source image's factor; its exact counterpart is
-E[p(Y_k = y(x_0) | X_t)]. Every value comes with its standard error over parents or
-sources.
+The method in full: docs/science.md, "Forks and forward-backward: the decision read from branches".
 """
 
 from __future__ import annotations

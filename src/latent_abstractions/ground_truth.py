@@ -1,18 +1,6 @@
 """Exact quantities for data whose noised distribution is known in closed form.
 
-Two sources of draws, each with its exact information and its exact epsilon-predictor:
-
-- ``FiniteMixture``: the distribution a model trained on a finite image set saw,
-  uniform over its rows. Noised at time t it is the mixture
-  (1/N) sum_i N(alpha_t x_i, sigma_t^2 I), so the posterior over images given X_t = x,
-  hence over any factor's values, and the score given any subset of factors are exact.
-  The images are streamed in chunks with a running log-sum-exp, so memory stays
-  bounded whatever N is, and the work runs on the device of the query ``x``.
-- ``GaussianTask``: jointly Gaussian factors Y in R^K and X_0 = A Y + noise, where
-  I(Y_k; X_t) and every conditional score are closed-form (for validating estimators).
-
-Both give ``draws`` (what an estimator averages over) and ``exact_terms`` (per-draw
-exact quantities), the interface ``information.mutual_information`` consumes.
+The method in full: docs/science.md, "The exact ground truth of a finite image set".
 """
 
 from __future__ import annotations

@@ -1,41 +1,6 @@
 """Mutual information between a factor and the noised state, I(Y_k; X_t), in nats.
 
-The score-difference identity (MINDE, Franzese et al. ICLR 2024), written on the
-log-SNR axis lambda = log(alpha^2 / sigma^2) with d(lambda) = -(g^2 / sigma^2) dt and
-score = -eps / sigma:
-
-    I(Y; X_t) = I(Y; X_T) + 1/2 int_{lambda(T)}^{lambda(t)} E || eps(X_s | y) - eps(X_s) ||^2 d(lambda).
-
-Two forms of the integrand, equal for optimal denoisers (Kong et al. ICLR 2024):
-
-- ``orthogonal`` (MINDE): E || eps_hat(x | y_k) - eps_hat(x) ||^2. The errors of both
-  passes enter it squared, so under model error it tends to overshoot.
-- ``mmse_difference``: E || eps - eps_hat(x) ||^2 - E || eps - eps_hat(x | y_k) ||^2, with
-  eps the noise that made X_s: what the condition buys the model; it goes negative
-  where the conditional pass is worse than the unconditional one.
-
-The MMSE difference is the estimate this project reports; the orthogonal form is kept
-as a diagnostic. Why: E || eps - eps_hat ||^2 = mmse + E || eps* - eps_hat ||^2 for each
-pass (eps* the optimal denoiser), so the MMSE-difference estimate is the true I plus
-half the integral of (excess error of the unconditional pass - excess error of the
-conditional one): equally good passes cancel. The orthogonal form carries both passes'
-errors with the same sign and, integrated over the high-SNR range where the exact
-integrand vanishes, climbs past H(Y_k).
-
-"eps_hat(x | y_k)" keeps factor k only, "eps_hat(x)" keeps none. The integral is a
-trapezoid rule on a grid uniform in lambda (points go where information changes),
-from t = T down to t_end. Each grid point has its own ``samples`` draws, stratified
-over the data's rows (``ground_truth.FiniteMixture.draws``), with fresh noise.
-
-Where the data source knows the exact answer (a finite image set, a Gaussian task),
-the same draws give the exact I(Y_k; X_t) beside the estimates, and its value at T
-is the I(Y; X_T) term above (not negligible for a VE SDE whose sigma_max is not
-large against the spread of the data). Without it the term is left out (zero).
-
-Standard errors: per-draw contributions give a standard error per grid point
-(std / sqrt(samples); conservative, as stratification only lowers the variance);
-grid points use independent noise, so the integral's variance is the sum of the
-squared quadrature weights times the points' variances.
+The method in full: docs/science.md, "The score-difference information estimate".
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
 """The order in which factors are decided, against the published finding on Shapes3D.
 
-Franzese et al. (arXiv 2410.03368) find that a diffusion model trained on Shapes3D
-decides the three hues and the shape early along generation, and scale and orientation
-late. ``PUBLISHED_EARLY`` and ``PUBLISHED_LATE`` hold the two groups; the order of the
-factors inside a group is not part of the finding.
-
-An *order* is a list of factor names, decided first first: ``decided_order`` reads it
-from a decision-time table (order.py's layout: one row per factor, ``tau_50`` and
-``tau_90`` in t; generation runs from t = 1 down, so a larger tau is decided earlier).
-Two comparisons with the finding, over the published factors the order holds (a factor
-the data set lacks, or one never decided, is left out):
-
-- ``agrees_with_published``: every early factor comes before every late one;
-- ``published_rank_agreement``: Spearman's rho between each factor's position in the
-  order (1, 2, ...) and its published group, as tied ranks (the early factors share the
-  mean of the first ranks, the late ones the mean of the last). With 4 early and 2 late
-  factors rho ranges over [-0.83, 0.83], its maximum reached exactly when the order
-  agrees, its minimum when it is reversed (all late before all early).
+The method in full: docs/science.md, "The published order of Franzese et al.".
 """
 
 from __future__ import annotations

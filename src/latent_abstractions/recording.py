@@ -1,18 +1,6 @@
 """Sampling and recording trajectories: what the three sampling stages share.
 
-- :class:`TrajectoryRecorder` is a sampler's ``eps_fn``: it drives sampling with the
-  conditional pass, the unconditional one, or their classifier-free-guidance mix, and
-  at recorded steps keeps state, network outputs, denoised estimates and activations
-  (pooled, low-resolution maps, full maps on request) of the conditional and
-  unconditional passes (one batched forward pass) and of a random control network,
-  in the columns trajectories.py defines.
-- :class:`PerTrajectoryNoise` gives every trajectory its own random stream, seeded from
-  the run's seed and the trajectory's identity, and :class:`BlockNetwork` evaluates the
-  network in fixed blocks of rows: together they make a trajectory's numbers, on a CPU,
-  the same bit for bit whatever batch it is sampled in (a matrix product's rounding
-  depends on how many rows it has, not on which).
-- :func:`recorded_steps` turns a params ``time selection`` into steps of the time grid,
-  :func:`resolve_condition` a ``condition`` into factor names, both with one-line errors.
+The method in full: docs/data.md, "Recording trajectories".
 """
 
 from __future__ import annotations

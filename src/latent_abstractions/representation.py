@@ -1,33 +1,6 @@
 """How a network represents its condition (Liang, Liu & Fiete, arXiv 2402.03305).
 
-Given one tap's whole activation maps, flattened to (n_conditions, d), over a grid of
-requested (x, y), this measures how *ordered* the representation is, without assuming
-that the manifold is flat:
-
-- ``knn_r2`` (and ``knn_r2_x``, ``knn_r2_y``): the leave-one-out R^2 of a k-nearest-
-  neighbour regression of (x, y) from the activations (each condition's position
-  predicted by the mean position of its K nearest other conditions in activation
-  space). A curved but ordered 2-D manifold reads near 1; a disordered one, or noise,
-  near or below 0. This is the order measure the phase label uses.
-- ``trustworthiness`` / ``continuity``: neighbourhood preservation between the grid and
-  the activations (scikit-learn's trustworthiness, both ways round): neighbours in the
-  activations are neighbours on the grid, and the reverse.
-- ``r2_isomap`` / ``r2_pca``: R^2 of a linear map from a 2-D Isomap / 3-D PCA embedding
-  to (x, y): diagnostics only (a curved ordered manifold fails the PCA test).
-- ``effective_dimension``: the PCA participation ratio (sum lambda)^2 / sum lambda^2.
-
-Phase per checkpoint (README, "Phases"), from the generated samples and the
-representation at one tap (``PHASE_TAP``) together:
-
-- ``A``: most samples show several bumps (multi-bump fraction > MULTI_BUMP);
-- ``C``: generation accurate (>= ACCURATE) and the representation ordered (knn_r2 >= ORDERED);
-- ``B``: otherwise (mostly single bumps, misplaced or on a disordered manifold).
-
-Thresholds: ORDERED = 0.9 sits between what ordered embeddings read (a smooth non-linear
-map of the grid into 64 dimensions: > 0.97; the grid itself: 0.99; trained 16x16 models:
-0.93-0.98 from about a fifth of the way through training) and what disorder reads (the
-same vectors with rows permuted, or noise: < 0.2), and leaves room for the error a
-5-neighbour average makes at the grid's edges. ACCURATE = 0.9: nine samples in ten on the requested pixel.
+The method in full: docs/science.md, "The representation measure and the phases".
 """
 
 from __future__ import annotations

@@ -1,30 +1,7 @@
 """Reverse-time samplers as plain functions with one signature and a per-step callback
 (after k-diffusion's sampling.py); the callback is where trajectories are recorded.
 
-    sampler(eps_fn, sde, x, times, generator=None, callback=None) -> x_0 estimate
-
-``eps_fn(x, t, step)`` returns the predicted noise at state ``x`` and time ``t`` (a
-per-sample vector); ``step`` (0..len(times)-1) lets a caller do more at chosen steps
-(record activations) without a second forward pass. Extra evaluations inside a step
-(a corrector, Heun's second stage) are made with ``step = AUXILIARY`` (-1). ``times``
-decreases from t_start to t_end with steps + 1 entries (``sde.time_grid``: evenly in
-log-SNR by default). The network is evaluated at every entry, the last included, and
-each sampler returns Tweedie's denoised estimate at times[-1]. The callback sees
-(step, t, x_t, eps) at steps 0..len(times)-1.
-
-- ``sde``: Euler-Maruyama on the reverse-time SDE (Song et al. 2021, eq. 6);
-- ``pc``: the same predictor followed by one Langevin corrector step per step (Song et
-  al. 2021, Algorithms 4-5) of size 2 (r sigma_t)^2 with signal-to-noise r =
-  ``LANGEVIN_SNR``. Song et al. set 2 (r ||z|| / ||score||)^2 from the batch's norms;
-  since ||score|| ~ ||z|| / sigma_t under the added noise, this is its expected value,
-  made independent of the state: a step size that depends on the state biases Langevin
-  dynamics (measured: +27% variance on a Gaussian), and one taken from the batch would
-  make a trajectory depend on the batch it is drawn in;
-- ``ode``: Euler on the probability-flow ODE (deterministic given X_T);
-- ``heun``: Heun's second-order method on the probability-flow ODE (Karras et al. 2022,
-  Algorithm 1, without churn), Euler on the last step;
-- ``ddim``: the deterministic DDIM update (Song, Meng & Ermon 2021, eta = 0),
-  x' = alpha' x0_hat + sigma' eps_hat, exact for any alpha_t, sigma_t (VP or VE).
+The method in full: docs/science.md, "The samplers".
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """The forward noising process as one small abstraction (after score_sde_pytorch's sde_lib).
 
-Every SDE here has a Gaussian marginal X_t | x_0 ~ N(alpha_t x_0, sigma_t^2 I), so a
-subclass gives beta-style drift/diffusion and alpha_t, sigma_t in closed form; the rest
-(marginal draws, log-SNR, the reverse-time SDE, the probability-flow ODE, Tweedie's
-denoiser) follows here once.
-
-Log-SNR lambda = log(alpha_t^2 / sigma_t^2) is the natural axis: for both SDEs
-d(lambda)/dt = -g(t)^2 / sigma_t^2, so integrals and sampler steps spaced evenly in lambda
-put their points where the data distribution changes. Each SDE inverts lambda(t) in
-closed form (``time_of_log_snr``); ``log_snr_grid`` and ``time_grid`` build on it.
-
-- VP (Song et al. 2021, eq. 11): dX = -1/2 beta(t) X dt + sqrt(beta(t)) dW with
-  beta(t) = beta_min + t (beta_max - beta_min); log alpha_t = -1/4 t^2 (beta_max - beta_min)
-  - 1/2 t beta_min, sigma_t^2 = 1 - alpha_t^2.
-- VE (eq. 9): dX = sqrt(d[sigma^2(t)]/dt) dW with sigma(t) = sigma_min (sigma_max/sigma_min)^t;
-  alpha_t = 1, sigma_t^2 = sigma(t)^2 - sigma_min^2 (exact, so that X_0 = x_0).
+The method in full: docs/science.md, "The noise processes".
 """
 
 from __future__ import annotations

@@ -1,27 +1,7 @@
 """A procedural, Shapes3D-like scene (Burgess & Kim 2018): a floor, two back walls
 meeting in a corner, and one object standing in the middle, seen by a camera.
 
-Six factors, with Shapes3D's values and cardinalities (480,000 combinations):
-floor, wall and object hue (10 each), object scale (8), shape (4: cube, cylinder,
-sphere, capsule) and orientation (15, -30 to 30 degrees).
-
-As in Shapes3D, orientation orbits the camera around the vertical axis through the
-object, so it moves the corner and the floor/wall boundary, changes how the light
-falls on what the camera sees, and turns the cube's faces; it changes every image,
-the rotation-symmetric shapes' included.
-
-Rendering is a small analytic ray caster in world coordinates (y up, the object's
-base at the origin, the floor at y = 0). A point light above and in front of the
-object gives Lambertian shading with distance falloff (the floor darkens toward the
-camera, the two walls differ by their angle to the light) and the object's cast
-shadow. Colours are linear in the geometry: each pixel is
-``floor_weight * rgb(floor_hue) + wall_weight * rgb(wall_hue) + object_weight *
-rgb(object_hue)``, where the weights (coverage times shading, averaged over a
-SUPERSAMPLE x SUPERSAMPLE grid of rays per pixel) depend only on
-(orientation, shape, scale) and the size. They are computed once per size and
-cached, so rendering an image is three multiply-adds per pixel and channel.
-Everything is deterministic: no randomness, and the per-pixel arithmetic does not
-depend on how images are batched.
+The method in full: docs/data.md, "Procedural Shapes3D-like scenes".
 """
 
 from __future__ import annotations

@@ -1,18 +1,7 @@
 """Pipeline step: when each factor is decided along generation, by every proxy (study 1,
 Franzese et al.), beside the order the exact mutual information gives.
 
-Proxies, each a curve per factor against t (order.py turns them into decision times):
-- ``probe``: held-out score of a linear probe on the state x_t (what the trajectory
-  holds; fit_probes.py);
-- ``mi_learned``: the MMSE-difference estimate of I(factor; X_t); ``mi_exact``: its exact
-  value on the training rows (the reference, which no published study had);
-- ``classifier_bound``: the noise-conditional classifier's H - CE;
-- ``bayes_accuracy``: the exact posterior's accuracy (the best any probe can do);
-- ``fork_information`` (H - fork entropy) and ``fork_agreement`` of forked continuations,
-  and ``forward_backward``: the fraction of regenerations from X_t that keep the source's
-  factor (analyze_forks.py). Forward-backward runs backwards in meaning: its value is high
-  at small t (little noise, the factor survives) and falls towards chance at t = T, so it
-  is a curve of "decided by t" like the others.
+The method in full: docs/science.md, "Decision times of the proxies".
 """
 
 from __future__ import annotations

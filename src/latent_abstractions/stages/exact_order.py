@@ -1,20 +1,7 @@
 """Pipeline step: when each factor of a shapes data set is decided along generation,
 from the data and the noise process alone (no model, no training).
 
-The data set is the finite mixture of its images (ground_truth.FiniteMixture): under the
-experiment's SDE, I(Y_k; X_t) is exact up to Monte-Carlo error over X_t, computed on a
-log-SNR-uniform grid of ``exact_order.points`` times from T down to ``t_end`` with
-``samples`` stratified draws per time (information.mutual_information with no model).
-order.py turns each factor's curve into decision times (tau_50, tau_90, in t and in
-log-SNR) and a rank; a parametric bootstrap of the curves (each point redrawn from
-N(mean, stderr^2), the points being independent) gives their standard errors.
-
-Writes two tidy tables (layout: README, "Exact order at paper resolution"):
-- ``exact_information.parquet``: one row per (factor, t): ``mi`` and its ``stderr``,
-  ``entropy`` H(Y_k), ``fraction`` covered, ``bayes_accuracy`` and its stderr;
-- ``exact_decisions.parquet``: one row per factor: decision times, their standard errors,
-  ``rank_50`` (1: decided first), ``rank_50_stability`` (share of bootstrap replicates
-  giving that rank) and ``published_group`` (published_order.py).
+The method in full: docs/science.md, "The exact order at paper resolution".
 """
 
 from __future__ import annotations
