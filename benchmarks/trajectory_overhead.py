@@ -56,7 +56,7 @@ from latent_abstractions.recording import (
     tap_shapes,
     time_columns,
 )
-from latent_abstractions.samplers import SAMPLERS
+from latent_abstractions.samplers import SAMPLERS, gaussian_noise
 from latent_abstractions.sde import VPSDE, time_grid
 from latent_abstractions.store import StoreWriter
 from latent_abstractions.trajectories import open_store
@@ -187,10 +187,9 @@ def main() -> None:
         clock.writing += time.perf_counter() - start
         for batch, ids in enumerate(batches):
             noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
-            prior = sde.prior_std() * noise.draw((len(ids), *IMAGE))
+            prior = sde.prior_std() * noise((len(ids), *IMAGE))
             recorder = Timed(clock, model, sde, values[ids], steps, TAPS, control, block=BLOCK)
-            with noise:
-                sampler(recorder, sde, prior, times, generator=noise.generator)
+            sampler(recorder, sde, prior, times, noise=noise)
             start = time.perf_counter()
             parts = {}
             for step, t_value, log_snr in zip(steps, t_values, log_snrs):
@@ -218,16 +217,12 @@ def main() -> None:
         for ids in batches:
             if per_trajectory:
                 noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
-                prior, generator = sde.prior_std() * noise.draw((len(ids), *IMAGE)), noise.generator
+                prior = sde.prior_std() * noise((len(ids), *IMAGE))
             else:
-                noise, generator = None, torch.Generator().manual_seed(int(ids[0]))
-                prior = sde.prior_sample((len(ids), *IMAGE), generator)
+                generator = torch.Generator().manual_seed(int(ids[0]))
+                noise, prior = gaussian_noise(generator), sde.prior_sample((len(ids), *IMAGE), generator)
             eps_fn = Bare(model, sde, values[ids], steps, TAPS, control, block=BLOCK)
-            if noise is None:
-                sampler(eps_fn, sde, prior, times, generator=generator)
-            else:
-                with noise:
-                    sampler(eps_fn, sde, prior, times, generator=generator)
+            sampler(eps_fn, sde, prior, times, noise=noise)
 
     variants = {"recorded": recorded, "bare": bare, "bare, one generator": lambda: bare(False)}
     wall, cpu = {name: [] for name in variants}, {name: [] for name in variants}

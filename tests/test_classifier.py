@@ -145,7 +145,7 @@ def test_uniform_time_sampling_and_time_draws():
     log_snr = SDE.log_snr(t.double())
     low, high = float(SDE.log_snr(torch.tensor(1.0))), float(SDE.log_snr(torch.tensor(1e-3)))
     assert abs(float(log_snr.mean()) - (low + high) / 2) < 0.3  # uniform in log-SNR
-    uniform = classifier.draw_times(4000, SDE, 1e-3, 1.0, "uniform", generator)
+    uniform = classifier.draw_times(4000, SDE, 1e-3, 1.0, "t", generator)
     assert abs(float(uniform.mean()) - 0.5) < 0.02
     with pytest.raises(ValueError, match="unknown time sampling"):
         classifier.draw_times(2, SDE, 1e-3, 1.0, "cosine", generator)

@@ -11,8 +11,8 @@ from latent_abstractions import information
 from latent_abstractions.conditioning import subset_keep_mask
 from latent_abstractions.datasets import bumps
 from latent_abstractions.ground_truth import ExactEpsilon, FiniteMixture, GaussianEpsilon, gaussian_suite
+from latent_abstractions.schedule import training_times
 from latent_abstractions.sde import T_MIN, VESDE, VPSDE
-from latent_abstractions.train import training_times
 
 
 def test_cumulative_integral_of_a_known_function():

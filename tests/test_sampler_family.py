@@ -8,7 +8,7 @@ import torch
 
 from latent_abstractions.datasets import bumps
 from latent_abstractions.ground_truth import ExactEpsilon
-from latent_abstractions.samplers import AUXILIARY, SAMPLERS
+from latent_abstractions.samplers import AUXILIARY, SAMPLERS, gaussian_noise
 from latent_abstractions.sde import VESDE, VPSDE, expand_like, time_grid
 
 
@@ -33,7 +33,7 @@ def test_gaussian_data_is_recovered(sampler, sde):
         sde,
         prior,
         time_grid(1.0, 1e-3, 1000, sde=sde),
-        generator,
+        gaussian_noise(generator),
         callback=lambda step, t, x, eps: seen.append(step),
     )
     assert seen == list(range(1001))
@@ -57,7 +57,7 @@ def test_conditioned_on_every_factor_the_requested_image_comes_out(sampler):
 
     generator = torch.Generator().manual_seed(1)
     prior = sde.prior_sample((4, 1, 8, 8), generator)
-    final = SAMPLERS[sampler](eps_fn, sde, prior, time_grid(1.0, 1e-3, 200, sde=sde), generator)
+    final = SAMPLERS[sampler](eps_fn, sde, prior, time_grid(1.0, 1e-3, 200, sde=sde), gaussian_noise(generator))
     target = torch.as_tensor(data.images)[[0, 3, 5, 8]]
     assert float((final - target).abs().max()) < 0.05
     assert any(auxiliary) == (sampler in ("pc", "heun"))

@@ -8,7 +8,7 @@ import torch
 
 from latent_abstractions.datasets import bumps
 from latent_abstractions.ground_truth import ExactEpsilon
-from latent_abstractions.samplers import reverse_sde_euler_maruyama
+from latent_abstractions.samplers import gaussian_noise, reverse_sde_euler_maruyama
 from latent_abstractions.sde import VPSDE, time_grid
 
 
@@ -32,7 +32,7 @@ def residual_noise(spacing: str, steps: int = 60, t_end: float = 1e-3, samples: 
         sde,
         prior,
         times,
-        generator,
+        gaussian_noise(generator),
         callback=lambda step, t, x, eps: final.update(x=x) if step == steps else None,
     )
     alpha = float(sde.alpha(torch.tensor(t_end)))

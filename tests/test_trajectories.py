@@ -18,7 +18,7 @@ from latent_abstractions.recording import (
     resolve_condition,
     stream_seed,
 )
-from latent_abstractions.samplers import SAMPLERS, reverse_sde_euler_maruyama
+from latent_abstractions.samplers import SAMPLERS, gaussian_noise, reverse_sde_euler_maruyama
 from latent_abstractions.sde import VESDE, VPSDE, time_grid
 from latent_abstractions.stages.sample_trajectories import requested_positions
 
@@ -132,7 +132,11 @@ def record(networks, keep=None, guidance=1.0, full_maps=(), steps=10, record=(0,
     )
     generator = torch.Generator().manual_seed(0)
     final = reverse_sde_euler_maruyama(
-        recorder, sde, torch.randn(3, 1, 8, 8, generator=generator), time_grid(1.0, 1e-3, steps, sde=sde), generator
+        recorder,
+        sde,
+        torch.randn(3, 1, 8, 8, generator=generator),
+        time_grid(1.0, 1e-3, steps, sde=sde),
+        gaussian_noise(generator),
     )
     return recorder, final
 
@@ -217,9 +221,9 @@ def test_blocks_and_streams_make_a_row_independent_of_its_batch(networks):
             assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
             assert torch.equal(torch.cat([p[1]["mid"] for p in parts]), whole[1]["mid"])
     seeds = [stream_seed(3, 0, j) for j in range(5)]
-    together = PerTrajectoryNoise(seeds).draw((5, 2, 3))
+    together = PerTrajectoryNoise(seeds)((5, 2, 3))
     assert torch.equal(
-        torch.cat([PerTrajectoryNoise(seeds[:2]).draw((2, 2, 3)), PerTrajectoryNoise(seeds[2:]).draw((3, 2, 3))]),
+        torch.cat([PerTrajectoryNoise(seeds[:2])((2, 2, 3)), PerTrajectoryNoise(seeds[2:])((3, 2, 3))]),
         together,
     )
     assert stream_seed(3, 0, 1) != stream_seed(3, 1, 0) and stream_seed(3, 0, 1) < 2**63
@@ -234,9 +238,8 @@ def test_every_sampler_draws_its_noise_per_trajectory(networks, sampler):
 
     def sample(rows):
         noise = PerTrajectoryNoise([stream_seed(0, 0, j) for j in rows])
-        prior = noise.draw((len(rows), 1, 8, 8))
+        prior = noise((len(rows), 1, 8, 8))
         recorder = TrajectoryRecorder(model, sde, values[rows], [], [], block=4)
-        with noise:
-            return SAMPLERS[sampler](recorder, sde, prior, times, generator=noise.generator)
+        return SAMPLERS[sampler](recorder, sde, prior, times, noise=noise)
 
     assert torch.equal(torch.cat([sample([0]), sample([1, 2, 3])]), sample([0, 1, 2, 3]))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from . import safetensors_file
 from .factors import Factor
@@ -73,12 +71,7 @@ def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[S
         differing = sorted(k for k in expected_architecture if architecture.get(k) != expected_architecture[k])
         raise CheckpointError(f"{path}: architecture differs from params in {', '.join(differing)}")
     model = build_model(architecture)
-    try:
-        state = load_file(str(path))
-        model.load_state_dict(state, strict=True)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the architecture in its header ({first_line})") from None
+    safetensors_file.load_weights(model, path, CheckpointError)
     model.eval()
     return model, metadata
 
@@ -90,7 +83,3 @@ def load_for_params(path: Path | str, model_params: dict) -> tuple[ScoreUNet, di
     factors = [Factor.from_dict(f) for f in header["factors"]]
     image_shape = (header["image_channels"], *header["image_size"])
     return load(path, expected_architecture=architecture_from_params(model_params, factors, image_shape))
-
-
-def select_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

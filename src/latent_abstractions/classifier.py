@@ -15,23 +15,22 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from . import safetensors_file
+from .devices import select_device
+from .entropy import plug_in_entropy
 from .errors import TrainingDiverged
 from .factors import Factor
 from .ground_truth import FiniteMixture, entropy_terms
 from .pixels import model_range
-from .schedule import learning_rate_at
+from .schedule import TIME_SAMPLINGS, learning_rate_at, training_times
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
 
 if TYPE_CHECKING:
     from .datasets.base import Dataset
 
 ARCHITECTURE_KIND = "noise_classifier"
-TIME_SAMPLINGS = ("log_snr", "uniform")
 CACHE_BYTES = 1 << 30  # training rows up to this size (stored dtype) are kept on the device
 
 
@@ -195,10 +194,6 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def select_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 # ------------------------------------------------------------------ data
 
 
@@ -264,15 +259,12 @@ def _as_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str, generator: torch.Generator) -> torch.Tensor:
-    """``n`` training times (float32, CPU) in [t_min, t_max]: uniform in log-SNR or in t."""
+    """``n`` training times (float32, CPU) in [t_min, t_max], drawn in float64 as
+    schedule.training_times spreads them (uniform in log-SNR, in t, or mixed)."""
+    if sampling not in TIME_SAMPLINGS:
+        raise ClassifierError(f"unknown time sampling {sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
     u = torch.rand(n, generator=generator, dtype=torch.float64)
-    if sampling == "uniform":
-        return (t_min + (t_max - t_min) * u).float()
-    if sampling == "log_snr":
-        ends = sde.log_snr(torch.tensor([t_max, t_min], dtype=torch.float64))
-        t = sde.time_of_log_snr(ends[0] + u * (ends[1] - ends[0]))
-        return t.clamp(t_min, t_max).float()
-    raise ClassifierError(f"unknown time sampling {sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+    return training_times(sde, u, sampling, t_min, t_max).float()
 
 
 # ------------------------------------------------------------------ training
@@ -286,7 +278,7 @@ class ClassifierConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 50
     seed: int = 0
-    time_sampling: str = "log_snr"  # or "uniform"
+    time_sampling: str = "log_snr"  # or "t", "mixed" (schedule.TIME_SAMPLINGS)
     grad_clip: float = 1.0
 
 
@@ -419,13 +411,6 @@ def clean_accuracy(
 # ------------------------------------------------------------------ evaluation
 
 
-def label_entropy(labels: np.ndarray, cardinality: int) -> float:
-    """H(Y) in nats of the empirical distribution of integer labels (N,)."""
-    p = np.bincount(labels, minlength=cardinality) / len(labels)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
 def _standard_error(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / math.sqrt(len(values)))
 
@@ -509,7 +494,7 @@ def evaluate(
     )
     generator = torch.Generator().manual_seed(seed)
     image_shape = tuple(dataset.images.shape[1:])
-    entropies = [label_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
+    entropies = [plug_in_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
     chance = [
         float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
         for k, f in enumerate(model.factors)
@@ -616,10 +601,6 @@ def load(
             f"classifier checkpoint does not match its SDE: {architecture['sde']} vs {sde_params(sde)}"
         )
     model = build_model(architecture)
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise ClassifierError(f"{path}: weights do not fit the architecture in its header ({first_line})") from None
+    safetensors_file.load_weights(model, path, ClassifierError)
     model.to(torch.device(device) if device is not None else torch.device("cpu")).eval()
     return model, metadata

@@ -9,15 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def label_entropy(labels: np.ndarray, cardinality: int) -> np.ndarray:
-    """Miller-Madow entropy (nats) of the labels along the last axis, per leading index."""
-    branches = labels.shape[-1]
-    counts = np.stack([(labels == v).sum(axis=-1) for v in range(cardinality)], axis=-1)
-    p = counts / branches
-    plug_in = -(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)).sum(axis=-1)
-    observed = (counts > 0).sum(axis=-1)
-    return plug_in + (observed - 1) / (2.0 * branches)
+from .entropy import miller_madow_entropy
 
 
 def _mean_and_stderr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +29,7 @@ def fork_table(
     (quantity, factor, fork time)."""
     rows = []
     for factor, labels in branch_labels.items():
-        entropy = label_entropy(labels, cardinalities[factor])  # (M, F)
+        entropy = miller_madow_entropy(labels, cardinalities[factor])  # (M, F)
         agreement = (labels == parent_labels[factor][:, None, None]).mean(axis=-1)  # (M, F)
         for quantity, values in (
             ("fork_entropy", entropy),

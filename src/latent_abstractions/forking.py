@@ -74,14 +74,13 @@ def run(
     noise = PerTrajectoryNoise(seeds, device)
     if x is None and images is not None:
         t0 = torch.full((len(images),), float(times[0]), device=device)
-        x = sde.marginal(images.to(device).float(), t0, noise.draw(tuple(images.shape)))
+        x = sde.marginal(images.to(device).float(), t0, noise(tuple(images.shape)))
     elif x is None:
-        x = sde.prior_std() * noise.draw((len(seeds), *image_shape))
+        x = sde.prior_std() * noise((len(seeds), *image_shape))
     recorder = TrajectoryRecorder(
         model, sde, values, record_steps, [], keep=keep, guidance=guidance, block=block, state_only=True
     )
-    with noise:
-        final = SAMPLERS[sampler](recorder, sde, x.to(device), times, generator=noise.generator)
+    final = SAMPLERS[sampler](recorder, sde, x.to(device), times, noise=noise)
     return final, recorder
 
 

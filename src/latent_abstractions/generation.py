@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, gaussian_noise
 from .sde import SDE, time_grid
 
 
@@ -48,4 +48,4 @@ def generate(
     generator = torch.Generator().manual_seed(seed)
     prior = sde.prior_sample((len(values), *image_shape), generator).to(values.device)
     times = time_grid(sde.T, t_end, steps, sde=sde)
-    return SAMPLERS[sampler](guided_eps(model, values, keep, guidance), sde, prior, times, generator)
+    return SAMPLERS[sampler](guided_eps(model, values, keep, guidance), sde, prior, times, gaussian_noise(generator))

@@ -38,7 +38,9 @@ def _as_model_range(chunk: np.ndarray | torch.Tensor, device: torch.device) -> t
 
 
 def label_entropy(labels: torch.Tensor, cardinality: int) -> float:
-    """H(Y) in nats of the empirical distribution of integer labels (N,)."""
+    """H(Y) in nats of the empirical distribution of integer labels (N,), on their device.
+    (entropy.plug_in_entropy is the same estimate in NumPy: the two can differ in the last
+    bit, and the information tables' values are kept as they were made.)"""
     p = torch.bincount(labels, minlength=cardinality).double() / len(labels)
     p = p[p > 0]
     return float(-(p * p.log()).sum())

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from . import checkpoints, paths
 from .errors import InputError
@@ -36,24 +35,18 @@ def stream_seed(seed: int, *keys: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-class PerTrajectoryNoise(TorchFunctionMode):
-    """Gaussian noise drawn row by row, row i from stream i.
-
-    Hand ``.generator`` to a sampler as its generator and run it inside ``with noise:``;
-    each ``torch.randn(shape, generator=noise.generator)`` the sampler makes, of shape
-    (B, ...), is then drawn row by row from the B trajectories' own generators, so a
-    trajectory's noise depends on its seed alone. Any other use of that generator fails.
-    """
+class PerTrajectoryNoise:
+    """Gaussian noise drawn row by row, row i from stream i: a sampler's ``noise``. Each
+    call ``noise(shape)``, of shape (B, ...), draws row i from trajectory i's own generator,
+    so a trajectory's noise depends on its seed alone, not on the batch it is in."""
 
     def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
-        super().__init__()
-        self.generator = torch.Generator()  # a token: never drawn from
         self.device = torch.device(device)
         # Streams live on the device the noise is used on (on a GPU, one small kernel per row
         # instead of a host draw and a copy); a CPU stream and a CUDA stream differ.
         self.streams = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
 
-    def draw(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def __call__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         shape = tuple(int(n) for n in shape)
         if shape[0] != len(self.streams):
             raise ValueError(f"noise for {shape[0]} rows asked of {len(self.streams)} trajectory streams")
@@ -61,16 +54,6 @@ class PerTrajectoryNoise(TorchFunctionMode):
         for row, stream in zip(out, self.streams):
             row.normal_(generator=stream)
         return out
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if kwargs.get("generator") is self.generator:
-            if func is not torch.randn:
-                raise RuntimeError(f"per-trajectory noise draws torch.randn only; the sampler called {func}")
-            shape = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
-            noise = self.draw(shape, kwargs.get("dtype") or torch.float32)
-            return noise.to(kwargs["device"]) if kwargs.get("device") is not None else noise
-        return func(*args, **kwargs)
 
 
 class BlockNetwork:

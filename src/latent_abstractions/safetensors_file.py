@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import safe_open, save
+from safetensors.torch import load_file, safe_open, save
 
 from .artifacts import atomic_path, canonical_json
 
@@ -51,6 +51,15 @@ def read_checkpoint_header(path: Path | str, error: type[Exception], what: str =
     if "architecture" not in metadata:
         raise error(f"{path}: no architecture in the checkpoint header")
     return {key: json.loads(value) for key, value in metadata.items()}
+
+
+def load_weights(model: torch.nn.Module, path: Path | str, error: type[Exception]) -> None:
+    """Load the checkpoint's weights into ``model`` strictly, or ``error`` with one line."""
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise error(f"{path}: weights do not fit the architecture in its header ({first_line})") from None
 
 
 def write(tensors: dict[str, torch.Tensor], path: Path | str, metadata: dict[str, str]) -> None:

@@ -1,5 +1,8 @@
-"""Reverse-time samplers as plain functions with one signature and a per-step callback
-(after k-diffusion's sampling.py); the callback is where trajectories are recorded.
+"""Reverse-time samplers as plain functions with one signature (after k-diffusion's
+sampling.py): ``sampler(eps_fn, sde, x, times, noise=None, callback=None)``. Trajectories
+are recorded by the ``eps_fn`` (recording.TrajectoryRecorder sees every evaluation); the
+``callback(step, t, x, eps)`` is for watching a run step by step. All the randomness
+comes from ``noise(shape)`` (default: the global torch generator).
 
 The method in full: docs/science.md, "The samplers".
 """
@@ -14,6 +17,7 @@ import torch
 from .sde import SDE, expand_like
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+NoiseFn = Callable[[tuple[int, ...]], torch.Tensor]  # standard Gaussian noise of a shape
 AUXILIARY = -1
 LANGEVIN_SNR = 0.16  # Song et al.'s value for their VP/VE image models
 
@@ -50,14 +54,19 @@ def _run(
     raise AssertionError("unreachable")
 
 
-def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator).to(x.device)
+def gaussian_noise(generator: torch.Generator | None = None) -> NoiseFn:
+    """Noise from one torch generator (None: the global one), drawn on the CPU."""
+    return lambda shape: torch.randn(shape, generator=generator)
 
 
-def _euler_maruyama(sde: SDE, generator, x, eps, t, t_next) -> torch.Tensor:
+def _noise(x: torch.Tensor, noise: NoiseFn | None) -> torch.Tensor:
+    return (noise or gaussian_noise())(tuple(x.shape)).to(x.device)
+
+
+def _euler_maruyama(sde: SDE, noise, x, eps, t, t_next) -> torch.Tensor:
     h = expand_like(t - t_next, x)
     drift = sde.reverse_drift(x, t, sde.score_from_eps(eps, t))
-    return x - drift * h + expand_like(sde.diffusion(t), x) * h.sqrt() * _noise(x, generator)
+    return x - drift * h + expand_like(sde.diffusion(t), x) * h.sqrt() * _noise(x, noise)
 
 
 def _ode_slope(sde: SDE, x, eps, t) -> torch.Tensor:
@@ -71,13 +80,13 @@ def reverse_sde_euler_maruyama(
     sde: SDE,
     x: torch.Tensor,
     times: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Integrate the reverse SDE dX = [f - g^2 score] dt + g dW-bar along the decreasing ``times``."""
 
     def update(x, eps, t, t_next, **_):
-        return _euler_maruyama(sde, generator, x, eps, t, t_next)
+        return _euler_maruyama(sde, noise, x, eps, t, t_next)
 
     return _run(update, eps_fn, sde, x, times, callback)
 
@@ -88,18 +97,17 @@ def predictor_corrector(
     sde: SDE,
     x: torch.Tensor,
     times: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
     callback: StepCallback | None = None,
     snr: float = LANGEVIN_SNR,
 ) -> torch.Tensor:
     """Euler-Maruyama predictor, then one Langevin corrector step at the new time."""
 
     def update(x, eps, t, t_next, evaluate, **_):
-        x = _euler_maruyama(sde, generator, x, eps, t, t_next)
+        x = _euler_maruyama(sde, noise, x, eps, t, t_next)
         score = sde.score_from_eps(evaluate(x, t_next), t_next)
-        noise = _noise(x, generator)
         step_size = expand_like(2.0 * (snr * sde.sigma(t_next)) ** 2, x)
-        return x + step_size * score + (2.0 * step_size).sqrt() * noise
+        return x + step_size * score + (2.0 * step_size).sqrt() * _noise(x, noise)
 
     return _run(update, eps_fn, sde, x, times, callback)
 
@@ -110,7 +118,7 @@ def probability_flow_euler(
     sde: SDE,
     x: torch.Tensor,
     times: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Integrate the probability-flow ODE dX = [f - 1/2 g^2 score] dt (deterministic given X_T)."""
@@ -127,7 +135,7 @@ def probability_flow_heun(
     sde: SDE,
     x: torch.Tensor,
     times: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Heun's method on the probability-flow ODE: the mean of the slopes at both ends."""
@@ -149,7 +157,7 @@ def ddim(
     sde: SDE,
     x: torch.Tensor,
     times: torch.Tensor,
-    generator: torch.Generator | None = None,
+    noise: NoiseFn | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM: keep the predicted noise, move the predicted image to the next noise level."""

@@ -26,8 +26,8 @@ from .distributed import World
 from .errors import TrainingDiverged
 from .nets.unet import ScoreUNet
 from .pixels import model_range
-from .schedule import learning_rate_at
-from .sde import SDE, T_MIN
+from .schedule import learning_rate_at, training_times
+from .sde import SDE
 
 
 @dataclasses.dataclass
@@ -47,30 +47,6 @@ class TrainConfig:
     compile: bool = False
     time_sampling: str = "t"  # or "log_snr": noise levels uniform in log-SNR (training_times)
     log_every: int = 10
-
-
-TIME_SAMPLINGS = ("t", "log_snr", "mixed")
-
-
-def training_times(sde: SDE, uniform: torch.Tensor, sampling: str) -> torch.Tensor:
-    """Noise levels in [T_MIN, 1] from uniform draws: uniform in t, uniform in log-SNR, or
-    ``mixed``, an even mixture of the two (draws below 1/2 go uniform in t, the others
-    uniform in log-SNR, each rescaled to [0, 1)). A grid in t leaves the high-SNR end
-    (t < 0.1, half the log-SNR range of a VP SDE) with a tenth of the steps; the
-    information integral is uniform in log-SNR, but the low-SNR end, where the factors
-    are decided, then gets fewer steps: the mixture keeps most of both."""
-    if sampling not in TIME_SAMPLINGS:
-        raise ValueError(f"time_sampling {sampling!r}: must be one of {', '.join(TIME_SAMPLINGS)}")
-    if sampling == "mixed":
-        return torch.where(
-            uniform < 0.5,
-            training_times(sde, 2 * uniform, "t"),
-            training_times(sde, (2 * uniform - 1).clamp_min(0.0), "log_snr"),
-        )
-    if sampling == "t":
-        return T_MIN + (1.0 - T_MIN) * uniform
-    ends = sde.log_snr(torch.tensor([1.0, T_MIN]))
-    return sde.time_of_log_snr(ends[0] + (ends[1] - ends[0]) * uniform).clamp(T_MIN, 1.0)
 
 
 def checkpoint_steps(steps: int, count: int) -> list[int]:

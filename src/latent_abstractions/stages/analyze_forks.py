@@ -16,6 +16,7 @@ from .. import classifier, fork_analysis, paths, trajectories
 from ..artifacts import provenance, write_parquet
 from ..cli import run_step
 from ..datasets import base
+from ..entropy import plug_in_entropy
 from ..errors import InputError
 
 log = logging.getLogger("analyze_forks")
@@ -40,7 +41,7 @@ def analyze_step(experiment: str, params: dict) -> None:
     bins = dataset.bins()
     train = dataset.train_rows()
     cardinalities = {f.name: f.cardinality for f in dataset.factor_table}
-    entropies = {name: classifier.label_entropy(bins[train, k], cardinalities[name]) for k, name in enumerate(names)}
+    entropies = {name: plug_in_entropy(bins[train, k], cardinalities[name]) for k, name in enumerate(names)}
     fork_rows = fork_analysis.fork_table(
         labels_of(model, forks.images),
         labels_of(model, forks.parent_images),

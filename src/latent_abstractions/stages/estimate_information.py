@@ -16,6 +16,7 @@ from .. import checkpoints, convergence, information, paths
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
+from ..devices import select_device
 from ..errors import InputError
 from ..ground_truth import FiniteMixture
 from ..sde import make_sde
@@ -73,7 +74,7 @@ def information_step(experiment: str, params: dict) -> None:
         )
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
-    device = checkpoints.select_device()
+    device = select_device()
     model.to(device)
     sde = make_sde(params["sde"])
     settings = params["information"]

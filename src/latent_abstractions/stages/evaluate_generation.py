@@ -25,6 +25,7 @@ from .. import checkpoints, generation_metrics, manifold_pictures, paths, repres
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
+from ..devices import select_device
 from ..errors import InputError
 from ..generation import generate
 from ..sde import make_sde
@@ -184,7 +185,7 @@ def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
 
 def evaluate_step(experiment: str, params: dict) -> None:
     snapshots, dataset = checked_inputs(experiment, params)
-    device = checkpoints.select_device()
+    device = select_device()
     tables = {"accuracy": [], "representation": [], "embedding": []}
     for path in snapshots:
         try:

@@ -10,9 +10,10 @@ import math
 import numpy as np
 import torch
 
-from .. import checkpoints, paths
+from .. import paths
 from ..artifacts import file_sha256, provenance
 from ..cli import run_step
+from ..devices import select_device
 from ..errors import InputError
 from ..forking import batches, parent_conditions, run, steps_before_end
 from ..recording import (
@@ -51,7 +52,7 @@ def fork_step(experiment: str, params: dict) -> None:
             f"{where}.condition lists {', '.join(outside)}, which the parents are not conditioned on "
             f"(parent_condition: {', '.join(parent_condition) or 'none'})"
         )
-    device = checkpoints.select_device()
+    device = select_device()
     model.to(device)
     image_shape = (architecture["image_channels"], *architecture["image_size"])
     parents, branches, batch_size, seed = fork["parents"], fork["branches"], fork["batch_size"], fork["seed"]

@@ -11,10 +11,11 @@ import math
 import numpy as np
 import torch
 
-from .. import checkpoints, paths
+from .. import paths
 from ..artifacts import file_sha256, provenance
 from ..cli import run_step
 from ..datasets import base
+from ..devices import select_device
 from ..errors import InputError
 from ..forking import batches, run, source_rows, steps_before_end
 from ..pixels import model_range
@@ -46,7 +47,7 @@ def forward_backward_step(experiment: str, params: dict) -> None:
     image_shape = tuple(dataset.images.shape[1:])
     if list(image_shape) != [architecture["image_channels"], *architecture["image_size"]]:
         raise InputError(f"{paths.dataset_dir(experiment)}: images {image_shape} are not the model's")
-    device = checkpoints.select_device()
+    device = select_device()
     model.to(device)
     split = (
         dataset.factors["split"].to_numpy().astype(str)

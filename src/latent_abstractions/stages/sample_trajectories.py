@@ -13,6 +13,7 @@ import torch
 from .. import checkpoints, paths
 from ..artifacts import file_sha256, provenance
 from ..cli import run_step
+from ..devices import select_device
 from ..errors import InputError
 from ..recording import (
     STREAM_SAMPLE,
@@ -66,7 +67,7 @@ def sample_step(experiment: str, params: dict) -> None:
         steps = sorted(set(recorded_steps(sample["record"], times, sde, f"{where}.record")) | {sample["steps"]})
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    device = checkpoints.select_device()
+    device = select_device()
     model.to(device)
     image_shape = (architecture["image_channels"], *architecture["image_size"])
 
@@ -119,7 +120,7 @@ def sample_step(experiment: str, params: dict) -> None:
     for batch in range(done, batches):
         ids = np.arange(batch * batch_size, min(count, (batch + 1) * batch_size))
         noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], device)
-        prior = sde.prior_std() * noise.draw((len(ids), *image_shape))
+        prior = sde.prior_std() * noise((len(ids), *image_shape))
         recorder = TrajectoryRecorder(
             model,
             sde,
@@ -132,8 +133,7 @@ def sample_step(experiment: str, params: dict) -> None:
             full_maps=full_maps,
             block=sample["eval_block"],
         )
-        with noise:
-            sampler(recorder, sde, prior, times, generator=noise.generator)
+        sampler(recorder, sde, prior, times, noise=noise)
         parts = {}
         for step, t_value, log_snr in zip(steps, t_values, log_snrs):
             columns = {
