@@ -10,6 +10,7 @@ defaults of their own.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,14 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
-    with open(schema_path) as handle:
+    """The schema (read once per file version: every validation uses it, and it is never changed)."""
+    status = Path(schema_path).stat()
+    return _read_schema(str(Path(schema_path).resolve()), status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_schema(path: str, mtime_ns: int, size: int) -> dict:
+    with open(path) as handle:
         return yaml.safe_load(handle)
 
 

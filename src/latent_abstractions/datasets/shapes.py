@@ -7,6 +7,7 @@ The method in full: docs/data.md, "Procedural Shapes3D-like scenes".
 from __future__ import annotations
 
 import colorsys
+import enum
 import functools
 import itertools
 
@@ -26,7 +27,19 @@ FACTOR_VALUES: dict[str, tuple[float, ...]] = {
     "shape": (0.0, 1.0, 2.0, 3.0),  # cube, cylinder, sphere, capsule
     "orientation": tuple(float(v) for v in np.linspace(-30.0, 30.0, 15)),  # degrees
 }
-SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
+
+
+class Shape(enum.IntEnum):
+    """The object's shape: the value of the ``shape`` factor (as in Shapes3D)."""
+
+    CUBE = 0
+    CYLINDER = 1
+    SPHERE = 2
+    CAPSULE = 3
+
+
+SHAPE_NAMES = tuple(shape.name.lower() for shape in Shape)
+COLUMN = {name: index for index, name in enumerate(FACTOR_NAMES)}  # a factor's column in an index table
 MIN_SIZE = 8
 SUPERSAMPLE = 3  # rays per pixel along each axis (anti-aliasing)
 _CARDINALITIES = tuple(len(FACTOR_VALUES[name]) for name in FACTOR_NAMES)
@@ -69,9 +82,9 @@ def _camera_rays(orientation_deg: float, size: int) -> tuple[np.ndarray, np.ndar
 
 def _dims(shape: int, scale: float) -> tuple[float, float]:
     """(half-width or radius, height) of a shape at a scale."""
-    if shape in (0, 1):  # cube (half-width), cylinder (radius)
+    if shape in (Shape.CUBE, Shape.CYLINDER):  # half-width, radius
         return 0.45 * scale, 0.9 * scale
-    if shape == 2:
+    if shape == Shape.SPHERE:
         return 0.5 * scale, 1.0 * scale
     return 0.34 * scale, 1.25 * scale  # capsule: radius, overall height
 
@@ -103,7 +116,7 @@ def _object_hit(shape: int, scale: float, o: np.ndarray, d: np.ndarray, normals:
     """Entering distance (inf on a miss) and, if asked, unit normals of rays into the object."""
     radius, height = _dims(shape, scale)
     o = np.broadcast_to(o, d.shape)
-    if shape == 0:  # axis-aligned cube [-r, r] x [0, h] x [-r, r] (slabs)
+    if shape == Shape.CUBE:  # axis-aligned [-r, r] x [0, h] x [-r, r] (slabs)
         low = np.array([-radius, 0.0, -radius])
         high = np.array([radius, height, radius])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -119,7 +132,7 @@ def _object_hit(shape: int, scale: float, o: np.ndarray, d: np.ndarray, normals:
         chosen = np.take_along_axis(d, axis[..., None], axis=-1)[..., 0]
         np.put_along_axis(n, axis[..., None], -np.sign(chosen)[..., None], axis=-1)
         return t, n
-    if shape == 1:  # cylinder: side and top cap (the bottom cap sits on the floor)
+    if shape == Shape.CYLINDER:  # side and top cap (the bottom cap sits on the floor)
         t_side = _side_hit(o, d, radius, 0.0, height)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_top = (height - o[..., 1]) / d[..., 1]
@@ -132,7 +145,7 @@ def _object_hit(shape: int, scale: float, o: np.ndarray, d: np.ndarray, normals:
         side = np.stack([p[..., 0], np.zeros_like(t), p[..., 2]], axis=-1) / radius
         n = np.where((t_top <= t_side)[..., None], np.array([0.0, 1.0, 0.0]), side)
         return t, n
-    if shape == 2:  # sphere resting on the floor
+    if shape == Shape.SPHERE:  # resting on the floor
         t = _sphere_hit(o, d, radius, radius)
         if not normals:
             return t, None
@@ -168,7 +181,7 @@ def _pool(samples: np.ndarray, size: int) -> np.ndarray:
 def _bounding_sphere() -> tuple[float, float]:
     """(centre height, radius) of a sphere about the y axis enclosing every shape at every scale."""
     centre, radius = 0.5 * max(_dims(s, max(FACTOR_VALUES["scale"]))[1] for s in range(4)), 0.0
-    for shape, scale in itertools.product(range(4), FACTOR_VALUES["scale"]):
+    for shape, scale in itertools.product(Shape, FACTOR_VALUES["scale"]):
         r, h = _dims(shape, scale)
         horizontal = r * np.sqrt(2.0)  # the cube's corners; the round shapes are inside
         radius = max(radius, np.hypot(horizontal, centre), np.hypot(horizontal, h - centre))
@@ -270,11 +283,13 @@ def render(indices: np.ndarray, size: int = 64) -> np.ndarray:
     rgb = _hue_rgb()
     for start in range(0, len(indices), _BLOCK):
         block = indices[start : start + _BLOCK]
-        w = weights[block[:, 5], block[:, 4], block[:, 3]]  # (B, source, P)
+        w = weights[
+            block[:, COLUMN["orientation"]], block[:, COLUMN["shape"]], block[:, COLUMN["scale"]]
+        ]  # (B, source, P)
         # Channels first, so that every operation runs along the P pixels.
-        pixels = rgb[block[:, 0]][:, :, None] * w[:, 0, None, :]  # (B, channel, P)
-        pixels += rgb[block[:, 1]][:, :, None] * w[:, 1, None, :]
-        pixels += rgb[block[:, 2]][:, :, None] * w[:, 2, None, :]
+        pixels = rgb[block[:, COLUMN["floor_hue"]]][:, :, None] * w[:, 0, None, :]  # (B, channel, P)
+        pixels += rgb[block[:, COLUMN["wall_hue"]]][:, :, None] * w[:, 1, None, :]
+        pixels += rgb[block[:, COLUMN["object_hue"]]][:, :, None] * w[:, 2, None, :]
         pixels += 0.5  # round half up (the weights sum to at most 1, so pixels stay below 255.5)
         out[start : start + _BLOCK] = pixels.transpose(0, 2, 1)  # truncating cast to uint8
     return out.reshape(len(indices), size, size, 3)
