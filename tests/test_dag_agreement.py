@@ -37,7 +37,9 @@ def snakemake_jobs() -> dict[str, dict]:
                 "cmd": job.shellcmd.strip(),
                 "deps": sorted(job.input),
                 "outs": sorted(job.output),
-                "params": sorted(f"experiments.{experiment}.{name}" for name in job.params.keys()),
+                # `command` is the job's shell command (compared as cmd), carried as a param so that
+                # the rules can be made in a loop (workflow/rules/stages.smk)
+                "params": sorted(f"experiments.{experiment}.{name}" for name in job.params.keys() if name != "command"),
             }
         return jobs
 

@@ -97,15 +97,16 @@ def git_repository(target: Path) -> Path:
             shutil.copy2(source, target / name)
     shutil.copy2(CI_PARAMS, target / "params.yaml")
     run([sys.executable, "-m", "latent_abstractions.dvc_yaml"], target)
-    run([sys.executable, "-m", "latent_abstractions.dvc_plots_page"], target)  # as `make install` does
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(command, target, dates=True)
     return target
 
 
 def clone(repo: Path, target: Path) -> Path:
-    """A git clone (same commit, same provenance) of ``repo`` at ``target``."""
+    """A git clone (same commit, same provenance) of ``repo`` at ``target``, with the page
+    `dvc plots show` fills in written as `make install` writes it (git ignores it)."""
     subprocess.run(["git", "clone", "-q", str(repo), str(target)], env=environment(), check=True)
+    run([sys.executable, "-m", "latent_abstractions.dvc_plots_page"], target)
     return target
 
 

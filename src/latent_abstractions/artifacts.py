@@ -141,21 +141,24 @@ LOCK_FILES = ("requirements-cpu.lock", "requirements-gpu.lock")
 RECORDED_PACKAGES = ("torch", "numpy", "pyarrow", "matplotlib", "snakemake", "dvc")
 
 
-@functools.cache
 def software() -> dict:
-    """The locks' sha256 (None where absent: run outside the repository root) and the
-    installed versions of RECORDED_PACKAGES (None where not installed)."""
+    """The locks' sha256 in the working directory (None where absent: run outside the
+    repository root) and the installed versions of RECORDED_PACKAGES."""
+    return {
+        "locks": {name: file_sha256(name) if Path(name).is_file() else None for name in LOCK_FILES},
+        "versions": dict(_installed_versions()),
+    }
 
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str | None], ...]:
     def version(package: str) -> str | None:
         try:
             return importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return {
-        "locks": {name: file_sha256(name) if Path(name).is_file() else None for name in LOCK_FILES},
-        "versions": {package: version(package) for package in RECORDED_PACKAGES},
-    }
+    return tuple((package, version(package)) for package in RECORDED_PACKAGES)
 
 
 def provenance(step: str, experiment: str, params: dict, inputs: list[Path | str]) -> dict:
