@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_abstractions import classifier
+from latent_abstractions import classifier, classifier_evaluation
 from latent_abstractions.datasets.base import Dataset
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
@@ -87,8 +87,8 @@ def test_learns_clean_images_and_is_at_chance_in_pure_noise(trained):
     accuracy = classifier.clean_accuracy(model, dataset.images[test], labels[test])
     assert set(accuracy) == {"colour", "x"} and min(accuracy.values()) > 0.9
 
-    table = classifier.evaluate(model, dataset, [1e-3, 0.05, 0.3, 1.0], test, samples=600, seed=1)
-    assert list(table.columns) == list(classifier.EVALUATION_COLUMNS) and len(table) == 8
+    table = classifier_evaluation.evaluate(model, dataset, [1e-3, 0.05, 0.3, 1.0], test, samples=600, seed=1)
+    assert list(table.columns) == list(classifier_evaluation.EVALUATION_COLUMNS) and len(table) == 8
     entropy = {"colour": math.log(3), "x": math.log(4)}
     for name, rows in table.groupby("factor"):
         assert np.allclose(rows["entropy"], entropy[name])
@@ -175,7 +175,7 @@ def test_checkpoint_round_trip_and_refusals(trained, tmp_path):
     with pytest.raises(ValueError, match="does not match its SDE"):
         classifier.load(path, sde=VPSDE(beta_min=0.1, beta_max=10.0))
     with pytest.raises(ValueError, match="does not match its data set"):
-        classifier.evaluate(model, shifted, [0.5], np.arange(4))
+        classifier_evaluation.evaluate(model, shifted, [0.5], np.arange(4))
     (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable safetensors checkpoint"):
         classifier.load(tmp_path / "broken.safetensors")
@@ -211,7 +211,7 @@ def test_rows_read_the_same_from_the_device_cache_and_from_storage():
     expected = torch.from_numpy(stored[rows[positions.numpy()]]).float() / 127.5 - 1.0
     for images in (stored, torch.from_numpy(stored)):
         for cache_bytes in (0, classifier.CACHE_BYTES):
-            source = classifier._Rows(images, rows, torch.device("cpu"), cache_bytes=cache_bytes)
+            source = classifier.DeviceRows(images, rows, torch.device("cpu"), cache_bytes=cache_bytes)
             assert (source.cache is None) == (cache_bytes == 0)
             torch.testing.assert_close(source.gather(positions), expected)
 

@@ -19,10 +19,8 @@ from torch import nn
 
 from . import safetensors_file
 from .devices import select_device
-from .entropy import plug_in_entropy
 from .errors import TrainingDiverged
 from .factors import Factor
-from .ground_truth import FiniteMixture, entropy_terms
 from .pixels import model_range
 from .schedule import TIME_SAMPLINGS, learning_rate_at, training_times
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
@@ -190,7 +188,7 @@ def build_model(architecture: dict) -> NoiseClassifier:
     return NoiseClassifier(architecture)
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -217,7 +215,7 @@ def held_out_rows(dataset: Dataset) -> np.ndarray:
     return np.arange(len(dataset.factors))
 
 
-class _Rows:
+class DeviceRows:
     """The images of some rows, gathered to float32 in [-1, 1] on a device, from a device
     cache in their stored dtype when small enough, else read per batch in file order."""
 
@@ -318,7 +316,7 @@ def train_classifier(
     if len(rows) == 0:
         raise ClassifierError("no rows to train the classifier on")
     labels = torch.from_numpy(labels_of(dataset)[rows]).to(device)
-    images = _Rows(dataset.images, rows, device)
+    images = DeviceRows(dataset.images, rows, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(architecture)
@@ -375,7 +373,7 @@ def predict(
     images slightly outside [-1, 1] are fine); ``t`` a number or one per image. Returns
     ``{factor name: (N, V_k) float32}`` in factor-table order, rows summing to 1.
     """
-    device = _device_of(model)
+    device = device_of(model)
     model.eval()
     n = len(images)
     times = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
@@ -406,145 +404,6 @@ def clean_accuracy(
         )
     probabilities = predict(model, images, 0.0, batch_size)
     return {name: float((p.argmax(1) == labels[:, k]).mean()) for k, (name, p) in enumerate(probabilities.items())}
-
-
-# ------------------------------------------------------------------ evaluation
-
-
-def _standard_error(values: np.ndarray) -> float:
-    return float(values.std(ddof=1) / math.sqrt(len(values)))
-
-
-def balanced_positions(n_rows: int, samples: int, generator: torch.Generator) -> torch.Tensor:
-    """``samples`` indices into ``n_rows`` rows, each row as often as possible (concatenated
-    random permutations, the last one cut short)."""
-    rounds = -(-samples // n_rows)
-    return torch.cat([torch.randperm(n_rows, generator=generator) for _ in range(rounds)])[:samples]
-
-
-EVALUATION_COLUMNS = (
-    "t",
-    "log_snr",
-    "factor",
-    "cardinality",
-    "samples",
-    "entropy",
-    "chance_accuracy",
-    "cross_entropy",
-    "cross_entropy_se",
-    "accuracy",
-    "accuracy_se",
-    "bound",
-    "bound_se",
-    "exact",
-    "exact_se",
-    "bound_gap",
-    "bound_gap_se",
-)
-
-
-@torch.no_grad()
-def evaluate(
-    model: NoiseClassifier,
-    dataset: Dataset,
-    times: Sequence[float] | np.ndarray | torch.Tensor,
-    rows: np.ndarray,
-    samples: int = 1024,
-    seed: int = 0,
-    batch_size: int = 512,
-) -> pd.DataFrame:
-    """Cross-entropy, accuracy and the Barber-Agakov bound per time and factor, on fresh draws.
-
-    For each t of ``times``: ``samples`` draws (row from ``rows``, each as often as
-    possible; fresh standard-normal noise) x_t = sde.marginal(x_0, t, noise), with the
-    model's own SDE. One row per (t, factor), columns ``EVALUATION_COLUMNS``:
-
-    - ``entropy``: H(Y_k) of ``rows``' labels (the distribution the draws come from);
-      ``chance_accuracy``: the frequency of its most common value;
-    - ``cross_entropy``: mean of -log q(y_k | x_t, t); ``accuracy``: of the argmax;
-    - ``bound`` = entropy - cross_entropy <= I(Y_k; X_t) for the uniform mixture over
-      ``rows``. Never above ``entropy``; negative when the classifier is worse than the
-      label prior (reported as is, not clipped at 0);
-    - ``exact``: I(Y_k; X_t) of that mixture on the same draws (H(Y_k) minus the exact
-      posterior's entropy at each x_t, as in ground_truth), and ``bound_gap`` = bound -
-      exact, paired draw by draw: -E[KL(p(. | x_t) || q(. | x_t))] <= 0, how far the
-      variational estimate falls short;
-    - ``*_se``: standard errors std / sqrt(samples) over draws (conservative: the draws
-      are stratified over rows); ``bound_se`` = ``cross_entropy_se`` (the entropy is exact).
-
-    ``t`` at or below ``t_min`` is classified as ``t_min`` but noised at its own t.
-    """
-    check_matches(model.architecture, dataset)
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) == 0 or samples < 2:
-        raise ClassifierError(f"evaluation needs rows and at least 2 samples, got {len(rows)} rows, {samples} samples")
-    device = _device_of(model)
-    model.eval()
-    sde = model.sde
-    all_labels = labels_of(dataset)
-    labels = all_labels[rows]
-    images = _Rows(dataset.images, rows, device)
-    labels_device = torch.from_numpy(labels).to(device)
-    # The exact posterior reads the same rows: from the device cache when there is one,
-    # instead of streaming the whole set again for every batch.
-    mixture = (
-        FiniteMixture(images.cache, labels)
-        if images.cache is not None
-        else FiniteMixture(dataset.images, all_labels, rows=rows)
-    )
-    generator = torch.Generator().manual_seed(seed)
-    image_shape = tuple(dataset.images.shape[1:])
-    entropies = [plug_in_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
-    chance = [
-        float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
-        for k, f in enumerate(model.factors)
-    ]
-    records = []
-    for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist():
-        positions = balanced_positions(len(rows), samples, generator)
-        ce = [[] for _ in model.factors]
-        hit = [[] for _ in model.factors]
-        exact = []
-        for start in range(0, samples, batch_size):
-            chunk = positions[start : start + batch_size]
-            noise = torch.randn((len(chunk),) + image_shape, generator=generator).to(device)
-            t_batch = torch.full((len(chunk),), t, dtype=torch.float32, device=device)
-            x_t = sde.marginal(images.gather(chunk), t_batch, noise)
-            target = labels_device[chunk.to(device)]
-            posteriors = mixture.factor_posteriors(x_t, sde.alpha(t_batch), sde.sigma(t_batch))
-            exact.append(entropy_terms(posteriors, target, np.asarray(entropies))["exact"])
-            for k, z in enumerate(model(x_t, t_batch)):
-                log_q = torch.log_softmax(z.double(), dim=1)
-                ce[k].append(-log_q.gather(1, target[:, k : k + 1])[:, 0].cpu())
-                hit[k].append((z.argmax(1) == target[:, k]).double().cpu())
-        log_snr = float(sde.log_snr(torch.tensor(t, dtype=torch.float64))) if t > 0 else math.inf
-        exact_k = torch.cat(exact).numpy()
-        for k, factor in enumerate(model.factors):
-            c, a, e = torch.cat(ce[k]).numpy(), torch.cat(hit[k]).numpy(), exact_k[:, k]
-            ce_mean, ce_se = float(c.mean()), _standard_error(c)
-            gap = entropies[k] - c - e  # per draw: H(Y_k | X_t = x) + log q(y | x)
-            records.append(
-                {
-                    "t": t,
-                    "log_snr": log_snr,
-                    "factor": factor.name,
-                    "cardinality": factor.cardinality,
-                    "samples": samples,
-                    "entropy": entropies[k],
-                    "chance_accuracy": chance[k],
-                    "cross_entropy": ce_mean,
-                    "cross_entropy_se": ce_se,
-                    "accuracy": float(a.mean()),
-                    "accuracy_se": _standard_error(a),
-                    "bound": entropies[k] - ce_mean,
-                    "bound_se": ce_se,
-                    "exact": float(e.mean()),
-                    "exact_se": _standard_error(e),
-                    "bound_gap": float(gap.mean()),
-                    "bound_gap_se": _standard_error(gap),
-                }
-            )
-    return pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))
 
 
 # ------------------------------------------------------------------ checkpoints

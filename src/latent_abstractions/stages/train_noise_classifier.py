@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .. import classifier, paths
+from .. import classifier, classifier_evaluation, paths
 from ..artifacts import provenance, write_json, write_parquet
 from ..cli import run_step
 from ..datasets import base
@@ -68,7 +68,7 @@ def classifier_step(experiment: str, params: dict) -> None:
     clean = classifier.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
     times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
     # The training rows with fresh noise: the distribution the score model was trained on too.
-    table = classifier.evaluate(
+    table = classifier_evaluation.evaluate(
         model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"], seed=settings["seed"] + 1
     )
     table.insert(0, "experiment", experiment)
