@@ -280,15 +280,16 @@ class ClassifierConfig:
     grad_clip: float = 1.0
 
 
-def stop_if_diverged(loss: torch.Tensor, start: int, stop: int) -> None:
-    """TrainingDiverged at the first step in [start, stop) (0-based) whose ``loss`` is not
-    finite; the weights are written only after the last step, so none from it exist."""
-    start = max(start, 0)
-    bad = (~torch.isfinite(loss[start:stop])).nonzero()
+def stop_if_diverged(losses: torch.Tensor, start: int, stop: int) -> None:
+    """TrainingDiverged at the first step in [start, stop) (0-based rows of ``losses``, one
+    column per factor) whose loss is not finite; the weights are written only after the
+    last step, so none from it exist."""
+    total = losses[start:stop].sum(1)
+    bad = (~torch.isfinite(total)).nonzero()
     if len(bad):
         first = start + int(bad[0])
-        before = (first, float(loss[first - 1])) if first else None  # step numbers are 1-based
-        raise TrainingDiverged("the noise classifier's training", first + 1, float(loss[first]), before)
+        before = (first, float(losses[first - 1].sum())) if first else None  # step numbers are 1-based
+        raise TrainingDiverged("the noise classifier's training", first + 1, float(total[first - start]), before)
 
 
 def train_classifier(
@@ -328,6 +329,7 @@ def train_classifier(
     losses = torch.zeros((config.steps, len(model.factors)), dtype=torch.float32, device=device)
     rates = []
     check_every = 1 if device.type == "cpu" else 50  # on a GPU, reading the loss waits for the device
+    checked = 0  # steps whose losses were checked
     for step in range(config.steps):
         positions = torch.randint(len(rows), (config.batch_size,), generator=generator)
         t = draw_times(config.batch_size, sde, model.t_min, model.t_max, config.time_sampling, generator)
@@ -348,7 +350,8 @@ def train_classifier(
         losses[step] = per_factor.detach()
         rates.append(rate)
         if (step + 1) % check_every == 0 or step + 1 == config.steps:
-            stop_if_diverged(losses.sum(1), step + 1 - check_every, step + 1)
+            stop_if_diverged(losses, checked, step + 1)
+            checked = step + 1
     model.eval()
     per_step = losses.cpu().double().numpy()
     history = pd.DataFrame({"step": np.arange(1, config.steps + 1), "learning_rate": rates, "loss": per_step.sum(1)})

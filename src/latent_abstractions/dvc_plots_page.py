@@ -19,7 +19,7 @@ TEMPLATE = """<!DOCTYPE html>
 <html>
 <head>
 <meta charset="utf-8">
-{refresh_tag}
+{{refresh_tag}}
 <title>DVC plots</title>
 <script type="text/javascript">
 {bundle}
@@ -37,7 +37,7 @@ def page() -> str:
     """The template: DVC replaces ``{plot_divs}`` (and ``{refresh_tag}``) with its charts.
     It has no ``{scripts}`` slot, so DVC's CDN script tags are left out."""
     bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE)  # assigns window.vegaEmbed, vega, vegaLite
-    return TEMPLATE.format(bundle=bundle.replace("</script", "<\\/script"), refresh_tag="{refresh_tag}")
+    return TEMPLATE.format(bundle=bundle.replace("</script", "<\\/script"))
 
 
 def write(target: Path = PAGE) -> None:

@@ -229,6 +229,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     last silently: a pasted overlay section would quietly win)."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping (its problem names the key and both lines)."""
+
+
 def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     first_line: dict = {}
     for key_node, _ in node.value:
@@ -245,10 +249,6 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
             )
         first_line[key] = line
     return loader.construct_mapping(node, deep)
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    pass
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)

@@ -7,7 +7,8 @@
 
 
 for _stage in stage_table.STAGES:
-    if not stage_table.experiments_of(_stage, config):
+    _experiments = stage_table.experiments_of(_stage, config)
+    if not _experiments:
         continue
 
     rule:
@@ -25,7 +26,7 @@ for _stage in stage_table.STAGES:
         log:
             _stage.log("{experiment}"),
         wildcard_constraints:
-            experiment="|".join(stage_table.experiments_of(_stage, config)),
+            experiment="|".join(_experiments),
         priority: _stage.priority
         params:
             **{name: section(name) for name in _stage.params},

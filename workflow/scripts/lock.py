@@ -43,10 +43,20 @@ def recorded_sha256(lock: Path) -> str | None:
     return first[len(HEADER) :] if first.startswith(HEADER) else None
 
 
+def pip_find_links() -> list[str]:
+    """``--find-links`` options for the folders pip itself installs from (pip's own config;
+    a CPU build of torch may sit there rather than on an index). uv does not read it."""
+    found = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.find-links"], capture_output=True, text=True
+    )
+    folders = found.stdout.split() if found.returncode == 0 else []
+    return [option for folder in folders for option in ("--find-links", folder)]
+
+
 def compile_lock(name: str, options: list[str]) -> None:
     extras = [argument for extra in EXTRAS for argument in ("--extra", extra)]
     command = ["uv", "pip", "compile", "pyproject.toml", *extras, "-c", CONSTRAINTS.name, "--generate-hashes"]
-    command += ["--python-version", PYTHON_VERSION, "--find-links", "/opt/wheels", "--no-header", "--quiet"]
+    command += ["--python-version", PYTHON_VERSION, *pip_find_links(), "--no-header", "--quiet"]
     locked = subprocess.run([*command, *options], cwd=ROOT, capture_output=True, text=True)
     if locked.returncode != 0:
         sys.exit(f"error: uv pip compile failed for {name}:\n{locked.stderr[-3000:]}")

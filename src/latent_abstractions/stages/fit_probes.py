@@ -1,5 +1,5 @@
 """Pipeline step: linear probes for every (recorded step, feature, factor) of the
-trajectory store, fitted at once (probes.py: multinomial logistic regression for a
+trajectory store, fitted at once (probes/: multinomial logistic regression for a
 categorical factor, ridge for a continuous one; the penalty chosen on validation
 trajectories; train, validation and test split by trajectory).
 
