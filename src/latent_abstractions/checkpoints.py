@@ -39,7 +39,7 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
     return {
         "image_channels": image_shape[0],
         "image_size": list(image_shape[1:]),
-        "factors": [{"name": f.name, "kind": f.kind, "values": list(f.values)} for f in factors],
+        "factors": [f.to_dict() for f in factors],
         "base_channels": model_params["base_channels"],
         "channel_mults": list(model_params["channel_mults"]),
         "groups": model_params["groups"],

@@ -22,6 +22,10 @@ class Factor:
         """From its JSON form (as stored in Parquet metadata and checkpoint headers)."""
         return cls(name=entry["name"], kind=entry["kind"], values=tuple(entry["values"]))
 
+    def to_dict(self) -> dict:
+        """The JSON form that ``from_dict`` reads back."""
+        return {"name": self.name, "kind": self.kind, "values": list(self.values)}
+
     @property
     def cardinality(self) -> int:
         return len(self.values)

@@ -98,7 +98,7 @@ def images_writer(folder: Path | str, shape: tuple[int, ...], dtype: np.dtype) -
 
 def write_factors(factors: pd.DataFrame, factor_table: list[Factor], folder: Path | str, meta: dict) -> None:
     table = pa.Table.from_pandas(factors, preserve_index=False)
-    factor_json = json.dumps([dataclasses.asdict(f) for f in factor_table]).encode()
+    factor_json = json.dumps([f.to_dict() for f in factor_table]).encode()
     write_parquet(table.replace_schema_metadata({FACTOR_TABLE_KEY: factor_json}), Path(folder) / FACTORS_FILE, meta)
 
 
