@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from latent_abstractions import artifacts
+from latent_abstractions.errors import InputError
 
 
 def test_a_directory_hash_ignores_the_engines_bookkeeping_but_not_content(tmp_path):
@@ -48,3 +49,20 @@ def test_other_errors_pass_through_unchanged(tmp_path):
     with pytest.raises(PermissionError):
         with artifacts.naming_full_disk(tmp_path / "x"):
             raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_a_missing_or_broken_input_table_is_one_line_naming_the_file(tmp_path):
+    missing, broken = tmp_path / "probes.parquet", tmp_path / "information.parquet"
+    with pytest.raises(InputError, match=r"input table missing: .*probes\.parquet"):
+        artifacts.read_input_table(missing)
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=r"information\.parquet: not a readable Parquet table"):
+        artifacts.read_input_table(broken)
+
+
+def test_a_figure_stage_without_its_table_names_the_table(tmp_path, monkeypatch):
+    from latent_abstractions.stages import figures
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"input table missing: data/bumps/model/loss\.parquet"):
+        figures.figures_step("bumps", {}, "loss")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from latent_abstractions.datasets import base, bumps
+from latent_abstractions.errors import InputError
 
 
 def test_lattice_respects_margin_and_spacing():
@@ -48,5 +49,5 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_reports_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="dataset file missing: .*images.npy"):
+    with pytest.raises(InputError, match="dataset file missing: .*images.npy"):
         base.load(tmp_path)

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .code_closure import code_sha256
+from .errors import InputError
 
 PROVENANCE_KEY = b"latent_abstractions.provenance"
 
@@ -204,5 +205,15 @@ def write_series_csv(frame, x: str, series: list[str], value: str, target: Path 
 def read_provenance(path: Path | str) -> dict:
     metadata = pq.read_schema(path).metadata or {}
     if PROVENANCE_KEY not in metadata:
-        raise ValueError(f"{path}: no provenance in its Parquet metadata")
+        raise InputError(f"{path}: no provenance in its Parquet metadata")
     return json.loads(metadata[PROVENANCE_KEY])
+
+
+def read_input_table(path: Path | str) -> pa.Table:
+    """A stage's input table, or one line naming the file that is missing or unreadable."""
+    if not Path(path).is_file():
+        raise InputError(f"input table missing: {path} (run the stage that writes it first)")
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: not a readable Parquet table ({exc})") from None

@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from . import safetensors_file
+from .errors import InputError
 from .factors import Factor
 from .nets.unet import ScoreUNet
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint is missing, corrupted or from another architecture."""
 
 

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from .errors import InputError
 from .factors import Factor
 
 
@@ -86,11 +87,11 @@ def subset_keep_mask(
     probabilities = {"p_none": p_none, "p_all": p_all, "p_single": p_single}
     for name, p in probabilities.items():
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {p}")
+            raise InputError(f"{name} must lie in [0, 1], got {p}")
     if sum(probabilities.values()) > 1.0 + 1e-9:
-        raise ValueError(f"p_none + p_all + p_single must not exceed 1, got {sum(probabilities.values())}")
+        raise InputError(f"p_none + p_all + p_single must not exceed 1, got {sum(probabilities.values())}")
     if n_factors < 1:
-        raise ValueError(f"need at least one factor, got {n_factors}")
+        raise InputError(f"need at least one factor, got {n_factors}")
     # Each row picks how many factors to keep; the kept ones are the lowest random ranks.
     u = torch.rand(batch, generator=generator)
     size = torch.randint(0, n_factors + 1, (batch,), generator=generator)

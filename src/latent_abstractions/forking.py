@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .errors import InputError
 from .recording import PerTrajectoryNoise, TrajectoryRecorder, condition_grid, recorded_steps
 from .samplers import SAMPLERS
 from .sde import SDE, time_grid
@@ -91,5 +92,5 @@ def steps_before_end(settings: dict, sde: SDE, where: str, what: str = "time") -
     times = time_grid(sde.T, settings["t_end"], settings["steps"], sde=sde, spacing=settings["spacing"])
     steps = [s for s in recorded_steps(settings["at"], times, sde, f"{where}.at") if s != settings["steps"]]
     if not steps:
-        raise ValueError(f"{where}.at: no {what} before t_end")
+        raise InputError(f"{where}.at: no {what} before t_end")
     return times, steps

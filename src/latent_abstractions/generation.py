@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InputError
 from .samplers import SAMPLERS, gaussian_noise
 from .sde import SDE, time_grid
 
@@ -14,7 +15,7 @@ def guided_eps(model: torch.nn.Module, values: torch.Tensor, keep: torch.Tensor,
     """The sampler's ``eps_fn`` for a network and requested factor values (n, F), keeping
     the factors flagged in ``keep`` (n, F) bool."""
     if guidance < 0:
-        raise ValueError(f"guidance scale {guidance} must be >= 0")
+        raise InputError(f"guidance scale {guidance} must be >= 0")
     nothing = torch.zeros_like(keep)
 
     def eps_fn(x: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ def generate(
 ) -> torch.Tensor:
     """Final images (n, C, H, W) for requested ``values``, from one seeded prior draw."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(SAMPLERS))}")
+        raise InputError(f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(SAMPLERS))}")
     generator = torch.Generator().manual_seed(seed)
     prior = sde.prior_sample((len(values), *image_shape), generator).to(values.device)
     times = time_grid(sde.T, t_end, steps, sde=sde)

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .errors import InputError
 from .ground_truth import Draw, FiniteMixture, label_entropy
 from .sde import SDE, log_snr_grid
 
@@ -216,13 +217,13 @@ def mutual_information(
     one extra pass per factor value.
     """
     if points < 2 or samples < 2:
-        raise ValueError(f"need at least 2 points and 2 samples, got points={points}, samples={samples}")
+        raise InputError(f"need at least 2 points and 2 samples, got points={points}, samples={samples}")
     if not 0.0 < t_end < sde.T:
-        raise ValueError(f"t_end must lie in (0, {sde.T}), got {t_end}")
+        raise InputError(f"t_end must lie in (0, {sde.T}), got {t_end}")
     if model is None and not exact:
-        raise ValueError("nothing to estimate: no model and exact=False")
+        raise InputError("nothing to estimate: no model and exact=False")
     if consistency and not (exact and isinstance(source, FiniteMixture)):
-        raise ValueError("the consistency check needs exact=True and a finite image set (discrete posteriors)")
+        raise InputError("the consistency check needs exact=True and a finite image set (discrete posteriors)")
     times = log_snr_grid(sde, sde.T, t_end, points)
     value_table = source.value_table() if consistency else None
     generator = torch.Generator().manual_seed(seed)

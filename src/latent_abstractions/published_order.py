@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
 PUBLISHED_EARLY = frozenset({"floor_hue", "wall_hue", "object_hue", "shape"})
 PUBLISHED_LATE = frozenset({"scale", "orientation"})
 
@@ -19,7 +21,7 @@ def decided_order(decisions: pd.DataFrame, level: int = 50) -> list[str]:
     factor), decided first first: by ``tau_<level>`` from large to small, ties by ``tau_90``
     then name. Factors that are never decided (NaN) are left out."""
     if decisions["factor"].duplicated().any():
-        raise ValueError("one row per factor expected (select one proxy or experiment first)")
+        raise InputError("one row per factor expected (select one proxy or experiment first)")
     decided = decisions[decisions[f"tau_{level}"].notna()]
     keys = [f"tau_{level}", "tau_90"] if level != 90 else ["tau_90"]
     ranked = decided.sort_values(keys + ["factor"], ascending=[False] * len(keys) + [True], kind="stable")
@@ -29,11 +31,11 @@ def decided_order(decisions: pd.DataFrame, level: int = 50) -> list[str]:
 def _published_part(order: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """The order's published factors and their group (0 early, 1 late)."""
     if len(set(order)) != len(order):
-        raise ValueError(f"an order names each factor once, got {list(order)}")
+        raise InputError(f"an order names each factor once, got {list(order)}")
     kept = [name for name in order if name in PUBLISHED_EARLY | PUBLISHED_LATE]
     group = np.asarray([name in PUBLISHED_LATE for name in kept], dtype=np.float64)
     if not group.any() or group.all():
-        raise ValueError(
+        raise InputError(
             f"order {list(order)} needs an early ({', '.join(sorted(PUBLISHED_EARLY))}) "
             f"and a late ({', '.join(sorted(PUBLISHED_LATE))}) factor to compare"
         )

@@ -10,6 +10,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.manifold import Isomap, trustworthiness
 from sklearn.neighbors import NearestNeighbors
 
+from .errors import InputError
+
 PHASE_TAP = "mid"  # the bottleneck: every condition passes through it, at the coarsest resolution
 NEIGHBOURS = 5
 PCA_DIMENSIONS = 3
@@ -55,7 +57,7 @@ def measure(activations: np.ndarray, positions: np.ndarray) -> dict[str, float]:
     activations = np.asarray(activations, dtype=np.float64).reshape(len(activations), -1)
     positions = np.asarray(positions, dtype=np.float64)
     if len(activations) <= 2 * NEIGHBOURS:
-        raise ValueError(
+        raise InputError(
             f"need more than {2 * NEIGHBOURS} conditions to measure a representation, got {len(activations)}"
         )
     knn = knn_r2(activations, positions)

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from .errors import InputError
 from .sde import SDE, T_MIN
 
 TIME_SAMPLINGS = ("t", "log_snr", "mixed")
@@ -31,7 +32,7 @@ def training_times(
     the steps; the information integral is uniform in log-SNR, but the low-SNR end, where
     the factors are decided, then gets fewer steps: the mixture keeps most of both."""
     if sampling not in TIME_SAMPLINGS:
-        raise ValueError(f"time_sampling {sampling!r}: must be one of {', '.join(TIME_SAMPLINGS)}")
+        raise InputError(f"time_sampling {sampling!r}: must be one of {', '.join(TIME_SAMPLINGS)}")
     if sampling == "mixed":
         return torch.where(
             uniform < 0.5,

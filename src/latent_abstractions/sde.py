@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .errors import InputError
+
 T_MIN = 1e-3  # smallest time trained on: the eps-target is ill-posed as sigma_t -> 0
 
 
@@ -144,7 +146,7 @@ def make_sde(params: dict) -> SDE:
         return VPSDE(beta_min=float(params["beta_min"]), beta_max=float(params["beta_max"]))
     if params["kind"] == "ve":
         return VESDE(sigma_min=float(params["sigma_min"]), sigma_max=float(params["sigma_max"]))
-    raise ValueError(f"unknown SDE kind {params['kind']!r}; allowed: vp, ve")
+    raise InputError(f"unknown SDE kind {params['kind']!r}; allowed: vp, ve")
 
 
 def log_snr_grid(sde: SDE, t_start: float, t_end: float, points: int) -> torch.Tensor:
@@ -153,9 +155,9 @@ def log_snr_grid(sde: SDE, t_start: float, t_end: float, points: int) -> torch.T
     The end points are returned exactly; either order of ``t_start`` and ``t_end`` works.
     """
     if points < 2:
-        raise ValueError(f"a log-SNR grid needs at least 2 points, got {points}")
+        raise InputError(f"a log-SNR grid needs at least 2 points, got {points}")
     if min(t_start, t_end) <= 0.0:
-        raise ValueError(f"log-SNR grid times must be > 0 (log-SNR is infinite at t = 0), got {t_start}, {t_end}")
+        raise InputError(f"log-SNR grid times must be > 0 (log-SNR is infinite at t = 0), got {t_start}, {t_end}")
     ends = sde.log_snr(torch.tensor([t_start, t_end], dtype=torch.float64))
     times = sde.time_of_log_snr(torch.linspace(float(ends[0]), float(ends[1]), points, dtype=torch.float64))
     times[0], times[-1] = t_start, t_end
@@ -179,6 +181,6 @@ def time_grid(
         return torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).float()
     if spacing == "log_snr":
         if sde is None:
-            raise ValueError("a log_snr time grid needs the sde")
+            raise InputError("a log_snr time grid needs the sde")
         return log_snr_grid(sde, t_start, t_end, steps + 1).float()
-    raise ValueError(f"unknown time spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
+    raise InputError(f"unknown time spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")

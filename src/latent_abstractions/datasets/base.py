@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..artifacts import atomic_path, write_parquet
+from ..errors import InputError
 from ..factors import Factor
 
 IMAGES_FILE = "images.npy"
@@ -67,7 +68,7 @@ class Dataset:
         known = [f.name for f in self.factor_table]
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(f"unknown factor {', '.join(unknown)}; the dataset has: {', '.join(known)}")
+            raise InputError(f"unknown factor {', '.join(unknown)}; the dataset has: {', '.join(known)}")
         table = [self.factor(n) for n in names]
         return Dataset(images=self.images, factors=self.factors, factor_table=table)
 
@@ -121,16 +122,16 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     images_path, factors_path = folder / IMAGES_FILE, folder / FACTORS_FILE
     for path in (images_path, factors_path):
         if not path.is_file():
-            raise FileNotFoundError(f"dataset file missing: {path}")
+            raise InputError(f"dataset file missing: {path}")
     images = np.load(images_path, mmap_mode="r" if mmap else None)
     table = pq.read_table(factors_path)
     metadata = table.schema.metadata or {}
     if FACTOR_TABLE_KEY not in metadata:
-        raise ValueError(f"{factors_path}: no factor table in its metadata")
+        raise InputError(f"{factors_path}: no factor table in its metadata")
     factor_table = [Factor.from_dict(f) for f in json.loads(metadata[FACTOR_TABLE_KEY])]
     factors = table.to_pandas()
     if images.ndim != 4 or len(images) != len(factors):
-        raise ValueError(f"{folder}: images {images.shape} do not match {len(factors)} factor rows")
+        raise InputError(f"{folder}: images {images.shape} do not match {len(factors)} factor rows")
     return Dataset(images=images, factors=factors, factor_table=factor_table)
 
 

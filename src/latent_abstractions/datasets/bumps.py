@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..factors import Factor, factor_names
 from .base import Dataset, bin_index
 
@@ -61,7 +62,7 @@ def make(
         rng = np.random.default_rng(seed)
         columns = {name: rng.uniform(grids[name][0], grids[name][-1], count) for name in names}
     else:
-        raise ValueError(f"unknown centres {centres!r}; allowed: lattice, continuous")
+        raise InputError(f"unknown centres {centres!r}; allowed: lattice, continuous")
     kind = "continuous"
     factor_table = [Factor(name, kind, tuple(float(v) for v in grids[name])) for name in names]
     factors = pd.DataFrame({name: columns[name] for name in names})

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..factors import SHAPES3D_FACTORS, Factor
 from .base import Dataset
 
@@ -259,7 +260,7 @@ def _hue_rgb() -> np.ndarray:
 
 def _check_size(size: int) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
+        raise InputError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
     return int(size)
 
 
@@ -268,14 +269,14 @@ def render(indices: np.ndarray, size: int = 64) -> np.ndarray:
     size = _check_size(size)
     indices = np.asarray(indices)
     if indices.ndim != 2 or indices.shape[1] != len(FACTOR_NAMES):
-        raise ValueError(f"indices must have shape (N, {len(FACTOR_NAMES)}), got {indices.shape}")
+        raise InputError(f"indices must have shape (N, {len(FACTOR_NAMES)}), got {indices.shape}")
     if len(indices) and not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
+        raise InputError(f"indices must be integers, got dtype {indices.dtype}")
     indices = indices.astype(np.int64, copy=False)
     for column, (name, count) in enumerate(zip(FACTOR_NAMES, _CARDINALITIES)):
         bad = (indices[:, column] < 0) | (indices[:, column] >= count)
         if bad.any():
-            raise ValueError(f"{name}: index {indices[bad, column][0]} out of range [0, {count - 1}]")
+            raise InputError(f"{name}: index {indices[bad, column][0]} out of range [0, {count - 1}]")
     out = np.empty((len(indices), size * size, 3), dtype=np.uint8)
     if len(indices) == 0:
         return out.reshape(0, size, size, 3)
@@ -300,7 +301,7 @@ def _chosen(subset: dict[str, list[int]] | None) -> list[np.ndarray]:
     subset = {} if subset is None else subset
     unknown = [name for name in subset if name not in FACTOR_NAMES]
     if unknown:
-        raise ValueError(f"unknown factor {unknown[0]!r}; the factors are: {', '.join(FACTOR_NAMES)}")
+        raise InputError(f"unknown factor {unknown[0]!r}; the factors are: {', '.join(FACTOR_NAMES)}")
     chosen = []
     for name, count in zip(FACTOR_NAMES, _CARDINALITIES):
         if name not in subset:
@@ -308,10 +309,10 @@ def _chosen(subset: dict[str, list[int]] | None) -> list[np.ndarray]:
             continue
         values = list(subset[name])
         if not values:
-            raise ValueError(f"{name}: empty list of value indices")
+            raise InputError(f"{name}: empty list of value indices")
         for value in values:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < count:
-                raise ValueError(f"{name}: value index {value!r} out of range [0, {count - 1}]")
+                raise InputError(f"{name}: value index {value!r} out of range [0, {count - 1}]")
         chosen.append(np.unique(np.asarray(values, dtype=np.int64)))
     return chosen
 

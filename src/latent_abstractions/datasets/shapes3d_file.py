@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from . import base, shapes, splits
 
 CHUNK = 4096  # images per read: about 50 MB at 64 x 64 x 3
 
 
-class Shapes3DFileError(ValueError):
+class Shapes3DFileError(InputError):
     """The file is missing, unreadable, or not in the Shapes3D layout."""
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..factors import Factor
 
 
-class SplitError(ValueError):
+class SplitError(InputError):
     """A split policy that cannot be applied to the data set (empty side, unknown factor)."""
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..conditioning import FactorConditioner
+from ..errors import InputError
 from ..factors import Factor
 
 
@@ -141,7 +142,7 @@ class ScoreUNet(nn.Module):
     def check_taps(self, taps: list[str]) -> None:
         unknown = [tap for tap in taps if tap not in self.tap_names]
         if unknown:
-            raise ValueError(f"unknown feature tap {', '.join(unknown)}; this model has: {', '.join(self.tap_names)}")
+            raise InputError(f"unknown feature tap {', '.join(unknown)}; this model has: {', '.join(self.tap_names)}")
 
     def forward(
         self,

@@ -10,10 +10,9 @@ import logging
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import order, paths
-from ..artifacts import provenance, write_parquet
+from ..artifacts import provenance, read_input_table, write_parquet
 from ..cli import run_step
 from ..errors import InputError
 
@@ -29,7 +28,7 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
         paths.classifier_evaluation(experiment),
         paths.fork_analysis(experiment),
     ]
-    probes, information, bound, forks = (pq.read_table(path).to_pandas() for path in sources)
+    probes, information, bound, forks = (read_input_table(path).to_pandas() for path in sources)
     columns = ["proxy", "factor", "t", "log_snr", "value"]
     probe = probes[
         (probes["feature"] == PROBE_FEATURE)
@@ -65,8 +64,8 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
 def order_step(experiment: str, params: dict) -> None:
     try:
         curves, sources = proxy_curves(experiment)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+    except KeyError as exc:  # a table written by another version of its stage
+        raise InputError(f"{experiment}: a proxy table lacks the column {exc}") from None
     table = order.decision_times(curves)
     agreement = order.rank_agreement(table, REFERENCE)
     table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)

@@ -17,7 +17,6 @@ from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
 from ..devices import select_device
-from ..errors import InputError
 from ..ground_truth import FiniteMixture
 from ..sde import make_sde
 
@@ -67,13 +66,10 @@ def agreement(frame: pd.DataFrame) -> dict:
 
 def information_step(experiment: str, params: dict) -> None:
     weights = paths.weights(experiment)
-    try:
-        model, metadata = checkpoints.load_for_params(weights, params["model"])
-        dataset = base.load(paths.dataset_dir(experiment)).restricted(
-            [f["name"] for f in metadata["architecture"]["factors"]]
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+    model, metadata = checkpoints.load_for_params(weights, params["model"])
+    dataset = base.load(paths.dataset_dir(experiment)).restricted(
+        [f["name"] for f in metadata["architecture"]["factors"]]
+    )
     device = select_device()
     model.to(device)
     sde = make_sde(params["sde"])
@@ -82,15 +78,12 @@ def information_step(experiment: str, params: dict) -> None:
     # curves of that distribution. Held-out rows, where there are any, are a separate curve.
     train = dataset.train_rows()
     held_out = np.setdiff1d(np.arange(len(dataset.factors)), train)
-    try:
-        frames = [information_table(model, sde, dataset, train, settings, device, "train")]
-        fixed = [f.name for f, column in zip(dataset.factor_table, dataset.bins().T) if len(set(column[held_out])) < 2]
-        if len(held_out) and not fixed:
-            frames.append(information_table(model, sde, dataset, held_out, settings, device, "held_out"))
-        elif len(held_out):
-            log.info("no held-out curve: the held-out rows fix %s (I = 0 there)", ", ".join(fixed))
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    frames = [information_table(model, sde, dataset, train, settings, device, "train")]
+    fixed = [f.name for f, column in zip(dataset.factor_table, dataset.bins().T) if len(set(column[held_out])) < 2]
+    if len(held_out) and not fixed:
+        frames.append(information_table(model, sde, dataset, held_out, settings, device, "held_out"))
+    elif len(held_out):
+        log.info("no held-out curve: the held-out rows fix %s (I = 0 there)", ", ".join(fixed))
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(0, "experiment", experiment)
     inputs = [*paths.dataset_files(experiment), weights]

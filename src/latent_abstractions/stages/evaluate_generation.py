@@ -171,15 +171,12 @@ def check_phase_tap(snapshot: Path, params: dict) -> None:
 def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
     """The snapshots in training order and the data set, or one line saying what is wrong."""
     snapshots = sorted(paths.checkpoints_dir(experiment).glob("step_*.safetensors"), key=snapshot_step)
-    try:
-        if not snapshots:
-            raise InputError(f"no checkpoints in {paths.checkpoints_dir(experiment)}")
-        dataset = base.load(paths.dataset_dir(experiment))
-        if {f.name for f in dataset.factor_table} - {"x", "y"}:
-            raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")
-        check_phase_tap(snapshots[0], params)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError included
-        raise InputError(str(exc)) from None
+    if not snapshots:
+        raise InputError(f"no checkpoints in {paths.checkpoints_dir(experiment)}")
+    dataset = base.load(paths.dataset_dir(experiment))
+    if {f.name for f in dataset.factor_table} - {"x", "y"}:
+        raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")
+    check_phase_tap(snapshots[0], params)
     return snapshots, dataset
 
 
@@ -188,10 +185,7 @@ def evaluate_step(experiment: str, params: dict) -> None:
     device = select_device()
     tables = {"accuracy": [], "representation": [], "embedding": []}
     for path in snapshots:
-        try:
-            rows = evaluate_checkpoint(path, params, dataset, device)
-        except ValueError as exc:  # CheckpointError included
-            raise InputError(str(exc)) from None
+        rows = evaluate_checkpoint(path, params, dataset, device)
         for name, part in zip(tables, rows):
             tables[name] += part
         at_phase_tap = next(r for r in rows[1] if r["phase_tap"])

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from .. import paths, plotting, trajectories
-from ..artifacts import provenance
+from ..artifacts import provenance, read_input_table
 from ..cli import run_step
 from ..datasets import base
-from ..errors import InputError
 from ..figure_style import save_figure
 
 log = logging.getLogger("figures")
@@ -49,20 +47,20 @@ def dataset_figures(experiment: str) -> dict[str, tuple]:
 
 def probes_figure(experiment: str) -> dict[str, tuple]:
     sources = [paths.probes(experiment), paths.information(experiment)]
-    probes, info = (pq.read_table(path).to_pandas() for path in sources)
+    probes, info = (read_input_table(path).to_pandas() for path in sources)
     return {"probes": (plotting.probe_scores(probes, info), sources)}
 
 
 def information_figure(experiment: str) -> dict[str, tuple]:
     sources = [paths.information(experiment), paths.classifier_evaluation(experiment)]
-    info, bound = (pq.read_table(path).to_pandas() for path in sources)
+    info, bound = (read_input_table(path).to_pandas() for path in sources)
     return {"information": (plotting.mutual_information(info, bound), sources)}
 
 
 def generation_figures(experiment: str) -> dict[str, tuple]:
     sources = [paths.generation_accuracy(experiment), paths.generation_representation(experiment)]
-    accuracy, representation = (pq.read_table(path).to_pandas() for path in sources)
-    embedding = pq.read_table(paths.generation_embedding(experiment)).to_pandas()
+    accuracy, representation = (read_input_table(path).to_pandas() for path in sources)
+    embedding = read_input_table(paths.generation_embedding(experiment)).to_pandas()
     return {
         "generation": (plotting.generation_over_training(accuracy, representation), sources),
         "representation": (plotting.representation_pictures(embedding), [paths.generation_embedding(experiment)]),
@@ -70,7 +68,7 @@ def generation_figures(experiment: str) -> dict[str, tuple]:
 
 
 def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
-    return {name: (draw(pq.read_table(source)), [source])}
+    return {name: (draw(read_input_table(source)), [source])}
 
 
 # Each group is drawn by its own stage from only the files it shows, so that a
@@ -87,10 +85,7 @@ GROUPS = {
 
 
 def figures_step(experiment: str, params: dict, figures: str) -> None:
-    try:
-        drawn = GROUPS[figures](experiment)
-    except (OSError, ValueError) as exc:
-        raise InputError(str(exc)) from None
+    drawn = GROUPS[figures](experiment)
     for name, (figure, inputs) in drawn.items():
         save_figure(figure, paths.figure(experiment, name), provenance("figures", experiment, {}, inputs))
     log.info("wrote %s", ", ".join(str(paths.figure(experiment, name)) for name in drawn))

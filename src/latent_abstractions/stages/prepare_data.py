@@ -10,7 +10,6 @@ from .. import paths
 from ..artifacts import provenance
 from ..cli import run_step
 from ..datasets import base, bumps, shapes, shapes3d_file, splits
-from ..errors import InputError
 
 log = logging.getLogger("prepare_data")
 
@@ -26,18 +25,15 @@ def prepare(experiment: str, params: dict) -> None:
     folder = paths.dataset_dir(experiment)
     external = [spec["path"]] if spec["kind"] == "shapes3d_file" and Path(spec["path"]).is_file() else []
     meta = provenance("prepare_data", experiment, spec, inputs=external)
-    try:
-        if spec["kind"] == "shapes3d_file":
-            count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec["subset"]), spec["split"], meta)
-            log.info("imported %d images from %s", count, spec["path"])
-            return
-        if spec["kind"] == "bumps":
-            dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS})
-        else:
-            dataset = shapes.make(spec["size"], subset_indices(spec["subset"]))
-        dataset.factors["split"] = splits.split_column(dataset.factors, dataset.factor_table, spec["split"])
-    except (ValueError, FileNotFoundError) as exc:
-        raise InputError(str(exc)) from None
+    if spec["kind"] == "shapes3d_file":
+        count = shapes3d_file.import_file(spec["path"], folder, subset_indices(spec["subset"]), spec["split"], meta)
+        log.info("imported %d images from %s", count, spec["path"])
+        return
+    if spec["kind"] == "bumps":
+        dataset = bumps.make(**{key: spec[key] for key in BUMPS_KEYS})
+    else:
+        dataset = shapes.make(spec["size"], subset_indices(spec["subset"]))
+    dataset.factors["split"] = splits.split_column(dataset.factors, dataset.factor_table, spec["split"])
     base.save(dataset, folder, meta)
     log.info(
         "%d images of shape %s (%d for training), factors %s",
