@@ -498,12 +498,12 @@ def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
     Last in the module: the restored store is newer than what was made from it, which
     Snakemake (by modification times) would take for a change."""
     experiment = "bumps"
-    store = dvc_repo / paths.trajectories(experiment)
+    store = dvc_repo / ExperimentPaths(experiment).trajectories
     progress = partial_path(store) / PROGRESS
     assert not partial_path(store).exists()
     finished, others = store_content(store), artifact_hashes(dvc_repo)
     others = {
-        name: digest for name, digest in others.items() if not name.startswith(f"{paths.trajectories(experiment)}/")
+        name: digest for name, digest in others.items() if not name.startswith(f"{ExperimentPaths(experiment).trajectories}/")
     }
     env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
     resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")

@@ -362,7 +362,7 @@ def cancelled_training(tmp_path_factory, cluster):
         slurm, slurm_environment(cluster, slurm), "--workflow-profile", "workflow/profiles/slurm", weights
     )
     try:
-        resume_file = slurm / paths.partial_dir(EXPERIMENT) / "resume.safetensors"
+        resume_file = slurm / ExperimentPaths(EXPERIMENT).partial_dir / "resume.safetensors"
         deadline = time.monotonic() + RUN_TIMEOUT_S / 2
         while not resume_file.exists():
             assert time.monotonic() < deadline and through_slurm.process.poll() is None, "no resume checkpoint came"

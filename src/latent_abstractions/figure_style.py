@@ -1,9 +1,12 @@
 """One look for every figure, and one way to save it: PNG and SVG side by side, each
-stamped with the provenance of what it shows (the PNG in a text chunk, the SVG in its
-<metadata> description), and no timestamps, so equal inputs give equal bytes."""
+stamped with the provenance of what it shows and its caption (the PNG in text chunks,
+the SVG in its <metadata> description and title), and no timestamps, so equal inputs
+give equal bytes. A drawing function carries its caption (``captioned``), so the text
+that tells a reader how to read a figure sits beside the code that draws it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -31,13 +34,26 @@ FORMATS = ("png", "svg")
 plt.rcParams.update(STYLE)
 
 
-def save_figure(figure: plt.Figure, png_path: Path | str, provenance: dict) -> list[Path]:
+def captioned(caption: str) -> Callable[[Callable], Callable]:
+    """Give a drawing function the caption that the report prints under its figure."""
+
+    def attach(draw: Callable) -> Callable:
+        draw.caption = caption
+        return draw
+
+    return attach
+
+
+def save_figure(figure: plt.Figure, png_path: Path | str, provenance: dict, caption: str = "") -> list[Path]:
     """Write ``figure`` as PNG at ``png_path`` and as SVG beside it; return both paths."""
     text = canonical_json(provenance)
     written = []
     for fmt in FORMATS:
         target = Path(png_path).with_suffix(f".{fmt}")
-        metadata = {"provenance": text} if fmt == "png" else {"Description": text, "Date": None}
+        if fmt == "png":
+            metadata = {"provenance": text, "caption": caption}
+        else:
+            metadata = {"Description": text, "Title": caption, "Date": None}
         with atomic_path(target) as temporary:
             figure.savefig(temporary, format=fmt, metadata=metadata)
         written.append(target)

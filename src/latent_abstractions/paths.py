@@ -2,11 +2,12 @@
 
 Every path is a template with an ``{experiment}`` field. The stage table
 (stage_table.py) lists these templates as the stages' inputs and outputs for
-Snakemake and dvc.yaml; the stages call the functions below, which fill them in.
+Snakemake and dvc.yaml; the stages ask ``ExperimentPaths(experiment)`` for the files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 DATASET_DIR = "data/{experiment}/dataset"
@@ -49,6 +50,66 @@ PLOT_DATA = "data/{experiment}/plots/{name}.csv"  # wide tables for `dvc plots`
 DATASET_FIGURES = ("dataset_contact_sheet", "dataset_traversals")
 RESULT_FIGURES = ("probes", "information", "samples", "loss")
 STUDY_FIGURES = ("generation", "representation", "proxies")  # generation, representation: bumps only
+
+
+def _at(template: str):
+    """A field of ExperimentPaths filled from ``template``."""
+    return dataclasses.field(init=False, metadata={"template": template})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentPaths:
+    """Every file of one experiment, from the templates above: ``ExperimentPaths("bumps").weights``."""
+
+    experiment: str
+    dataset_dir: Path = _at(DATASET_DIR)
+    images: Path = _at(IMAGES)
+    factors: Path = _at(FACTORS)
+    model_dir: Path = _at(MODEL_DIR)
+    weights: Path = _at(WEIGHTS)
+    loss_table: Path = _at(LOSS)
+    checkpoints_dir: Path = _at(CHECKPOINTS)
+    live_metrics: Path = _at(LIVE_METRICS)
+    partial_dir: Path = _at(PARTIAL)
+    classifier_weights: Path = _at(CLASSIFIER_WEIGHTS)
+    classifier_evaluation: Path = _at(CLASSIFIER_EVALUATION)
+    classifier_metrics: Path = _at(CLASSIFIER_METRICS)
+    generation_accuracy: Path = _at(GENERATION_ACCURACY)
+    generation_representation: Path = _at(GENERATION_REPRESENTATION)
+    generation_embedding: Path = _at(GENERATION_EMBEDDING)
+    trajectories: Path = _at(TRAJECTORIES)
+    forks: Path = _at(FORKS)
+    forward_backward: Path = _at(FORWARD_BACKWARD)
+    probes: Path = _at(PROBES)
+    information: Path = _at(INFORMATION)
+    information_metrics: Path = _at(INFORMATION_METRICS)
+    fork_analysis: Path = _at(FORK_ANALYSIS)
+    order: Path = _at(ORDER)
+    proxies: Path = _at(PROXIES)
+    exact_information: Path = _at(EXACT_INFORMATION)
+    exact_decisions: Path = _at(EXACT_DECISIONS)
+    figures_dir: Path = _at(FIGURES_DIR)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            if "template" in field.metadata:
+                object.__setattr__(self, field.name, self._fill(field.metadata["template"]))
+
+    def _fill(self, template: str, **fields: str) -> Path:
+        return Path(template.format(experiment=self.experiment, **fields))
+
+    @property
+    def dataset_files(self) -> list[Path]:
+        return [self.images, self.factors]
+
+    def live_plot(self, metric: str) -> Path:
+        return self._fill(LIVE_PLOT, metric=metric)
+
+    def figure(self, name: str) -> Path:
+        return self._fill(FIGURE, figure=name)
+
+    def plot_data(self, name: str) -> Path:
+        return self._fill(PLOT_DATA, name=name)
 
 
 def _fill(template: str, experiment: str, **fields: str) -> Path:

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import figure_style  # noqa: F401 (imported for its effect: the backend and the style)
 from .convergence import CONVERGING_NOTE, information_gaps, not_converged_note
+from .figure_style import captioned  # also sets the backend and the style
 from .order import fraction_covered
 from .pixels import model_range
 from .representation import ORDERED
@@ -68,6 +68,15 @@ def _probe_panel(ax, rows: pd.DataFrame, handles: dict) -> list[str]:
     return names
 
 
+@captioned(
+    "Held-out score of linear probes against generative time, per factor (accuracy for categorical "
+    "factors, R^2 for continuous ones): the best feature of each family (the state; the network's "
+    "output, eps or the denoised estimate; its block activations; a random network's, the control), "
+    "named under each title. Top row: features computed without the condition, which measure what the "
+    "trajectory knows, under the exact posterior's Bayes-optimal accuracy (the ceiling of any probe "
+    "on the state). Bottom row: features computed with the condition fed in (they hold it even at "
+    "pure noise)."
+)
 def probe_scores(probes: pd.DataFrame, info: pd.DataFrame | None = None) -> plt.Figure:
     """Held-out probe scores against t, one column per factor (accuracy for a categorical
     factor, R^2 for a continuous one), the best feature of each family (FEATURE_FAMILIES)
@@ -181,6 +190,15 @@ def _draw_notes(ax, notes: list[tuple[str, str]]) -> None:
         offset -= 8.5 * (text.count("\n") + 1) + 1
 
 
+@captioned(
+    "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
+    "estimate (MMSE form) and the classifier bound, with bands of two standard errors, beside the "
+    "exact value on the training rows and H(factor). The dotted orthogonal (MINDE) form is a "
+    "diagnostic: it adds both passes' errors, so where it leaves the MMSE form the model is "
+    'imperfect. A learned curve more than 0.15 nats from the exact one on average is marked "model '
+    'not converged" with its gap and the overlay that converges it: there the model, not the '
+    "estimator, is wrong (the estimator driven by exact scores is tested to 0.05 nats)."
+)
 def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) -> plt.Figure:
     """I(factor; X_t) against t (top) and against log-SNR (bottom): both forms of the learned
     score-difference estimate and the classifier bound, each with a band of two standard
@@ -238,6 +256,11 @@ def show_image(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
+@captioned(
+    "The final image of one trajectory per requested condition (title: the request). Compare each "
+    "image with its request: wrong or several objects show a model that has not learned the "
+    "condition."
+)
 def sample_grid(images: np.ndarray, requested: pd.DataFrame, columns: int = 8, limit: int = 48) -> plt.Figure:
     """Generated images, titled with the condition each was asked for; for (x, y) data a
     red cross marks the requested position."""
@@ -259,6 +282,10 @@ def sample_grid(images: np.ndarray, requested: pd.DataFrame, columns: int = 8, l
     return fig
 
 
+@captioned(
+    "A sample of the data set's images. Every image is a deterministic function of its factors, so "
+    "the noised data distribution, hence every exact curve, is known."
+)
 def contact_sheet(images: np.ndarray, title: str, columns: int = 16, limit: int = 128) -> plt.Figure:
     """Up to ``limit`` images, evenly spaced through the data set."""
     chosen = np.unique(np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int))
@@ -273,6 +300,10 @@ def contact_sheet(images: np.ndarray, title: str, columns: int = 16, limit: int 
     return fig
 
 
+@captioned(
+    "One row per factor: that factor runs through its values while the others stay as close as the "
+    "data set allows to the first image. It shows what each factor changes."
+)
 def traversals(images: np.ndarray, rows_per_factor: dict[str, list[tuple[float, int]]]) -> plt.Figure:
     """One row per factor: the images along that factor's values, the others held fixed."""
     width = max(len(row) for row in rows_per_factor.values())
@@ -291,6 +322,11 @@ def traversals(images: np.ndarray, rows_per_factor: dict[str, list[tuple[float, 
     return fig
 
 
+@captioned(
+    "The training loss (denoising error) per step and its running mean. A curve still falling at the "
+    "end says the smoke model is short of converged; the analyses then describe an undertrained "
+    "model."
+)
 def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ax.plot(loss["step"], loss["loss"], color="tab:blue", alpha=0.3, lw=0.8, label="per step")
@@ -302,6 +338,15 @@ def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
     return fig
 
 
+@captioned(
+    "Bumps over training: the fraction of accurate samples per axis, inside and outside the held-out "
+    "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
+    "task); the failure modes; the order of the condition's representation at every block "
+    "(leave-one-out kNN R^2 of the requested (x, y) from the whole activation maps; the phase tap "
+    "thick, the dashed line the 0.9 threshold of order); and the phase tap's order per axis, with "
+    "trustworthiness, continuity and the PCA-3 linear R^2 (a diagnostic that a curved ordered "
+    "manifold fails). The phase (A, B, C) of each checkpoint is written above."
+)
 def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFrame) -> plt.Figure:
     """Bumps over training: accuracy per axis (x and y on one panel: the imbalance study
     asks whether they are learned together), inside and outside the held-out region, the
@@ -356,6 +401,11 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
     return fig
 
 
+@captioned(
+    "Every proxy of how decided each factor is, against t and log-SNR, rescaled from its value at "
+    "pure noise (0) to its final value (1); the exact mutual information is the thick dashed line. "
+    "Where a curve crosses 0.5 and 0.9 gives the decision times of the order table below."
+)
 def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     """Every proxy of "how decided is the factor" against t (top) and log-SNR (bottom), one
     column per factor, each rescaled from its value at pure noise (0) to its final value (1):
@@ -385,6 +435,12 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+@captioned(
+    "The phase tap's representation of the requested (x, y) in 2-D, by PCA and by a seeded UMAP, at "
+    "checkpoints through training; dots coloured by x, lines joining conditions of equal y. An "
+    "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
+    "order measure."
+)
 def representation_pictures(embedding: pd.DataFrame, columns: int = 8) -> plt.Figure:
     """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at up to ``columns``
     checkpoints, the first, last and evenly between: each requested (x, y) a dot coloured

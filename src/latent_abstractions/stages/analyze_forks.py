@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import classifier, fork_analysis, paths, trajectories
+from .. import classifier, fork_analysis, trajectories
 from ..artifacts import provenance, write_parquet
 from ..cli import run_step
 from ..datasets import base
 from ..entropy import plug_in_entropy
 from ..errors import InputError
+from ..paths import ExperimentPaths
 
 log = logging.getLogger("analyze_forks")
 
@@ -30,11 +31,12 @@ def labels_of(model, images: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def analyze_step(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
     try:
-        dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
-        model, _ = classifier.load(paths.classifier_weights(experiment), dataset=dataset)
-        forks = trajectories.open_store(paths.forks(experiment), "forks").fork_images()
-        regenerations = trajectories.open_store(paths.forward_backward(experiment), "forward_backward").regenerations()
+        dataset = base.load(files.dataset_dir).restricted(params["model"]["condition_on"])
+        model, _ = classifier.load(files.classifier_weights, dataset=dataset)
+        forks = trajectories.open_store(files.forks, "forks").fork_images()
+        regenerations = trajectories.open_store(files.forward_backward, "forward_backward").regenerations()
     except ValueError as exc:  # StoreError and ClassifierError included
         raise InputError(str(exc)) from None
     names = [f.name for f in dataset.factor_table]
@@ -60,10 +62,10 @@ def analyze_step(experiment: str, params: dict) -> None:
     )
     table = pd.concat([fork_rows.assign(split="all"), backward_rows], ignore_index=True)
     table.insert(0, "experiment", experiment)
-    inputs = [paths.forks(experiment), paths.forward_backward(experiment), paths.classifier_weights(experiment)]
+    inputs = [files.forks, files.forward_backward, files.classifier_weights]
     write_parquet(
         pa.Table.from_pandas(table, preserve_index=False),
-        paths.fork_analysis(experiment),
+        files.fork_analysis,
         provenance("analyze_forks", experiment, {}, inputs),
     )
     log.info(

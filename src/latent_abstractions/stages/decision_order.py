@@ -11,10 +11,11 @@ import logging
 import pandas as pd
 import pyarrow as pa
 
-from .. import order, paths
+from .. import order
 from ..artifacts import provenance, read_input_table, write_parquet
 from ..cli import run_step
 from ..errors import InputError
+from ..paths import ExperimentPaths
 
 log = logging.getLogger("decision_order")
 PROBE_FEATURE = "state"
@@ -22,11 +23,12 @@ REFERENCE = "mi_exact"
 
 
 def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
+    files = ExperimentPaths(experiment)
     sources = [
-        paths.probes(experiment),
-        paths.information(experiment),
-        paths.classifier_evaluation(experiment),
-        paths.fork_analysis(experiment),
+        files.probes,
+        files.information,
+        files.classifier_evaluation,
+        files.fork_analysis,
     ]
     probes, information, bound, forks = (read_input_table(path).to_pandas() for path in sources)
     columns = ["proxy", "factor", "t", "log_snr", "value"]
@@ -62,6 +64,7 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
 
 
 def order_step(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
     try:
         curves, sources = proxy_curves(experiment)
     except KeyError as exc:  # a table written by another version of its stage
@@ -71,10 +74,10 @@ def order_step(experiment: str, params: dict) -> None:
     table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)
     table.insert(0, "experiment", experiment)
     meta = provenance("decision_order", experiment, {}, sources)
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.order(experiment), meta)
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), files.order, meta)
     write_parquet(
         pa.Table.from_pandas(curves.assign(experiment=experiment), preserve_index=False),
-        paths.proxies(experiment),
+        files.proxies,
         meta,
     )
     log.info(

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import checkpoints, convergence, information, paths
+from .. import checkpoints, convergence, information
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
 from ..devices import select_device
 from ..ground_truth import FiniteMixture
+from ..paths import ExperimentPaths
 from ..sde import make_sde
 
 log = logging.getLogger("estimate_information")
@@ -65,11 +66,10 @@ def agreement(frame: pd.DataFrame) -> dict:
 
 
 def information_step(experiment: str, params: dict) -> None:
-    weights = paths.weights(experiment)
+    files = ExperimentPaths(experiment)
+    weights = files.weights
     model, metadata = checkpoints.load_for_params(weights, params["model"])
-    dataset = base.load(paths.dataset_dir(experiment)).restricted(
-        [f["name"] for f in metadata["architecture"]["factors"]]
-    )
+    dataset = base.load(files.dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
     device = select_device()
     model.to(device)
     sde = make_sde(params["sde"])
@@ -86,16 +86,16 @@ def information_step(experiment: str, params: dict) -> None:
         log.info("no held-out curve: the held-out rows fix %s (I = 0 there)", ", ".join(fixed))
     frame = pd.concat(frames, ignore_index=True)
     frame.insert(0, "experiment", experiment)
-    inputs = [*paths.dataset_files(experiment), weights]
+    inputs = [*files.dataset_files, weights]
     section = {key: params[key] for key in ("sde", "model", "information")}
     write_parquet(
         pa.Table.from_pandas(frame, preserve_index=False),
-        paths.information(experiment),
+        files.information,
         provenance("estimate_information", experiment, section, inputs),
     )
-    write_json(agreement(frame), paths.information_metrics(experiment))
+    write_json(agreement(frame), files.information_metrics)
     curves = frame[(frame["distribution"] == "train") & frame["quantity"].isin(MI_QUANTITIES)]
-    write_series_csv(curves, "t", ["factor", "quantity"], "mean", paths.plot_data(experiment, "information"))
+    write_series_csv(curves, "t", ["factor", "quantity"], "mean", files.plot_data("information"))
     last = curves[curves["t"] == curves["t"].min()].pivot(index="factor", columns="quantity", values="mean")
     log.info("I(factor; X_t) at t=%.3g on the train rows, nats:\n%s", curves["t"].min(), last.round(3))
 

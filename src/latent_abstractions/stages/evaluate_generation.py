@@ -21,13 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, generation_metrics, manifold_pictures, paths, representation
+from .. import checkpoints, generation_metrics, manifold_pictures, representation
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
 from ..devices import select_device
 from ..errors import InputError
 from ..generation import generate
+from ..paths import ExperimentPaths
 from ..sde import make_sde
 
 log = logging.getLogger("evaluate_generation")
@@ -170,10 +171,11 @@ def check_phase_tap(snapshot: Path, params: dict) -> None:
 
 def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
     """The snapshots in training order and the data set, or one line saying what is wrong."""
-    snapshots = sorted(paths.checkpoints_dir(experiment).glob("step_*.safetensors"), key=snapshot_step)
+    files = ExperimentPaths(experiment)
+    snapshots = sorted(files.checkpoints_dir.glob("step_*.safetensors"), key=snapshot_step)
     if not snapshots:
-        raise InputError(f"no checkpoints in {paths.checkpoints_dir(experiment)}")
-    dataset = base.load(paths.dataset_dir(experiment))
+        raise InputError(f"no checkpoints in {files.checkpoints_dir}")
+    dataset = base.load(files.dataset_dir)
     if {f.name for f in dataset.factor_table} - {"x", "y"}:
         raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")
     check_phase_tap(snapshots[0], params)
@@ -181,6 +183,7 @@ def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
 
 
 def evaluate_step(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
     snapshots, dataset = checked_inputs(experiment, params)
     device = select_device()
     tables = {"accuracy": [], "representation": [], "embedding": []}
@@ -199,15 +202,13 @@ def evaluate_step(experiment: str, params: dict) -> None:
             at_phase_tap["phase"],
         )
     section = {key: params[key] for key in ("sde", "model", "generation")}
-    meta = provenance("evaluate_generation", experiment, section, [*paths.dataset_files(experiment), *snapshots])
+    meta = provenance("evaluate_generation", experiment, section, [*files.dataset_files, *snapshots])
     frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}
-    write_series_csv(
-        frames["accuracy"], "training_step", ["region", "axis"], "accuracy", paths.plot_data(experiment, "generation")
-    )
+    write_series_csv(frames["accuracy"], "training_step", ["region", "axis"], "accuracy", files.plot_data("generation"))
     targets = {
-        "accuracy": paths.generation_accuracy(experiment),
-        "representation": paths.generation_representation(experiment),
-        "embedding": paths.generation_embedding(experiment),
+        "accuracy": files.generation_accuracy,
+        "representation": files.generation_representation,
+        "embedding": files.generation_embedding,
     }
     for name, frame in frames.items():
         frame.insert(0, "experiment", experiment)

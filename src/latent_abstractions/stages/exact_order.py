@@ -13,12 +13,13 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import information, order, paths
+from .. import information, order
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
 from ..errors import InputError
 from ..ground_truth import FiniteMixture
+from ..paths import ExperimentPaths
 from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
 from ..sde import make_sde
 
@@ -37,7 +38,7 @@ def load_shapes(experiment: str, params: dict) -> base.Dataset:
             f"for shapes experiments (dataset kind {' or '.join(SHAPES_KINDS)})"
         )
     try:
-        dataset = base.load(paths.dataset_dir(experiment))
+        dataset = base.load(ExperimentPaths(experiment).dataset_dir)
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(f"exact_order: {exc} (make the data set of {experiment} first)") from None
     return varying_factors(dataset)
@@ -139,6 +140,7 @@ def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> pd.
 
 
 def exact_order_step(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
     dataset = load_shapes(experiment, params)
     settings = params["exact_order"]
     log.info(
@@ -152,13 +154,13 @@ def exact_order_step(experiment: str, params: dict) -> None:
     curves = exact_curves(dataset, params["sde"], settings)
     decisions = decision_table(curves, settings["bootstrap"], settings["seed"])
     meta = provenance(
-        "exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")}, paths.dataset_files(experiment)
+        "exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")}, files.dataset_files
     )
-    targets = (paths.exact_information(experiment), paths.exact_decisions(experiment))
+    targets = (files.exact_information, files.exact_decisions)
     for frame, target in zip((curves, decisions), targets):
         frame.insert(0, "experiment", experiment)
         write_parquet(pa.Table.from_pandas(frame, preserve_index=False), target, meta)
-    write_series_csv(curves, "t", ["factor"], "mi", paths.plot_data(experiment, "exact_information"))
+    write_series_csv(curves, "t", ["factor"], "mi", files.plot_data("exact_information"))
     log.info("largest Monte-Carlo standard error of I: %.4f nats", curves["stderr"].max())
     log.info("decision times:\n%s", decisions.drop(columns="experiment").round(3).to_string(index=False))
     _log_comparison(decisions)

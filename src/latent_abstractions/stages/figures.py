@@ -5,16 +5,19 @@ hash, code hash, git commit) in its metadata."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .. import paths, plotting, trajectories
+from .. import plotting, trajectories
 from ..artifacts import provenance, read_input_table
 from ..cli import run_step
 from ..datasets import base
 from ..figure_style import save_figure
+from ..paths import ExperimentPaths
 
 log = logging.getLogger("figures")
 
@@ -27,68 +30,68 @@ def final_samples(store: trajectories.Store) -> tuple[np.ndarray, pd.DataFrame]:
     return images[first], requested[first].reset_index(drop=True)
 
 
-def samples_figure(experiment: str) -> dict[str, tuple]:
-    store = trajectories.open_store(paths.trajectories(experiment), "trajectories")
-    figure = plotting.sample_grid(*final_samples(store))
-    return {"samples": (figure, [paths.trajectories(experiment)])}
+class Drawn(NamedTuple):
+    """One figure of a group, the tables it was drawn from, and the function that drew it
+    (whose caption goes with the figure)."""
+
+    figure: object
+    inputs: list[Path]
+    draw: Callable
 
 
-def dataset_figures(experiment: str) -> dict[str, tuple]:
-    dataset_dir = paths.dataset_dir(experiment)
-    dataset = base.load(dataset_dir)
-    inputs = paths.dataset_files(experiment)
-    title = f"{experiment}: {len(dataset.images)} images"
+def samples_figure(files: ExperimentPaths) -> dict[str, Drawn]:
+    store = trajectories.open_store(files.trajectories, "trajectories")
+    return {"samples": Drawn(plotting.sample_grid(*final_samples(store)), [files.trajectories], plotting.sample_grid)}
+
+
+def dataset_figures(files: ExperimentPaths) -> dict[str, Drawn]:
+    dataset = base.load(files.dataset_dir)
+    title = f"{files.experiment}: {len(dataset.images)} images"
     # The stored (memory-mapped) images: only the drawn ones are read.
+    sheet = plotting.contact_sheet(dataset.images, title)
+    traversals = plotting.traversals(dataset.images, base.traversal_rows(dataset))
     return {
-        "dataset_contact_sheet": (plotting.contact_sheet(dataset.images, title), inputs),
-        "dataset_traversals": (plotting.traversals(dataset.images, base.traversal_rows(dataset)), inputs),
+        "dataset_contact_sheet": Drawn(sheet, files.dataset_files, plotting.contact_sheet),
+        "dataset_traversals": Drawn(traversals, files.dataset_files, plotting.traversals),
     }
 
 
-def probes_figure(experiment: str) -> dict[str, tuple]:
-    sources = [paths.probes(experiment), paths.information(experiment)]
-    probes, info = (read_input_table(path).to_pandas() for path in sources)
-    return {"probes": (plotting.probe_scores(probes, info), sources)}
+def tables_figure(name: str, sources: list[Path], draw: Callable) -> dict[str, Drawn]:
+    """A figure drawn from whole tables, in the order of ``sources``."""
+    tables = [read_input_table(path).to_pandas() for path in sources]
+    return {name: Drawn(draw(*tables), sources, draw)}
 
 
-def information_figure(experiment: str) -> dict[str, tuple]:
-    sources = [paths.information(experiment), paths.classifier_evaluation(experiment)]
-    info, bound = (read_input_table(path).to_pandas() for path in sources)
-    return {"information": (plotting.mutual_information(info, bound), sources)}
-
-
-def generation_figures(experiment: str) -> dict[str, tuple]:
-    sources = [paths.generation_accuracy(experiment), paths.generation_representation(experiment)]
-    accuracy, representation = (read_input_table(path).to_pandas() for path in sources)
-    embedding = read_input_table(paths.generation_embedding(experiment)).to_pandas()
+def generation_figures(files: ExperimentPaths) -> dict[str, Drawn]:
+    sources = [files.generation_accuracy, files.generation_representation]
     return {
-        "generation": (plotting.generation_over_training(accuracy, representation), sources),
-        "representation": (plotting.representation_pictures(embedding), [paths.generation_embedding(experiment)]),
+        **tables_figure("generation", sources, plotting.generation_over_training),
+        **tables_figure("representation", [files.generation_embedding], plotting.representation_pictures),
     }
-
-
-def table_figure(name: str, source: Path, draw) -> dict[str, tuple]:
-    return {name: (draw(read_input_table(source)), [source])}
 
 
 # Each group is drawn by its own stage from only the files it shows, so that a
 # change upstream of one figure redraws that figure alone.
 GROUPS = {
     "dataset": dataset_figures,
-    "probes": probes_figure,
-    "information": information_figure,
+    "probes": lambda f: tables_figure("probes", [f.probes, f.information], plotting.probe_scores),
+    "information": lambda f: tables_figure(
+        "information", [f.information, f.classifier_evaluation], plotting.mutual_information
+    ),
     "generation": generation_figures,
-    "proxies": lambda e: table_figure("proxies", paths.proxies(e), lambda t: plotting.proxy_curves(t.to_pandas())),
+    "proxies": lambda f: tables_figure("proxies", [f.proxies], plotting.proxy_curves),
     "samples": samples_figure,
-    "loss": lambda e: table_figure("loss", paths.loss_table(e), lambda t: plotting.training_loss(t.to_pandas())),
+    "loss": lambda f: tables_figure("loss", [f.loss_table], plotting.training_loss),
 }
 
 
 def figures_step(experiment: str, params: dict, figures: str) -> None:
-    drawn = GROUPS[figures](experiment)
-    for name, (figure, inputs) in drawn.items():
-        save_figure(figure, paths.figure(experiment, name), provenance("figures", experiment, {}, inputs))
-    log.info("wrote %s", ", ".join(str(paths.figure(experiment, name)) for name in drawn))
+    files = ExperimentPaths(experiment)
+    drawn = GROUPS[figures](files)
+    for name, (figure, inputs, draw) in drawn.items():
+        meta = provenance("figures", experiment, {}, inputs)
+        save_figure(figure, files.figure(name), meta, caption=draw.caption)
+    log.info("wrote %s", ", ".join(str(files.figure(name)) for name in drawn))
 
 
 def options(parser) -> None:

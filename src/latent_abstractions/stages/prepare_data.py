@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import paths
 from ..artifacts import provenance
 from ..cli import run_step
 from ..datasets import base, bumps, shapes, shapes3d_file, splits
+from ..paths import ExperimentPaths
 
 log = logging.getLogger("prepare_data")
 
@@ -22,7 +22,7 @@ def subset_indices(subset: dict | None) -> dict[str, list[int]] | None:
 
 def prepare(experiment: str, params: dict) -> None:
     spec = params["dataset"]
-    folder = paths.dataset_dir(experiment)
+    folder = ExperimentPaths(experiment).dataset_dir
     external = [spec["path"]] if spec["kind"] == "shapes3d_file" and Path(spec["path"]).is_file() else []
     meta = provenance("prepare_data", experiment, spec, inputs=external)
     if spec["kind"] == "shapes3d_file":

@@ -26,46 +26,9 @@ from .. import findings, paths, stage_table
 from ..artifacts import atomic_path
 from ..cli import run_project_step
 from ..errors import InputError
+from ..paths import ExperimentPaths
 
 log = logging.getLogger("report")
-
-NOTES = {
-    "dataset_contact_sheet": "A sample of the data set's images. Every image is a deterministic function of its "
-    "factors, so the noised data distribution, hence every exact curve, is known.",
-    "dataset_traversals": "One row per factor: that factor runs through its values while the others stay as close "
-    "as the data set allows to the first image. It shows what each factor changes.",
-    "samples": "The final image of one trajectory per requested condition (title: the request). Compare each "
-    "image with its request: wrong or several objects show a model that has not learned the condition.",
-    "loss": "The training loss (denoising error) per step and its running mean. A curve still falling at the end "
-    "says the smoke model is short of converged; the analyses then describe an undertrained model.",
-    "probes": "Held-out score of linear probes against generative time, per factor (accuracy for categorical "
-    "factors, R^2 for continuous ones): the best feature of each family (the state; the network's output, "
-    "eps or the denoised estimate; its block activations; a random network's, the control), named under "
-    "each title. Top row: features computed without the condition, which measure what the trajectory "
-    "knows, under the exact posterior's Bayes-optimal accuracy (the ceiling of any probe on the state). "
-    "Bottom row: features computed with the condition fed in (they hold it even at pure noise).",
-    "generation": "Bumps over training: the fraction of accurate samples per axis, inside and outside the held-out "
-    "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
-    "task); the failure modes; the order of the condition's representation at every block (leave-one-"
-    "out kNN R^2 of the requested (x, y) from the whole activation maps; the phase tap thick, the "
-    "dashed line the 0.9 threshold of order); and the phase tap's order per axis, with trustworthiness, "
-    "continuity and the PCA-3 linear R^2 (a diagnostic that a curved ordered manifold fails). The phase "
-    "(A, B, C) of each checkpoint is written above.",
-    "representation": "The phase tap's representation of the requested (x, y) in 2-D, by PCA and by a seeded UMAP, at "
-    "checkpoints through training; dots coloured by x, lines joining conditions of equal y. An "
-    "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
-    "order measure.",
-    "proxies": "Every proxy of how decided each factor is, against t and log-SNR, rescaled from its value at pure "
-    "noise (0) to its final value (1); the exact mutual information is the thick dashed line. Where a "
-    "curve crosses 0.5 and 0.9 gives the decision times of the order table below.",
-    "information": "I(factor; X_t) in nats against t (top) and log-SNR (bottom): the learned score-difference "
-    "estimate (MMSE form) and the classifier bound, with bands of two standard errors, beside the "
-    "exact value on the training rows and H(factor). The dotted orthogonal (MINDE) form is a "
-    "diagnostic: it adds both passes' errors, so where it leaves the MMSE form the model is "
-    'imperfect. A learned curve more than 0.15 nats from the exact one on average is marked "model '
-    'not converged" with its gap and the overlay that converges it: there the model, not the '
-    "estimator, is wrong (the estimator driven by exact scores is tested to 0.05 nats).",
-}
 
 
 def dvc_md5(path: str) -> str:
@@ -77,7 +40,7 @@ def dvc_md5(path: str) -> str:
 
 def figure_section(png: str) -> str:
     with Image.open(png) as image:
-        provenance = json.loads(image.text["provenance"])
+        provenance, caption = json.loads(image.text["provenance"]), image.text.get("caption", "")
     name = Path(png).stem
     encoded = base64.b64encode(Path(png).read_bytes()).decode()
     rows = "".join(
@@ -87,7 +50,7 @@ def figure_section(png: str) -> str:
     )
     return (
         f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
-        f"<figcaption><b>{name}</b>: {html.escape(NOTES.get(name, ''))}</figcaption></figure>"
+        f"<figcaption><b>{name}</b>: {html.escape(caption)}</figcaption></figure>"
         f"<details><summary>provenance</summary><p>code <code>{provenance['code_sha256'][:16]}…</code>, "
         f"params <code>{provenance['params_sha256'][:16]}…</code>, commit <code>{provenance['git_commit']}</code>"
         f"{' (work tree dirty)' if provenance.get('git_dirty') else ''}</p>"
@@ -101,9 +64,16 @@ def table_html(frame: pd.DataFrame, caption: str) -> str:
     )
 
 
-def order_tables(inputs: list[str]) -> str:
+def declared(inputs: list[str], files: list[ExperimentPaths], kind: str) -> list[Path]:
+    """Each experiment's file of ``kind`` (an ExperimentPaths field) that the report stage
+    reads: its declared inputs only, so a stale file of a stage an experiment does not run
+    is never taken up."""
+    return [path for path in (getattr(f, kind) for f in files) if str(path) in inputs]
+
+
+def order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for path in (p for p in inputs if p.endswith("order.parquet")):
+    for path in declared(inputs, files, "order"):
         table = pq.read_table(path).to_pandas()
         wide = table.pivot(index="factor", columns="proxy", values="tau_50").sort_values("mi_exact", ascending=False)
         agreement = table.groupby("proxy")["rank_agreement_with_exact"].first().to_frame().T
@@ -119,16 +89,12 @@ def order_tables(inputs: list[str]) -> str:
     return "".join(parts)
 
 
-def classifier_table(inputs: list[str]) -> str:
+def classifier_table(inputs: list[str], files: list[ExperimentPaths]) -> str:
     accuracy, gaps = [], []
-    for path in (p for p in inputs if p.endswith("classifier/metrics.json")):
-        scores, experiment = json.loads(Path(path).read_text()), path.split("/")[1]
-        accuracy.append(
-            {"experiment": experiment, "test images": scores["test_images"], **scores["clean_test_accuracy"]}
-        )
-        gaps += [
-            {"experiment": experiment, "factor": factor, **gap} for factor, gap in scores["bound_against_exact"].items()
-        ]
+    for experiment in (f for f in files if str(f.classifier_metrics) in inputs):
+        scores, name = json.loads(experiment.classifier_metrics.read_text()), experiment.experiment
+        accuracy.append({"experiment": name, "test images": scores["test_images"], **scores["clean_test_accuracy"]})
+        gaps += [{"experiment": name, "factor": factor, **gap} for factor, gap in scores["bound_against_exact"].items()]
     if not accuracy:
         return ""
     return table_html(
@@ -141,13 +107,13 @@ def classifier_table(inputs: list[str]) -> str:
     )
 
 
-def accuracy_tables(inputs: list[str]) -> str:
+def accuracy_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for path in (p for p in inputs if p.endswith("generation/accuracy.parquet")):
-        table = pq.read_table(path).to_pandas()
+    for experiment in (f for f in files if str(f.generation_accuracy) in inputs):
+        table = pq.read_table(experiment.generation_accuracy).to_pandas()
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
-        phases = pq.read_table(path.replace("accuracy.parquet", "representation.parquet")).to_pandas()
+        phases = pq.read_table(experiment.generation_representation).to_pandas()
         phases = phases[phases["phase_tap"]]
         wide = wide.join(
             phases.set_index("training_step")[
@@ -174,9 +140,9 @@ STYLE = (
 )
 
 
-def exact_order_tables(inputs: list[str]) -> str:
+def exact_order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for path in (p for p in inputs if p.endswith("exact_decisions.parquet")):
+    for path in declared(inputs, files, "exact_decisions"):
         table = pq.read_table(path).to_pandas()
         shown = table[
             ["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50", "rank_50_stability"]
@@ -195,25 +161,23 @@ def exact_order_tables(inputs: list[str]) -> str:
 MIN_FACTORS_TO_ORDER = 3  # with two factors a rank correlation is +1 or -1 and says little
 
 
-# The tables the findings read: name -> (path of an experiment's table, how to read it).
+# The tables the findings read: name -> (the ExperimentPaths field of its file, how to read it).
 FINDINGS_TABLES = {
-    "accuracy": (paths.generation_accuracy, "parquet"),
-    "representation": (paths.generation_representation, "parquet"),
-    "exact_decisions": (paths.exact_decisions, "parquet"),
-    "order": (paths.order, "parquet"),
-    "information_metrics": (paths.information_metrics, "json"),
-    "classifier_metrics": (paths.classifier_metrics, "json"),
+    "accuracy": ("generation_accuracy", "parquet"),
+    "representation": ("generation_representation", "parquet"),
+    "exact_decisions": ("exact_decisions", "parquet"),
+    "order": ("order", "parquet"),
+    "information_metrics": ("information_metrics", "json"),
+    "classifier_metrics": ("classifier_metrics", "json"),
 }
 STUDY_KEYS = ("bumps", "exact", "proxies", "estimates")
 
 
-def read_tables(experiment: str, inputs: list[str]) -> dict:
-    """The tables of one experiment that the report stage reads (its declared inputs only,
-    so that a stale file of a stage the experiment does not run is never taken up)."""
+def read_tables(files: ExperimentPaths, inputs: list[str]) -> dict:
+    """The tables of one experiment that the findings read, among the declared inputs."""
     tables = {}
-    for name, (where, kind) in FINDINGS_TABLES.items():
-        path = where(experiment)
-        if str(path) in inputs:
+    for name, (field, kind) in FINDINGS_TABLES.items():
+        for path in declared(inputs, [files], field):
             tables[name] = pq.read_table(path).to_pandas() if kind == "parquet" else json.loads(path.read_text())
     return tables
 
@@ -239,7 +203,7 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
 def findings_sections(params: dict, inputs: list[str]) -> list[findings.Section]:
     said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
-        for key, sentences in experiment_findings(name, experiment, read_tables(name, inputs)).items():
+        for key, sentences in experiment_findings(name, experiment, read_tables(ExperimentPaths(name), inputs)).items():
             said[key] += sentences
     return [
         findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
@@ -270,17 +234,19 @@ def report_step(params: dict) -> None:
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
     sections = findings_sections(params, inputs)
     experiments = sorted(params["experiments"])
+    files = [ExperimentPaths(experiment) for experiment in experiments]
     body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
-    for experiment in experiments:
-        pngs = [p for p in inputs if p.startswith(f"data/{experiment}/figures/")]
-        body.append(f"<h2 id='{experiment}'>{experiment}</h2>" + "".join(figure_section(png) for png in pngs))
+    for experiment in files:
+        pngs = [p for p in inputs if Path(p).parent == experiment.figures_dir]
+        body.append(f"<h2 id='{experiment.experiment}'>{experiment.experiment}</h2>")
+        body.append("".join(figure_section(png) for png in pngs))
     body.append(
         "<h2 id='order'>When each factor is decided</h2>"
-        + exact_order_tables(inputs)
-        + order_tables(inputs)
-        + classifier_table(inputs)
+        + exact_order_tables(inputs, files)
+        + order_tables(inputs, files)
+        + classifier_table(inputs, files)
     )
-    body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs))
+    body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs, files))
     document = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
         f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
