@@ -214,6 +214,47 @@ def test_bad_input_errors():
     one_line_error(lambda: fit_probes(x, {"shape": good}, {"shape": "ordinal"}, ids, split), "ordinal")
 
 
+def test_ascent_direction_falls_back_to_the_preconditioned_gradient(monkeypatch):
+    """Where rounding makes the L-BFGS direction point uphill, the preconditioned gradient is
+    taken instead; the curvature history's inner products (kept up to date from the
+    direction's coefficients, not recomputed) stay those of its pairs, and the same optimum
+    is reached."""
+    from latent_abstractions.probes import lbfgs
+    from latent_abstractions.probes.softmax import Softmaxes
+
+    rng = np.random.default_rng(4)
+    m, q = 80, 6
+    z = torch.as_tensor(rng.normal(size=(2, m, q)))
+    z[:, :, -1] = 1.0
+    codes = torch.as_tensor(np.stack([rng.integers(0, k, m) for k in (2, 3)]))
+    soft = Softmaxes([2, 3], codes, torch.float64)
+    lam = torch.full((2, 2), 1e-2, dtype=torch.float64)
+    reference, _ = lbfgs.fit_softmax(z, soft, lam, tol=1e-10, max_iter=500)
+    direction, push, flipped, pushed = lbfgs.LbfgsHistory.direction, lbfgs.LbfgsHistory.push, [], []
+
+    def uphill_at_first(history, grad):
+        d = direction(history, grad)
+        if len(flipped) < 4:
+            flipped.append(True)
+            return -d
+        return d
+
+    def checked_push(history, *args):
+        push(history, *args)
+        per_problem = history.member  # (C, F): sums each problem's weight columns
+        sy = torch.einsum("gcip,gcjp,cf->gfij", history.s, history.y, per_problem)
+        ypy = torch.einsum("gcip,gcjp,cf->gfij", history.y, history.precond[:, :, None] * history.y, per_problem)
+        assert torch.allclose(history.sy, sy, rtol=1e-8, atol=1e-12)
+        assert torch.allclose(history.ypy, ypy, rtol=1e-8, atol=1e-12)
+        pushed.append(True)
+
+    monkeypatch.setattr(lbfgs.LbfgsHistory, "direction", uphill_at_first)
+    monkeypatch.setattr(lbfgs.LbfgsHistory, "push", checked_push)
+    w, _ = lbfgs.fit_softmax(z, soft, lam, tol=1e-10, max_iter=500)
+    assert len(flipped) == 4 and len(pushed) > 4
+    assert torch.allclose(w, reference, atol=1e-7)
+
+
 # ------------------------------------------------------------------ batched = one at a time
 
 
