@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from latent_abstractions.errors import InputError
 from latent_abstractions.probes import (
     DEFAULT_PENALTIES,
     fit_probes,
@@ -178,7 +179,7 @@ def test_chance_level_on_noise_and_signal_found():
 
 
 def one_line_error(call, *words):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(InputError) as caught:
         call()
     message = str(caught.value)
     assert "\n" not in message and all(word in message for word in words), message
@@ -212,6 +213,31 @@ def test_bad_input_errors():
         )
     one_line_error(lambda: fit_probes(x, {"pos": np.ones(n)}, {"pos": "continuous"}, ids, split), "pos", "constant")
     one_line_error(lambda: fit_probes(x, {"shape": good}, {"shape": "ordinal"}, ids, split), "ordinal")
+
+
+def test_bad_table_and_split_errors():
+    rng = np.random.default_rng(1)
+    n = 30
+    step, trajectory = np.zeros(n, dtype=int), np.arange(n)
+    split = split_train_validation_test(n, 0.25, 0.2, seed=0)
+    targets, kinds = {"shape": rng.integers(0, 2, n)}, {"shape": "categorical"}
+    features = {"state": rng.normal(size=(n, 3))}
+    one_line_error(lambda: probe_frame(step, trajectory[:5], features, targets, kinds, split), "equal length")
+    one_line_error(
+        lambda: probe_frame(step, trajectory, {"state": features["state"][:5]}, targets, kinds, split),
+        "'state' has 5 rows, the table 30",
+    )
+    one_line_error(lambda: fit_probes(features["state"][None], targets, {}, trajectory, split), "no factors")
+    one_line_error(lambda: fit_probes(features["state"][None], targets, kinds, trajectory + 1, split), "[0, 30)")
+    one_line_error(
+        lambda: fit_probes(features["state"][None], targets, kinds, trajectory, split, (0.0, 1.0)), "positive"
+    )
+    one_line_error(lambda: split_train_validation_test(2, 0.25, 0.2, seed=0), "at least 3 trajectories")
+    one_line_error(lambda: split_train_validation_test(10, 0.25, 1.0, seed=0), "validation_fraction")
+    # names that do not match the groups are the caller's mistake, not bad input
+    with pytest.raises(ValueError, match="1 names for 2 feature groups") as caught:
+        fit_probes([features["state"]] * 2, targets, kinds, trajectory, split, names=["a"])
+    assert not isinstance(caught.value, InputError)
 
 
 def test_ascent_direction_falls_back_to_the_preconditioned_gradient(monkeypatch):
