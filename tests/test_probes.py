@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from latent_abstractions.errors import InputError
 from latent_abstractions.probes import (
     DEFAULT_PENALTIES,
     fit_probes,
@@ -178,7 +179,7 @@ def test_chance_level_on_noise_and_signal_found():
 
 
 def one_line_error(call, *words):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(InputError) as caught:
         call()
     message = str(caught.value)
     assert "\n" not in message and all(word in message for word in words), message
@@ -212,6 +213,72 @@ def test_bad_input_errors():
         )
     one_line_error(lambda: fit_probes(x, {"pos": np.ones(n)}, {"pos": "continuous"}, ids, split), "pos", "constant")
     one_line_error(lambda: fit_probes(x, {"shape": good}, {"shape": "ordinal"}, ids, split), "ordinal")
+
+
+def test_bad_table_and_split_errors():
+    rng = np.random.default_rng(1)
+    n = 30
+    step, trajectory = np.zeros(n, dtype=int), np.arange(n)
+    split = split_train_validation_test(n, 0.25, 0.2, seed=0)
+    targets, kinds = {"shape": rng.integers(0, 2, n)}, {"shape": "categorical"}
+    features = {"state": rng.normal(size=(n, 3))}
+    one_line_error(lambda: probe_frame(step, trajectory[:5], features, targets, kinds, split), "equal length")
+    one_line_error(
+        lambda: probe_frame(step, trajectory, {"state": features["state"][:5]}, targets, kinds, split),
+        "'state' has 5 rows, the table 30",
+    )
+    one_line_error(lambda: fit_probes(features["state"][None], targets, {}, trajectory, split), "no factors")
+    one_line_error(lambda: fit_probes(features["state"][None], targets, kinds, trajectory + 1, split), "[0, 30)")
+    one_line_error(
+        lambda: fit_probes(features["state"][None], targets, kinds, trajectory, split, (0.0, 1.0)), "positive"
+    )
+    one_line_error(lambda: split_train_validation_test(2, 0.25, 0.2, seed=0), "at least 3 trajectories")
+    one_line_error(lambda: split_train_validation_test(10, 0.25, 1.0, seed=0), "validation_fraction")
+    # names that do not match the groups are the caller's mistake, not bad input
+    with pytest.raises(ValueError, match="1 names for 2 feature groups") as caught:
+        fit_probes([features["state"]] * 2, targets, kinds, trajectory, split, names=["a"])
+    assert not isinstance(caught.value, InputError)
+
+
+def test_ascent_direction_falls_back_to_the_preconditioned_gradient(monkeypatch):
+    """Where rounding makes the L-BFGS direction point uphill, the preconditioned gradient is
+    taken instead; the curvature history's inner products (kept up to date from the
+    direction's coefficients, not recomputed) stay those of its pairs, and the same optimum
+    is reached."""
+    from latent_abstractions.probes import lbfgs
+    from latent_abstractions.probes.softmax import Softmaxes
+
+    rng = np.random.default_rng(4)
+    m, q = 80, 6
+    z = torch.as_tensor(rng.normal(size=(2, m, q)))
+    z[:, :, -1] = 1.0
+    codes = torch.as_tensor(np.stack([rng.integers(0, k, m) for k in (2, 3)]))
+    soft = Softmaxes([2, 3], codes, torch.float64)
+    lam = torch.full((2, 2), 1e-2, dtype=torch.float64)
+    reference, _ = lbfgs.fit_softmax(z, soft, lam, tol=1e-10, max_iter=500)
+    direction, push, flipped, pushed = lbfgs.LbfgsHistory.direction, lbfgs.LbfgsHistory.push, [], []
+
+    def uphill_at_first(history, grad):
+        d = direction(history, grad)
+        if len(flipped) < 4:
+            flipped.append(True)
+            return -d
+        return d
+
+    def checked_push(history, *args):
+        push(history, *args)
+        per_problem = history.member  # (C, F): sums each problem's weight columns
+        sy = torch.einsum("gcip,gcjp,cf->gfij", history.s, history.y, per_problem)
+        ypy = torch.einsum("gcip,gcjp,cf->gfij", history.y, history.precond[:, :, None] * history.y, per_problem)
+        assert torch.allclose(history.sy, sy, rtol=1e-8, atol=1e-12)
+        assert torch.allclose(history.ypy, ypy, rtol=1e-8, atol=1e-12)
+        pushed.append(True)
+
+    monkeypatch.setattr(lbfgs.LbfgsHistory, "direction", uphill_at_first)
+    monkeypatch.setattr(lbfgs.LbfgsHistory, "push", checked_push)
+    w, _ = lbfgs.fit_softmax(z, soft, lam, tol=1e-10, max_iter=500)
+    assert len(flipped) == 4 and len(pushed) > 4
+    assert torch.allclose(w, reference, atol=1e-7)
 
 
 # ------------------------------------------------------------------ batched = one at a time

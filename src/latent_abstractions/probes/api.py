@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .lbfgs import fit_softmax
 from .linear import Basis, carry, r_squared, ridge
 from .softmax import Softmaxes
@@ -37,15 +38,15 @@ class EncodedFactor(NamedTuple):
     values: np.ndarray
 
 
-def _check_inputs(x: np.ndarray | torch.Tensor, names: Sequence[str]) -> None:
-    """ValueError naming the groups (first dim of x) holding NaN or infinite values."""
+def _check_finite(x: np.ndarray | torch.Tensor, names: Sequence[str]) -> None:
+    """InputError naming the groups (first dim of x) holding NaN or infinite values."""
     if isinstance(x, torch.Tensor):
         finite = torch.isfinite(x).flatten(1).all(1).cpu().numpy()
     else:
         finite = np.isfinite(x).reshape(len(x), -1).all(1)
     if not finite.all():
         bad = [names[i] for i in np.flatnonzero(~finite)]
-        raise ValueError(f"NaN or infinite feature values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
+        raise InputError(f"NaN or infinite feature values in {', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
 
 
 def _encode_factors(
@@ -55,32 +56,126 @@ def _encode_factors(
     encoded = {}
     for name, kind in kinds.items():
         if name not in targets:
-            raise ValueError(f"no target given for factor {name!r}")
+            raise InputError(f"no target given for factor {name!r}")
         values = np.asarray(targets[name])
         if values.shape != (n,):
-            raise ValueError(f"target of factor {name!r} has shape {values.shape}, expected ({n},)")
+            raise InputError(f"target of factor {name!r} has shape {values.shape}, expected ({n},)")
         if values.dtype.kind in "fc" and not np.isfinite(values).all():
-            raise ValueError(f"NaN or infinite target values in factor {name!r}")
+            raise InputError(f"NaN or infinite target values in factor {name!r}")
         if kind == CATEGORICAL:
-            classes, codes = np.unique(values, return_inverse=True)
-            if len(classes) < 2:
-                only = classes[0] if len(classes) else "none"
-                raise ValueError(f"categorical factor {name!r} has a single class ({only}): nothing to predict")
-            missing = np.setdiff1d(classes, np.unique(values[fit_rows]))
-            if len(missing):
-                raise ValueError(
-                    f"the split leaves class(es) {missing.tolist()} of factor {name!r} absent from "
-                    f"the training trajectories (train without validation)"
-                )
-            encoded[name] = EncodedFactor(kind, classes, codes)
+            encoded[name] = _encode_categorical(name, values, fit_rows)
         elif kind == CONTINUOUS:
-            values = values.astype(np.float64)
-            if np.ptp(values) == 0:
-                raise ValueError(f"continuous factor {name!r} is constant ({values[0]}): nothing to predict")
-            encoded[name] = EncodedFactor(kind, None, values)
+            encoded[name] = _encode_continuous(name, values)
         else:
-            raise ValueError(f"factor {name!r} has unknown kind {kind!r}; allowed: {CATEGORICAL}, {CONTINUOUS}")
+            raise InputError(f"factor {name!r} has unknown kind {kind!r}; allowed: {CATEGORICAL}, {CONTINUOUS}")
     return encoded
+
+
+def _encode_categorical(name: str, values: np.ndarray, fit_rows: np.ndarray) -> EncodedFactor:
+    """The distinct classes and each row's code; every class must occur in the fit rows."""
+    classes, codes = np.unique(values, return_inverse=True)
+    if len(classes) < 2:
+        only = classes[0] if len(classes) else "none"
+        raise InputError(f"categorical factor {name!r} has a single class ({only}): nothing to predict")
+    missing = np.setdiff1d(classes, np.unique(values[fit_rows]))
+    if len(missing):
+        raise InputError(
+            f"the split leaves class(es) {missing.tolist()} of factor {name!r} absent from "
+            f"the training trajectories (train without validation)"
+        )
+    return EncodedFactor(CATEGORICAL, classes, codes)
+
+
+def _encode_continuous(name: str, values: np.ndarray) -> EncodedFactor:
+    """The values in float64; a constant factor has nothing to predict."""
+    values = values.astype(np.float64)
+    if np.ptp(values) == 0:
+        raise InputError(f"continuous factor {name!r} is constant ({values[0]}): nothing to predict")
+    return EncodedFactor(CONTINUOUS, None, values)
+
+
+class _Inputs(NamedTuple):
+    """The checked inputs of ``fit_probes``: the feature groups as given (one (G, n, d) stack
+    if ``stacked``, else G arrays (n, d_g)), a name per group, the row masks (train,
+    validation, test), the penalty grid (ascending) and the encoded factors."""
+
+    groups: list
+    stacked: bool
+    names: list[str]
+    masks: tuple[np.ndarray, np.ndarray, np.ndarray]
+    grid: list[float]
+    encoded: dict[str, EncodedFactor]
+
+
+def _checked_inputs(
+    features: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+    targets: Mapping[str, np.ndarray],
+    kinds: Mapping[str, str],
+    trajectory: np.ndarray,
+    split: TrajectorySplit,
+    penalties: Sequence[float],
+    names: Sequence[str] | None,
+) -> _Inputs:
+    """The inputs of ``fit_probes``, checked; the first problem found raises (the finite
+    features are checked last: the costliest pass)."""
+    stacked = not isinstance(features, (list, tuple))
+    groups = [features] if stacked else list(features)
+    total = len(groups[0]) if stacked else len(groups)
+    names = list(names) if names is not None else [f"group {i}" for i in range(total)]
+    if len(names) != total:  # the caller's own labels, not input data
+        raise ValueError(f"{len(names)} names for {total} feature groups")
+    if not kinds:
+        raise InputError("no factors to probe")
+    n = _row_count(groups, stacked)
+    trajectory = np.asarray(trajectory)
+    if trajectory.shape != (n,):
+        raise InputError(f"trajectory ids have shape {trajectory.shape}, expected ({n},)")
+    masks = split.rows(trajectory)
+    for label, mk in zip(("train", "validation", "test"), masks):
+        if not mk.any():
+            raise InputError(f"the split leaves no {label} rows")
+    grid = sorted(float(p) for p in penalties)
+    if not grid or grid[0] <= 0:
+        raise InputError(f"penalties must be positive, got {list(penalties)}")
+    encoded = _encode_factors(targets, kinds, n, masks[0])
+    if stacked:
+        _check_finite(groups[0], names)
+    else:
+        for g, name in zip(groups, names):
+            _check_finite(g[None], [name])
+    return _Inputs(groups, stacked, names, masks, grid, encoded)
+
+
+def _row_count(groups: list, stacked: bool) -> int:
+    """The rows every feature group holds (one stack (G, n, d), or arrays (n, d_g))."""
+    rows = set()
+    for g in groups:
+        if g.ndim != (3 if stacked else 2):
+            raise InputError(
+                f"features must be a (groups, rows, dims) stack or a list of (rows, dims) arrays, "
+                f"got an array of shape {tuple(g.shape)}"
+            )
+        rows.add(g.shape[-2])
+    if len(rows) != 1:
+        raise InputError(f"all feature groups must have the same rows, got row counts {sorted(rows)}")
+    return rows.pop()
+
+
+def _feature_stacks(inputs: _Inputs, dtype: torch.dtype, n_stacks: int) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """(group indices, stack (G, n, d)) pairs: a stack as given, or the listed groups of
+    similar widths stacked, the narrower ones padded with zero features (they drop out)."""
+    groups = inputs.groups
+    if inputs.stacked:
+        return [(np.arange(len(inputs.names)), torch.as_tensor(groups[0]))]
+    stacks = []
+    for members in _width_stacks([g.shape[-1] for g in groups], n_stacks):
+        width = max(groups[i].shape[-1] for i in members)
+        padded = [
+            torch.nn.functional.pad(torch.as_tensor(groups[i]).to(dtype), (0, width - groups[i].shape[-1]))
+            for i in members
+        ]
+        stacks.append((members, torch.stack(padded)))
+    return stacks
 
 
 @dataclasses.dataclass
@@ -229,68 +324,18 @@ def fit_probes(
     ``log_loss`` (categorical) or ``r2`` (continuous), and ``penalty`` (the chosen one).
     Computed on ``device``, by default the features' own (the CPU for numpy input).
 
-    Raises a one-line ValueError on: a categorical factor with a single class; a class absent
-    from the training trajectories (train without validation); NaN or infinite feature or
-    target values (naming the group); a constant continuous factor; an unknown kind; missing
-    or mis-shaped targets or trajectory ids; a split leaving train, validation or test empty."""
-    stacked = not isinstance(features, (list, tuple))
-    groups = [features] if stacked else list(features)
-    sizes = [len(g) for g in groups] if stacked else [1] * len(groups)
-    total = sum(sizes)
-    names = list(names) if names is not None else [f"group {i}" for i in range(total)]
-    if len(names) != total:
-        raise ValueError(f"{len(names)} names for {total} feature groups")
-    if not kinds:
-        raise ValueError("no factors to probe")
-    shapes = set()
-    for g in groups:
-        if g.ndim != (3 if stacked else 2):
-            raise ValueError(
-                f"features must be a (groups, rows, dims) stack or a list of (rows, dims) arrays, "
-                f"got an array of shape {tuple(g.shape)}"
-            )
-        shapes.add(g.shape[-2])
-    if len(shapes) != 1:
-        raise ValueError(f"all feature groups must have the same rows, got row counts {sorted(shapes)}")
-    n = shapes.pop()
-    trajectory = np.asarray(trajectory)
-    if trajectory.shape != (n,):
-        raise ValueError(f"trajectory ids have shape {trajectory.shape}, expected ({n},)")
-    masks = split.rows(trajectory)
-    for label, mk in zip(("train", "validation", "test"), masks):
-        if not mk.any():
-            raise ValueError(f"the split leaves no {label} rows")
-    grid = sorted(float(p) for p in penalties)
-    if not grid or grid[0] <= 0:
-        raise ValueError(f"penalties must be positive, got {list(penalties)}")
-    encoded = _encode_factors(targets, kinds, n, masks[0])
-
-    if stacked:
-        _check_inputs(groups[0], names)
-        stacks = [(np.arange(total), torch.as_tensor(groups[0]))]
-    else:  # groups of similar widths stacked, the narrower ones padded with zero features (they drop out)
-        for g, name in zip(groups, names):
-            _check_inputs(g[None], [name])
-        stacks = []
-        for members in _width_stacks([g.shape[-1] for g in groups], n_stacks):
-            width = max(groups[i].shape[-1] for i in members)
-            stacks.append(
-                (
-                    members,
-                    torch.stack(
-                        [
-                            torch.nn.functional.pad(
-                                torch.as_tensor(groups[i]).to(dtype), (0, width - groups[i].shape[-1])
-                            )
-                            for i in members
-                        ]
-                    ),
-                )
-            )
+    Raises a one-line InputError (a ValueError) on: a categorical factor with a single class;
+    a class absent from the training trajectories (train without validation); NaN or infinite
+    feature or target values (naming the group); a constant continuous factor; an unknown
+    kind; missing or mis-shaped targets or trajectory ids; a split leaving train, validation
+    or test empty; no factors; non-positive penalties. A ValueError if ``names`` does not
+    name every group."""
+    inputs = _checked_inputs(features, targets, kinds, trajectory, split, penalties, names)
+    total = len(inputs.names)
     results: dict[str, dict[str, np.ndarray]] = {}
-    for members, block in stacks:
+    for members, block in _feature_stacks(inputs, dtype, n_stacks):
         x = block.to(device=device or block.device, dtype=dtype)
-        for factor, metrics in _fit_stack(x, encoded, masks, grid, tol, max_iter).items():
+        for factor, metrics in _fit_stack(x, inputs.encoded, inputs.masks, inputs.grid, tol, max_iter).items():
             slot = results.setdefault(factor, {k: np.full(total, np.nan) for k in metrics})
             for k, v in metrics.items():
                 slot[k][members] = v
@@ -315,53 +360,75 @@ def probe_frame(
     the same trajectories with the same targets are fitted in one batched call of
     ``fit_probes`` (``options`` go to it). Returns a DataFrame with columns step, feature,
     factor, metric (accuracy, balanced_accuracy, log_loss; or r2), score, penalty (the chosen
-    one), sorted by step, feature, factor, metric."""
+    one), sorted by step, feature, factor, metric. Raises InputError as ``fit_probes`` does,
+    and on table columns of unequal lengths."""
     import pandas as pd
 
     step, trajectory = np.asarray(step), np.asarray(trajectory)
+    _check_table(step, trajectory, features, targets)
+    records = []
+    for members in _same_rows_steps(step, trajectory, targets, kinds):
+        records += _probe_records(members, trajectory, features, targets, kinds, split, penalties, options)
+    frame = pd.DataFrame.from_records(records, columns=["step", "feature", "factor", "metric", "score", "penalty"])
+    return frame.sort_values(["step", "feature", "factor", "metric"], ignore_index=True)
+
+
+def _check_table(
+    step: np.ndarray, trajectory: np.ndarray, features: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray]
+) -> None:
+    """InputError unless every column of the table has one entry per row."""
     n = len(step)
     if trajectory.shape != (n,):
-        raise ValueError(f"step and trajectory must be 1-D of equal length, got {step.shape} and {trajectory.shape}")
+        raise InputError(f"step and trajectory must be 1-D of equal length, got {step.shape} and {trajectory.shape}")
     for name, values in list(features.items()) + list(targets.items()):
         if len(values) != n:
-            raise ValueError(f"{name!r} has {len(values)} rows, the table {n}")
-    # steps that hold the same trajectories with the same targets are batched together
+            raise InputError(f"{name!r} has {len(values)} rows, the table {n}")
+
+
+def _same_rows_steps(
+    step: np.ndarray, trajectory: np.ndarray, targets: Mapping[str, np.ndarray], kinds: Mapping[str, str]
+) -> list[list[tuple]]:
+    """The steps, as (step, its rows sorted by trajectory), grouped by the trajectories and
+    targets they hold: each group is fitted in one batched call."""
     batches: dict[bytes, list] = {}
     for s in np.unique(step):
         rows = np.flatnonzero(step == s)
         rows = rows[np.argsort(trajectory[rows], kind="stable")]
         key = trajectory[rows].tobytes() + b"".join(np.asarray(targets[f])[rows].tobytes() for f in kinds)
         batches.setdefault(key, []).append((s, rows))
-    records = []
-    for members in batches.values():
-        rows0 = members[0][1]
-        groups = [(name, s, rows) for name in features for s, rows in members]
-        result = fit_probes(
-            [np.asarray(features[name])[rows] for name, _, rows in groups],
-            {f: np.asarray(targets[f])[rows0] for f in kinds},
-            kinds,
-            trajectory[rows0],
-            split,
-            penalties,
-            names=[f"feature {name!r} at step {s}" for name, s, _ in groups],
-            **options,
-        )
-        for factor, kind in kinds.items():
-            metrics = CATEGORICAL_METRICS if kind == CATEGORICAL else CONTINUOUS_METRICS
-            for i, (name, s, _) in enumerate(groups):
-                for metric in metrics:
-                    records.append(
-                        (
-                            int(s),
-                            name,
-                            factor,
-                            metric,
-                            float(result[factor][metric][i]),
-                            float(result[factor]["penalty"][i]),
-                        )
-                    )
-    frame = pd.DataFrame.from_records(records, columns=["step", "feature", "factor", "metric", "score", "penalty"])
-    return frame.sort_values(["step", "feature", "factor", "metric"], ignore_index=True)
+    return list(batches.values())
+
+
+def _probe_records(
+    members: list[tuple],
+    trajectory: np.ndarray,
+    features: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    kinds: Mapping[str, str],
+    split: TrajectorySplit,
+    penalties: Sequence[float],
+    options: dict,
+) -> list[tuple]:
+    """Every feature at the steps ``members`` (which share rows and targets) probed in one
+    call, as (step, feature, factor, metric, score, penalty) records."""
+    rows0 = members[0][1]
+    groups = [(name, s, rows) for name in features for s, rows in members]
+    result = fit_probes(
+        [np.asarray(features[name])[rows] for name, _, rows in groups],
+        {f: np.asarray(targets[f])[rows0] for f in kinds},
+        kinds,
+        trajectory[rows0],
+        split,
+        penalties,
+        names=[f"feature {name!r} at step {s}" for name, s, _ in groups],
+        **options,
+    )
+    return [
+        (int(s), name, factor, metric, float(result[factor][metric][i]), float(result[factor]["penalty"][i]))
+        for factor, kind in kinds.items()
+        for i, (name, s, _) in enumerate(groups)
+        for metric in (CATEGORICAL_METRICS if kind == CATEGORICAL else CONTINUOUS_METRICS)
+    ]
 
 
 def _width_stacks(widths: Sequence[int], n_stacks: int) -> list[np.ndarray]:

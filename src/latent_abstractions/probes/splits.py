@@ -1,4 +1,5 @@
-"""Train / validation / test splits of trajectories: by trajectory, never by row."""
+"""Train / validation / test splits of trajectories: by trajectory, never by row. Bad
+sizes, fractions or trajectory ids raise a one-line InputError."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import InputError
+
 
 def split_trajectories(n_trajectories: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean train and test masks over trajectory ids; both halves non-empty."""
     if n_trajectories < 2:
-        raise ValueError(f"need at least 2 trajectories to split, got {n_trajectories}")
+        raise InputError(f"need at least 2 trajectories to split, got {n_trajectories}")
     order = np.random.default_rng(seed).permutation(n_trajectories)
     n_test = min(max(1, round(test_fraction * n_trajectories)), n_trajectories - 1)
     test = np.zeros(n_trajectories, dtype=bool)
@@ -30,9 +33,9 @@ class TrajectorySplit:
         """Boolean row masks (train, validation, test) for rows with these trajectory ids."""
         ids = np.asarray(trajectory)
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"trajectory ids must be a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+            raise InputError(f"trajectory ids must be a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.train)):
-            raise ValueError(f"trajectory ids must lie in [0, {len(self.train)}), got [{ids.min()}, {ids.max()}]")
+            raise InputError(f"trajectory ids must lie in [0, {len(self.train)}), got [{ids.min()}, {ids.max()}]")
         return self.train[ids], self.validation[ids], self.test[ids]
 
 
@@ -43,9 +46,9 @@ def split_train_validation_test(
     ``validation_fraction`` of the remaining ones (at least one, and at least one left) for
     validation. Needs at least 3 trajectories."""
     if n_trajectories < 3:
-        raise ValueError(f"need at least 3 trajectories for a train/validation/test split, got {n_trajectories}")
+        raise InputError(f"need at least 3 trajectories for a train/validation/test split, got {n_trajectories}")
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
+        raise InputError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
     rest, test = split_trajectories(n_trajectories, test_fraction, seed)
     if rest.sum() < 2:  # test_fraction left a single trajectory for train + validation
         test[np.flatnonzero(test)[-1]] = False

@@ -21,7 +21,6 @@ import pyarrow as pa
 from .. import generation_metrics, paths, trajectories
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
-from ..errors import InputError
 from ..probes import probe_frame, split_train_validation_test
 
 log = logging.getLogger("fit_probes")
@@ -70,11 +69,7 @@ def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
 
 def probes_step(experiment: str, params: dict) -> None:
     source = paths.trajectories(experiment)
-    try:
-        store = trajectories.open_store(source, "trajectories")
-        frame = probe_table(store, params["probes"])
-    except ValueError as exc:  # StoreError and bad probe input (one class, NaN) included
-        raise InputError(str(exc)) from None
+    frame = probe_table(trajectories.open_store(source, "trajectories"), params["probes"])
     frame.insert(0, "experiment", experiment)
     meta = provenance("fit_probes", experiment, params["probes"], [source])
     write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.probes(experiment), meta)
