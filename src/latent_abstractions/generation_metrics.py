@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_RADIUS = 2
 DEFAULT_TOLERANCE = 1.0  # pixels; the default lattice spacing
@@ -23,7 +25,7 @@ def heights(images: np.ndarray) -> np.ndarray:
     """Height above the background in [0, 1], (N, H, W)."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"expected bumps images (N, 1, H, W), got shape {images.shape}")
+        raise InputError(f"expected bumps images (N, 1, H, W), got shape {images.shape}")
     return np.clip((images[:, 0] + 1.0) / 2.0, 0.0, None)
 
 
