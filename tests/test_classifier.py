@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_abstractions import classifier, classifier_evaluation
+from latent_abstractions import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction
 from latent_abstractions.datasets.base import Dataset
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
@@ -84,7 +84,7 @@ def test_learns_clean_images_and_is_at_chance_in_pure_noise(trained):
     assert len(history) == 300 and history["loss"].iloc[-50:].mean() < history["loss"].iloc[:50].mean()
     test = classifier.held_out_rows(dataset)
     labels = classifier.labels_of(dataset)
-    accuracy = classifier.clean_accuracy(model, dataset.images[test], labels[test])
+    accuracy = classifier_prediction.clean_accuracy(model, dataset.images[test], labels[test])
     assert set(accuracy) == {"colour", "x"} and min(accuracy.values()) > 0.9
 
     table = classifier_evaluation.evaluate(model, dataset, [1e-3, 0.05, 0.3, 1.0], test, samples=600, seed=1)
@@ -113,14 +113,14 @@ def test_predict_gives_probabilities_at_any_time(trained):
     dataset, model, _ = trained
     images = dataset.images[:5]
     for t in (0.0, 0.5, np.linspace(0.0, 1.0, 5)):
-        probabilities = classifier.predict(model, images, t, batch_size=2)
+        probabilities = classifier_prediction.predict(model, images, t, batch_size=2)
         assert [p.shape for p in probabilities.values()] == [(5, 3), (5, 4)]
         for p in probabilities.values():
             assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1.0, atol=1e-5)
     uint8 = np.round((dataset.images[:5] + 1.0) * 127.5).astype(np.uint8)  # the other stored form
-    assert classifier.predict(model, uint8, 0.0)["colour"].argmax(1).tolist() == [0, 0, 0, 0, 1]
+    assert classifier_prediction.predict(model, uint8, 0.0)["colour"].argmax(1).tolist() == [0, 0, 0, 0, 1]
     with pytest.raises(ValueError, match="3 times for 5 images"):
-        classifier.predict(model, images, np.zeros(3))
+        classifier_prediction.predict(model, images, np.zeros(3))
 
 
 def test_same_seed_same_weights():
@@ -154,14 +154,14 @@ def test_uniform_time_sampling_and_time_draws():
 def test_checkpoint_round_trip_and_refusals(trained, tmp_path):
     dataset, model, _ = trained
     path = tmp_path / "weights.safetensors"
-    classifier.save(model, path, {"seed": 0})
-    loaded, header = classifier.load(path, dataset=dataset, sde=SDE)
+    classifier_checkpoint.save(model, path, {"seed": 0})
+    loaded, header = classifier_checkpoint.load(path, dataset=dataset, sde=SDE)
     assert header["provenance"] == {"seed": 0} and header["architecture"] == model.architecture
-    before = classifier.predict(model, dataset.images, 0.1)
-    after = classifier.predict(loaded, dataset.images, 0.1)
+    before = classifier_prediction.predict(model, dataset.images, 0.1)
+    after = classifier_prediction.predict(loaded, dataset.images, 0.1)
     for name in before:
         np.testing.assert_array_equal(before[name], after[name])
-    classifier.save(loaded, tmp_path / "again.safetensors", {"seed": 0})
+    classifier_checkpoint.save(loaded, tmp_path / "again.safetensors", {"seed": 0})
     assert path.read_bytes() == (tmp_path / "again.safetensors").read_bytes()  # byte-stable
 
     other_values = dataclasses.replace(dataset.factor_table[1], values=(0.0, 2.0, 4.0, 5.0))
@@ -170,15 +170,15 @@ def test_checkpoint_round_trip_and_refusals(trained, tmp_path):
     larger = Dataset(np.zeros((2, 3, 16, 16), np.float32), dataset.factors.iloc[:2], dataset.factor_table)
     for wrong, detail in ((shifted, "factor 'x' values"), (fewer, "factors"), (larger, "image shape")):
         with pytest.raises(ValueError, match="classifier checkpoint does not match its data set: " + detail) as error:
-            classifier.load(path, dataset=wrong)
+            classifier_checkpoint.load(path, dataset=wrong)
         assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="does not match its SDE"):
-        classifier.load(path, sde=VPSDE(beta_min=0.1, beta_max=10.0))
+        classifier_checkpoint.load(path, sde=VPSDE(beta_min=0.1, beta_max=10.0))
     with pytest.raises(ValueError, match="does not match its data set"):
         classifier_evaluation.evaluate(model, shifted, [0.5], np.arange(4))
     (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable safetensors checkpoint"):
-        classifier.load(tmp_path / "broken.safetensors")
+        classifier_checkpoint.load(tmp_path / "broken.safetensors")
 
 
 def test_one_class_factor_is_refused_by_name():
@@ -204,16 +204,21 @@ def test_architecture_holds_the_sde():
         classifier.architecture_for(dataset.factor_table, (3, 8, 8), SDE, channels=(6,), groups=4)
 
 
-def test_rows_read_the_same_from_the_device_cache_and_from_storage():
+def test_rows_read_the_same_from_the_device_cache_and_from_storage(monkeypatch):
     dataset = square_dataset(copies=1)
     stored = np.round((dataset.images + 1.0) * 127.5).astype(np.uint8)
     rows, positions = np.array([7, 2, 5, 2, 11]), torch.tensor([4, 0, 1, 3, 3, 2])
-    expected = torch.from_numpy(stored[rows[positions.numpy()]]).float() / 127.5 - 1.0
-    for images in (stored, torch.from_numpy(stored)):
+    chosen = rows[positions.numpy()]
+    mapped = torch.from_numpy(stored[chosen]).float() / 127.5 - 1.0
+    floats = dataset.images.astype(np.float64)  # read as float32 either way
+    for images, expected in ((stored, mapped), (torch.from_numpy(stored), mapped), (floats, floats[chosen])):
         for cache_bytes in (0, classifier.CACHE_BYTES):
-            source = classifier.DeviceRows(images, rows, torch.device("cpu"), cache_bytes=cache_bytes)
+            monkeypatch.setattr(classifier, "CACHE_BYTES", cache_bytes)
+            source = classifier.device_rows(images, rows, torch.device("cpu"))
             assert (source.cache is None) == (cache_bytes == 0)
-            torch.testing.assert_close(source.gather(positions), expected)
+            gathered = source.gather(positions, torch.device("cpu"))
+            assert gathered.dtype == torch.float32
+            torch.testing.assert_close(gathered, torch.as_tensor(expected, dtype=torch.float32), rtol=0, atol=0)
 
 
 def test_a_diverging_classifier_training_stops_at_the_step_with_its_last_finite_loss():

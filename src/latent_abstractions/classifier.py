@@ -1,6 +1,9 @@
-"""A noise-conditional factor classifier q(y_k | x_t, t) for every factor k at once.
+"""A noise-conditional factor classifier q(y_k | x_t, t) for every factor k at once:
+its architecture, the network, and its training.
 
-The method in full: docs/science.md, "The noise-conditional classifier bound".
+Prediction is in classifier_prediction, checkpoints in classifier_checkpoint, the
+evaluation in classifier_evaluation. The method in full: docs/science.md, "The
+noise-conditional classifier bound".
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import safetensors_file
 from .devices import select_device
-from .errors import TrainingDiverged
+from .errors import InputError, TrainingDiverged
 from .factors import Factor
-from .pixels import model_range
+from .image_rows import ImageRows
 from .schedule import TIME_SAMPLINGS, learning_rate_at, training_times
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
 
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
     from .datasets.base import Dataset
 
 ARCHITECTURE_KIND = "noise_classifier"
-CACHE_BYTES = 1 << 30  # training rows up to this size (stored dtype) are kept on the device
+CACHE_BYTES = 1 << 30  # training rows up to this size (uint8, or floats as float32) are kept on the device
 
 
-class ClassifierError(ValueError):
+class ClassifierError(InputError):
     """A classifier checkpoint that is unreadable or does not match what it is applied to,
     or a classifier that cannot be built."""
 
@@ -50,7 +51,8 @@ def sde_params(sde: SDE) -> dict:
 
 
 def factor_entry(factor: Factor) -> dict:
-    return {"name": factor.name, "kind": factor.kind, "values": [float(v) for v in factor.values]}
+    """The factor's JSON form, its values as floats (a table may hold ints or NumPy numbers)."""
+    return {**factor.to_dict(), "values": [float(v) for v in factor.values]}
 
 
 def check_factors(factors: Sequence[Factor]) -> None:
@@ -112,6 +114,30 @@ def _check_architecture(architecture: dict) -> None:
         raise ClassifierError(
             f"classifier times need 0 < t_min < t_max, got {architecture['t_min']}, {architecture['t_max']}"
         )
+
+
+def _describe_factors(entries: list[dict]) -> str:
+    return ", ".join(f"{e['name']} ({e['kind']}, {len(e['values'])} values)" for e in entries)
+
+
+def check_matches(architecture: dict, dataset: Dataset) -> None:
+    """Refuse (one-line ``ClassifierError``) a classifier whose factor table or image shape is
+    not ``dataset``'s."""
+    prefix = "classifier checkpoint does not match its data set: "
+    ours = architecture["factors"]
+    theirs = [factor_entry(f) for f in dataset.factor_table]
+    if [e["name"] for e in ours] != [e["name"] for e in theirs]:
+        raise ClassifierError(prefix + f"factors [{_describe_factors(ours)}] vs [{_describe_factors(theirs)}]")
+    for mine, other in zip(ours, theirs):
+        if mine["kind"] != other["kind"]:
+            raise ClassifierError(prefix + f"factor {mine['name']!r} is {mine['kind']} vs {other['kind']}")
+        if len(mine["values"]) != len(other["values"]) or not np.allclose(
+            mine["values"], other["values"], rtol=1e-9, atol=0.0
+        ):
+            raise ClassifierError(prefix + f"factor {mine['name']!r} values {mine['values']} vs {other['values']}")
+    shape = [architecture["image_channels"], *architecture["image_size"]]
+    if shape != list(dataset.images.shape[1:]):
+        raise ClassifierError(prefix + f"image shape {tuple(shape)} vs {tuple(dataset.images.shape[1:])}")
 
 
 class _Level(nn.Module):
@@ -215,45 +241,10 @@ def held_out_rows(dataset: Dataset) -> np.ndarray:
     return np.arange(len(dataset.factors))
 
 
-class DeviceRows:
-    """The images of some rows, gathered to float32 in [-1, 1] on a device, from a device
-    cache in their stored dtype when small enough, else read per batch in file order."""
-
-    def __init__(
-        self, images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device, cache_bytes: int = CACHE_BYTES
-    ):
-        self.images, self.rows, self.device = images, np.asarray(rows, dtype=np.int64), device
-        stored_uint8 = images.dtype == torch.uint8 if isinstance(images, torch.Tensor) else images.dtype == np.uint8
-        per_image = int(np.prod(images.shape[1:])) * (1 if stored_uint8 else 4)
-        self.cache = None
-        if per_image * len(self.rows) <= cache_bytes:
-            self.cache = self._read(self.rows).to(device)
-
-    def _read(self, index: np.ndarray) -> torch.Tensor:
-        if isinstance(self.images, torch.Tensor):
-            chunk = self.images[torch.from_numpy(index)]
-            return chunk if chunk.dtype == torch.uint8 else chunk.float()
-        order = np.argsort(index, kind="stable")  # memory maps read fastest in file order
-        stored = np.asarray(self.images[index[order]])
-        stored = stored if stored.dtype == np.uint8 else stored.astype(np.float32)
-        out = np.empty_like(stored)
-        out[order] = stored
-        return torch.from_numpy(out)
-
-    def gather(self, positions: torch.Tensor) -> torch.Tensor:
-        """Images at ``positions`` (indices into the rows, CPU tensor) as float32 on the device."""
-        chunk = (
-            self.cache[positions.to(self.device)]
-            if self.cache is not None
-            else self._read(self.rows[positions.numpy()]).to(self.device)
-        )
-        return chunk.float() / 127.5 - 1.0 if chunk.dtype == torch.uint8 else chunk
-
-
-def _as_images(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    if isinstance(images, torch.Tensor):
-        return images.float() / 127.5 - 1.0 if images.dtype == torch.uint8 else images.float()
-    return torch.from_numpy(model_range(np.asarray(images)))
+def device_rows(images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device) -> ImageRows:
+    """The images of ``rows``, floats read as float32, kept on ``device`` in that form when
+    they take at most ``CACHE_BYTES`` (else read per batch); ``gather`` maps them there."""
+    return ImageRows(images, rows, float_dtype=torch.float32).keep_on(device, max_bytes=CACHE_BYTES)
 
 
 def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str, generator: torch.Generator) -> torch.Tensor:
@@ -306,10 +297,7 @@ def train_classifier(
     ``step`` (1-based), ``learning_rate``, ``loss`` (sum over factors of the batch-mean
     cross-entropy, nats) and ``loss_<factor>`` per factor.
     """
-    if config.time_sampling not in TIME_SAMPLINGS:
-        raise ClassifierError(f"unknown time sampling {config.time_sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ClassifierError(f"steps and batch_size must be positive, got {config.steps}, {config.batch_size}")
+    _check_config(config)
     check_factors(dataset.factor_table)
     check_matches(architecture, dataset)
     device = torch.device(device) if device is not None else select_device()
@@ -317,152 +305,95 @@ def train_classifier(
     if len(rows) == 0:
         raise ClassifierError("no rows to train the classifier on")
     labels = torch.from_numpy(labels_of(dataset)[rows]).to(device)
-    images = DeviceRows(dataset.images, rows, device)
+    images = device_rows(dataset.images, rows, device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(architecture)
     model.to(device).train()
-    sde = model.sde
+    losses, rates = _fit(model, images, labels, config)
+    model.eval()
+    return model, _history(model, losses, rates)
+
+
+def _check_config(config: ClassifierConfig) -> None:
+    if config.time_sampling not in TIME_SAMPLINGS:
+        raise ClassifierError(f"unknown time sampling {config.time_sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+    if config.steps < 1 or config.batch_size < 1:
+        raise ClassifierError(f"steps and batch_size must be positive, got {config.steps}, {config.batch_size}")
+
+
+def _fit(
+    model: NoiseClassifier, images: ImageRows, labels: torch.Tensor, config: ClassifierConfig
+) -> tuple[torch.Tensor, list[float]]:
+    """``config.steps`` AdamW steps on batches of ``images`` (their ``labels`` (rows, K) on the
+    model's device); returns the per-factor loss of each step (steps, K) and its learning rate."""
+    device = device_of(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    image_shape = tuple(dataset.images.shape[1:])
     losses = torch.zeros((config.steps, len(model.factors)), dtype=torch.float32, device=device)
     rates = []
     check_every = 1 if device.type == "cpu" else 50  # on a GPU, reading the loss waits for the device
     checked = 0  # steps whose losses were checked
     for step in range(config.steps):
-        positions = torch.randint(len(rows), (config.batch_size,), generator=generator)
-        t = draw_times(config.batch_size, sde, model.t_min, model.t_max, config.time_sampling, generator)
-        noise = torch.randn((config.batch_size,) + image_shape, generator=generator)
-        t, noise = t.to(device), noise.to(device)
-        x_t = sde.marginal(images.gather(positions), t, noise)
-        logits = model(x_t, t)
-        target = labels[positions.to(device)]
-        per_factor = torch.stack([F.cross_entropy(z, target[:, k]) for k, z in enumerate(logits)])
+        positions = torch.randint(len(images), (config.batch_size,), generator=generator)
+        per_factor = _batch_loss(model, images, labels, positions, config, generator)
         rate = learning_rate_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        optimizer.zero_grad(set_to_none=True)
-        per_factor.sum().backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        _update(model, optimizer, per_factor.sum(), rate, config.grad_clip)
         losses[step] = per_factor.detach()
         rates.append(rate)
         if (step + 1) % check_every == 0 or step + 1 == config.steps:
             stop_if_diverged(losses, checked, step + 1)
             checked = step + 1
-    model.eval()
+    return losses, rates
+
+
+def _batch_loss(
+    model: NoiseClassifier,
+    images: ImageRows,
+    labels: torch.Tensor,
+    positions: torch.Tensor,
+    config: ClassifierConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The batch-mean cross-entropy per factor (K,) of the rows at ``positions``, noised at
+    times and with noise drawn from ``generator`` (in that order)."""
+    device, sde = device_of(model), model.sde
+    t = draw_times(config.batch_size, sde, model.t_min, model.t_max, config.time_sampling, generator)
+    noise = torch.randn((config.batch_size,) + images.image_shape, generator=generator)
+    t, noise = t.to(device), noise.to(device)
+    x_t = sde.marginal(images.gather(positions, device), t, noise)
+    logits = model(x_t, t)
+    target = labels[positions.to(device)]
+    return torch.stack([F.cross_entropy(z, target[:, k]) for k, z in enumerate(logits)])
+
+
+def _update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, rate: float, clip: float) -> None:
+    """One optimizer step on ``loss`` at learning rate ``rate``, gradients clipped to norm ``clip`` (0: not)."""
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def _history(model: NoiseClassifier, losses: torch.Tensor, rates: list[float]) -> pd.DataFrame:
     per_step = losses.cpu().double().numpy()
-    history = pd.DataFrame({"step": np.arange(1, config.steps + 1), "learning_rate": rates, "loss": per_step.sum(1)})
+    history = pd.DataFrame({"step": np.arange(1, len(rates) + 1), "learning_rate": rates, "loss": per_step.sum(1)})
     for k, factor in enumerate(model.factors):
         history[f"loss_{factor.name}"] = per_step[:, k]
-    return model, history
+    return history
 
 
-# ------------------------------------------------------------------ prediction
+def __getattr__(name: str):
+    """Prediction and checkpoints by name from here too (``classifier.predict``, ``classifier.load``)."""
+    if name in ("predict", "clean_accuracy"):
+        from . import classifier_prediction
 
+        return getattr(classifier_prediction, name)
+    if name in ("save", "read_metadata", "load"):
+        from . import classifier_checkpoint
 
-@torch.no_grad()
-def predict(
-    model: NoiseClassifier,
-    images: np.ndarray | torch.Tensor,
-    t: float | np.ndarray | torch.Tensor,
-    batch_size: int = 512,
-) -> dict[str, np.ndarray]:
-    """Per-factor probabilities q(y_k | x_t, t) of noised (or, with t = 0, clean) images.
-
-    ``images`` (N, C, H, W) in either stored form (uint8, or float in [-1, 1]; generated
-    images slightly outside [-1, 1] are fine); ``t`` a number or one per image. Returns
-    ``{factor name: (N, V_k) float32}`` in factor-table order, rows summing to 1.
-    """
-    device = device_of(model)
-    model.eval()
-    n = len(images)
-    times = torch.as_tensor(t, dtype=torch.float64).reshape(-1)
-    if times.numel() not in (1, n):
-        raise ClassifierError(f"predict: {times.numel()} times for {n} images")
-    times = times.expand(n) if times.numel() == 1 else times
-    parts: list[list[torch.Tensor]] = [[] for _ in model.factors]
-    for start in range(0, n, batch_size):
-        x = _as_images(images[start : start + batch_size]).to(device)
-        logits = model(x, times[start : start + batch_size].to(device))
-        for k, z in enumerate(logits):
-            parts[k].append(torch.softmax(z.float(), dim=1).cpu())
-    return {
-        f.name: (torch.cat(p).numpy() if p else np.zeros((0, f.cardinality), np.float32))
-        for f, p in zip(model.factors, parts)
-    }
-
-
-def clean_accuracy(
-    model: NoiseClassifier, images: np.ndarray | torch.Tensor, labels: np.ndarray, batch_size: int = 512
-) -> dict[str, float]:
-    """Accuracy per factor of the clean-image classifier (t = 0, read as t_min) against
-    ``labels`` (N, K) value indices in factor-table order."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.shape != (len(images), len(model.factors)):
-        raise ClassifierError(
-            f"labels of shape {labels.shape} do not match {len(images)} images and {len(model.factors)} factors"
-        )
-    probabilities = predict(model, images, 0.0, batch_size)
-    return {name: float((p.argmax(1) == labels[:, k]).mean()) for k, (name, p) in enumerate(probabilities.items())}
-
-
-# ------------------------------------------------------------------ checkpoints
-
-
-def _describe_factors(entries: list[dict]) -> str:
-    return ", ".join(f"{e['name']} ({e['kind']}, {len(e['values'])} values)" for e in entries)
-
-
-def check_matches(architecture: dict, dataset: Dataset) -> None:
-    """Refuse (one-line ``ClassifierError``) a classifier whose factor table or image shape is
-    not ``dataset``'s."""
-    prefix = "classifier checkpoint does not match its data set: "
-    ours = architecture["factors"]
-    theirs = [factor_entry(f) for f in dataset.factor_table]
-    if [e["name"] for e in ours] != [e["name"] for e in theirs]:
-        raise ClassifierError(prefix + f"factors [{_describe_factors(ours)}] vs [{_describe_factors(theirs)}]")
-    for mine, other in zip(ours, theirs):
-        if mine["kind"] != other["kind"]:
-            raise ClassifierError(prefix + f"factor {mine['name']!r} is {mine['kind']} vs {other['kind']}")
-        if len(mine["values"]) != len(other["values"]) or not np.allclose(
-            mine["values"], other["values"], rtol=1e-9, atol=0.0
-        ):
-            raise ClassifierError(prefix + f"factor {mine['name']!r} values {mine['values']} vs {other['values']}")
-    shape = [architecture["image_channels"], *architecture["image_size"]]
-    if shape != list(dataset.images.shape[1:]):
-        raise ClassifierError(prefix + f"image shape {tuple(shape)} vs {tuple(dataset.images.shape[1:])}")
-
-
-def save(model: NoiseClassifier, path: Path | str, provenance: dict) -> None:
-    """Weights as byte-stable safetensors, architecture and provenance as JSON in the header."""
-    safetensors_file.write_checkpoint(model.state_dict(), model.architecture, provenance, path)
-
-
-def read_metadata(path: Path | str) -> dict:
-    decoded = safetensors_file.read_checkpoint_header(path, ClassifierError, "classifier checkpoint")
-    if decoded["architecture"].get("kind") != ARCHITECTURE_KIND:
-        raise ClassifierError(f"{path}: not a {ARCHITECTURE_KIND} checkpoint")
-    return decoded
-
-
-def load(
-    path: Path | str, dataset: Dataset | None = None, sde: SDE | None = None, device: torch.device | str | None = None
-) -> tuple[NoiseClassifier, dict]:
-    """Rebuild the classifier from the header and load its weights strictly (eval mode, on
-    ``device``, default CPU). With ``dataset``, refuse a classifier of another factor table
-    or image shape; with ``sde``, one trained on another SDE. Returns (model, header)."""
-    metadata = read_metadata(path)
-    architecture = metadata["architecture"]
-    if dataset is not None:
-        check_matches(architecture, dataset)
-    if sde is not None and sde_params(sde) != architecture["sde"]:
-        raise ClassifierError(
-            f"classifier checkpoint does not match its SDE: {architecture['sde']} vs {sde_params(sde)}"
-        )
-    model = build_model(architecture)
-    safetensors_file.load_weights(model, path, ClassifierError)
-    model.to(torch.device(device) if device is not None else torch.device("cpu")).eval()
-    return model, metadata
+        return getattr(classifier_checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .classifier import ClassifierError, DeviceRows, NoiseClassifier, check_matches, device_of, labels_of
+from .classifier import ClassifierError, NoiseClassifier, check_matches, device_of, device_rows, labels_of
 from .entropy import plug_in_entropy
 from .ground_truth import FiniteMixture, entropy_terms
+from .image_rows import ImageRows
 
 if TYPE_CHECKING:
     from .datasets.base import Dataset
@@ -87,27 +88,9 @@ def evaluate(
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0 or samples < 2:
         raise ClassifierError(f"evaluation needs rows and at least 2 samples, got {len(rows)} rows, {samples} samples")
-    device = device_of(model)
     model.eval()
-    all_labels = labels_of(dataset)
-    labels = all_labels[rows]
-    images = DeviceRows(dataset.images, rows, device)
-    labels_device = torch.from_numpy(labels).to(device)
-    # The exact posterior reads the same rows: from the device cache when there is one,
-    # instead of streaming the whole set again for every batch.
-    mixture = (
-        FiniteMixture(images.cache, labels)
-        if images.cache is not None
-        else FiniteMixture(dataset.images, all_labels, rows=rows)
-    )
+    context = _context_of(model, dataset, rows, batch_size)
     generator = torch.Generator().manual_seed(seed)
-    image_shape = tuple(dataset.images.shape[1:])
-    entropies = [plug_in_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
-    chance = [
-        float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
-        for k, f in enumerate(model.factors)
-    ]
-    context = _Context(model, images, labels_device, mixture, entropies, chance, image_shape, batch_size)
     records = []
     for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist():
         positions = balanced_positions(len(rows), samples, generator)
@@ -120,13 +103,34 @@ class _Context:
     """What the draws at every time share."""
 
     model: NoiseClassifier
-    images: DeviceRows
+    images: ImageRows
     labels: torch.Tensor  # (rows, factors), on the model's device
     mixture: FiniteMixture
     entropies: list[float]
     chance: list[float]
     image_shape: tuple[int, ...]
     batch_size: int
+
+
+def _context_of(model: NoiseClassifier, dataset: Dataset, rows: np.ndarray, batch_size: int) -> _Context:
+    device = device_of(model)
+    all_labels = labels_of(dataset)
+    labels = all_labels[rows]
+    images = device_rows(dataset.images, rows, device)
+    # The exact posterior reads the same rows: from the device cache when there is one,
+    # instead of streaming the whole set again for every batch.
+    mixture = (
+        FiniteMixture(images.cache, labels)
+        if images.cache is not None
+        else FiniteMixture(dataset.images, all_labels, rows=rows)
+    )
+    entropies = [plug_in_entropy(labels[:, k], f.cardinality) for k, f in enumerate(model.factors)]
+    chance = [
+        float(np.bincount(labels[:, k], minlength=f.cardinality).max() / len(labels))
+        for k, f in enumerate(model.factors)
+    ]
+    labels_device = torch.from_numpy(labels).to(device)
+    return _Context(model, images, labels_device, mixture, entropies, chance, images.image_shape, batch_size)
 
 
 def _records_at(t: float, positions: torch.Tensor, generator: torch.Generator, context: _Context) -> list[dict]:
@@ -139,7 +143,7 @@ def _records_at(t: float, positions: torch.Tensor, generator: torch.Generator, c
         chunk = positions[start : start + context.batch_size]
         noise = torch.randn((len(chunk),) + context.image_shape, generator=generator).to(device)
         t_batch = torch.full((len(chunk),), t, dtype=torch.float32, device=device)
-        x_t = sde.marginal(context.images.gather(chunk), t_batch, noise)
+        x_t = sde.marginal(context.images.gather(chunk, device), t_batch, noise)
         target = context.labels[chunk.to(device)]
         posteriors = context.mixture.factor_posteriors(x_t, sde.alpha(t_batch), sde.sigma(t_batch))
         exact.append(entropy_terms(posteriors, target, np.asarray(context.entropies))["exact"])

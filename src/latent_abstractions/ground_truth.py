@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .image_rows import ImageRows
 from .sde import SDE, expand_like
 
 # Float64 image rows per streamed chunk: on a CPU small enough to stay in the allocator's
@@ -27,14 +28,6 @@ class Draw:
     x0: torch.Tensor  # (B, ...) float64
     values: torch.Tensor  # (B, K) float32
     labels: torch.Tensor | None  # (B, K) long
-
-
-def _as_model_range(chunk: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Stored images (float in [-1, 1] or uint8) as float64 in [-1, 1] on ``device``."""
-    if isinstance(chunk, np.ndarray):
-        chunk = torch.from_numpy(np.ascontiguousarray(chunk))
-    chunk = chunk.to(device)
-    return chunk.double() / 127.5 - 1.0 if chunk.dtype == torch.uint8 else chunk.double()
 
 
 def label_entropy(labels: torch.Tensor, cardinality: int) -> float:
@@ -75,7 +68,8 @@ class FiniteMixture:
     """The uniform distribution over ``images[rows]`` (all rows when ``rows`` is None).
 
     ``images`` (N, ...) stay as stored (float in [-1, 1] or uint8, a memory map is
-    fine): each chunk is read, mapped to [-1, 1] and cast to float64 on its own.
+    fine; image_rows.ImageRows reads them): each chunk is read, mapped to [-1, 1] and
+    cast to float64 on its own.
     ``labels`` (N, K) int are each factor's value index (for exact information);
     ``values`` (N, K) the network's condition input (for the exact epsilon and draws).
     Images are streamed ``chunk_size`` at a time (default: ``CHUNK_BYTES`` of float64 for
@@ -90,23 +84,21 @@ class FiniteMixture:
         rows: np.ndarray | None = None,
         chunk_size: int | None = None,
     ):
-        self.images = images
-        self.rows = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
-        if len(self.rows) == 0:
+        self.image_rows = ImageRows(images, rows)
+        if len(self.image_rows) == 0:
             raise ValueError("a finite mixture needs at least one image")
-        self.image_shape = tuple(images.shape[1:])
+        self.image_shape = self.image_rows.image_shape
         self.chunk_size = chunk_size
         self.values = None if values is None else self._select(values).to(torch.float32)
         self.labels = None if labels is None else self._select(labels).to(torch.long)
         if self.labels is not None:
             self._check_labels()
-        self._cache: torch.Tensor | None = None
 
     def _select(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
-        table = np.asarray(array)
-        if table.ndim != 2 or len(table) != len(self.images):
-            raise ValueError(f"factor table of shape {table.shape} does not match {len(self.images)} images")
-        return torch.from_numpy(table[self.rows])  # a copy: fancy indexing
+        table, n_images = np.asarray(array), len(self.image_rows.images)
+        if table.ndim != 2 or len(table) != n_images:
+            raise ValueError(f"factor table of shape {table.shape} does not match {n_images} images")
+        return torch.from_numpy(table[self.image_rows.rows])  # a copy: fancy indexing
 
     def _check_labels(self) -> None:
         if int(self.labels.min()) < 0:
@@ -116,7 +108,7 @@ class FiniteMixture:
                 raise ValueError(f"factor {k} takes one value in these rows: I(Y; X_t) is 0 and not worth estimating")
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.image_rows)
 
     @property
     def n_factors(self) -> int:
@@ -136,33 +128,21 @@ class FiniteMixture:
 
     def to(self, device: torch.device | str) -> FiniteMixture:
         """Keep the rows' images on ``device`` in their stored dtype (uint8 stays 1 byte a pixel)."""
-        parts = [torch.as_tensor(self._read(start, stop)).to(device) for start, stop in self._spans("cpu")]
-        self._cache = torch.cat(parts)
+        self.image_rows.keep_on(device, rows_per_read=self._span_size("cpu"))
         return self
 
-    def _spans(self, device: torch.device | str) -> Iterator[tuple[int, int]]:
+    def _span_size(self, device: torch.device | str) -> int:
         budget = CHUNK_BYTES.get(torch.device(device).type, CHUNK_BYTES["cpu"])
-        size = self.chunk_size or max(1, budget // (8 * math.prod(self.image_shape)))
-        for start in range(0, len(self.rows), size):
-            yield start, min(start + size, len(self.rows))
+        return self.chunk_size or max(1, budget // (8 * math.prod(self.image_shape)))
 
-    def _read(self, start: int, stop: int) -> np.ndarray | torch.Tensor:
-        if self._cache is not None:
-            return self._cache[start:stop]
-        index = self.rows[start:stop]
-        if isinstance(self.images, torch.Tensor):
-            return self.images[torch.from_numpy(index)]
-        return self.images[index]
+    def _spans(self, device: torch.device | str) -> Iterator[tuple[int, int]]:
+        size = self._span_size(device)
+        for start in range(0, len(self), size):
+            yield start, min(start + size, len(self))
 
     def gather(self, positions: np.ndarray) -> torch.Tensor:
         """Images at ``positions`` (indices into the rows) as float64 (B, ...) in [-1, 1], on the CPU."""
-        if self._cache is not None:
-            return _as_model_range(self._cache[torch.as_tensor(positions, device=self._cache.device)], "cpu")
-        if isinstance(self.images, torch.Tensor):
-            return _as_model_range(self.images[torch.from_numpy(self.rows[positions])], "cpu")
-        order = np.argsort(positions)  # memory maps read fastest in file order
-        chunk = _as_model_range(self.images[self.rows[positions[order]]], "cpu")
-        return chunk[torch.from_numpy(np.argsort(order))]
+        return self.image_rows.gather(positions, "cpu", torch.float64)
 
     def posterior_average(
         self,
@@ -188,7 +168,7 @@ class FiniteMixture:
         total = torch.zeros(len(flat), dtype=torch.float64, device=device)
         weighted = None
         for start, stop in self._spans(device):
-            chunk = _as_model_range(self._read(start, stop), device).flatten(1)
+            chunk = self.image_rows.span(start, stop, device, torch.float64).flatten(1)
             # -||x - a x_i||^2 / 2 s^2 without the ||x||^2 term, which is the same for every i.
             logits = (a * (flat @ chunk.T) - 0.5 * a**2 * chunk.pow(2).sum(1)[None, :]) * inverse_var
             if allowed is not None:

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from .conditioning import subset_keep_mask
 from .distributed import World
 from .errors import TrainingDiverged
+from .image_rows import ImageRows
 from .nets.unet import ScoreUNet
-from .pixels import model_range
 from .schedule import learning_rate_at, training_times
 from .sde import SDE
 
@@ -179,15 +179,14 @@ def train(
     """Run ``trainer`` from its current step to ``config.steps`` on ``images[rows]``.
 
     ``images`` stays as stored (possibly a memory-mapped uint8 array larger than memory):
-    each batch is gathered and mapped to [-1, 1] on its own.
+    each batch is gathered in file order and mapped to [-1, 1] on the CPU (image_rows.ImageRows).
 
     ``on_checkpoint(step)`` is called at the log-spaced steps (after the update of that
     step), ``on_resume_point(step)`` every ``resume_every`` steps, ``on_log`` every ``log_every``.
     """
     config = trainer.config
-    rows = np.arange(len(images)) if rows is None else np.asarray(rows)
-    values = torch.tensor(np.asarray(factor_values)[rows], dtype=torch.float32)
-    image_shape = tuple(images.shape[1:])
+    source = ImageRows(images, rows)
+    values = torch.tensor(np.asarray(factor_values)[source.rows], dtype=torch.float32)
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
     trainer.model.train()
     progress = tqdm(
@@ -201,12 +200,8 @@ def train(
     started, done_at_start = time.perf_counter(), trainer.step_index
     last_finite: tuple[int, float] | None = None
     for _ in progress:
-        batch = trainer.draw(len(rows), image_shape, values.shape[1])
-        chosen = rows[batch.index.numpy()]
-        order = np.argsort(chosen)  # memory maps read fastest in file order
-        x0 = np.empty((len(chosen),) + image_shape, dtype=np.float32)
-        x0[order] = model_range(images[chosen[order]])
-        loss = trainer.step(torch.from_numpy(x0), values[batch.index], batch)
+        batch = trainer.draw(len(source), source.image_shape, values.shape[1])
+        loss = trainer.step(source.gather(batch.index, "cpu"), values[batch.index], batch)
         step = trainer.step_index  # steps completed
         if not math.isfinite(loss):  # before any snapshot: nothing made from these weights is written
             raise TrainingDiverged("training", step, loss, last_finite)

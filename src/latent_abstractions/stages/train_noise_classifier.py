@@ -12,11 +12,10 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .. import classifier, classifier_evaluation, paths
+from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction, paths
 from ..artifacts import provenance, write_json, write_parquet
 from ..cli import run_step
 from ..datasets import base
-from ..errors import InputError
 from ..sde import log_snr_grid, make_sde
 
 log = logging.getLogger("train_noise_classifier")
@@ -37,19 +36,31 @@ def bound_against_exact(table) -> dict:
 
 def classifier_step(experiment: str, params: dict) -> None:
     settings = params["classifier"]
-    try:
-        dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
-        sde = make_sde(params["sde"])
-        architecture = classifier.architecture_for(
-            dataset.factor_table,
-            dataset.images.shape[1:],
-            sde,
-            channels=settings["channels"],
-            groups=settings["groups"],
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(str(exc)) from None
-    config = classifier.ClassifierConfig(
+    dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
+    sde = make_sde(params["sde"])
+    architecture = classifier.architecture_for(
+        dataset.factor_table, dataset.images.shape[1:], sde, channels=settings["channels"], groups=settings["groups"]
+    )
+    train_rows, test_rows = labeller_split(dataset.train_rows(), settings["seed"])
+    model, history = classifier.train_classifier(dataset, architecture, training_config(settings), rows=train_rows)
+    clean = classifier_prediction.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
+    times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
+    # The training rows with fresh noise: the distribution the score model was trained on too.
+    table = classifier_evaluation.evaluate(
+        model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"], seed=settings["seed"] + 1
+    )
+    table.insert(0, "experiment", experiment)
+    write_outputs(experiment, params, model, table, clean, len(test_rows))
+    log.info(
+        "final loss %.4f; clean accuracy on %d unseen training images: %s",
+        history["loss"].tail(50).mean(),
+        len(test_rows),
+        {k: round(v, 3) for k, v in clean.items()},
+    )
+
+
+def training_config(settings: dict) -> classifier.ClassifierConfig:
+    return classifier.ClassifierConfig(
         steps=settings["steps"],
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],
@@ -58,37 +69,33 @@ def classifier_step(experiment: str, params: dict) -> None:
         seed=settings["seed"],
         time_sampling=settings["time_sampling"],
     )
-    # A tenth of the training rows is kept from the classifier: its clean accuracy there is
-    # the test accuracy of the labeller that fork and forward-backward analyses rely on.
-    train = dataset.train_rows()
+
+
+def labeller_split(train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows the classifier learns from, and the tenth kept from it: its clean
+    accuracy there is the test accuracy of the labeller that fork and forward-backward
+    analyses rely on."""
     unseen = np.zeros(len(train), dtype=bool)
-    unseen[np.random.default_rng(settings["seed"]).permutation(len(train))[: max(1, len(train) // 10)]] = True
-    model, history = classifier.train_classifier(dataset, architecture, config, rows=train[~unseen])
-    test_rows = train[unseen]
-    clean = classifier.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
-    times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
-    # The training rows with fresh noise: the distribution the score model was trained on too.
-    table = classifier_evaluation.evaluate(
-        model, dataset, times, dataset.train_rows(), samples=settings["evaluation_samples"], seed=settings["seed"] + 1
-    )
-    table.insert(0, "experiment", experiment)
+    unseen[np.random.default_rng(seed).permutation(len(train))[: max(1, len(train) // 10)]] = True
+    return train[~unseen], train[unseen]
+
+
+def write_outputs(
+    experiment: str, params: dict, model: classifier.NoiseClassifier, table, clean: dict, test_images: int
+) -> None:
+    """The weights, the evaluation table and the metrics (clean test accuracy, the bound
+    against the exact curve)."""
     section = {key: params[key] for key in ("sde", "model", "classifier")}
     meta = provenance("train_noise_classifier", experiment, section, paths.dataset_files(experiment))
-    classifier.save(model, paths.classifier_weights(experiment), meta)
+    classifier_checkpoint.save(model, paths.classifier_weights(experiment), meta)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.classifier_evaluation(experiment), meta)
     write_json(
         {
             "clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()},
-            "test_images": int(len(test_rows)),
+            "test_images": int(test_images),
             "bound_against_exact": bound_against_exact(table),
         },
         paths.classifier_metrics(experiment),
-    )
-    log.info(
-        "final loss %.4f; clean accuracy on %d unseen training images: %s",
-        history["loss"].tail(50).mean(),
-        len(test_rows),
-        {k: round(v, 3) for k, v in clean.items()},
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -56,42 +57,17 @@ def train_step(experiment: str, params: dict) -> None:
 
 
 def run_training(experiment: str, params: dict, world: World) -> None:
-    dataset_dir = paths.dataset_dir(experiment)
-    try:
-        dataset = base.load(dataset_dir).restricted(params["model"]["condition_on"])
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(f"model.condition_on: {exc}" if "unknown factor" in str(exc) else str(exc)) from None
+    dataset = training_data(experiment, params)
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
-    config = TrainConfig(**params["train"])
-    torch.manual_seed(config.seed)
-    model = checkpoints.build_model(architecture)
-    model.check_taps(params["model"]["taps"])
-    trainer = Trainer(model, make_sde(params["sde"]), config, device_for(world), world)
-    if world.is_main:
-        log.info(
-            "model: %d parameters, %d process(es), device %s",
-            sum(p.numel() for p in model.parameters()),
-            world.size,
-            trainer.device,
-        )
-
+    trainer = make_trainer(architecture, params, world)
     section = {key: params[key] for key in ("sde", "model", "train")}
-    inputs = paths.dataset_files(experiment)
-    meta = provenance("train_score_model", experiment, section, inputs)
+    meta = provenance("train_score_model", experiment, section, paths.dataset_files(experiment))
     # A resume checkpoint is used only by the same params, inputs, code and world size;
     # any other is discarded and training starts over (never a mix of two runs).
     fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"], "world": world.size})
     partial = paths.partial_dir(experiment)
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
-    found = resume.fingerprint_of(resume_file)
-    if found == fingerprint:
-        resume.load(trainer, resume_file)
-        if world.is_main:
-            log.info("resuming at step %d from %s", trainer.step_index, resume_file)
-    elif world.is_main:
-        if found is not None:
-            log.warning("starting over: %s was made by other params, inputs or code", resume_file)
-        shutil.rmtree(partial, ignore_errors=True)
+    resume_or_start_over(trainer, resume_file, fingerprint, world)
 
     def save_snapshot(step: int) -> None:
         if world.is_main:
@@ -111,17 +87,60 @@ def run_training(experiment: str, params: dict, world: World) -> None:
         on_checkpoint=save_snapshot,
         on_resume_point=save_resume,
     )
-    if not world.is_main:
-        return
+    if world.is_main:
+        write_outputs(experiment, trainer, architecture, meta, snapshots)
 
+
+def training_data(experiment: str, params: dict) -> base.Dataset:
+    """The experiment's data set with the factors the model is conditioned on."""
+    try:
+        return base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"model.condition_on: {exc}" if "unknown factor" in str(exc) else str(exc)) from None
+
+
+def make_trainer(architecture: dict, params: dict, world: World) -> Trainer:
+    """A fresh network of ``architecture`` (seeded by the training seed) and its trainer."""
+    config = TrainConfig(**params["train"])
+    torch.manual_seed(config.seed)
+    model = checkpoints.build_model(architecture)
+    model.check_taps(params["model"]["taps"])
+    trainer = Trainer(model, make_sde(params["sde"]), config, device_for(world), world)
+    if world.is_main:
+        log.info(
+            "model: %d parameters, %d process(es), device %s",
+            sum(p.numel() for p in model.parameters()),
+            world.size,
+            trainer.device,
+        )
+    return trainer
+
+
+def resume_or_start_over(trainer: Trainer, resume_file: Path, fingerprint: str, world: World) -> None:
+    """Continue from ``resume_file`` when it has ``fingerprint``; else clear the work in
+    progress beside it (rank 0) and start from step 0."""
+    found = resume.fingerprint_of(resume_file)
+    if found == fingerprint:
+        resume.load(trainer, resume_file)
+        if world.is_main:
+            log.info("resuming at step %d from %s", trainer.step_index, resume_file)
+    elif world.is_main:
+        if found is not None:
+            log.warning("starting over: %s was made by other params, inputs or code", resume_file)
+        shutil.rmtree(resume_file.parent, ignore_errors=True)
+
+
+def write_outputs(experiment: str, trainer: Trainer, architecture: dict, meta: dict, snapshots: Path) -> None:
+    """The final EMA weights, the loss table and metrics; the ``snapshots`` move from the
+    work in progress to their place, and the rest of the work in progress goes."""
     checkpoints.save_state(trainer.ema.shadow, architecture, paths.weights(experiment), meta)
     history = pd.DataFrame(trainer.history, columns=["step", "loss", "learning_rate"])
     write_parquet(pa.Table.from_pandas(history, preserve_index=False), paths.loss_table(experiment), meta)
-    write_metrics(experiment, trainer.history, config.log_every)
+    write_metrics(experiment, trainer.history, trainer.config.log_every)
     final = paths.checkpoints_dir(experiment)
     shutil.rmtree(final, ignore_errors=True)
     snapshots.rename(final)
-    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(paths.partial_dir(experiment), ignore_errors=True)
     log.info(
         "final loss (mean of last 50 steps): %.4f; %d snapshots in %s",
         history["loss"].tail(50).mean(),
