@@ -384,16 +384,3 @@ def _history(model: NoiseClassifier, losses: torch.Tensor, rates: list[float]) -
     for k, factor in enumerate(model.factors):
         history[f"loss_{factor.name}"] = per_step[:, k]
     return history
-
-
-def __getattr__(name: str):
-    """Prediction and checkpoints by name from here too (``classifier.predict``, ``classifier.load``)."""
-    if name in ("predict", "clean_accuracy"):
-        from . import classifier_prediction
-
-        return getattr(classifier_prediction, name)
-    if name in ("save", "read_metadata", "load"):
-        from . import classifier_checkpoint
-
-        return getattr(classifier_checkpoint, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

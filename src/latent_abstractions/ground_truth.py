@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .errors import InputError
 from .image_rows import ImageRows
 from .sde import SDE, expand_like
 
@@ -86,7 +87,7 @@ class FiniteMixture:
     ):
         self.image_rows = ImageRows(images, rows)
         if len(self.image_rows) == 0:
-            raise ValueError("a finite mixture needs at least one image")
+            raise InputError("a finite mixture needs at least one image")
         self.image_shape = self.image_rows.image_shape
         self.chunk_size = chunk_size
         self.values = None if values is None else self._select(values).to(torch.float32)
@@ -97,15 +98,15 @@ class FiniteMixture:
     def _select(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
         table, n_images = np.asarray(array), len(self.image_rows.images)
         if table.ndim != 2 or len(table) != n_images:
-            raise ValueError(f"factor table of shape {table.shape} does not match {n_images} images")
+            raise InputError(f"factor table of shape {table.shape} does not match {n_images} images")
         return torch.from_numpy(table[self.image_rows.rows])  # a copy: fancy indexing
 
     def _check_labels(self) -> None:
         if int(self.labels.min()) < 0:
-            raise ValueError("labels must be non-negative value indices")
+            raise InputError("labels must be non-negative value indices")
         for k in range(self.labels.shape[1]):
             if len(torch.unique(self.labels[:, k])) < 2:
-                raise ValueError(f"factor {k} takes one value in these rows: I(Y; X_t) is 0 and not worth estimating")
+                raise InputError(f"factor {k} takes one value in these rows: I(Y; X_t) is 0 and not worth estimating")
 
     def __len__(self) -> int:
         return len(self.image_rows)
@@ -181,7 +182,7 @@ class FiniteMixture:
             total = total * rescale + w.sum(1)
             top = new_top
         if not bool((total > 0).all()):
-            raise ValueError("a condition matches no image in the mixture")
+            raise InputError("a condition matches no image in the mixture")
         return weighted / total[:, None]
 
     def factor_posteriors(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
@@ -220,7 +221,7 @@ class FiniteMixture:
             table[self.labels[:, k]] = self.values[:, k]
             clash = table[self.labels[:, k]] != self.values[:, k]
             if bool(clash.any()) or bool(table.isnan().any()):
-                raise ValueError(f"factor {k}: some label has several condition values (or none)")
+                raise InputError(f"factor {k}: some label has several condition values (or none)")
             tables.append(table)
         return tables
 
@@ -238,7 +239,7 @@ class FiniteMixture:
     ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """Per-draw exact quantities at time ``t`` (see ``entropy_terms``) and the factor posteriors."""
         if self.labels is None:
-            raise ValueError("exact information needs the factors' labels")
+            raise InputError("exact information needs the factors' labels")
         ts = torch.full((len(x),), t, dtype=torch.float64)
         posteriors = self.factor_posteriors(x, sde.alpha(ts), sde.sigma(ts))
         return entropy_terms(posteriors, draw.labels, self.entropy), posteriors

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .conditioning import subset_keep_mask
 from .distributed import World
-from .errors import TrainingDiverged
+from .errors import InputError, TrainingDiverged
 from .image_rows import ImageRows
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
@@ -111,7 +111,7 @@ class Trainer:
         self.model, self.sde, self.config, self.device = model, sde, config, device
         self.world = world or World()
         if config.batch_size % self.world.size:
-            raise ValueError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
+            raise InputError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
         cuda = device.type == "cuda"
         self.model.to(device)
         self.model.to(memory_format=torch.channels_last)

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import classifier, fork_analysis, trajectories
+from .. import classifier_checkpoint, classifier_prediction, fork_analysis, trajectories
 from ..artifacts import provenance, write_parquet
 from ..cli import run_step
 from ..datasets import base
 from ..entropy import plug_in_entropy
-from ..errors import InputError
 from ..paths import ExperimentPaths
 
 log = logging.getLogger("analyze_forks")
@@ -27,18 +26,15 @@ def labels_of(model, images: np.ndarray) -> dict[str, np.ndarray]:
     """The most probable value index per factor of each image (..., C, H, W)."""
     lead = images.shape[:-3]
     flat = images.reshape(-1, *images.shape[-3:])
-    return {name: p.argmax(axis=1).reshape(lead) for name, p in classifier.predict(model, flat, 0.0).items()}
+    return {name: p.argmax(axis=1).reshape(lead) for name, p in classifier_prediction.predict(model, flat, 0.0).items()}
 
 
 def analyze_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
-    try:
-        dataset = base.load(files.dataset_dir).restricted(params["model"]["condition_on"])
-        model, _ = classifier.load(files.classifier_weights, dataset=dataset)
-        forks = trajectories.open_store(files.forks, "forks").fork_images()
-        regenerations = trajectories.open_store(files.forward_backward, "forward_backward").regenerations()
-    except ValueError as exc:  # StoreError and ClassifierError included
-        raise InputError(str(exc)) from None
+    dataset = base.load(files.dataset_dir).restricted(params["model"]["condition_on"])
+    model, _ = classifier_checkpoint.load(files.classifier_weights, dataset=dataset)
+    forks = trajectories.open_store(files.forks, "forks").fork_images()
+    regenerations = trajectories.open_store(files.forward_backward, "forward_backward").regenerations()
     names = [f.name for f in dataset.factor_table]
     bins = dataset.bins()
     train = dataset.train_rows()
