@@ -25,6 +25,7 @@ from PIL import Image
 from latent_abstractions import params as params_module
 from latent_abstractions import paths, stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
+from latent_abstractions.paths import ExperimentPaths
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
 
@@ -503,7 +504,9 @@ def test_a_sampling_run_killed_mid_store_is_never_taken_as_finished(dvc_repo):
     assert not partial_path(store).exists()
     finished, others = store_content(store), artifact_hashes(dvc_repo)
     others = {
-        name: digest for name, digest in others.items() if not name.startswith(f"{ExperimentPaths(experiment).trajectories}/")
+        name: digest
+        for name, digest in others.items()
+        if not name.startswith(f"{ExperimentPaths(experiment).trajectories}/")
     }
     env = {**environment(), "PYTHONPATH": str(dvc_repo / "src")}
     resample = dvc("repro", "--force", "--single-item", f"sample_trajectories@{experiment}")

@@ -36,7 +36,8 @@ import pytest
 import yaml
 from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
 
-from latent_abstractions import paths, stage_table
+from latent_abstractions import stage_table
+from latent_abstractions.paths import ExperimentPaths
 
 from conftest import ROOT
 

@@ -93,10 +93,11 @@ def subset_keep_mask(
     if n_factors < 1:
         raise InputError(f"need at least one factor, got {n_factors}")
     # Each row picks how many factors to keep; the kept ones are the lowest random ranks.
-    u = torch.rand(batch, generator=generator)
-    size = torch.randint(0, n_factors + 1, (batch,), generator=generator)
+    device = generator.device if generator is not None else None  # drawn where the generator lives
+    u = torch.rand(batch, generator=generator, device=device)
+    size = torch.randint(0, n_factors + 1, (batch,), generator=generator, device=device)
     size = torch.where(u < p_none + p_all + p_single, torch.ones_like(size), size)
     size = torch.where(u < p_none + p_all, torch.full_like(size, n_factors), size)
     size = torch.where(u < p_none, torch.zeros_like(size), size)
-    ranks = torch.rand(batch, n_factors, generator=generator).argsort(dim=1).argsort(dim=1)
+    ranks = torch.rand(batch, n_factors, generator=generator, device=device).argsort(dim=1).argsort(dim=1)
     return ranks < size[:, None]

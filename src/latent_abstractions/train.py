@@ -7,6 +7,11 @@ on CPUs and GPUs alike), bf16 autocast on CUDA,
 optional torch.compile, data parallelism through torchrun (distributed.py), and a
 seeded generator that draws every batch, time and noise, so a run resumed from its
 rolling checkpoint (resume.py) continues exactly where it stopped.
+
+Two loops (``train``): on the CPU each step reads its batch from storage and its loss
+at once; on a GPU the data set stays on the device, the generator lives there, and the
+losses are read every ``log_every`` steps, so the loop never waits for the device
+(docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -62,21 +67,23 @@ class ExponentialMovingAverage:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
-        self.shadow = {name: value.detach().clone() for name, value in model.state_dict().items()}
-        self._floating = [name for name, value in self.shadow.items() if value.dtype.is_floating_point]
+        # The state dict's tensors share storage with the model's parameters and buffers
+        # (updated in place by the optimizer and by load_state_dict), so the lists are made once.
+        current = model.state_dict()
+        self.shadow = {name: value.detach().clone() for name, value in current.items()}
+        floating = [name for name, value in current.items() if value.dtype.is_floating_point]
+        self._averaged = [self.shadow[n] for n in floating]
+        self._sources = [current[n].detach() for n in floating]
+        self._copied = [(self.shadow[n], current[n]) for n in current if n not in floating]
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        current = model.state_dict()
         # One fused kernel for all tensors rather than one launch per tensor.
-        torch._foreach_lerp_(
-            [self.shadow[n] for n in self._floating], [current[n].detach() for n in self._floating], 1.0 - decay
-        )
-        for name, value in current.items():
-            if not value.dtype.is_floating_point:
-                self.shadow[name].copy_(value)
+        torch._foreach_lerp_(self._averaged, self._sources, 1.0 - decay)
+        for shadow, value in self._copied:
+            shadow.copy_(value)
 
 
 def denoising_loss(
@@ -113,6 +120,7 @@ class Trainer:
         if config.batch_size % self.world.size:
             raise InputError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
         cuda = device.type == "cuda"
+        torch.backends.cudnn.benchmark = cuda  # fixed shapes: the fastest kernels, found once
         self.model.to(device)
         self.model.to(memory_format=torch.channels_last)
         self.network: torch.nn.Module = self.model
@@ -127,23 +135,34 @@ class Trainer:
             self.model.parameters(), lr=config.learning_rate, weight_decay=0.0, fused=cuda
         )
         self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # Counter-based (Philox) on CUDA; its state goes into the resume checkpoint either way.
+        self.generator = torch.Generator(device=device if cuda else "cpu").manual_seed(config.seed)
         self.step_index = 0
         self.history: list[tuple[int, float, float]] = []
 
     def draw(self, n_data: int, image_shape: tuple[int, ...], n_factors: int) -> Batch:
         """The global batch: identical on every rank (same generator, same draws)."""
         size, generator = self.config.batch_size, self.generator
-        index = torch.randint(n_data, (size,), generator=generator)
-        t = training_times(self.sde, torch.rand(size, generator=generator), self.config.time_sampling)
-        noise = torch.randn((size,) + tuple(image_shape), generator=generator)
+        device = generator.device
+        index = torch.randint(n_data, (size,), generator=generator, device=device)
+        t = training_times(self.sde, torch.rand(size, generator=generator, device=device), self.config.time_sampling)
+        noise = torch.randn((size,) + tuple(image_shape), generator=generator, device=device)
         keep = subset_keep_mask(
             size, n_factors, self.config.keep_none, self.config.keep_all, self.config.keep_single, generator
         )
         return Batch(index, t, noise, keep)
 
     def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:
-        """One update on this rank's shard of the global batch; returns the global mean loss."""
+        """One update on this rank's shard of the global batch; returns the global mean loss
+        (read at once: the host waits for the device)."""
+        rate = learning_rate_at(self.step_index, self.config)
+        value = float(self.update(x0, values, batch))
+        self.history.append((self.step_index - 1, value, rate))
+        return value
+
+    def update(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """``step`` without reading the loss: the global mean loss stays on the device, and
+        the caller records it in ``history`` once read."""
         shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
         x0, values = to(shard(x0)), to(shard(values))
         t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))
@@ -160,11 +179,44 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
-        self.ema.update(self.model)
-        value = float(self.world.mean(loss.detach()))
-        self.history.append((self.step_index, value, rate))
+        self.ema.update()
         self.step_index += 1
-        return value
+        return self.world.mean(loss.detach())
+
+
+class PendingLosses:
+    """Losses still on the device, read all at once (one host sync) and checked there: a
+    non-finite one stops the run before anything is made from its weights."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.pending: list[tuple[int, torch.Tensor, float]] = []
+        self.last_finite: tuple[int, float] | None = None
+
+    def add(self, loss: torch.Tensor) -> None:
+        step = self.trainer.step_index - 1  # the update that made it
+        self.pending.append((step, loss, learning_rate_at(step, self.trainer.config)))
+
+    def read(self) -> float | None:
+        """Record the pending losses in the trainer's history; the last one, if any."""
+        if not self.pending:
+            return None
+        values = torch.stack([loss for _, loss, _ in self.pending]).tolist()
+        for (step, _, rate), value in zip(self.pending, values):
+            if not math.isfinite(value):
+                raise TrainingDiverged("training", step + 1, value, self.last_finite)
+            self.trainer.history.append((step, value, rate))
+            self.last_finite = (step + 1, value)
+        self.pending.clear()
+        return values[-1]
+
+
+def keep_on_device(source: ImageRows, device: torch.device) -> bool:
+    """Keep the data set on ``device`` when it takes at most half of the free memory
+    there; otherwise each batch is gathered from host memory (docs/gpu.md)."""
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    source.keep_on(device, max_bytes=None if free is None else free // 2)
+    return source.cache is not None
 
 
 def train(
@@ -175,19 +227,26 @@ def train(
     on_checkpoint: Callable[[int], None] | None = None,
     on_resume_point: Callable[[int], None] | None = None,
     on_log: Callable[[int, float], None] | None = None,
+    resident: bool | None = None,
 ) -> None:
     """Run ``trainer`` from its current step to ``config.steps`` on ``images[rows]``.
 
-    ``images`` stays as stored (possibly a memory-mapped uint8 array larger than memory):
-    each batch is gathered in file order and mapped to [-1, 1] on the CPU (image_rows.ImageRows).
+    ``images`` stays as stored (possibly a memory-mapped uint8 array larger than memory).
+    ``resident`` (default: on CUDA) keeps the rows on the trainer's device and reads the
+    losses every ``log_every`` steps and before every checkpoint; otherwise each batch is
+    gathered in file order on the CPU and each loss is read at once.
 
     ``on_checkpoint(step)`` is called at the log-spaced steps (after the update of that
     step), ``on_resume_point(step)`` every ``resume_every`` steps, ``on_log`` every ``log_every``.
     """
-    config = trainer.config
+    config, device = trainer.config, trainer.device
     source = ImageRows(images, rows)
     values = torch.tensor(np.asarray(factor_values)[source.rows], dtype=torch.float32)
+    resident = device.type == "cuda" if resident is None else resident
+    on_device = resident and keep_on_device(source, device)
+    values = values.to(trainer.generator.device)
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
+    losses = PendingLosses(trainer)
     trainer.model.train()
     progress = tqdm(
         range(trainer.step_index, config.steps),
@@ -198,21 +257,22 @@ def train(
         total=config.steps,
     )
     started, done_at_start = time.perf_counter(), trainer.step_index
-    last_finite: tuple[int, float] | None = None
     for _ in progress:
         batch = trainer.draw(len(source), source.image_shape, values.shape[1])
-        loss = trainer.step(source.gather(batch.index, "cpu"), values[batch.index], batch)
+        x0 = source.gather(batch.index, device) if on_device else source.gather(batch.index.cpu(), "cpu")
+        losses.add(trainer.update(x0, values[batch.index], batch))
         step = trainer.step_index  # steps completed
-        if not math.isfinite(loss):  # before any snapshot: nothing made from these weights is written
-            raise TrainingDiverged("training", step, loss, last_finite)
-        last_finite = (step, loss)
-        if step % config.log_every == 0 or step == config.steps:
+        logged = step % config.log_every == 0 or step == config.steps
+        resume_point = bool(on_resume_point and config.resume_every and step % config.resume_every == 0)
+        if not resident or logged or step in snapshots or resume_point:
+            loss = losses.read()  # before any snapshot: nothing made from diverged weights is written
+        if logged:
             rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)
             progress.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{rate:.0f}")
             if on_log:
                 on_log(step, loss)
         if on_checkpoint and step in snapshots:
             on_checkpoint(step)
-        if on_resume_point and config.resume_every and step % config.resume_every == 0 and step < config.steps:
+        if resume_point and step < config.steps:
             on_resume_point(step)
     trainer.model.eval()

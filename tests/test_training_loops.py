@@ -1,0 +1,85 @@
+"""The two training loops: the resident one (the GPU's: data on the device, losses read
+every log_every steps) makes exactly the updates of the host one (the CPU's)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from latent_abstractions.errors import TrainingDiverged
+from latent_abstractions.factors import Factor
+from latent_abstractions.nets.unet import ScoreUNet
+from latent_abstractions.sde import VPSDE
+from latent_abstractions.train import TrainConfig, Trainer, train
+
+FACTORS = [Factor("x", "continuous", (0.0, 1.0, 2.0)), Factor("shape", "categorical", (0.0, 1.0))]
+
+
+def trainer(learning_rate: float = 2e-3) -> Trainer:
+    torch.manual_seed(0)
+    model = ScoreUNet(1, FACTORS, base_channels=8, channel_mults=[1, 2], groups=4, cond_frequencies=4)
+    config = TrainConfig(
+        steps=23,
+        batch_size=6,
+        learning_rate=learning_rate,
+        warmup_steps=3,
+        keep_none=0.1,
+        keep_all=0.4,
+        keep_single=0.3,
+        ema_decay=0.99,
+        seed=3,
+        log_every=5,
+    )
+    return Trainer(model, VPSDE(), config, torch.device("cpu"))
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    images = np.random.default_rng(0).integers(0, 256, size=(10, 1, 8, 8), dtype=np.uint8)
+    values = np.stack([np.arange(10) % 3, np.arange(10) % 2], axis=1).astype(np.float32)
+    return images, values
+
+
+def run(resident: bool) -> tuple[Trainer, list[int]]:
+    chosen, snapshots = trainer(), []
+    images, values = data()
+    train(chosen, images, values, rows=np.arange(1, 9), on_checkpoint=snapshots.append, resident=resident)
+    return chosen, snapshots
+
+
+def test_the_resident_loop_makes_the_host_loops_updates_bit_for_bit():
+    host, host_snapshots = run(resident=False)
+    device, device_snapshots = run(resident=True)
+    assert device_snapshots == host_snapshots
+    assert device.history == host.history
+    assert len(device.history) == 23 and all(math.isfinite(loss) for _, loss, _ in device.history)
+    for name, value in host.ema.shadow.items():
+        assert torch.equal(device.ema.shadow[name], value), name
+    for name, value in host.model.state_dict().items():
+        assert torch.equal(device.model.state_dict()[name], value), name
+
+
+def test_the_ema_follows_the_weights_after_a_load():
+    """The EMA keeps its lists of the model's tensors: a load into the model (in place, as a
+    resume does) is what it averages next."""
+    chosen = trainer()
+    state = {name: torch.full_like(value, 0.5) for name, value in chosen.model.state_dict().items()}
+    chosen.model.load_state_dict(state)
+    chosen.ema.decay = 0.0
+    chosen.ema.update()
+    for name, value in chosen.ema.shadow.items():
+        if value.dtype.is_floating_point:
+            assert torch.equal(value, state[name]), name
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_diverging_run_stops_in_either_loop_at_the_first_non_finite_loss(resident):
+    images, values = data()
+    chosen = trainer(learning_rate=float("inf"))
+    with pytest.raises(TrainingDiverged) as caught:
+        train(chosen, images, values, resident=resident)
+    # The first update's loss is finite (computed before it); its infinite step makes the next NaN.
+    assert (caught.value.step, caught.value.last_finite[0]) == (2, 1)
+    assert [step for step, _, _ in chosen.history] == [0]
