@@ -30,6 +30,8 @@ def forks(tmp_path, ci_params, monkeypatch):
 def test_fork_store_holds_every_branch_and_each_parent(forks):
     store = open_store(forks, "forks")
     assert store.steps == [0, 10, 12] and store.layout["condition"] == [] and store.factor_names == ["x", "y"]
+    assert store.spec.rows == {0: 9, 10: 9, 12: 3} and store.spec.parts == {0: 3, 10: 3, 12: 1}
+    assert store.spec.to_json() == store.layout  # the JSON form round-trips
     parents = store.table([12])
     assert list(parents.column("branch").to_numpy()) == [PARENT_BRANCH] * 3
     result = store.fork_images()
@@ -124,6 +126,8 @@ def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, ci_par
     work = make_workdir(tmp_path, ci_params, forward_backward={"at": {"kind": "steps", "steps": [0, 11]}})
     run_in(work, monkeypatch, forward_backward_step)
     store = open_store(work / "data" / EXPERIMENT / "forward_backward", "forward_backward")
+    assert store.spec.rows == {0: 12, 11: 12} and store.spec.extra["sources"] == 6
+    assert store.spec.to_json() == store.layout
     result = store.regenerations()
     assert result.images.shape == (2, 6, 2, 1, 8, 8)  # 2 times, 3 train + 3 test images, 2 repeats
     assert sorted(result.split) == ["test"] * 3 + ["train"] * 3

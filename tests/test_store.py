@@ -16,12 +16,12 @@ import yaml
 
 from latent_abstractions import checkpoints, trajectories
 from latent_abstractions import params as params_module
-from latent_abstractions.artifacts import PROVENANCE_KEY, stage_code_sha256
+from latent_abstractions.artifacts import PROVENANCE_KEY, canonical_json, stage_code_sha256
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base, bumps
 from latent_abstractions.stages.sample_trajectories import sample_step
 from latent_abstractions.store import StoreWriter, partial_path
-from latent_abstractions.trajectories import LAYOUT_KEY, SCHEMA_VERSION, StoreError, open_store
+from latent_abstractions.trajectories import LAYOUT_KEY, SCHEMA_VERSION, StoreError, StoreLayout, open_store
 
 from conftest import ROOT, perturb, tiny_experiment
 
@@ -150,6 +150,23 @@ def test_every_file_has_the_documented_schema_and_metadata(sampled):
         assert provenance[key], key
     assert provenance["code_sha256"] == stage_code_sha256("sample_trajectories")
     assert list(provenance["inputs"]) == ["data/tiny/model/weights.safetensors"]
+
+
+def test_the_layout_round_trips_through_its_json_form(sampled):
+    stored = pq.read_metadata(next(sampled.rglob("*.parquet"))).metadata[LAYOUT_KEY]
+    spec = StoreLayout.from_json(json.loads(stored))
+    assert canonical_json(spec.to_json()).encode() == stored
+    assert StoreLayout.from_json(spec.to_json()) == spec
+    assert spec.rows == {0: 18, 6: 18, 12: 18} and spec.parts == {0: 3, 6: 3, 12: 3}
+    assert [f.name for f in spec.factors] == ["x", "y"] and spec.factor_names == ("x", "y")
+    assert spec.extra["taps"] == ["down.1", "mid"] and spec.extra["schema_version"] == SCHEMA_VERSION
+    assert spec.time_of(12) == (spec.recorded_t[2], spec.recorded_log_snr[2])
+    assert open_store(sampled).spec == spec
+
+
+def test_a_layout_refuses_extra_fields_that_shadow_its_own():
+    with pytest.raises(ValueError, match="layout extra repeats the field kind"):
+        StoreLayout("forks", (1, 2, 2), (), (), (0,), (1.0,), (0.0,), {0: 1}, {0: 1}, "", extra={"kind": "forks"})
 
 
 def test_other_engines_open_the_store_unchanged(sampled):

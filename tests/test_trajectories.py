@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from latent_abstractions import checkpoints, trajectories
+from latent_abstractions.errors import InputError
 from latent_abstractions.factors import Factor
 from latent_abstractions.recording import (
     BlockNetwork,
     PerTrajectoryNoise,
     TrajectoryRecorder,
     condition_grid,
+    factor_input,
+    keep_mask,
     recorded_steps,
     resolve_condition,
     stream_seed,
@@ -110,17 +113,26 @@ def test_time_selections_land_on_the_grid(sde):
 )
 def test_bad_time_selections_are_one_line(selection, message):
     sde = VPSDE()
-    with pytest.raises(ValueError, match=message) as caught:
+    with pytest.raises(InputError, match=message) as caught:
         recorded_steps(selection, time_grid(1.0, 1e-3, 10, sde=sde), sde, "r")
     assert "\n" not in str(caught.value)
 
 
 def test_conditions_resolve_to_the_networks_factor_order():
-    assert resolve_condition("all", FACTORS, "c") == ["x", "y"]
-    assert resolve_condition(["y", "x"], FACTORS, "c") == ["x", "y"]
-    assert resolve_condition([], FACTORS, "c") == []
-    with pytest.raises(ValueError, match="c lists unknown factor colour; the model knows: x, y"):
-        resolve_condition(["colour"], FACTORS, "c")
+    factors = [Factor.from_dict(f) for f in FACTORS]
+    assert resolve_condition("all", factors, "c") == ["x", "y"]
+    assert resolve_condition(["y", "x"], factors, "c") == ["x", "y"]
+    assert resolve_condition([], factors, "c") == []
+    with pytest.raises(InputError, match="^c lists unknown factor colour; the model knows: x, y$"):
+        resolve_condition(["colour"], factors, "c")
+
+
+def test_the_network_input_feeds_the_requested_factors_only():
+    factors = [Factor.from_dict(f) for f in FACTORS]
+    values = factor_input(factors, {"y": np.array([3.0, 4.0])}, 2)
+    assert values.tolist() == [[0.0, 3.0], [0.0, 4.0]]
+    assert keep_mask(factors, ["y"], 2).tolist() == [[False, True], [False, True]]
+    assert keep_mask(factors, [], 0).shape == (0, 2)
 
 
 def record(networks, keep=None, guidance=1.0, full_maps=(), steps=10, record=(0, 5, 10)):

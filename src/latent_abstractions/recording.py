@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints, paths
 from .errors import InputError
+from .factors import Factor
 from .nets.unet import ScoreUNet
 from .sde import SDE
 from .trajectories import (
@@ -220,18 +220,6 @@ def tap_shapes(
     return {tap: list(activations[tap].shape[1:]) for tap in taps}
 
 
-def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tuple[ScoreUNet, dict, object]:
-    """The experiment's trained network (refusing one params do not describe, or unknown
-    ``taps``), its architecture and its weights' path."""
-    weights = paths.weights(experiment)
-    try:
-        model, metadata = checkpoints.load_for_params(weights, params["model"])
-        model.check_taps(list(taps))
-    except ValueError as exc:  # CheckpointError included
-        raise InputError(str(exc)) from None
-    return model, metadata["architecture"], weights
-
-
 def time_columns(sde: SDE, times: torch.Tensor, steps: Sequence[int]) -> tuple[list[float], list[float]]:
     """t and log-SNR of grid ``steps`` as the stores hold them (float32)."""
     t = times[list(steps)].float()
@@ -242,39 +230,42 @@ def time_columns(sde: SDE, times: torch.Tensor, steps: Sequence[int]) -> tuple[l
 # --- params --------------------------------------------------------------------------------------
 
 
-def resolve_condition(condition, factors: list[dict], where: str) -> list[str]:
+def resolve_condition(condition, factors: Sequence[Factor], where: str) -> list[str]:
     """``condition``: "all" or a list of factor names (empty: unconditional) -> the names,
     in the network's order."""
-    names = [f["name"] for f in factors]
+    names = [f.name for f in factors]
     if condition == "all":
         return names
     unknown = [name for name in condition if name not in names]
     if unknown:
-        raise ValueError(f"{where} lists unknown factor {', '.join(unknown)}; the model knows: {', '.join(names)}")
+        raise InputError(f"{where} lists unknown factor {', '.join(unknown)}; the model knows: {', '.join(names)}")
     return [name for name in names if name in condition]
 
 
-def keep_mask(factors: list[dict], names: Sequence[str], rows: int) -> torch.Tensor:
-    return torch.tensor([[f["name"] in names for f in factors]] * rows, dtype=torch.bool).reshape(rows, len(factors))
+def keep_mask(factors: Sequence[Factor], names: Sequence[str], rows: int) -> torch.Tensor:
+    """(rows, n_factors) bool: which factors the network is fed (those ``names``)."""
+    return torch.tensor([[f.name in names for f in factors]] * rows, dtype=torch.bool).reshape(rows, len(factors))
 
 
-def condition_grid(factors: list[dict]) -> dict[str, np.ndarray]:
-    """What the network is conditioned with, per factor: the values of a continuous
-    factor, the value indices of a categorical one."""
-    return {
-        f["name"]: np.asarray(f["values"], dtype=np.float64)
-        if f["kind"] == "continuous"
-        else np.arange(len(f["values"]), dtype=np.float64)
-        for f in factors
-    }
+def factor_grid(factor: Factor) -> np.ndarray:
+    """What the network is conditioned with: the values of a continuous factor, the
+    value indices of a categorical one."""
+    if factor.kind == "continuous":
+        return np.asarray(factor.values, dtype=np.float64)
+    return np.arange(factor.cardinality, dtype=np.float64)
 
 
-def factor_input(factors: list[dict], requested: dict[str, np.ndarray], rows: int) -> np.ndarray:
+def condition_grid(factors: Sequence[dict]) -> dict[str, np.ndarray]:
+    """:func:`factor_grid` of each factor, given in its JSON form."""
+    return {entry["name"]: factor_grid(Factor.from_dict(entry)) for entry in factors}
+
+
+def factor_input(factors: Sequence[Factor], requested: dict[str, np.ndarray], rows: int) -> np.ndarray:
     """(rows, n_factors) network input: requested values, 0 for a factor not requested."""
     values = np.zeros((rows, len(factors)), dtype=np.float32)
     for index, factor in enumerate(factors):
-        if factor["name"] in requested:
-            values[:, index] = requested[factor["name"]]
+        if factor.name in requested:
+            values[:, index] = requested[factor.name]
     return values
 
 
@@ -283,46 +274,64 @@ def recorded_steps(selection: dict, times: torch.Tensor, sde: SDE, where: str) -
     ``{kind: log_snr, count}`` (count times evenly in log-SNR from T to t_end, both
     included), ``{kind: steps, steps}`` (grid indices 0..steps) or ``{kind: times, times}``
     (t values in [t_end, T]). A time is taken at the grid step nearest in log-SNR; two
-    falling on one step, or a time outside the grid, is an error naming ``where``."""
+    falling on one step, or a time outside the grid, is an :class:`InputError` naming
+    ``where``."""
+    choose = {"steps": _chosen_steps, "times": _chosen_times, "log_snr": _chosen_log_snrs}.get(selection["kind"])
+    if choose is None:
+        raise InputError(f"{where}.kind: unknown time selection {selection['kind']!r}; allowed: log_snr, steps, times")
+    chosen, labels = choose(selection, times.double(), sde, where)
     steps = len(times) - 1
-    grid = times.double()
-    grid_log_snr = sde.log_snr(grid)
-    t_max, t_end = float(grid[0]), float(grid[-1])
-    kind = selection["kind"]
-
-    def nearest(log_snr: torch.Tensor) -> list[int]:
-        return (log_snr[:, None] - grid_log_snr[None, :]).abs().argmin(dim=1).tolist()
-
-    if kind == "steps":
-        chosen = [int(s) for s in selection["steps"]]
-        outside = [s for s in chosen if not 0 <= s <= steps]
-        if outside:
-            raise ValueError(f"{where}.steps: {outside[0]} is not a step of the {steps}-step grid (0..{steps})")
-        labels = [str(s) for s in chosen]
-    elif kind == "times":
-        values = [float(v) for v in selection["times"]]
-        for value in values:
-            if not 0.0 < value <= sde.T:
-                raise ValueError(f"{where}.times: {value:g} is outside (0, T] = (0, {sde.T:g}]")
-            if value < t_end * (1 - 1e-6) or value > t_max * (1 + 1e-6):
-                raise ValueError(f"{where}.times: {value:g} is outside the sampled range [{t_end:g}, {t_max:g}]")
-        chosen = nearest(sde.log_snr(torch.tensor(values, dtype=torch.float64)))
-        labels = [f"t = {v:g}" for v in values]
-    elif kind == "log_snr":
-        count = int(selection["count"])
-        if count > steps + 1:
-            raise ValueError(f"{where}.count: {count} times do not fit on a grid of {steps + 1} times")
-        targets = torch.linspace(float(grid_log_snr[0]), float(grid_log_snr[-1]), count, dtype=torch.float64)
-        chosen = [0] if count == 1 else nearest(targets)
-        labels = [f"log-SNR {float(v):.3g}" for v in targets]
-    else:
-        raise ValueError(f"{where}.kind: unknown time selection {kind!r}; allowed: log_snr, steps, times")
     seen: dict[int, str] = {}
     for step, label in zip(chosen, labels):
         if step in seen:
-            raise ValueError(
+            raise InputError(
                 f"{where}: {seen[step]} and {label} fall on the same step {step} of the {steps}-step grid; "
                 "ask for fewer times or more steps"
             )
         seen[step] = label
     return sorted(seen)
+
+
+def steps_before_end(selection: dict, times: torch.Tensor, sde: SDE, where: str, what: str = "time") -> list[int]:
+    """The steps a time selection names on the grid ``times``, t_end (its last step) left
+    out, as nothing happens after it; an :class:`InputError` when none is left."""
+    steps = [s for s in recorded_steps(selection, times, sde, where) if s != len(times) - 1]
+    if not steps:
+        raise InputError(f"{where}: no {what} before t_end")
+    return steps
+
+
+def _nearest_steps(log_snr: torch.Tensor, grid: torch.Tensor, sde: SDE) -> list[int]:
+    """The steps of ``grid`` nearest in log-SNR to each of ``log_snr``."""
+    return (log_snr[:, None] - sde.log_snr(grid)[None, :]).abs().argmin(dim=1).tolist()
+
+
+def _chosen_steps(selection: dict, grid: torch.Tensor, sde: SDE, where: str) -> tuple[list[int], list[str]]:
+    steps = len(grid) - 1
+    chosen = [int(s) for s in selection["steps"]]
+    outside = [s for s in chosen if not 0 <= s <= steps]
+    if outside:
+        raise InputError(f"{where}.steps: {outside[0]} is not a step of the {steps}-step grid (0..{steps})")
+    return chosen, [str(s) for s in chosen]
+
+
+def _chosen_times(selection: dict, grid: torch.Tensor, sde: SDE, where: str) -> tuple[list[int], list[str]]:
+    t_max, t_end = float(grid[0]), float(grid[-1])
+    values = [float(v) for v in selection["times"]]
+    for value in values:
+        if not 0.0 < value <= sde.T:
+            raise InputError(f"{where}.times: {value:g} is outside (0, T] = (0, {sde.T:g}]")
+        if value < t_end * (1 - 1e-6) or value > t_max * (1 + 1e-6):
+            raise InputError(f"{where}.times: {value:g} is outside the sampled range [{t_end:g}, {t_max:g}]")
+    chosen = _nearest_steps(sde.log_snr(torch.tensor(values, dtype=torch.float64)), grid, sde)
+    return chosen, [f"t = {v:g}" for v in values]
+
+
+def _chosen_log_snrs(selection: dict, grid: torch.Tensor, sde: SDE, where: str) -> tuple[list[int], list[str]]:
+    count = int(selection["count"])
+    if count > len(grid):
+        raise InputError(f"{where}.count: {count} times do not fit on a grid of {len(grid)} times")
+    grid_log_snr = sde.log_snr(grid)
+    targets = torch.linspace(float(grid_log_snr[0]), float(grid_log_snr[-1]), count, dtype=torch.float64)
+    chosen = [0] if count == 1 else _nearest_steps(targets, grid, sde)
+    return chosen, [f"log-SNR {float(v):.3g}" for v in targets]

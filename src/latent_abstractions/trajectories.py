@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY
 from .errors import StoreError
+from .factors import Factor
 
 SCHEMA_VERSION = 2
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
@@ -29,6 +31,71 @@ ROW_GROUP_BYTES = 32 << 20
 KEYS = {"trajectories": ("trajectory",), "forks": ("trajectory", "branch"), "forward_backward": ("source", "repeat")}
 FACTOR_PREFIX = {"trajectories": "requested_", "forks": "requested_", "forward_backward": "source_"}
 PARENT_BRANCH = -1
+
+
+# --- the layout -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreLayout:
+    """What every store's layout says and its reader needs; ``extra`` holds the rest
+    under its JSON keys: the sampling settings and the kind's own fields (``taps``,
+    ``branches``, ``repeats``, ...; the writer adds ``schema_version``). Its JSON form
+    (:meth:`to_json`, :meth:`from_json`) is the files' layout metadata."""
+
+    kind: str
+    image_shape: tuple[int, ...]
+    factors: tuple[Factor, ...]  # every factor of the network
+    factor_names: tuple[str, ...]  # those with a column
+    recorded_steps: tuple[int, ...]
+    recorded_t: tuple[float, ...]  # per recorded step
+    recorded_log_snr: tuple[float, ...]
+    rows: Mapping[int, int]  # recorded step -> its rows
+    parts: Mapping[int, int]  # recorded step -> its files
+    checkpoint_sha256: str
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        shadowed = set(self.extra) & {f.name for f in dataclasses.fields(self)}
+        if shadowed:
+            raise ValueError(f"layout extra repeats the field {', '.join(sorted(shadowed))}")
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "image_shape": list(self.image_shape),
+            "factors": [factor.to_dict() for factor in self.factors],
+            "factor_names": list(self.factor_names),
+            "recorded_steps": list(self.recorded_steps),
+            "recorded_t": list(self.recorded_t),
+            "recorded_log_snr": list(self.recorded_log_snr),
+            "rows": {str(step): count for step, count in self.rows.items()},  # JSON keys are strings
+            "parts": {str(step): count for step, count in self.parts.items()},
+            "checkpoint_sha256": self.checkpoint_sha256,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> StoreLayout:
+        typed = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            kind=entry["kind"],
+            image_shape=tuple(entry["image_shape"]),
+            factors=tuple(Factor.from_dict(factor) for factor in entry["factors"]),
+            factor_names=tuple(entry["factor_names"]),
+            recorded_steps=tuple(int(step) for step in entry["recorded_steps"]),
+            recorded_t=tuple(entry["recorded_t"]),
+            recorded_log_snr=tuple(entry["recorded_log_snr"]),
+            rows={int(step): count for step, count in entry["rows"].items()},
+            parts={int(step): count for step, count in entry["parts"].items()},
+            checkpoint_sha256=entry["checkpoint_sha256"],
+            extra={key: value for key, value in entry.items() if key not in typed},
+        )
+
+    def time_of(self, step: int) -> tuple[float, float]:
+        """(t, log-SNR) of a recorded step."""
+        index = self.recorded_steps.index(step)
+        return self.recorded_t[index], self.recorded_log_snr[index]
 
 
 # --- column names -----------------------------------------------------------------------------
@@ -230,20 +297,21 @@ class Store:
     """A complete store, its layout and provenance checked (see :func:`open_store`)."""
 
     def __init__(self, path: Path, layout: dict, provenance: dict, files: dict[int, list[Path]]):
-        self.path, self.layout, self.provenance, self._files = path, layout, provenance, files
+        self.path, self.layout, self.provenance, self._files = path, layout, provenance, files  # layout: JSON form
+        self.spec = StoreLayout.from_json(layout)
         self._schema = schema_for(layout)
 
     # what it holds
-    kind = property(lambda self: self.layout["kind"])
-    steps = property(lambda self: list(self.layout["recorded_steps"]))
-    times = property(lambda self: np.asarray(self.layout["recorded_t"], dtype=np.float64))
-    log_snrs = property(lambda self: np.asarray(self.layout["recorded_log_snr"], dtype=np.float64))
-    image_shape = property(lambda self: tuple(self.layout["image_shape"]))
-    factors = property(lambda self: list(self.layout["factors"]))  # every factor of the network: name, kind, values
-    factor_names = property(lambda self: list(self.layout["factor_names"]))  # those with a column
-    taps = property(lambda self: list(self.layout.get("taps", [])))
-    passes = property(lambda self: list(self.layout.get("passes", [])))
-    keys = property(lambda self: KEYS[self.layout["kind"]])
+    kind = property(lambda self: self.spec.kind)
+    steps = property(lambda self: list(self.spec.recorded_steps))
+    times = property(lambda self: np.asarray(self.spec.recorded_t, dtype=np.float64))
+    log_snrs = property(lambda self: np.asarray(self.spec.recorded_log_snr, dtype=np.float64))
+    image_shape = property(lambda self: self.spec.image_shape)
+    factors = property(lambda self: [f.to_dict() for f in self.spec.factors])  # every factor of the network
+    factor_names = property(lambda self: list(self.spec.factor_names))  # those with a column
+    taps = property(lambda self: list(self.spec.extra.get("taps", [])))
+    passes = property(lambda self: list(self.spec.extra.get("passes", [])))
+    keys = property(lambda self: KEYS[self.spec.kind])
 
     @property
     def schema(self) -> pa.Schema:
@@ -342,19 +410,41 @@ class Store:
         steps = self.steps if steps is None else [int(s) for s in steps]
         features = self.feature_columns() if features is None else list(features)
         factors = self.factor_names if factors is None else list(factors)
+        self._check_factors(factors)
+        factor_columns = [factor_column(self.kind, f) for f in factors]
+        extra = [c for c in ("split",) if c in self.columns]
+        columns = features + factor_columns + ["t", "log_snr"] + extra
+        per_step, keys = self._tables_in_key_order(steps, columns, where, check_finite)
+        first = per_step[0]
+        keys_out = {k: _backend(v, backend) for k, v in keys.items()}
+        if extra:
+            keys_out["split"] = np.asarray(first.column("split").to_pylist())
+        return Selection(
+            np.asarray(steps),
+            np.asarray([self._step_value(t, "t", s) for t, s in zip(per_step, steps)]),
+            np.asarray([self._step_value(t, "log_snr", s) for t, s in zip(per_step, steps)]),
+            keys_out,
+            {name: _backend(np.stack([vector_column(t, name, dtype) for t in per_step]), backend) for name in features},
+            {f: _backend(first.column(c).to_numpy(), backend) for f, c in zip(factors, factor_columns)},
+        )
+
+    def _check_factors(self, factors: Sequence[str]) -> None:
         unknown = [f for f in factors if f not in self.factor_names]
         if unknown:
             raise StoreError(
                 f"{self.path}: unknown factor {', '.join(unknown)}; the store has: "
                 f"{', '.join(self.factor_names) or 'none (unconditional)'}"
             )
-        factor_columns = [factor_column(self.kind, f) for f in factors]
-        extra = [c for c in ("split",) if c in self.columns]
+
+    def _tables_in_key_order(
+        self, steps: Sequence[int], columns: list[str], where, check_finite: bool
+    ) -> tuple[list[pa.Table], dict]:
+        """One table per step, rows sorted by the key columns, and those keys; refuses
+        steps that hold other rows than the first."""
         per_step, keys = [], None
         for step in steps:
-            table = self.table([step], features + factor_columns + ["t", "log_snr"] + extra, where, check_finite)
-            order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in self.keys])
-            table = table.take(order)
+            table = self.table([step], columns, where, check_finite)
+            table = table.take(pc.sort_indices(table, sort_keys=[(k, "ascending") for k in self.keys]))
             step_keys = {k: table.column(k).to_numpy() for k in self.keys}
             if keys is None:
                 keys = step_keys
@@ -365,22 +455,13 @@ class Store:
             per_step.append(table)
         if not per_step:
             raise StoreError(f"{self.path}: no steps selected")
-        features_out = {
-            name: _backend(np.stack([vector_column(t, name, dtype) for t in per_step]), backend) for name in features
-        }
-        first = per_step[0]
-        factors_out = {f: _backend(first.column(c).to_numpy(), backend) for f, c in zip(factors, factor_columns)}
-        time = [self._step_value(t, "t", s) for t, s in zip(per_step, steps)]
-        log_snr = [self._step_value(t, "log_snr", s) for t, s in zip(per_step, steps)]
-        keys_out = {k: _backend(v, backend) for k, v in keys.items()}
-        if extra:
-            keys_out["split"] = np.asarray(first.column("split").to_pylist())
-        return Selection(np.asarray(steps), np.asarray(time), np.asarray(log_snr), keys_out, features_out, factors_out)
+        return per_step, keys
 
     def _step_value(self, table: pa.Table, column: str, step: int) -> float:
         if table.num_rows:
             return float(table.column(column)[0].as_py())
-        return float(self.layout["recorded_t" if column == "t" else "recorded_log_snr"][self.steps.index(step)])
+        t, log_snr = self.spec.time_of(step)
+        return float(t if column == "t" else log_snr)
 
     def feature(self, name: str, step: int, where=None, backend: str = "numpy", dtype=None):
         """One feature at one step: (rows, width), rows in key order (all trajectories by default)."""
@@ -399,13 +480,13 @@ class Store:
             return self.fork_images(backend=backend).parent_images
         if self.kind != "trajectories":
             raise StoreError(f"{self.path}: a {self.kind} store has no final images; use regenerations()")
-        last = self.layout["steps"]
+        last = self.spec.extra["steps"]
         names = [denoised_column(p) for p in self.passes if p in NETWORK_PASSES]
         chosen = self.select([last], names, [], where)
         uncond = chosen.features[denoised_column("uncond")][0]
         if "cond" in self.passes:
             cond = chosen.features[denoised_column("cond")][0]
-            guidance = float(self.layout["guidance"])
+            guidance = float(self.spec.extra["guidance"])
             images = cond if guidance == 1.0 else uncond + guidance * (cond - uncond)
         else:
             images = uncond
@@ -414,12 +495,12 @@ class Store:
     def fork_images(self, backend: str = "numpy") -> ForkImages:
         if self.kind != "forks":
             raise StoreError(f"{self.path}: a {self.kind} store, not a fork store")
-        last = self.layout["steps"]
+        last = self.spec.extra["steps"]
         fork_steps = [s for s in self.steps if s != last]
         parents = self.select([last], ["image"], None)
         ids = parents.keys["trajectory"]
         shape = self.image_shape
-        branches = int(self.layout["branches"])
+        branches = int(self.spec.extra["branches"])
         images = np.empty((len(ids), len(fork_steps), branches, *shape), dtype=np.float32)
         for index, step in enumerate(fork_steps):
             chosen = self.select([step], ["image"], [])
@@ -427,14 +508,12 @@ class Store:
             if not np.array_equal(chosen.keys["trajectory"], expected_parents):
                 raise StoreError(f"{self.path}: fork step {step} does not hold {branches} branches of every parent")
             images[:, index] = chosen.features["image"][0].reshape(len(ids), branches, *shape)
-        t = np.asarray([self.layout["recorded_t"][self.steps.index(s)] for s in fork_steps])
-        log_snr = np.asarray([self.layout["recorded_log_snr"][self.steps.index(s)] for s in fork_steps])
         return ForkImages(
             _backend(images, backend),
             _backend(parents.features["image"][0].reshape(len(ids), *shape), backend),
             np.asarray(fork_steps),
-            t,
-            log_snr,
+            np.asarray([self.spec.time_of(s)[0] for s in fork_steps]),
+            np.asarray([self.spec.time_of(s)[1] for s in fork_steps]),
             ids,
             {k: _backend(v, backend) for k, v in parents.factors.items()},
         )
@@ -444,7 +523,7 @@ class Store:
             raise StoreError(f"{self.path}: a {self.kind} store, not a forward-backward store")
         chosen = self.select(None, ["image"], None)
         sources, repeats = chosen.keys["source"], chosen.keys["repeat"]
-        count = int(self.layout["repeats"])
+        count = int(self.spec.extra["repeats"])
         unique = sources[::count]
         if (
             len(sources) != len(unique) * count
@@ -510,26 +589,47 @@ def open_store(
     with a file missing, or with a file whose footer is unreadable (truncated or corrupted;
     the error names the file). Data pages are checked when read."""
     path = Path(path)
+    files = _step_files(path)
+    first = next(f for s in sorted(files) for f in files[s])
+    metadata, _, _ = _metadata(first)
+    if LAYOUT_KEY not in metadata or PROVENANCE_KEY not in metadata:
+        raise StoreError(f"{first}: not a trajectory store file (no layout or provenance in its metadata)")
+    run = {LAYOUT_KEY: metadata[LAYOUT_KEY], PROVENANCE_KEY: metadata[PROVENANCE_KEY]}
+    layout, provenance = json.loads(run[LAYOUT_KEY]), json.loads(run[PROVENANCE_KEY])
+    _check_made_as_asked(path, layout, provenance, kind, schema_version, checkpoint_sha256, code_sha256)
+    spec = StoreLayout.from_json(layout)
+    _check_complete(path, spec, files, run, _signature(schema_for(layout)))
+    return Store(path, layout, provenance, {s: files[s] for s in sorted(spec.recorded_steps)})
+
+
+def _step_files(path: Path) -> dict[int, list[Path]]:
+    """The Parquet files of each step directory of the store at ``path``; none at all is refused."""
     if not path.is_dir():
         partial = path.with_name(path.name + ".partial")
         hint = f" (an interrupted run left {partial}; run the stage again to finish it)" if partial.exists() else ""
         raise StoreError(f"{path}: no trajectory store there{hint}")
-    steps = sorted(p for p in path.iterdir() if p.name.startswith("step_"))
     files = {}
-    for directory in steps:
+    for directory in sorted(p for p in path.iterdir() if p.name.startswith("step_")):
         try:
             step = int(directory.name.removeprefix("step_"))
         except ValueError:
             raise StoreError(f"{directory}: not a step directory of a trajectory store") from None
         files[step] = sorted(directory.glob("part_*.parquet"))
-    every = [f for s in sorted(files) for f in files[s]]
-    if not every:
+    if not any(files.values()):
         raise StoreError(f"{path}: no Parquet files in the store")
-    metadata, _, _ = _metadata(every[0])
-    if LAYOUT_KEY not in metadata or PROVENANCE_KEY not in metadata:
-        raise StoreError(f"{every[0]}: not a trajectory store file (no layout or provenance in its metadata)")
-    layout_bytes, provenance_bytes = metadata[LAYOUT_KEY], metadata[PROVENANCE_KEY]
-    layout, provenance = json.loads(layout_bytes), json.loads(provenance_bytes)
+    return files
+
+
+def _check_made_as_asked(
+    path: Path,
+    layout: dict,
+    provenance: dict,
+    kind: str | None,
+    schema_version: int,
+    checkpoint_sha256: str | None,
+    code_sha256: str | None,
+) -> None:
+    """Refuse a store of another schema version, kind, checkpoint or code than asked."""
     version = layout.get("schema_version")
     if version != schema_version:
         raise StoreError(
@@ -547,21 +647,28 @@ def open_store(
             f"{path}: made by code sha256 {str(provenance.get('code_sha256'))[:12]}..., "
             f"expected {code_sha256[:12]}...; rerun the stage that made it"
         )
-    expected, checked_schema = _signature(schema_for(layout)), None
-    recorded = [int(s) for s in layout["recorded_steps"]]
+
+
+def _check_complete(
+    path: Path, spec: StoreLayout, files: dict[int, list[Path]], run: dict[bytes, bytes], expected: list[tuple]
+) -> None:
+    """Refuse a store whose steps, files or rows are not those its layout records, or a
+    file from another run (``run``: the first file's layout and provenance bytes) or of
+    another schema (``expected``: its signature)."""
+    recorded = list(spec.recorded_steps)
     if sorted(files) != sorted(recorded):
         raise StoreError(f"{path}: holds steps {sorted(files)}, its layout records {recorded}; the store is incomplete")
+    checked_schema = None
     for step in recorded:
-        want_parts, want_rows = layout["parts"][str(step)], layout["rows"][str(step)]
-        if len(files[step]) != want_parts:
+        directory = path / step_directory(step)
+        if len(files[step]) != spec.parts[step]:
             raise StoreError(
-                f"{path / step_directory(step)}: {len(files[step])} files, the layout says {want_parts}; "
-                "the store is incomplete"
+                f"{directory}: {len(files[step])} files, the layout says {spec.parts[step]}; the store is incomplete"
             )
         rows = 0
         for file in files[step]:
             file_metadata, schema, count = _metadata(file)
-            if file_metadata.get(LAYOUT_KEY) != layout_bytes or file_metadata.get(PROVENANCE_KEY) != provenance_bytes:
+            if any(file_metadata.get(key) != value for key, value in run.items()):
                 raise StoreError(f"{file}: from another run than the rest of the store")
             arrow_schema = file_metadata.get(b"ARROW:schema")
             if arrow_schema is None or arrow_schema != checked_schema:  # files of one run share these bytes
@@ -569,9 +676,8 @@ def open_store(
                     raise StoreError(f"{file}: its schema is not the one its layout describes")
                 checked_schema = arrow_schema
             rows += count
-        if rows != want_rows:
-            raise StoreError(f"{path / step_directory(step)}: {rows} rows, the layout says {want_rows}")
-    return Store(path, layout, provenance, {s: files[s] for s in sorted(recorded)})
+        if rows != spec.rows[step]:
+            raise StoreError(f"{directory}: {rows} rows, the layout says {spec.rows[step]}")
 
 
 def read_layout(path: Path | str) -> dict:

@@ -4,160 +4,163 @@ the fork store (layout: trajectories.py), batch by batch and resumably."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 
 import numpy as np
 import torch
 
 from .. import paths
-from ..artifacts import file_sha256, provenance
 from ..cli import run_step
-from ..devices import select_device
 from ..errors import InputError
-from ..forking import batches, parent_conditions, run, steps_before_end
+from ..forking import batches, parent_conditions, run
 from ..recording import (
     STREAM_FORK_BRANCH,
     STREAM_FORK_PARENT,
+    TrajectoryRecorder,
     factor_input,
     keep_mask,
-    load_network,
-    resolve_condition,
     stream_seed,
-    time_columns,
 )
-from ..sde import make_sde
+from ..sampling_setup import Sampling, prepare_sampling, step_columns
 from ..store import StoreWriter
-from ..trajectories import PARENT_BRANCH, factor_column
+from ..trajectories import PARENT_BRANCH, StoreLayout, factor_column
 
 log = logging.getLogger("fork_trajectories")
 
 
-def fork_step(experiment: str, params: dict) -> None:
-    fork = params["fork"]
-    where = f"params.yaml: experiments.{experiment}.fork"
-    model, architecture, weights = load_network(experiment, params)
-    factors = architecture["factors"]
-    sde = make_sde(params["sde"])
-    last = fork["steps"]
-    try:
-        times, fork_steps = steps_before_end(fork, sde, where, "fork time")
-        parent_condition = resolve_condition(fork["parent_condition"], factors, f"{where}.parent_condition")
-        condition = resolve_condition(fork["condition"], factors, f"{where}.condition")
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+@dataclasses.dataclass(frozen=True)
+class ForkRun:
+    """One fork run: its setup, the fork store's layout and writer, and the parents'
+    requested factors and network input."""
+
+    setup: Sampling
+    layout: StoreLayout
+    writer: StoreWriter
+    done: int  # batches an interrupted run of the same params finished
+    requested: dict[str, np.ndarray]  # factor name -> (parents,) value (categorical: value index)
+    values: torch.Tensor  # (parents, n_factors) the network's factor input
+
+    def sample(
+        self, times: torch.Tensor, ids: np.ndarray, keep: torch.Tensor, seeds: list[int], **start
+    ) -> tuple[torch.Tensor, TrajectoryRecorder]:
+        """Parents ``ids`` (fed the factors ``keep`` marks) sampled down ``times``, each
+        row from its stream ``seeds``; ``start``: forking.run's start and recording."""
+        setup, settings = self.setup, self.setup.settings
+        return run(
+            setup.model,
+            setup.sde,
+            settings["sampler"],
+            times,
+            self.values[ids].to(setup.device),
+            keep[ids],
+            seeds,
+            guidance=settings["guidance"],
+            block=settings["eval_block"],
+            **start,
+        )
+
+    def write(self, batch: int, part: int, step: int, ids: np.ndarray, branch, images: torch.Tensor) -> None:
+        """Batch ``batch``: the final ``images`` of parents ``ids`` (``branch`` per row)
+        continued from ``step``, as part ``part`` of that step."""
+        rows = {
+            "trajectory": ids.astype(np.int32),
+            **step_columns(self.layout, step, len(ids)),
+            "branch": np.asarray(branch, np.int32),
+            **{factor_column("forks", name): self.requested[name][ids] for name in self.layout.factor_names},
+            "image": images.flatten(1).float().cpu().numpy(),
+        }
+        self.writer.write_batch(batch, {step: (part, rows)})
+
+
+def branch_condition(setup: Sampling, parent_condition: list[str]) -> list[str]:
+    """The factors the branches are fed: some of those the parents are."""
+    condition = setup.condition("condition")
     outside = [name for name in condition if name not in parent_condition]
     if outside:
         raise InputError(
-            f"{where}.condition lists {', '.join(outside)}, which the parents are not conditioned on "
+            f"{setup.where}.condition lists {', '.join(outside)}, which the parents are not conditioned on "
             f"(parent_condition: {', '.join(parent_condition) or 'none'})"
         )
-    device = select_device()
-    model.to(device)
-    image_shape = (architecture["image_channels"], *architecture["image_size"])
-    parents, branches, batch_size, seed = fork["parents"], fork["branches"], fork["batch_size"], fork["seed"]
-    requested = parent_conditions(factors, parent_condition, parents, seed)
-    values = torch.as_tensor(factor_input(factors, requested, parents))
-    parent_keep, branch_keep = keep_mask(factors, parent_condition, parents), keep_mask(factors, condition, parents)
-    steps = fork_steps + [last]
-    t_values, log_snrs = time_columns(sde, times, steps)
-    per_fork = parents * branches
-    layout = {
-        "kind": "forks",
-        "image_shape": list(image_shape),
-        "factors": factors,
-        "factor_names": parent_condition,
-        "parent_condition": parent_condition,
-        "condition": condition,
-        "guidance": float(fork["guidance"]),
-        "sampler": fork["sampler"],
-        "steps": last,
-        "spacing": fork["spacing"],
-        "t_end": fork["t_end"],
-        "seed": seed,
-        "recorded_steps": steps,
-        "recorded_t": t_values,
-        "recorded_log_snr": log_snrs,
-        "parents": parents,
-        "branches": branches,
-        "batch_size": batch_size,
-        "eval_block": fork["eval_block"],
-        "rows": {**{str(s): per_fork for s in fork_steps}, str(last): parents},
-        "parts": {
-            **{str(s): math.ceil(per_fork / batch_size) for s in fork_steps},
-            str(last): math.ceil(parents / batch_size),
-        },
-        "checkpoint_sha256": file_sha256(weights),
-    }
-    section = {key: params[key] for key in ("sde", "model", "fork")}
-    writer = StoreWriter(
-        paths.forks(experiment), layout, provenance("fork_trajectories", experiment, section, [weights])
+    return condition
+
+
+def fork_layout(
+    setup: Sampling, fork_steps: list[int], parent_condition: list[str], condition: list[str]
+) -> StoreLayout:
+    """Every branch at each fork step; the parents' own images at the last step."""
+    fork = setup.settings
+    parents, branches = fork["parents"], fork["branches"]
+    return setup.layout(
+        "forks",
+        factor_names=parent_condition,
+        condition=condition,
+        rows={**{step: parents * branches for step in fork_steps}, fork["steps"]: parents},
+        parent_condition=parent_condition,
+        parents=parents,
+        branches=branches,
     )
-    done = writer.start()
-    common = {"guidance": fork["guidance"], "block": fork["eval_block"]}
 
-    def rows(ids, step, branch, images) -> dict:
-        index = steps.index(step)
-        n = len(ids)
-        return {
-            "trajectory": ids.astype(np.int32),
-            "step": np.full(n, step, np.int32),
-            "t": np.full(n, t_values[index], np.float32),
-            "log_snr": np.full(n, log_snrs[index], np.float32),
-            "branch": np.asarray(branch, np.int32),
-            **{factor_column("forks", name): requested[name][ids] for name in parent_condition},
-            "image": images.flatten(1).float().cpu().numpy(),
-        }
 
-    # The parents run every time (their states at the fork times are the branches' start);
-    # their own rows are written once.
-    states = {step: np.empty((parents, int(np.prod(image_shape))), np.float32) for step in fork_steps}
-    batch = 0
-    for part, ids in enumerate(batches(parents, batch_size)):
-        final, recorder = run(
-            model,
-            sde,
-            fork["sampler"],
-            times,
-            values[ids].to(device),
-            parent_keep[ids],
-            [stream_seed(seed, STREAM_FORK_PARENT, j) for j in ids],
-            image_shape=image_shape,
-            record_steps=fork_steps,
-            **common,
+def sample_parents(fork: ForkRun, keep: torch.Tensor, fork_steps: list[int]) -> dict[int, np.ndarray]:
+    """Every parent, batch by batch (they are the branches' start, so they run on a
+    resumed run too); their own rows are written once. Returns their states,
+    (parents, C*H*W), at each fork step."""
+    setup, settings = fork.setup, fork.setup.settings
+    parents, seed = settings["parents"], settings["seed"]
+    states = {step: np.empty((parents, int(np.prod(setup.image_shape))), np.float32) for step in fork_steps}
+    for batch, ids in enumerate(batches(parents, settings["batch_size"])):
+        seeds = [stream_seed(seed, STREAM_FORK_PARENT, j) for j in ids]
+        final, recorder = fork.sample(
+            setup.times, ids, keep, seeds, image_shape=setup.image_shape, record_steps=fork_steps
         )
         for step in fork_steps:
             states[step][ids] = recorder.records[step]["state"]
-        if batch >= done:
-            writer.write_batch(batch, {last: (part, rows(ids, last, np.full(len(ids), PARENT_BRANCH), final))})
-        batch += 1
-    log.info("%d parents sampled; forks at t = %s", parents, ", ".join(f"{t:.3g}" for t in t_values[:-1]))
+        if batch >= fork.done:
+            fork.write(batch, batch, settings["steps"], ids, np.full(len(ids), PARENT_BRANCH), final)
+    return states
+
+
+def sample_branches(fork: ForkRun, keep: torch.Tensor, step: int, states: np.ndarray, first_batch: int) -> None:
+    """Every parent's branches from its state ``states`` at fork step ``step``, the
+    store's batches from ``first_batch`` on."""
+    setup, settings = fork.setup, fork.setup.settings
+    branches = settings["branches"]
+    for part, units in enumerate(batches(settings["parents"] * branches, settings["batch_size"])):
+        if first_batch + part < fork.done:
+            continue
+        ids, branch = units // branches, units % branches
+        seeds = [stream_seed(settings["seed"], STREAM_FORK_BRANCH, step, j, b) for j, b in zip(ids, branch)]
+        x = torch.from_numpy(states[ids]).reshape(len(ids), *setup.image_shape)
+        final, _ = fork.sample(setup.times[step:], ids, keep, seeds, x=x)
+        fork.write(first_batch + part, part, step, ids, branch, final)
+
+
+def fork_step(experiment: str, params: dict) -> None:
+    setup = prepare_sampling(experiment, params, "fork")
+    settings = setup.settings
+    fork_steps = setup.steps_before_end("fork time")
+    parent_condition = setup.condition("parent_condition")
+    condition = branch_condition(setup, parent_condition)
+    parents = settings["parents"]
+    requested = parent_conditions(setup.architecture["factors"], parent_condition, parents, settings["seed"])
+    layout = fork_layout(setup, fork_steps, parent_condition, condition)
+    writer = setup.writer("fork_trajectories", paths.forks(experiment), layout)
+    values = torch.as_tensor(factor_input(setup.factors, requested, parents))
+    fork = ForkRun(setup, layout, writer, writer.start(), requested, values)
+    states = sample_parents(fork, keep_mask(setup.factors, parent_condition, parents), fork_steps)
+    log.info("%d parents sampled; forks at t = %s", parents, ", ".join(f"{t:.3g}" for t in layout.recorded_t[:-1]))
+    branch_keep, first_batch = keep_mask(setup.factors, condition, parents), layout.parts[settings["steps"]]
     for step in fork_steps:
-        for part, units in enumerate(batches(per_fork, batch_size)):
-            if batch >= done:
-                ids, branch = units // branches, units % branches
-                seeds = [stream_seed(seed, STREAM_FORK_BRANCH, step, j, b) for j, b in zip(ids, branch)]
-                x = torch.from_numpy(states[step][ids]).reshape(len(ids), *image_shape)
-                final, _ = run(
-                    model,
-                    sde,
-                    fork["sampler"],
-                    times[step:],
-                    values[ids].to(device),
-                    branch_keep[ids],
-                    seeds,
-                    x=x,
-                    **common,
-                )
-                writer.write_batch(batch, {step: (part, rows(ids, step, branch, final))})
-            batch += 1
-        log.info("fork step %d: %d branches written", step, per_fork)
+        sample_branches(fork, branch_keep, step, states[step], first_batch)
+        first_batch += layout.parts[step]
+        log.info("fork step %d: %d branches written", step, parents * settings["branches"])
     writer.finish()
     log.info(
         "%d parents x %d fork times x %d branches (%s)",
         parents,
         len(fork_steps),
-        branches,
+        settings["branches"],
         f"branches conditioned on {', '.join(condition)}" if condition else "unconditional branches",
     )
 

@@ -4,6 +4,7 @@ into the trajectory store (layout: trajectories.py), batch by batch and resumabl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -11,28 +12,21 @@ import numpy as np
 import torch
 
 from .. import checkpoints, paths
-from ..artifacts import file_sha256, provenance
 from ..cli import run_step
-from ..devices import select_device
-from ..errors import InputError
+from ..nets.unet import ScoreUNet
 from ..recording import (
     STREAM_SAMPLE,
     PerTrajectoryNoise,
     TrajectoryRecorder,
-    condition_grid,
+    factor_grid,
     factor_input,
     keep_mask,
-    load_network,
-    recorded_steps,
-    resolve_condition,
     stream_seed,
     tap_shapes,
-    time_columns,
 )
 from ..samplers import SAMPLERS
-from ..sde import make_sde, time_grid
-from ..store import StoreWriter
-from ..trajectories import MAP_SIZE, factor_column
+from ..sampling_setup import Sampling, prepare_sampling, step_columns
+from ..trajectories import MAP_SIZE, StoreLayout, factor_column
 
 log = logging.getLogger("sample_trajectories")
 
@@ -54,99 +48,107 @@ def requested_positions(
     return {name: np.repeat(combinations[:, k], per_position) for k, name in enumerate(names)}
 
 
-def sample_step(experiment: str, params: dict) -> None:
-    sample = params["sample"]
-    where = f"params.yaml: experiments.{experiment}.sample"
-    taps, full_maps = list(params["model"]["taps"]), list(sample["full_maps"])
-    model, architecture, weights = load_network(experiment, params, taps + full_maps)
-    factors = architecture["factors"]
-    sde = make_sde(params["sde"])
-    times = time_grid(sde.T, sample["t_end"], sample["steps"], sde=sde, spacing=sample["spacing"])
-    try:
-        condition = resolve_condition(sample["condition"], factors, f"{where}.condition")
-        steps = sorted(set(recorded_steps(sample["record"], times, sde, f"{where}.record")) | {sample["steps"]})
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    device = select_device()
-    model.to(device)
-    image_shape = (architecture["image_channels"], *architecture["image_size"])
+@dataclasses.dataclass(frozen=True)
+class Requests:
+    """The trajectories to sample: the factors they are conditioned on, each one's
+    requested values of them, and the network's input."""
 
-    grid = condition_grid([f for f in factors if f["name"] in condition])
+    condition: list[str]
+    requested: dict[str, np.ndarray]  # factor name -> (count,) value (categorical: value index)
+    values: torch.Tensor  # (count, n_factors) the network's factor input
+    keep: torch.Tensor  # (count, n_factors) bool: the factors fed in
+    count: int
+
+
+def request_trajectories(setup: Sampling, condition: list[str]) -> Requests:
+    """The lattice of the ``condition`` factors' values (see :func:`requested_positions`)."""
+    sample = setup.settings
+    grid = {f.name: factor_grid(f) for f in setup.factors if f.name in condition}
     requested = requested_positions(
         grid, sample["position_stride"], sample["per_position"], sample["max_conditions"], sample["seed"]
     )
     count = len(next(iter(requested.values()))) if requested else sample["per_position"]
-    values = torch.as_tensor(factor_input(factors, requested, count))
-    keep = keep_mask(factors, condition, count)
-    batch_size = sample["batch_size"]
-    batches = math.ceil(count / batch_size)
-    torch.manual_seed(sample["seed"])
-    control = checkpoints.build_model(architecture).to(device).eval()  # a random network: the probes' control
-    t_values, log_snrs = time_columns(sde, times, steps)
-    passes = (["cond"] if condition else []) + ["uncond", "random"]
-    layout = {
-        "kind": "trajectories",
-        "image_shape": list(image_shape),
-        "factors": factors,
-        "factor_names": condition,
-        "condition": condition,
-        "guidance": float(sample["guidance"]),
-        "sampler": sample["sampler"],
-        "steps": sample["steps"],
-        "spacing": sample["spacing"],
-        "t_end": sample["t_end"],
-        "seed": sample["seed"],
-        "recorded_steps": steps,
-        "recorded_t": t_values,
-        "recorded_log_snr": log_snrs,
-        "taps": taps,
-        "full_maps": full_maps,
-        "passes": passes,
-        "map_size": MAP_SIZE,
-        "tap_shapes": tap_shapes(model, image_shape, len(factors), list(dict.fromkeys(taps + full_maps)), device),
-        "trajectories": count,
-        "batch_size": batch_size,
-        "eval_block": sample["eval_block"],
-        "rows": {str(s): count for s in steps},
-        "parts": {str(s): batches for s in steps},
-        "checkpoint_sha256": file_sha256(weights),
-    }
-    section = {key: params[key] for key in ("sde", "model", "sample")}
-    writer = StoreWriter(
-        paths.trajectories(experiment), layout, provenance("sample_trajectories", experiment, section, [weights])
+    values = torch.as_tensor(factor_input(setup.factors, requested, count))
+    return Requests(condition, requested, values, keep_mask(setup.factors, condition, count), count)
+
+
+def trajectory_layout(
+    setup: Sampling, requests: Requests, steps: list[int], taps: list[str], full_maps: list[str]
+) -> StoreLayout:
+    """Every trajectory at every recorded step, with the columns of ``taps`` and ``full_maps``."""
+    passes = (["cond"] if requests.condition else []) + ["uncond", "random"]
+    recorded = list(dict.fromkeys(taps + full_maps))
+    return setup.layout(
+        "trajectories",
+        factor_names=requests.condition,
+        condition=requests.condition,
+        rows={step: requests.count for step in steps},
+        taps=taps,
+        full_maps=full_maps,
+        passes=passes,
+        map_size=MAP_SIZE,
+        tap_shapes=tap_shapes(setup.model, setup.image_shape, len(setup.factors), recorded, setup.device),
+        trajectories=requests.count,
     )
-    done = writer.start()
-    sampler = SAMPLERS[sample["sampler"]]
-    for batch in range(done, batches):
+
+
+def record_batch(
+    setup: Sampling, layout: StoreLayout, requests: Requests, control: ScoreUNet, ids: np.ndarray
+) -> dict[int, dict[str, np.ndarray]]:
+    """Sample trajectories ``ids``, each from its own noise stream: the recorder's
+    columns at each recorded step."""
+    sample = setup.settings
+    noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], setup.device)
+    prior = setup.sde.prior_std() * noise((len(ids), *setup.image_shape))
+    recorder = TrajectoryRecorder(
+        setup.model,
+        setup.sde,
+        requests.values[ids].to(setup.device),
+        layout.recorded_steps,
+        layout.extra["taps"],
+        control,
+        keep=requests.keep[ids],
+        guidance=sample["guidance"],
+        full_maps=layout.extra["full_maps"],
+        block=sample["eval_block"],
+    )
+    SAMPLERS[sample["sampler"]](recorder, setup.sde, prior, setup.times, noise=noise)
+    return recorder.records
+
+
+def trajectory_rows(
+    layout: StoreLayout, requests: Requests, step: int, ids: np.ndarray, records: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The rows of trajectories ``ids`` at a recorded step: the recorder's ``records``
+    with the keys and the requested factors."""
+    return {
+        "trajectory": ids.astype(np.int32),
+        **step_columns(layout, step, len(ids)),
+        **{factor_column("trajectories", name): requests.requested[name][ids] for name in requests.condition},
+        **records,
+    }
+
+
+def sample_step(experiment: str, params: dict) -> None:
+    sample = params["sample"]
+    taps, full_maps = list(params["model"]["taps"]), list(sample["full_maps"])
+    setup = prepare_sampling(experiment, params, "sample", taps + full_maps)
+    condition = setup.condition()
+    steps = sorted(set(setup.recorded_steps("record")) | {sample["steps"]})  # t_end too: the final images
+    requests = request_trajectories(setup, condition)
+    torch.manual_seed(sample["seed"])
+    # A random network of the same architecture: the probes' control.
+    control = checkpoints.build_model(setup.architecture).to(setup.device).eval()
+    layout = trajectory_layout(setup, requests, steps, taps, full_maps)
+    writer = setup.writer("sample_trajectories", paths.trajectories(experiment), layout)
+    count, batch_size = requests.count, sample["batch_size"]
+    batches = math.ceil(count / batch_size)
+    for batch in range(writer.start(), batches):
         ids = np.arange(batch * batch_size, min(count, (batch + 1) * batch_size))
-        noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], device)
-        prior = sde.prior_std() * noise((len(ids), *image_shape))
-        recorder = TrajectoryRecorder(
-            model,
-            sde,
-            values[ids].to(device),
-            steps,
-            taps,
-            control,
-            keep=keep[ids],
-            guidance=sample["guidance"],
-            full_maps=full_maps,
-            block=sample["eval_block"],
-        )
-        sampler(recorder, sde, prior, times, noise=noise)
-        parts = {}
-        for step, t_value, log_snr in zip(steps, t_values, log_snrs):
-            columns = {
-                "trajectory": ids.astype(np.int32),
-                "step": np.full(len(ids), step, np.int32),
-                "t": np.full(len(ids), t_value, np.float32),
-                "log_snr": np.full(len(ids), log_snr, np.float32),
-                **{factor_column("trajectories", name): requested[name][ids] for name in condition},
-                **recorder.records[step],
-            }
-            parts[step] = (batch, columns)
+        records = record_batch(setup, layout, requests, control, ids)
+        parts = {step: (batch, trajectory_rows(layout, requests, step, ids, records[step])) for step in steps}
         writer.write_batch(batch, parts)
-        del recorder, parts
+        del records, parts
         log.info("batch %d/%d: trajectories %d..%d", batch + 1, batches, ids[0], ids[-1])
     writer.finish()
     log.info(
