@@ -14,8 +14,9 @@ import pytest
 import torch
 import yaml
 
-from latent_abstractions import params, paths, stage_table
+from latent_abstractions import params, stage_table
 from latent_abstractions.datasets import base
+from latent_abstractions.paths import ExperimentPaths
 from latent_abstractions.published_order import (
     agrees_with_published,
     compare_with_published,
@@ -113,8 +114,11 @@ def tiny_run(tmp_path_factory):
         patch.chdir(folder)
         prepare_data.prepare("tiny", experiment)
         exact_order.exact_order_step("tiny", experiment)
-        tables = (pd.read_parquet(paths.exact_information("tiny")), pd.read_parquet(paths.exact_decisions("tiny")))
-        source = exact_order.mixture(base.load(paths.dataset_dir("tiny")), "all", torch.device("cpu"))
+        tables = (
+            pd.read_parquet(ExperimentPaths("tiny").exact_information),
+            pd.read_parquet(ExperimentPaths("tiny").exact_decisions),
+        )
+        source = exact_order.mixture(base.load(ExperimentPaths("tiny").dataset_dir), "all", torch.device("cpu"))
     return (*tables, source)
 
 
@@ -166,8 +170,9 @@ def test_a_factor_with_one_value_is_left_out(tmp_path, monkeypatch):
 def test_the_mixture_streams_the_stored_images(tiny_run):
     """No float copy of the set: the mixture reads the memory-mapped uint8 file chunk by chunk."""
     *_, source = tiny_run
-    assert isinstance(source.images, np.memmap) and source.images.dtype == np.uint8
-    assert source._cache is None
+    stored = source.image_rows.images
+    assert isinstance(stored, np.memmap) and stored.dtype == np.uint8
+    assert source.image_rows.cache is None
 
 
 def run_stage(cwd, experiment: str):

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
-from .recording import PerTrajectoryNoise, TrajectoryRecorder, condition_grid, recorded_steps
+from .recording import PerTrajectoryNoise, TrajectoryRecorder, condition_grid
 from .samplers import SAMPLERS
-from .sde import SDE, time_grid
+from .sde import SDE
 
 
 def parent_conditions(factors: list[dict], names: Sequence[str], count: int, seed: int) -> dict[str, np.ndarray]:
@@ -83,14 +82,3 @@ def run(
     )
     final = SAMPLERS[sampler](recorder, sde, x.to(device), times, noise=noise)
     return final, recorder
-
-
-def steps_before_end(settings: dict, sde: SDE, where: str, what: str = "time") -> tuple[torch.Tensor, list[int]]:
-    """The sampler's time grid for ``settings`` (``steps``, ``t_end``, ``spacing``) and the
-    grid steps its ``at`` names, t_end itself left out (nothing happens after it); a
-    ValueError naming ``where`` when none is left."""
-    times = time_grid(sde.T, settings["t_end"], settings["steps"], sde=sde, spacing=settings["spacing"])
-    steps = [s for s in recorded_steps(settings["at"], times, sde, f"{where}.at") if s != settings["steps"]]
-    if not steps:
-        raise InputError(f"{where}.at: no {what} before t_end")
-    return times, steps

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoints, paths
+from . import checkpoints
 from .artifacts import file_sha256, provenance
 from .devices import select_device
-from .errors import InputError
 from .factors import Factor
 from .nets.unet import ScoreUNet
+from .paths import ExperimentPaths
 from .recording import recorded_steps, resolve_condition, steps_before_end, time_columns
 from .sde import SDE, make_sde, time_grid
 from .store import StoreWriter
@@ -122,12 +122,9 @@ def step_columns(layout: StoreLayout, step: int, rows: int) -> dict[str, np.ndar
 def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tuple[ScoreUNet, dict, Path]:
     """The experiment's trained network (refusing one params do not describe, or unknown
     ``taps``), its architecture and its weights' path."""
-    weights = paths.weights(experiment)
-    try:
-        model, metadata = checkpoints.load_for_params(weights, params["model"])
-        model.check_taps(list(taps))
-    except ValueError as exc:  # CheckpointError and ScoreUNet.check_taps raise plain ValueErrors
-        raise InputError(str(exc)) from None
+    weights = ExperimentPaths(experiment).weights
+    model, metadata = checkpoints.load_for_params(weights, params["model"])
+    model.check_taps(list(taps))
     return model, metadata["architecture"], weights
 
 

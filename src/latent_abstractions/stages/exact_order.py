@@ -39,7 +39,7 @@ def load_shapes(experiment: str, params: dict) -> base.Dataset:
         )
     try:
         dataset = base.load(ExperimentPaths(experiment).dataset_dir)
-    except (FileNotFoundError, ValueError) as exc:
+    except InputError as exc:  # with what to do about it
         raise InputError(f"exact_order: {exc} (make the data set of {experiment} first)") from None
     return varying_factors(dataset)
 
@@ -60,7 +60,7 @@ def mixture(dataset: base.Dataset, rows: str, device: torch.device) -> FiniteMix
     chosen = dataset.train_rows() if rows == "train" else None
     try:
         source = FiniteMixture(dataset.images, dataset.bins(), dataset.condition_values(), rows=chosen)
-    except ValueError as exc:
+    except InputError as exc:  # named as this stage's
         raise InputError(f"exact_order: {exc}") from None
     return source.to(device) if device.type == "cuda" else source
 

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import generation_metrics, paths, trajectories
+from .. import generation_metrics, trajectories
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
+from ..paths import ExperimentPaths
 from ..probes import probe_frame, split_train_validation_test
 
 log = logging.getLogger("fit_probes")
@@ -68,13 +69,14 @@ def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
 
 
 def probes_step(experiment: str, params: dict) -> None:
-    source = paths.trajectories(experiment)
+    files = ExperimentPaths(experiment)
+    source = files.trajectories
     frame = probe_table(trajectories.open_store(source, "trajectories"), params["probes"])
     frame.insert(0, "experiment", experiment)
     meta = provenance("fit_probes", experiment, params["probes"], [source])
-    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), paths.probes(experiment), meta)
+    write_parquet(pa.Table.from_pandas(frame, preserve_index=False), files.probes, meta)
     honest = frame[~frame["sees_condition"] & frame["metric"].isin(HEADLINE_METRICS) & (frame["target"] == "requested")]
-    write_series_csv(honest, "t", ["feature", "factor"], "score", paths.plot_data(experiment, "probes"))
+    write_series_csv(honest, "t", ["feature", "factor"], "score", files.plot_data("probes"))
     last = honest[honest["step"] == honest["step"].max()]
     log.info(
         "held-out score at the last step (features blind to the condition):\n%s",

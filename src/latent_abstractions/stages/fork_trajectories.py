@@ -10,10 +10,10 @@ import logging
 import numpy as np
 import torch
 
-from .. import paths
 from ..cli import run_step
 from ..errors import InputError
 from ..forking import batches, parent_conditions, run
+from ..paths import ExperimentPaths
 from ..recording import (
     STREAM_FORK_BRANCH,
     STREAM_FORK_PARENT,
@@ -145,7 +145,7 @@ def fork_step(experiment: str, params: dict) -> None:
     parents = settings["parents"]
     requested = parent_conditions(setup.architecture["factors"], parent_condition, parents, settings["seed"])
     layout = fork_layout(setup, fork_steps, parent_condition, condition)
-    writer = setup.writer("fork_trajectories", paths.forks(experiment), layout)
+    writer = setup.writer("fork_trajectories", ExperimentPaths(experiment).forks, layout)
     values = torch.as_tensor(factor_input(setup.factors, requested, parents))
     fork = ForkRun(setup, layout, writer, writer.start(), requested, values)
     states = sample_parents(fork, keep_mask(setup.factors, parent_condition, parents), fork_steps)

@@ -11,11 +11,11 @@ import logging
 import numpy as np
 import torch
 
-from .. import paths
 from ..cli import run_step
 from ..datasets import base
 from ..errors import InputError
 from ..forking import batches, run, source_rows
+from ..paths import ExperimentPaths
 from ..pixels import model_range
 from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
 from ..sampling_setup import Sampling, prepare_sampling, step_columns
@@ -36,18 +36,16 @@ class Sources:
 
 def load_dataset(experiment: str, setup: Sampling) -> base.Dataset:
     """The experiment's data set, with the network's factors; its images must be the network's."""
-    try:
-        dataset = base.load(paths.dataset_dir(experiment)).restricted([f.name for f in setup.factors])
-    except (FileNotFoundError, ValueError) as exc:  # the data set module raises plain ones
-        raise InputError(str(exc)) from None
+    dataset = base.load(ExperimentPaths(experiment).dataset_dir).restricted([f.name for f in setup.factors])
     return dataset
 
 
 def choose_sources(experiment: str, setup: Sampling, dataset: base.Dataset) -> Sources:
     """Up to ``images`` rows of each split (a seeded draw); a data set without a split is all train."""
+    files = ExperimentPaths(experiment)
     image_shape = tuple(dataset.images.shape[1:])
     if image_shape != setup.image_shape:
-        raise InputError(f"{paths.dataset_dir(experiment)}: images {image_shape} are not the model's")
+        raise InputError(f"{files.dataset_dir}: images {image_shape} are not the model's")
     split = (
         dataset.factors["split"].to_numpy().astype(str)
         if "split" in dataset.factors
@@ -55,7 +53,7 @@ def choose_sources(experiment: str, setup: Sampling, dataset: base.Dataset) -> S
     )
     rows = source_rows(split, setup.settings["images"], setup.settings["seed"])
     if not len(rows):
-        raise InputError(f"{paths.dataset_dir(experiment)}: no images to noise")
+        raise InputError(f"{files.dataset_dir}: no images to noise")
     return Sources(dataset.images, split, rows, dataset.condition_values()[rows])
 
 
@@ -110,15 +108,14 @@ def regenerate(
 
 
 def forward_backward_step(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
     setup = prepare_sampling(experiment, params, "forward_backward")
     dataset = load_dataset(experiment, setup)
     starts = setup.steps_before_end()
     condition = setup.condition()
     sources = choose_sources(experiment, setup, dataset)
     layout = regeneration_layout(setup, sources, starts, condition)
-    writer = setup.writer(
-        "forward_backward", paths.forward_backward(experiment), layout, paths.dataset_files(experiment)
-    )
+    writer = setup.writer("forward_backward", files.forward_backward, layout, files.dataset_files)
     done = writer.start()
     units = layout.rows[starts[0]]
     keep = keep_mask(setup.factors, condition, units)

@@ -11,9 +11,10 @@ import math
 import numpy as np
 import torch
 
-from .. import checkpoints, paths
+from .. import checkpoints
 from ..cli import run_step
 from ..nets.unet import ScoreUNet
+from ..paths import ExperimentPaths
 from ..recording import (
     STREAM_SAMPLE,
     PerTrajectoryNoise,
@@ -140,7 +141,7 @@ def sample_step(experiment: str, params: dict) -> None:
     # A random network of the same architecture: the probes' control.
     control = checkpoints.build_model(setup.architecture).to(setup.device).eval()
     layout = trajectory_layout(setup, requests, steps, taps, full_maps)
-    writer = setup.writer("sample_trajectories", paths.trajectories(experiment), layout)
+    writer = setup.writer("sample_trajectories", ExperimentPaths(experiment).trajectories, layout)
     count, batch_size = requests.count, sample["batch_size"]
     batches = math.ceil(count / batch_size)
     for batch in range(writer.start(), batches):

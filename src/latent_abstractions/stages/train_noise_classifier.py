@@ -12,10 +12,11 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction, paths
+from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction
 from ..artifacts import provenance, write_json, write_parquet
 from ..cli import run_step
 from ..datasets import base
+from ..paths import ExperimentPaths
 from ..sde import log_snr_grid, make_sde
 
 log = logging.getLogger("train_noise_classifier")
@@ -36,7 +37,7 @@ def bound_against_exact(table) -> dict:
 
 def classifier_step(experiment: str, params: dict) -> None:
     settings = params["classifier"]
-    dataset = base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
+    dataset = base.load(ExperimentPaths(experiment).dataset_dir).restricted(params["model"]["condition_on"])
     sde = make_sde(params["sde"])
     architecture = classifier.architecture_for(
         dataset.factor_table, dataset.images.shape[1:], sde, channels=settings["channels"], groups=settings["groups"]
@@ -85,17 +86,18 @@ def write_outputs(
 ) -> None:
     """The weights, the evaluation table and the metrics (clean test accuracy, the bound
     against the exact curve)."""
+    files = ExperimentPaths(experiment)
     section = {key: params[key] for key in ("sde", "model", "classifier")}
-    meta = provenance("train_noise_classifier", experiment, section, paths.dataset_files(experiment))
-    classifier_checkpoint.save(model, paths.classifier_weights(experiment), meta)
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), paths.classifier_evaluation(experiment), meta)
+    meta = provenance("train_noise_classifier", experiment, section, files.dataset_files)
+    classifier_checkpoint.save(model, files.classifier_weights, meta)
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), files.classifier_evaluation, meta)
     write_json(
         {
             "clean_test_accuracy": {k: round(v, 4) for k, v in clean.items()},
             "test_images": int(test_images),
             "bound_against_exact": bound_against_exact(table),
         },
-        paths.classifier_metrics(experiment),
+        files.classifier_metrics,
     )
 
 

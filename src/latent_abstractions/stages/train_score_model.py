@@ -17,12 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, paths, resume
+from .. import checkpoints, resume
 from ..artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
 from ..cli import run_step
 from ..datasets import base
 from ..distributed import World, close_world, device_for, init_world
 from ..errors import InputError
+from ..paths import ExperimentPaths
 from ..sde import make_sde
 from ..train import TrainConfig, Trainer, train
 
@@ -36,15 +37,16 @@ def snapshot_name(step: int) -> str:
 def write_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:
     """The final loss as metrics.json (`dvc exp show`) and the curves as TSV (`dvc plots show`),
     in dvclive's layout but without its timestamps, so equal runs give equal bytes."""
+    files = ExperimentPaths(experiment)
     final = history[-min(50, len(history)) :]
     metrics = {
         "step": len(history),
         "train": {"loss": sum(loss for _, loss, _ in final) / len(final), "learning_rate": history[-1][2]},
     }
-    write_json(metrics, paths.live_metrics(experiment))
+    write_json(metrics, files.live_metrics)
     kept = [row for row in history if (row[0] + 1) % every == 0 or row[0] + 1 == len(history)]
     for column, name in ((1, "loss"), (2, "learning_rate")):
-        with atomic_path(paths.live_plot(experiment, name)) as temporary:
+        with atomic_path(files.live_plot(name)) as temporary:
             temporary.write_text(f"step\t{name}\n" + "".join(f"{row[0] + 1}\t{row[column]:.6g}\n" for row in kept))
 
 
@@ -57,15 +59,16 @@ def train_step(experiment: str, params: dict) -> None:
 
 
 def run_training(experiment: str, params: dict, world: World) -> None:
+    files = ExperimentPaths(experiment)
     dataset = training_data(experiment, params)
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
     trainer = make_trainer(architecture, params, world)
     section = {key: params[key] for key in ("sde", "model", "train")}
-    meta = provenance("train_score_model", experiment, section, paths.dataset_files(experiment))
+    meta = provenance("train_score_model", experiment, section, files.dataset_files)
     # A resume checkpoint is used only by the same params, inputs, code and world size;
     # any other is discarded and training starts over (never a mix of two runs).
     fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"], "world": world.size})
-    partial = paths.partial_dir(experiment)
+    partial = files.partial_dir
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
     resume_or_start_over(trainer, resume_file, fingerprint, world)
 
@@ -93,10 +96,11 @@ def run_training(experiment: str, params: dict, world: World) -> None:
 
 def training_data(experiment: str, params: dict) -> base.Dataset:
     """The experiment's data set with the factors the model is conditioned on."""
+    dataset = base.load(ExperimentPaths(experiment).dataset_dir)
     try:
-        return base.load(paths.dataset_dir(experiment)).restricted(params["model"]["condition_on"])
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(f"model.condition_on: {exc}" if "unknown factor" in str(exc) else str(exc)) from None
+        return dataset.restricted(params["model"]["condition_on"])
+    except InputError as exc:  # the data set knows the factor is unknown; here, which key named it
+        raise InputError(f"model.condition_on: {exc}") from None
 
 
 def make_trainer(architecture: dict, params: dict, world: World) -> Trainer:
@@ -133,14 +137,15 @@ def resume_or_start_over(trainer: Trainer, resume_file: Path, fingerprint: str, 
 def write_outputs(experiment: str, trainer: Trainer, architecture: dict, meta: dict, snapshots: Path) -> None:
     """The final EMA weights, the loss table and metrics; the ``snapshots`` move from the
     work in progress to their place, and the rest of the work in progress goes."""
-    checkpoints.save_state(trainer.ema.shadow, architecture, paths.weights(experiment), meta)
+    files = ExperimentPaths(experiment)
+    checkpoints.save_state(trainer.ema.shadow, architecture, files.weights, meta)
     history = pd.DataFrame(trainer.history, columns=["step", "loss", "learning_rate"])
-    write_parquet(pa.Table.from_pandas(history, preserve_index=False), paths.loss_table(experiment), meta)
+    write_parquet(pa.Table.from_pandas(history, preserve_index=False), files.loss_table, meta)
     write_metrics(experiment, trainer.history, trainer.config.log_every)
-    final = paths.checkpoints_dir(experiment)
+    final = files.checkpoints_dir
     shutil.rmtree(final, ignore_errors=True)
     snapshots.rename(final)
-    shutil.rmtree(paths.partial_dir(experiment), ignore_errors=True)
+    shutil.rmtree(files.partial_dir, ignore_errors=True)
     log.info(
         "final loss (mean of last 50 steps): %.4f; %d snapshots in %s",
         history["loss"].tail(50).mean(),
