@@ -59,6 +59,7 @@ except ImportError:
 
 from latent_abstractions import checkpoints
 from latent_abstractions.conditioning import FactorConditioner
+from latent_abstractions.devices import peak_flops
 from latent_abstractions.factors import Factor
 from latent_abstractions.sde import VPSDE
 from latent_abstractions.train import TrainConfig, Trainer, denoising_loss
@@ -68,18 +69,6 @@ N_DATA = 1024  # random "images" the batches are drawn from
 HEAD_DIM = 64  # attention head width on both sides (one head where a level has fewer channels)
 COND_FREQUENCIES = 8
 PARAM_TOLERANCE = 0.10
-
-# Peak dense bf16 tensor FLOP/s by device name (first match wins); PEAK_FLOPS overrides.
-PEAK_BF16 = [
-    ("H100 PCIe", 756e12),
-    ("H100", 989e12),
-    ("H200", 989e12),
-    ("H800", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("A10", 125e12),
-    ("L4", 121e12),
-]
 
 
 @dataclasses.dataclass
@@ -271,16 +260,6 @@ def flops_per_step(model: nn.Module, setup: Setup, sde: VPSDE) -> int:
         loss.backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
-
-
-def peak_flops(device: torch.device) -> tuple[float | None, str]:
-    if os.environ.get("PEAK_FLOPS"):
-        return float(os.environ["PEAK_FLOPS"]), "PEAK_FLOPS"
-    name = torch.cuda.get_device_name(device)
-    for key, value in PEAK_BF16:
-        if key in name:
-            return value, f"{key} dense bf16"
-    return None, f"unknown for {name!r}; set PEAK_FLOPS"
 
 
 def main() -> None:

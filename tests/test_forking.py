@@ -10,6 +10,7 @@ from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
 
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base
+from latent_abstractions.factors import Factor
 from latent_abstractions.forking import parent_conditions, source_rows
 from latent_abstractions.pixels import model_range
 from latent_abstractions.stages.fork_trajectories import fork_step
@@ -148,8 +149,8 @@ def test_forward_backward_regenerates_train_and_held_out_images(tmp_path, ci_par
 
 def test_draws_of_parents_and_sources():
     factors = [
-        {"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0]},
-        {"name": "x", "kind": "continuous", "values": [4.0, 5.0]},
+        Factor("shape", "categorical", (0.0, 1.0, 2.0)),
+        Factor("x", "continuous", (4.0, 5.0)),
     ]
     drawn = parent_conditions(factors, ["shape"], 50, seed=0)
     assert list(drawn) == ["shape"] and set(drawn["shape"]) == {0.0, 1.0, 2.0}

@@ -58,8 +58,8 @@ def networks():
 def test_requested_positions_cross_the_lattice():
     grid = condition_grid(
         [
-            {"name": "x", "kind": "continuous", "values": [1.0, 2.0, 3.0]},
-            {"name": "y", "kind": "continuous", "values": [5.0, 6.0]},
+            Factor("x", "continuous", (1.0, 2.0, 3.0)),
+            Factor("y", "continuous", (5.0, 6.0)),
         ]
     )
     requested = requested_positions(grid, stride=2, per_position=3, max_conditions=100, seed=0)
@@ -71,8 +71,8 @@ def test_requested_positions_cross_the_lattice():
 def test_categorical_conditions_are_indices_and_capped():
     grid = condition_grid(
         [
-            {"name": "shape", "kind": "categorical", "values": [0.0, 1.0, 2.0, 3.0]},
-            {"name": "hue", "kind": "categorical", "values": [0.1, 0.5, 0.9]},
+            Factor("shape", "categorical", (0.0, 1.0, 2.0, 3.0)),
+            Factor("hue", "categorical", (0.1, 0.5, 0.9)),
         ]
     )
     assert list(grid["hue"]) == [0.0, 1.0, 2.0]

@@ -20,16 +20,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .factors import Factor
 from .recording import PerTrajectoryNoise, TrajectoryRecorder, condition_grid
 from .samplers import SAMPLERS
 from .sde import SDE
 
 
-def parent_conditions(factors: list[dict], names: Sequence[str], count: int, seed: int) -> dict[str, np.ndarray]:
+def parent_conditions(factors: Sequence[Factor], names: Sequence[str], count: int, seed: int) -> dict[str, np.ndarray]:
     """``count`` requested factor combinations, uniform over the named factors' values
     (a continuous factor's value, a categorical factor's index)."""
     rng = np.random.default_rng(seed)
-    grid = condition_grid([f for f in factors if f["name"] in names])
+    grid = condition_grid([f for f in factors if f.name in names])
     return {name: values[rng.integers(0, len(values), count)] for name, values in grid.items()}
 
 

@@ -255,9 +255,9 @@ def factor_grid(factor: Factor) -> np.ndarray:
     return np.arange(factor.cardinality, dtype=np.float64)
 
 
-def condition_grid(factors: Sequence[dict]) -> dict[str, np.ndarray]:
-    """:func:`factor_grid` of each factor, given in its JSON form."""
-    return {entry["name"]: factor_grid(Factor.from_dict(entry)) for entry in factors}
+def condition_grid(factors: Sequence[Factor]) -> dict[str, np.ndarray]:
+    """:func:`factor_grid` of each factor, by name."""
+    return {factor.name: factor_grid(factor) for factor in factors}
 
 
 def factor_input(factors: Sequence[Factor], requested: dict[str, np.ndarray], rows: int) -> np.ndarray:

@@ -143,7 +143,7 @@ def fork_step(experiment: str, params: dict) -> None:
     parent_condition = setup.condition("parent_condition")
     condition = branch_condition(setup, parent_condition)
     parents = settings["parents"]
-    requested = parent_conditions(setup.architecture["factors"], parent_condition, parents, settings["seed"])
+    requested = parent_conditions(setup.factors, parent_condition, parents, settings["seed"])
     layout = fork_layout(setup, fork_steps, parent_condition, condition)
     writer = setup.writer("fork_trajectories", ExperimentPaths(experiment).forks, layout)
     values = torch.as_tensor(factor_input(setup.factors, requested, parents))
