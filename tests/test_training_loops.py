@@ -11,9 +11,10 @@ import torch
 
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
+from latent_abstractions.image_rows import ImageRows
 from latent_abstractions.nets.unet import ScoreUNet
 from latent_abstractions.sde import VPSDE
-from latent_abstractions.train import TrainConfig, Trainer, train
+from latent_abstractions.train import TrainConfig, Trainer, keep_on_device, train
 
 FACTORS = [Factor("x", "continuous", (0.0, 1.0, 2.0)), Factor("shape", "categorical", (0.0, 1.0))]
 
@@ -83,3 +84,22 @@ def test_a_diverging_run_stops_in_either_loop_at_the_first_non_finite_loss(resid
     # The first update's loss is finite (computed before it); its infinite step makes the next NaN.
     assert (caught.value.step, caught.value.last_finite[0]) == (2, 1)
     assert [step for step, _, _ in chosen.history] == [0]
+
+
+def test_a_data_set_too_large_for_the_device_is_said_in_one_line_and_read_from_the_host(caplog):
+    images, _ = data()
+    source = ImageRows(images)
+    assert not keep_on_device(source, torch.device("cpu"), free_bytes=images.nbytes)  # needs twice its size
+    assert source.cache is None
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "train"]
+    assert "exceeds half the free memory of cpu" in line and "gathered from host memory" in line
+    assert keep_on_device(source, torch.device("cpu"), free_bytes=2 * images.nbytes)
+    assert source.cache is not None
+
+
+def test_bf16_without_a_cuda_device_says_so_and_trains_in_fp32(caplog):
+    chosen = trainer()
+    chosen.config.precision = "bf16"
+    bf16 = Trainer(chosen.model, chosen.sde, chosen.config, torch.device("cpu"))
+    assert not bf16.autocast._enabled
+    assert any("bf16 needs a CUDA device" in r.getMessage() for r in caplog.records if r.name == "train")

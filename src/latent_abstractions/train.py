@@ -17,6 +17,7 @@ losses are read every ``log_every`` steps, so the loop never waits for the devic
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from .image_rows import ImageRows
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
 from .sde import SDE
+
+log = logging.getLogger("train")
 
 
 @dataclasses.dataclass
@@ -128,9 +131,10 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=[device.index] if cuda else None)
         if config.compile:
             self.network = torch.compile(self.network, dynamic=False)  # fixed batch shapes: no recompiles
-        self.autocast = torch.autocast(
-            device_type="cuda", dtype=torch.bfloat16, enabled=cuda and config.precision == "bf16"
-        )
+        bf16 = config.precision == "bf16"
+        if bf16 and not (cuda and torch.cuda.is_bf16_supported()):
+            log.warning("train.precision: bf16 needs a CUDA device that has it; %s trains in fp32", device)
+        self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and bf16)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=0.0, fused=cuda
         )
@@ -211,11 +215,21 @@ class PendingLosses:
         return values[-1]
 
 
-def keep_on_device(source: ImageRows, device: torch.device) -> bool:
+def keep_on_device(source: ImageRows, device: torch.device, free_bytes: int | None = None) -> bool:
     """Keep the data set on ``device`` when it takes at most half of the free memory
-    there; otherwise each batch is gathered from host memory (docs/gpu.md)."""
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    source.keep_on(device, max_bytes=None if free is None else free // 2)
+    there (``free_bytes``, default: measured on CUDA, unbounded elsewhere); otherwise
+    say so in one line, and each batch is gathered from host memory (docs/gpu.md)."""
+    if free_bytes is None and device.type == "cuda":
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    source.keep_on(device, max_bytes=None if free_bytes is None else free_bytes // 2)
+    if source.cache is None:
+        log.warning(
+            "the data set (%.2f GiB) exceeds half the free memory of %s (%.2f GiB): batches are "
+            "gathered from host memory instead (docs/gpu.md)",
+            source.read_bytes / 2**30,
+            device,
+            free_bytes / 2**30,
+        )
     return source.cache is not None
 
 
