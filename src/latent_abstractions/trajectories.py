@@ -307,7 +307,7 @@ class Store:
     times = property(lambda self: np.asarray(self.spec.recorded_t, dtype=np.float64))
     log_snrs = property(lambda self: np.asarray(self.spec.recorded_log_snr, dtype=np.float64))
     image_shape = property(lambda self: self.spec.image_shape)
-    factors = property(lambda self: [f.to_dict() for f in self.spec.factors])  # every factor of the network
+    factors = property(lambda self: list(self.spec.factors))  # every factor of the network
     factor_names = property(lambda self: list(self.spec.factor_names))  # those with a column
     taps = property(lambda self: list(self.spec.extra.get("taps", [])))
     passes = property(lambda self: list(self.spec.extra.get("passes", [])))

@@ -30,7 +30,7 @@ HEADLINE_METRICS = ("accuracy", "r2")
 
 def measured_targets(store: trajectories.Store) -> dict[str, np.ndarray]:
     """Bump positions measured on the final images, when the store holds bumps images."""
-    names = [f["name"] for f in store.factors]
+    names = [f.name for f in store.factors]
     if set(names) != {"x", "y"} or store.image_shape[0] != 1:
         return {}
     x, y = generation_metrics.bump_centres(store.final_images())
@@ -43,7 +43,7 @@ def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
     trajectory = np.tile(selection.keys["trajectory"], len(steps))
     step = np.repeat(steps, n)
     features = {name: values.reshape(len(steps) * n, -1) for name, values in selection.features.items()}
-    kinds = {f["name"]: f["kind"] for f in store.factors if f["name"] in selection.factors}
+    kinds = {f.name: f.kind for f in store.factors if f.name in selection.factors}
     split = split_train_validation_test(
         int(trajectory.max()) + 1, settings["test_fraction"], settings["validation_fraction"], settings["seed"]
     )
