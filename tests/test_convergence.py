@@ -117,7 +117,7 @@ def test_the_gap_is_measured_on_the_train_rows_only():
 def test_the_note_names_the_gap_and_the_overlay_that_converges_it():
     note = not_converged_note(pd.Series({"mean_gap": 0.3049, "max_excess_over_entropy": 0.0}))
     assert note == "model not converged: gap 0.30 nats"
-    assert CONVERGING_NOTE == "converges with workflow/configs/cpu-study.yaml"
+    assert CONVERGING_NOTE == "longer training converges it: workflow/configs/cpu-study.yaml, then paper scale"
 
 
 def figure_texts(figure) -> list[str]:

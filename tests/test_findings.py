@@ -67,7 +67,10 @@ def test_information_verdicts_follow_the_targets():
     }
     said = dict(zip("xyz", findings.information_sentences("e", metrics)))
     assert said["x"].endswith(": PASS.") and "mean gap 0.040 nats" in said["x"]
-    assert ": MISS; model not converged: gap 0.40 nats, converges with workflow/configs/cpu-study.yaml" in said["y"]
+    assert (
+        ": MISS; model not converged: gap 0.40 nats, longer training converges it: workflow/configs/cpu-study.yaml, then paper scale"
+        in said["y"]
+    )
     assert ": MISS" in said["z"] and "not converged" not in said["z"] and "rises 0.300 nats above H" in said["z"]
     assert "stays below H" in said["x"]
 

@@ -56,7 +56,8 @@ def information_gaps(
 
 
 CONVERGING_OVERLAY = "workflow/configs/cpu-study.yaml"
-CONVERGING_NOTE = f"converges with {CONVERGING_OVERLAY}"
+# The step up from any run on a CPU, then paper scale (a CPU-tier model short of the target).
+CONVERGING_NOTE = f"longer training converges it: {CONVERGING_OVERLAY}, then paper scale"
 
 
 def gap_text(mean_gap: float) -> str:
