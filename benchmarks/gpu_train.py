@@ -51,7 +51,7 @@ SHAPES_SUBSET = {
     "scale": [0, 2, 5, 7],
     "orientation": [0, 5, 9, 14],
 }
-WINDOWS, STEPS_PER_WINDOW = 3, {"cuda": 100, "cpu": 20}
+WINDOWS, STEPS_PER_WINDOW = 5, {"cuda": 100, "cpu": 60}
 
 
 @dataclasses.dataclass
