@@ -156,17 +156,9 @@ class Trainer:
         )
         return Batch(index, t, noise, keep)
 
-    def step(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> float:
-        """One update on this rank's shard of the global batch; returns the global mean loss
-        (read at once: the host waits for the device)."""
-        rate = learning_rate_at(self.step_index, self.config)
-        value = float(self.update(x0, values, batch))
-        self.history.append((self.step_index - 1, value, rate))
-        return value
-
     def update(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """``step`` without reading the loss: the global mean loss stays on the device, and
-        the caller records it in ``history`` once read."""
+        """One update on this rank's shard of the global batch. The global mean loss stays
+        on the device; the caller reads it (``PendingLosses``) when it needs it."""
         shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
         x0, values = to(shard(x0)), to(shard(values))
         t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))

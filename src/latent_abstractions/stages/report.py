@@ -64,17 +64,16 @@ def table_html(frame: pd.DataFrame, caption: str) -> str:
     )
 
 
-def declared(inputs: list[str], files: list[ExperimentPaths], kind: str) -> list[Path]:
-    """Each experiment's file of ``kind`` (an ExperimentPaths field) that the report stage
-    reads: its declared inputs only, so a stale file of a stage an experiment does not run
-    is never taken up."""
-    return [path for path in (getattr(f, kind) for f in files) if str(path) in inputs]
+def declaring(inputs: list[str], files: list[ExperimentPaths], field: str) -> list[ExperimentPaths]:
+    """The experiments whose file ``field`` the report stage reads: its declared inputs
+    only, so a stale file of a stage an experiment does not run is never taken up."""
+    return [experiment for experiment in files if str(getattr(experiment, field)) in inputs]
 
 
 def order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for path in declared(inputs, files, "order"):
-        table = pq.read_table(path).to_pandas()
+    for experiment in declaring(inputs, files, "order"):
+        table = pq.read_table(experiment.order).to_pandas()
         wide = table.pivot(index="factor", columns="proxy", values="tau_50").sort_values("mi_exact", ascending=False)
         agreement = table.groupby("proxy")["rank_agreement_with_exact"].first().to_frame().T
         parts.append(
@@ -91,7 +90,7 @@ def order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
 
 def classifier_table(inputs: list[str], files: list[ExperimentPaths]) -> str:
     accuracy, gaps = [], []
-    for experiment in (f for f in files if str(f.classifier_metrics) in inputs):
+    for experiment in declaring(inputs, files, "classifier_metrics"):
         scores, name = json.loads(experiment.classifier_metrics.read_text()), experiment.experiment
         accuracy.append({"experiment": name, "test images": scores["test_images"], **scores["clean_test_accuracy"]})
         gaps += [{"experiment": name, "factor": factor, **gap} for factor, gap in scores["bound_against_exact"].items()]
@@ -109,7 +108,7 @@ def classifier_table(inputs: list[str], files: list[ExperimentPaths]) -> str:
 
 def accuracy_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for experiment in (f for f in files if str(f.generation_accuracy) in inputs):
+    for experiment in declaring(inputs, files, "generation_accuracy"):
         table = pq.read_table(experiment.generation_accuracy).to_pandas()
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
@@ -142,8 +141,8 @@ STYLE = (
 
 def exact_order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
-    for path in declared(inputs, files, "exact_decisions"):
-        table = pq.read_table(path).to_pandas()
+    for experiment in declaring(inputs, files, "exact_decisions"):
+        table = pq.read_table(experiment.exact_decisions).to_pandas()
         shown = table[
             ["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50", "rank_50_stability"]
         ]
@@ -177,7 +176,8 @@ def read_tables(files: ExperimentPaths, inputs: list[str]) -> dict:
     """The tables of one experiment that the findings read, among the declared inputs."""
     tables = {}
     for name, (field, kind) in FINDINGS_TABLES.items():
-        for path in declared(inputs, [files], field):
+        if declaring(inputs, [files], field):
+            path = getattr(files, field)
             tables[name] = pq.read_table(path).to_pandas() if kind == "parquet" else json.loads(path.read_text())
     return tables
 
