@@ -47,9 +47,9 @@ import numpy as np
 import torch
 
 from latent_abstractions import checkpoints
+from latent_abstractions.counter_noise import CounterNoise
 from latent_abstractions.factors import Factor
 from latent_abstractions.recording import (
-    PerTrajectoryNoise,
     TrajectoryRecorder,
     recorded_steps,
     stream_seed,
@@ -186,7 +186,7 @@ def main() -> None:
         writer.start()
         clock.writing += time.perf_counter() - start
         for batch, ids in enumerate(batches):
-            noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
+            noise = CounterNoise([stream_seed(1, 0, j) for j in ids])
             prior = sde.prior_std() * noise((len(ids), *IMAGE))
             recorder = Timed(clock, model, sde, values[ids], steps, TAPS, control, block=BLOCK)
             sampler(recorder, sde, prior, times, noise=noise)
@@ -216,7 +216,7 @@ def main() -> None:
     def bare(per_trajectory: bool = True) -> None:
         for ids in batches:
             if per_trajectory:
-                noise = PerTrajectoryNoise([stream_seed(1, 0, j) for j in ids])
+                noise = CounterNoise([stream_seed(1, 0, j) for j in ids])
                 prior = sde.prior_std() * noise((len(ids), *IMAGE))
             else:
                 generator = torch.Generator().manual_seed(int(ids[0]))

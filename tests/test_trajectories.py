@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from latent_abstractions import checkpoints, trajectories
+from latent_abstractions.counter_noise import CounterNoise
 from latent_abstractions.errors import InputError
 from latent_abstractions.factors import Factor
 from latent_abstractions.recording import (
     BlockNetwork,
-    PerTrajectoryNoise,
     TrajectoryRecorder,
     condition_grid,
     factor_input,
@@ -233,9 +233,9 @@ def test_blocks_and_streams_make_a_row_independent_of_its_batch(networks):
             assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
             assert torch.equal(torch.cat([p[1]["mid"] for p in parts]), whole[1]["mid"])
     seeds = [stream_seed(3, 0, j) for j in range(5)]
-    together = PerTrajectoryNoise(seeds)((5, 2, 3))
+    together = CounterNoise(seeds)((5, 2, 3))
     assert torch.equal(
-        torch.cat([PerTrajectoryNoise(seeds[:2])((2, 2, 3)), PerTrajectoryNoise(seeds[2:])((3, 2, 3))]),
+        torch.cat([CounterNoise(seeds[:2])((2, 2, 3)), CounterNoise(seeds[2:])((3, 2, 3))]),
         together,
     )
     assert stream_seed(3, 0, 1) != stream_seed(3, 1, 0) and stream_seed(3, 0, 1) < 2**63
@@ -249,7 +249,7 @@ def test_every_sampler_draws_its_noise_per_trajectory(networks, sampler):
     values = torch.tensor([[1.0, 1.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0]])
 
     def sample(rows):
-        noise = PerTrajectoryNoise([stream_seed(0, 0, j) for j in rows])
+        noise = CounterNoise([stream_seed(0, 0, j) for j in rows])
         prior = noise((len(rows), 1, 8, 8))
         recorder = TrajectoryRecorder(model, sde, values[rows], [], [], block=4)
         return SAMPLERS[sampler](recorder, sde, prior, times, noise=noise)

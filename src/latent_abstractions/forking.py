@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .counter_noise import CounterNoise
 from .factors import Factor
-from .recording import PerTrajectoryNoise, TrajectoryRecorder, condition_grid
+from .recording import TrajectoryRecorder, condition_grid
 from .samplers import SAMPLERS
 from .sde import SDE
 
@@ -72,7 +73,7 @@ def run(
     of ``image_shape``; z and the prior draw are each row's first draw from its stream
     (``seeds``, one per row), the sampler's noise the draws after."""
     device = values.device
-    noise = PerTrajectoryNoise(seeds, device)
+    noise = CounterNoise(seeds, device)
     if x is None and images is not None:
         t0 = torch.full((len(images),), float(times[0]), device=device)
         x = sde.marginal(images.to(device).float(), t0, noise(tuple(images.shape)))

@@ -35,27 +35,6 @@ def stream_seed(seed: int, *keys: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-class PerTrajectoryNoise:
-    """Gaussian noise drawn row by row, row i from stream i: a sampler's ``noise``. Each
-    call ``noise(shape)``, of shape (B, ...), draws row i from trajectory i's own generator,
-    so a trajectory's noise depends on its seed alone, not on the batch it is in."""
-
-    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
-        self.device = torch.device(device)
-        # Streams live on the device the noise is used on (on a GPU, one small kernel per row
-        # instead of a host draw and a copy); a CPU stream and a CUDA stream differ.
-        self.streams = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
-
-    def __call__(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        shape = tuple(int(n) for n in shape)
-        if shape[0] != len(self.streams):
-            raise ValueError(f"noise for {shape[0]} rows asked of {len(self.streams)} trajectory streams")
-        out = torch.empty(shape, dtype=dtype, device=self.device)
-        for row, stream in zip(out, self.streams):
-            row.normal_(generator=stream)
-        return out
-
-
 class BlockNetwork:
     """``model(x, t, values, keep, taps)`` evaluated ``block`` rows at a time, the last block
     padded with copies of the first row (``block`` 0: all rows at once)."""

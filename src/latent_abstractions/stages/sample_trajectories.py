@@ -13,11 +13,11 @@ import torch
 
 from .. import checkpoints
 from ..cli import run_step
+from ..counter_noise import CounterNoise
 from ..nets.unet import ScoreUNet
 from ..paths import ExperimentPaths
 from ..recording import (
     STREAM_SAMPLE,
-    PerTrajectoryNoise,
     TrajectoryRecorder,
     factor_grid,
     factor_input,
@@ -99,7 +99,7 @@ def record_batch(
     """Sample trajectories ``ids``, each from its own noise stream: the recorder's
     columns at each recorded step."""
     sample = setup.settings
-    noise = PerTrajectoryNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], setup.device)
+    noise = CounterNoise([stream_seed(sample["seed"], STREAM_SAMPLE, j) for j in ids], setup.device)
     prior = setup.sde.prior_std() * noise((len(ids), *setup.image_shape))
     recorder = TrajectoryRecorder(
         setup.model,
