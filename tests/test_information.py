@@ -236,3 +236,19 @@ def test_subset_masks_refuse_bad_probabilities(bad, message):
     settings = dict(p_none=0.1, p_all=0.1, p_single=0.5) | bad
     with pytest.raises(ValueError, match=message):
         subset_keep_mask(4, 3, **settings)
+
+
+def test_rows_per_call_change_the_grouping_not_the_estimate():
+    """One call of every draw's passes, or many small ones: the same per-draw terms
+    (the exact epsilon is row-wise, so equal to the last bit)."""
+    sde = VPSDE()
+    images, values, labels = small_bumps()
+    oracle, mixture = ExactEpsilon(sde, images, values), FiniteMixture(images, labels, values)
+    estimates = [
+        information.mutual_information(oracle, sde, mixture, t_end=1e-2, points=4, samples=64, seed=1, batch_size=rows)
+        for rows in (3, 50, 8192)
+    ]
+    for other in estimates[1:]:
+        for name, mean in estimates[0].mean.items():
+            assert np.array_equal(mean, other.mean[name]), name
+            assert np.array_equal(estimates[0].stderr[name], other.stderr[name]), name

@@ -122,12 +122,17 @@ def _run_passes(
     keep: torch.Tensor,
     values: torch.Tensor,
     device: torch.device | str,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """The model's eps for every pass in one call: (passes, B, D) float64 on ``device``."""
     passes, batch = keep.shape[:2]
     x = x.to(device, torch.float32).expand(passes, *x.shape).reshape(passes * batch, *x.shape[1:])
     ts = torch.full((passes * batch,), t, device=device)
-    eps, _ = model(x, ts, values.reshape(passes * batch, -1).to(device), keep.reshape(passes * batch, -1).to(device))
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16" and device_type == "cuda"):
+        eps, _ = model(
+            x, ts, values.reshape(passes * batch, -1).to(device), keep.reshape(passes * batch, -1).to(device)
+        )
     return eps.double().reshape(passes, batch, -1)
 
 
@@ -141,21 +146,25 @@ def score_terms(
     batch_size: int = 256,
     posteriors: list[torch.Tensor] | None = None,
     value_table: list[torch.Tensor] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """Per-draw integrands (B, K) of the two score forms at X_s = ``x`` (made with ``noise``),
-    and ``consistency`` when the exact factor ``posteriors`` and the ``value_table`` are given.
+    and ``consistency`` when the exact factor ``posteriors`` and the ``value_table`` are given,
+    on ``device``.
 
     The draws go through the model in groups: all passes of a group in one call of at
-    most ``batch_size`` rows (or one draw's passes, if more).
+    most ``batch_size`` rows (or one draw's passes, if more). ``precision`` bf16
+    autocasts the network on CUDA.
     """
     passes = 1 + values.shape[1] + sum(len(table) for table in value_table or [])
     step = max(1, batch_size // passes)
+    x, noise = x.to(device), noise.to(device)
     parts = []
     for start in range(0, len(x), step):
         rows = slice(start, start + step)
         weights = None if posteriors is None else [p[rows].to(device) for p in posteriors]
         parts.append(
-            _score_terms(model, x[rows], t, noise[rows].to(device), values[rows], device, weights, value_table)
+            _score_terms(model, x[rows], t, noise[rows], values[rows], device, weights, value_table, precision)
         )
     return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
@@ -169,9 +178,10 @@ def _score_terms(
     device: torch.device | str,
     posteriors: list[torch.Tensor] | None,
     value_table: list[torch.Tensor] | None,
+    precision: str,
 ) -> dict[str, torch.Tensor]:
     keep, inputs = _pass_inputs(values, value_table)
-    eps = _run_passes(model, x, t, keep, inputs, device)
+    eps = _run_passes(model, x, t, keep, inputs, device, precision)
     n_factors, noise = values.shape[1], noise.flatten(1).double()
     none, alone = eps[0], eps[1 : 1 + n_factors]  # (B, D), (K, B, D)
     terms = {
@@ -184,12 +194,21 @@ def _score_terms(
             mixtures.append(torch.einsum("bv,vbd->bd", p, eps[start : start + p.shape[1]]))
             start += p.shape[1]
         terms["consistency"] = (none[None] - torch.stack(mixtures)).pow(2).sum(-1).T
-    return {name: value.cpu() for name, value in terms.items()}
+    return terms
 
 
-def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    values = per_draw.double().numpy()
-    return values.mean(0), values.std(0, ddof=1) / np.sqrt(len(values))
+def _mean_and_stderr(per_draw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return per_draw.mean(0), per_draw.std(0, ddof=1) / np.sqrt(len(per_draw))
+
+
+def _on_host(terms: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Every (B, K) per-draw term on the host, in one transfer from the device that made them."""
+    names = list(terms)
+    widths = [terms[name].shape[1] for name in names]
+    made_on = next((v.device for v in terms.values() if v.device.type != "cpu"), torch.device("cpu"))
+    joined = torch.cat([terms[name].double().to(made_on) for name in names], dim=1).cpu().numpy()
+    columns = np.split(joined, np.cumsum(widths)[:-1], axis=1)
+    return dict(zip(names, columns))
 
 
 @torch.no_grad()
@@ -205,13 +224,16 @@ def mutual_information(
     batch_size: int = 256,
     exact: bool = True,
     consistency: bool = False,
+    precision: str = "fp32",
 ) -> InformationEstimate:
     """I(Y_k; X_t) on a log-SNR-uniform grid of ``points`` times from T down to ``t_end``.
 
     ``source`` is the data distribution, e.g. ``FiniteMixture(images, labels, values, rows=train_rows)``
     for the rows the model was trained on (another call with held-out rows gives the
     held-out curve). ``model(x, t, values, keep) -> (eps, taps)`` is the score network
-    (None: the exact curves only); ``batch_size`` bounds the rows per model call.
+    (None: the exact curves only); ``batch_size`` bounds the rows per model call, and
+    ``precision`` bf16 autocasts it on CUDA (checked against fp32 by
+    benchmarks/gpu_sampling.py before use). Each point's terms reach the host in one transfer.
     ``exact`` adds the source's exact quantities; ``consistency`` (a finite image set
     with one condition value per label) the model-consistency check, at the cost of
     one extra pass per factor value.
@@ -233,8 +255,11 @@ def mutual_information(
         x = sde.marginal(draw.x0, torch.full((samples,), t, dtype=torch.float64), noise).float()
         terms, posteriors = source.exact_terms(sde, x.to(device), t, draw) if exact else ({}, None)
         if model is not None:
-            terms.update(score_terms(model, x, t, noise, draw.values, device, batch_size, posteriors, value_table))
-        per_time.append({name: _mean_and_stderr(value) for name, value in terms.items()})
+            learned = score_terms(
+                model, x, t, noise, draw.values, device, batch_size, posteriors, value_table, precision
+            )
+            terms.update(learned)
+        per_time.append({name: _mean_and_stderr(value) for name, value in _on_host(terms).items()})
     mean = {name: np.stack([row[name][0] for row in per_time]) for name in per_time[0]}
     stderr = {name: np.stack([row[name][1] for row in per_time]) for name in per_time[0]}
     log_snr = sde.log_snr(times).numpy()

@@ -41,7 +41,9 @@ def information_table(model, sde, dataset, rows, settings: dict, device, distrib
         samples=settings["samples"],
         seed=settings["seed"],
         device=device,
+        batch_size=settings["batch_rows"],
         consistency=settings["consistency"],
+        precision=settings["precision"],
     )
     frame = pd.DataFrame(estimate.columns([f.name for f in dataset.factor_table]))
     frame.insert(0, "distribution", distribution)
@@ -74,6 +76,8 @@ def information_step(experiment: str, params: dict) -> None:
     model.to(device)
     sde = make_sde(params["sde"])
     settings = params["information"]
+    if settings["precision"] == "bf16" and device.type != "cuda":
+        log.warning("information.precision: bf16 needs a CUDA device; %s estimates in fp32", device)
     # The model was trained on the train rows: its curves are compared with the exact
     # curves of that distribution. Held-out rows, where there are any, are a separate curve.
     train = dataset.train_rows()
