@@ -1,7 +1,8 @@
 """Training speed against the hardware: the resident loop (``train(..., resident=True)``:
 the data set on the device, draws made there, losses read every ``log_every`` steps)
-against the host loop (each batch gathered from storage on the CPU, each loss read at
-once), side by side in one run, through the pipeline's own data path (a data set saved
+and, on CUDA, the graphed loop (the resident loop with ``train.cuda_graph``: each step
+replayed from one CUDA graph, graphed_step.py) against the host loop (each batch
+gathered from storage on the CPU, each loss read at once), side by side in one run, through the pipeline's own data path (a data set saved
 by ``datasets.base``, memory-mapped, read by ``image_rows.ImageRows``).
 
 Run from the repository root, no arguments:
@@ -16,7 +17,8 @@ forward + backward counted by ``torch.utils.flop_counter``, over the device's de
 peak, ``devices.peak_flops``; ``PEAK_FLOPS`` overrides it). On a CPU it times the default
 params' bumps model. Timed windows of the two loops alternate, so a machine that is
 busier for a while slows both; each figure is the median over its windows. The last line
-is ``speedup=<resident loop / host loop images/s>`` (the first model's, on CUDA).
+is ``speedup=<new loop / host loop images/s>``, the new loop being the graphed one on
+CUDA (the first model's) and the resident one on a CPU.
 """
 
 from __future__ import annotations
@@ -76,11 +78,15 @@ def saved_dataset(spec: dict, folder: Path) -> base.Dataset:
     return base.load(folder)
 
 
-def make_trainer(params: dict, dataset: base.Dataset, device: torch.device, steps: int) -> Trainer:
+# loop name -> (resident, cuda_graph)
+LOOPS = {"host": (False, False), "resident": (True, False), "graphed": (True, True)}
+
+
+def make_trainer(params: dict, dataset: base.Dataset, device: torch.device, steps: int, graphed: bool) -> Trainer:
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
     torch.manual_seed(0)
     model = checkpoints.build_model(architecture)
-    settings = {**params["train"], "steps": steps, "checkpoints": 0, "resume_every": 0}
+    settings = {**params["train"], "steps": steps, "checkpoints": 0, "resume_every": 0, "cuda_graph": graphed}
     settings["compile"] = settings.get("compile", False) and device.type == "cuda"
     return Trainer(model, make_sde(params["sde"]), TrainConfig(**settings), device)
 
@@ -120,25 +126,27 @@ def measure(name: str, overlay: str, experiment: str, device: torch.device) -> d
     steps = STEPS_PER_WINDOW[device.type]
     with tempfile.TemporaryDirectory() as folder:
         dataset = saved_dataset(params["dataset"], Path(folder))
-        trainers = {loop: make_trainer(params, dataset, device, steps) for loop in ("host", "resident")}
-        for loop, trainer in trainers.items():  # compile, cudnn autotuning, first-touch
-            time_window(trainer, dataset, steps, resident=loop == "resident")
-        seconds = {loop: [] for loop in trainers}
+        loops = {loop: flags for loop, flags in LOOPS.items() if device.type == "cuda" or not flags[1]}
+        trainers = {loop: make_trainer(params, dataset, device, steps, graphed) for loop, (_, graphed) in loops.items()}
+        for loop, trainer in trainers.items():  # compile, cudnn autotuning, graph capture, first-touch
+            time_window(trainer, dataset, steps, resident=loops[loop][0])
+        seconds, memory = {loop: [] for loop in trainers}, {}
         for _ in range(WINDOWS):
             for loop, trainer in trainers.items():
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                seconds[loop].append(time_window(trainer, dataset, steps, resident=loop == "resident"))
+                seconds[loop].append(time_window(trainer, dataset, steps, resident=loops[loop][0]))
+                if device.type == "cuda":  # every loop's model is held: an upper bound on its own
+                    memory[loop] = max(memory.get(loop, 0.0), torch.cuda.max_memory_allocated(device) / 2**30)
         per_image = flops_per_image(trainers["host"], dataset)
     batch = params["train"]["batch_size"]
     peak, peak_source = peak_flops(device)
     results = {}
     for loop, times in seconds.items():
         median = statistics.median(times)
-        memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        results[loop] = Measured(steps * batch / median, 1e3 * median / steps, memory)
+        results[loop] = Measured(steps * batch / median, 1e3 * median / steps, memory.get(loop))
         mfu = f", MFU {results[loop].images_per_s * per_image / peak:.1%} of {peak_source}" if peak else ""
-        memory_text = f", peak memory {memory:.1f} GiB" if memory is not None else ""
+        memory_text = f", peak memory {memory[loop]:.1f} GiB" if loop in memory else ""
         print(
             f"{name} ({loop} loop): {results[loop].images_per_s:,.0f} images/s, "
             f"{results[loop].ms_per_step:.1f} ms/step at batch {batch}{memory_text}{mfu}"
@@ -154,8 +162,10 @@ def main() -> None:
     ratios = []
     for name, overlay, experiment in models:
         results = measure(name, overlay, experiment, device)
-        ratios.append(results["resident"].images_per_s / results["host"].images_per_s)
-        print(f"{name}: resident / host loop = {ratios[-1]:.2f}")
+        for loop in results.keys() - {"host"}:
+            print(f"{name}: {loop} / host loop = {results[loop].images_per_s / results['host'].images_per_s:.2f}")
+        newest = "graphed" if "graphed" in results else "resident"
+        ratios.append(results[newest].images_per_s / results["host"].images_per_s)
     sys.stdout.flush()
     print(f"speedup={ratios[0]:.3f}")
 

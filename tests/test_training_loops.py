@@ -11,6 +11,7 @@ import torch
 
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
+from latent_abstractions.graphed_step import WARMUP_STEPS, GraphedUpdate
 from latent_abstractions.image_rows import ImageRows
 from latent_abstractions.nets.unet import ScoreUNet
 from latent_abstractions.sde import VPSDE
@@ -19,7 +20,7 @@ from latent_abstractions.train import TrainConfig, Trainer, keep_on_device, trai
 FACTORS = [Factor("x", "continuous", (0.0, 1.0, 2.0)), Factor("shape", "categorical", (0.0, 1.0))]
 
 
-def trainer(learning_rate: float = 2e-3) -> Trainer:
+def trainer(learning_rate: float = 2e-3, **options) -> Trainer:
     torch.manual_seed(0)
     model = ScoreUNet(1, FACTORS, base_channels=8, channel_mults=[1, 2], groups=4, cond_frequencies=4)
     config = TrainConfig(
@@ -33,6 +34,7 @@ def trainer(learning_rate: float = 2e-3) -> Trainer:
         ema_decay=0.99,
         seed=3,
         log_every=5,
+        **options,
     )
     return Trainer(model, VPSDE(), config, torch.device("cpu"))
 
@@ -69,7 +71,7 @@ def test_the_ema_follows_the_weights_after_a_load():
     state = {name: torch.full_like(value, 0.5) for name, value in chosen.model.state_dict().items()}
     chosen.model.load_state_dict(state)
     chosen.ema.decay = 0.0
-    chosen.ema.update()
+    chosen.ema.apply(chosen.ema.next_weight())
     for name, value in chosen.ema.shadow.items():
         if value.dtype.is_floating_point:
             assert torch.equal(value, state[name]), name
@@ -103,3 +105,39 @@ def test_bf16_without_a_cuda_device_says_so_and_trains_in_fp32(caplog):
     bf16 = Trainer(chosen.model, chosen.sde, chosen.config, torch.device("cpu"))
     assert not bf16.autocast._enabled
     assert any("bf16 needs a CUDA device" in r.getMessage() for r in caplog.records if r.name == "train")
+
+
+def same_training(a: Trainer, b: Trainer) -> None:
+    assert a.history == b.history
+    for name, value in a.ema.shadow.items():
+        assert torch.equal(b.ema.shadow[name], value), name
+
+
+def test_a_cuda_graph_asked_of_a_cpu_is_said_in_one_line_and_trains_eagerly(caplog):
+    images, values = data()
+    eager, asked = trainer(), trainer(cuda_graph=True)
+    train(eager, images, values)
+    with caplog.at_level("WARNING", logger="train"):
+        train(asked, images, values)
+    assert [r.getMessage() for r in caplog.records] == ["train.cuda_graph needs a CUDA device; cpu trains eagerly"]
+    same_training(eager, asked)
+
+
+def test_a_failed_capture_falls_back_to_the_eager_step_with_one_warning(caplog):
+    """Here the capture fails for want of CUDA; any op a graph cannot hold takes the same path."""
+    images, values = data()
+    eager, graphed = trainer(), trainer(cuda_graph=True)
+    update = GraphedUpdate(graphed)
+    source = ImageRows(images)
+    with caplog.at_level("WARNING", logger="train"):
+        for _ in range(WARMUP_STEPS + 3):
+            for chosen, step in ((eager, eager.update), (graphed, update)):
+                batch = chosen.draw(len(source), source.image_shape, 2)
+                step(source.gather(batch.index, "cpu"), torch.tensor(values)[batch.index], batch)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("train.cuda_graph: capture failed (")
+    assert update.eager and graphed.step_index == eager.step_index == WARMUP_STEPS + 3
+    for name, value in eager.model.state_dict().items():
+        assert torch.equal(graphed.model.state_dict()[name], value), name
+    for name, value in eager.ema.shadow.items():
+        assert torch.equal(graphed.ema.shadow[name], value), name

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from tqdm import tqdm
 from .conditioning import subset_keep_mask
 from .distributed import World
 from .errors import InputError, TrainingDiverged
+from .graphed_step import step_function
 from .image_rows import ImageRows
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
@@ -54,6 +56,7 @@ class TrainConfig:
     precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
     compile: bool = False
     time_sampling: str = "t"  # or "log_snr": noise levels uniform in log-SNR (training_times)
+    cuda_graph: bool = False  # replay each step from one CUDA graph (graphed_step.py)
     log_every: int = 10
 
 
@@ -79,12 +82,17 @@ class ExponentialMovingAverage:
         self._sources = [current[n].detach() for n in floating]
         self._copied = [(self.shadow[n], current[n]) for n in current if n not in floating]
 
-    @torch.no_grad()
-    def update(self) -> None:
+    def next_weight(self) -> float:
+        """Count one more update and return its lerp weight, 1 - decay."""
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        return 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def apply(self, weight: float | torch.Tensor) -> None:
+        """shadow <- shadow + weight (weights - shadow); ``weight`` a float, or a device
+        tensor that a CUDA graph reads at replay."""
         # One fused kernel for all tensors rather than one launch per tensor.
-        torch._foreach_lerp_(self._averaged, self._sources, 1.0 - decay)
+        torch._foreach_lerp_(self._averaged, self._sources, weight)
         for shadow, value in self._copied:
             shadow.copy_(value)
 
@@ -112,6 +120,16 @@ class Batch:
     keep: torch.Tensor
 
 
+class StepInputs(NamedTuple):
+    """One step's tensors on the device, in denoising_loss's argument order."""
+
+    x0: torch.Tensor
+    factor_values: torch.Tensor
+    keep: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+
+
 class Trainer:
     """One optimizer step at a time; owns the model, optimizer, EMA and batch generator."""
 
@@ -134,9 +152,12 @@ class Trainer:
         bf16 = config.precision == "bf16"
         if bf16 and not (cuda and torch.cuda.is_bf16_supported()):
             log.warning("train.precision: bf16 needs a CUDA device that has it; %s trains in fp32", device)
-        self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and bf16)
+        # No weight-cast cache: a CUDA graph cannot hold one, and each weight is used once a pass.
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16, cache_enabled=False)
+        graphed = cuda and config.cuda_graph  # a graph reads the learning rate from the device
+        rate = torch.tensor(config.learning_rate, device=device) if graphed else config.learning_rate
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=0.0, fused=cuda
+            self.model.parameters(), lr=rate, weight_decay=0.0, fused=cuda, capturable=graphed
         )
         self.ema = ExponentialMovingAverage(self.model, config.ema_decay)
         # Counter-based (Philox) on CUDA; its state goes into the resume checkpoint either way.
@@ -159,25 +180,42 @@ class Trainer:
     def update(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
         """One update on this rank's shard of the global batch. The global mean loss stays
         on the device; the caller reads it (``PendingLosses``) when it needs it."""
-        shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
-        x0, values = to(shard(x0)), to(shard(values))
-        t, noise, keep = to(shard(batch.t)), to(shard(batch.noise)), to(shard(batch.keep))
-        x0, noise = (
-            x0.contiguous(memory_format=torch.channels_last),
-            noise.contiguous(memory_format=torch.channels_last),
-        )
-        rate = learning_rate_at(self.step_index, self.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
-        with self.autocast:
-            loss = denoising_loss(self.network, self.sde, x0, values, keep, t, noise)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.ema.update()
+        inputs = self.step_inputs(x0, values, batch)
+        self.set_learning_rate()
+        loss = self.compute(inputs, self.ema.next_weight())
         self.step_index += 1
         return self.world.mean(loss.detach())
+
+    def step_inputs(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> StepInputs:
+        """This rank's shard of the batch on the device, images and noise channels_last."""
+        shard, to = self.world.shard, (lambda v: v.to(self.device, non_blocking=True))
+        last = torch.channels_last
+        return StepInputs(
+            to(shard(x0)).contiguous(memory_format=last),
+            to(shard(values)),
+            to(shard(batch.keep)),
+            to(shard(batch.t)),
+            to(shard(batch.noise)).contiguous(memory_format=last),
+        )
+
+    def set_learning_rate(self) -> None:
+        rate = learning_rate_at(self.step_index, self.config)
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)  # a kernel, no sync: what a CUDA graph's AdamW reads
+            else:
+                group["lr"] = rate
+
+    def compute(self, inputs: StepInputs, ema_weight: float | torch.Tensor) -> torch.Tensor:
+        """Forward, backward, clipping, AdamW and EMA: the work a CUDA graph captures."""
+        with self.autocast:
+            loss = denoising_loss(self.network, self.sde, *inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # foreach on CUDA
+        self.optimizer.step()
+        self.ema.apply(ema_weight)
+        return loss
 
 
 class PendingLosses:
@@ -253,6 +291,7 @@ def train(
     values = values.to(trainer.generator.device)
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
     losses = PendingLosses(trainer)
+    update = step_function(trainer)
     trainer.model.train()
     progress = tqdm(
         range(trainer.step_index, config.steps),
@@ -266,7 +305,7 @@ def train(
     for _ in progress:
         batch = trainer.draw(len(source), source.image_shape, values.shape[1])
         x0 = source.gather(batch.index, device) if on_device else source.gather(batch.index.cpu(), "cpu")
-        losses.add(trainer.update(x0, values[batch.index], batch))
+        losses.add(update(x0, values[batch.index], batch))
         step = trainer.step_index  # steps completed
         logged = step % config.log_every == 0 or step == config.steps
         resume_point = bool(on_resume_point and config.resume_every and step % config.resume_every == 0)

@@ -1,0 +1,120 @@
+"""A training step replayed from one CUDA graph: forward, backward, clipping, fused
+AdamW (learning rate read from the device) and the foreach EMA, captured once and then
+launched as a single graph a step, so the host no longer issues ~1,000 kernels a step.
+
+The batch draws and the gather stay outside the graph: they are copied into fixed input
+buffers before each replay. The first ``WARMUP_STEPS`` steps run eagerly on a side
+stream (the optimizer's state and cuDNN's kernel choice must exist before capture);
+they are real steps. A capture that fails falls back to the eager step with one warning
+naming the cause, and so does a request that cannot be met (no CUDA, several processes).
+See docs/gpu.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # train.py imports this module
+    from .train import Batch, StepInputs, Trainer
+
+log = logging.getLogger("train")
+
+WARMUP_STEPS = 3  # the PyTorch CUDA-graph recipe's eager iterations before capture
+Update = Callable[[torch.Tensor, torch.Tensor, "Batch"], torch.Tensor]
+
+
+def step_function(trainer: Trainer) -> Update:
+    """``trainer.update``, or its graphed replay when ``train.cuda_graph`` asks for it and can have it."""
+    if not trainer.config.cuda_graph:
+        return trainer.update
+    if trainer.device.type != "cuda":
+        log.warning("train.cuda_graph needs a CUDA device; %s trains eagerly", trainer.device)
+        return trainer.update
+    if trainer.world.active:
+        log.warning("train.cuda_graph: one process only (the gradient all-reduce is not captured); training eagerly")
+        return trainer.update
+    return GraphedUpdate(trainer)
+
+
+class GraphedUpdate:
+    """``trainer.update`` with the same arguments and result, replayed from a CUDA graph."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.warmed = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager = False  # after a failed capture
+        self.inputs: StepInputs | None = None
+        self.ema_weight: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+
+    def __call__(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.eager:
+            return self.trainer.update(x0, values, batch)
+        if self.warmed < WARMUP_STEPS:
+            self.warmed += 1
+            with self._side_stream():
+                return self.trainer.update(x0, values, batch)
+        inputs = self.trainer.step_inputs(x0, values, batch)
+        if self.graph is None:
+            try:
+                self._capture(inputs)
+            except Exception as exc:  # any op the graph cannot hold: never silently slower
+                cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                log.warning("train.cuda_graph: capture failed (%s); training eagerly", cause)
+                self.eager, self.graph = True, None
+                return self.trainer.update(x0, values, batch)
+        return self._replay(inputs)
+
+    def _side_stream(self):
+        if self.trainer.device.type != "cuda":
+            return contextlib.nullcontext()
+        stream = torch.cuda.Stream(self.trainer.device)
+        stream.wait_stream(torch.cuda.current_stream(self.trainer.device))
+        return _joined(stream, self.trainer.device)
+
+    def _capture(self, inputs: StepInputs) -> None:
+        """Record one step into a graph: nothing runs, the weights stay as they are. On
+        failure the optimizer is left as the eager step expects it."""
+        trainer = self.trainer
+        graph = torch.cuda.CUDAGraph()
+        groups = trainer.optimizer.param_groups
+        before = [(group["lr"], group["capturable"]) for group in groups]
+        try:
+            for group in groups:  # a resumed optimizer's state may carry a float rate
+                if not isinstance(group["lr"], torch.Tensor):
+                    group["lr"] = torch.tensor(float(group["lr"]), device=trainer.device)
+                group["capturable"] = True
+            self.inputs = type(inputs)(*(value.clone() for value in inputs))
+            self.ema_weight = torch.zeros((), device=trainer.device)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                self.loss = trainer.compute(self.inputs, self.ema_weight)
+        except Exception:
+            for group, (rate, capturable) in zip(groups, before):
+                group["lr"], group["capturable"] = rate, capturable
+            raise
+        self.graph = graph
+
+    def _replay(self, inputs: StepInputs) -> torch.Tensor:
+        trainer = self.trainer
+        for buffer, value in zip(self.inputs, inputs):
+            buffer.copy_(value, non_blocking=True)
+        trainer.set_learning_rate()
+        self.ema_weight.fill_(trainer.ema.next_weight())
+        self.graph.replay()
+        trainer.step_index += 1
+        return self.loss.detach().clone()  # the buffer is overwritten by the next replay
+
+
+@contextlib.contextmanager
+def _joined(stream: torch.cuda.Stream, device: torch.device):
+    """Run on ``stream``, then make the current stream wait for it."""
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream(device).wait_stream(stream)
