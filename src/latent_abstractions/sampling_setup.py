@@ -128,6 +128,13 @@ def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tup
     return model, metadata["architecture"], weights
 
 
+def compiled(model: ScoreUNet) -> ScoreUNet:
+    """``model`` compiled for sampling (fused kernels, one graph per input shape), with
+    the model's attributes and call. Not reduce-overhead: its CUDA graphs reuse their
+    output buffers, and a sampler step keeps one evaluation's eps while making the next."""
+    return torch.compile(model, dynamic=False)
+
+
 def prepare_sampling(experiment: str, params: dict, section: str, taps: Sequence[str] = ()) -> Sampling:
     """The network (able to record ``taps``) on the device, the SDE and the time grid of
     the experiment's params ``section``."""
@@ -140,7 +147,7 @@ def prepare_sampling(experiment: str, params: dict, section: str, taps: Sequence
         experiment=experiment,
         params=params,
         section=section,
-        model=model.to(device),
+        model=compiled(model.to(device)) if settings["compile"] else model.to(device),
         architecture=architecture,
         factors=tuple(Factor.from_dict(entry) for entry in architecture["factors"]),
         weights=weights,
