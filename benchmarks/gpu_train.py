@@ -31,11 +31,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from latent_abstractions import checkpoints
 from latent_abstractions.datasets import base, bumps, shapes
 from latent_abstractions.devices import peak_flops, select_device
+from latent_abstractions.params import experiment as experiment_section
+from latent_abstractions.params import load as load_params
 from latent_abstractions.sde import make_sde
 from latent_abstractions.train import TrainConfig, Trainer, denoising_loss, train
 
@@ -64,7 +65,8 @@ class Measured:
 
 
 def experiment_params(overlay: str, experiment: str) -> dict:
-    return yaml.safe_load((ROOT / overlay).read_text())["experiments"][experiment]
+    """One experiment's params as the pipeline reads them (validated, defaults filled)."""
+    return experiment_section(load_params(ROOT / overlay), experiment)
 
 
 def saved_dataset(spec: dict, folder: Path) -> base.Dataset:

@@ -28,8 +28,10 @@ KILL_SEED = int(os.environ.get("KILL_SEED", "20261125"))
 
 
 def environment() -> dict:
-    # One thread: the same reduction order in both runs.
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    # One thread: the same reduction order in both runs. On the CPU unless RESUME_ON_GPU=1
+    # (benchmarks/gpu_device_check.sh measures the resume on a GPU with it).
+    hidden = {} if os.environ.get("RESUME_ON_GPU") == "1" else {"CUDA_VISIBLE_DEVICES": ""}
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **hidden)
 
 
 def run(cwd, command):
