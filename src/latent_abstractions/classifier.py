@@ -22,7 +22,7 @@ from torch import nn
 from .devices import select_device
 from .errors import InputError, TrainingDiverged
 from .factors import Factor
-from .image_rows import ImageRows
+from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .schedule import TIME_SAMPLINGS, learning_rate_at, training_times
 from .sde import SDE, T_MIN, VESDE, VPSDE, make_sde
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .datasets.base import Dataset
 
 ARCHITECTURE_KIND = "noise_classifier"
-CACHE_BYTES = 1 << 30  # training rows up to this size (uint8, or floats as float32) are kept on the device
+CACHE_BYTES = 1 << 30  # off CUDA, training rows up to this size (uint8, or floats as float32) are kept in memory
 
 
 class ClassifierError(InputError):
@@ -243,8 +243,10 @@ def held_out_rows(dataset: Dataset) -> np.ndarray:
 
 def device_rows(images: np.ndarray | torch.Tensor, rows: np.ndarray, device: torch.device) -> ImageRows:
     """The images of ``rows``, floats read as float32, kept on ``device`` in that form when
-    they take at most ``CACHE_BYTES`` (else read per batch); ``gather`` maps them there."""
-    return ImageRows(images, rows, float_dtype=torch.float32).keep_on(device, max_bytes=CACHE_BYTES)
+    they fit (on CUDA half its free memory, elsewhere ``CACHE_BYTES``; else read per
+    batch); ``gather`` maps them there."""
+    budget = half_free_memory(device) if device.type == "cuda" else CACHE_BYTES
+    return ImageRows(images, rows, float_dtype=torch.float32).keep_on(device, budget, ROWS_PER_READ)
 
 
 def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str, generator: torch.Generator) -> torch.Tensor:

@@ -19,6 +19,8 @@ import torch
 
 from .pixels import stored_as_uint8, tensor_model_range
 
+ROWS_PER_READ = 16384  # rows copied to a device at a time: never the whole set in host memory at once
+
 
 class ImageRows:
     """The images of ``rows`` of ``images``, read on demand or kept on a device."""
@@ -106,3 +108,11 @@ class ImageRows:
 
 def _itemsize(dtype: np.dtype | torch.dtype) -> int:
     return dtype.itemsize if isinstance(dtype, torch.dtype) else np.dtype(dtype).itemsize
+
+
+def half_free_memory(device: torch.device | str) -> int | None:
+    """What a data set kept on ``device`` may take: half its free memory on CUDA (the rest
+    is the network's), None (no bound) elsewhere."""
+    device = torch.device(device)
+    return torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else None
+

@@ -32,7 +32,7 @@ from .conditioning import subset_keep_mask
 from .distributed import World
 from .errors import InputError, TrainingDiverged
 from .graphed_step import step_function
-from .image_rows import ImageRows
+from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
 from .sde import SDE
@@ -249,16 +249,15 @@ def keep_on_device(source: ImageRows, device: torch.device, free_bytes: int | No
     """Keep the data set on ``device`` when it takes at most half of the free memory
     there (``free_bytes``, default: measured on CUDA, unbounded elsewhere); otherwise
     say so in one line, and each batch is gathered from host memory (docs/gpu.md)."""
-    if free_bytes is None and device.type == "cuda":
-        free_bytes = torch.cuda.mem_get_info(device)[0]
-    source.keep_on(device, max_bytes=None if free_bytes is None else free_bytes // 2)
+    budget = half_free_memory(device) if free_bytes is None else free_bytes // 2
+    source.keep_on(device, max_bytes=budget, rows_per_read=ROWS_PER_READ)
     if source.cache is None:
         log.warning(
             "the data set (%.2f GiB) exceeds half the free memory of %s (%.2f GiB): batches are "
             "gathered from host memory instead (docs/gpu.md)",
             source.read_bytes / 2**30,
             device,
-            free_bytes / 2**30,
+            2 * budget / 2**30,
         )
     return source.cache is not None
 
