@@ -7,6 +7,7 @@ import torch
 
 from latent_abstractions import checkpoints
 from latent_abstractions.factors import Factor
+from latent_abstractions.nets.unet import SelfAttention
 
 from conftest import perturb
 
@@ -146,3 +147,21 @@ def test_deeper_family_member_with_attention_levels():
         x, t, torch.tensor([[2.0, 2.0], [3.0, 6.0]]), torch.ones(2, 2, dtype=torch.bool), taps=["down.2", "up.1"]
     )
     assert eps.shape == x.shape and taps["down.2"].shape == (2, 16, 4, 4) and taps["up.1"].shape == (2, 16, 8, 8)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_attention_keeps_the_memory_format_and_matches_the_plain_formulation(heads, memory_format):
+    """Self-attention over views of the channels_last map gives exactly what attention on
+    (batch, heads, tokens, head dim) reshaped from NCHW gives, and returns the input's format."""
+    torch.manual_seed(0)
+    layer = SelfAttention(16, 4, heads).to(memory_format=memory_format)
+    torch.nn.init.normal_(layer.out.weight)
+    x = torch.randn(3, 16, 8, 8).contiguous(memory_format=memory_format)
+    qkv = layer.qkv(layer.norm(x)).reshape(3, 3, heads, 16 // heads, 64)
+    q, k, v = qkv.transpose(-1, -2).contiguous().unbind(1)
+    attended = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    expected = x + layer.out(attended.transpose(-1, -2).reshape(3, 16, 8, 8))
+    got = layer(x)
+    assert torch.equal(got, expected)
+    assert got.is_contiguous(memory_format=memory_format)

@@ -115,4 +115,3 @@ def half_free_memory(device: torch.device | str) -> int | None:
     is the network's), None (no bound) elsewhere."""
     device = torch.device(device)
     return torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else None
-

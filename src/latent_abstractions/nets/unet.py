@@ -62,11 +62,19 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(batch, 3, self.heads, channels // self.heads, height * width)
-        # (batch, heads, tokens, head dim), contiguous: otherwise SDPA falls back to its unfused kernel on CPUs.
-        q, k, v = qkv.transpose(-1, -2).contiguous().unbind(1)
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        # (batch, tokens, 3, heads, head dim): views of a channels_last map, whose channels
+        # are innermost; q, k, v as (batch, heads, tokens, head dim) with the head dim contiguous.
+        qkv = self.qkv(self.norm(x)).permute(0, 2, 3, 1).reshape(batch, height * width, 3, self.heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if x.device.type == "cpu":  # the CPU's fused kernel wants them contiguous (else its unfused one)
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         attended = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(attended.transpose(-1, -2).reshape(batch, channels, height, width))
+        # One copy back to the map, in the input's memory format.
+        out = attended.transpose(1, 2).reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+        return x + self.out(
+            out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        )
 
 
 class Stage(nn.Module):
