@@ -7,7 +7,7 @@ import torch
 
 from latent_abstractions import checkpoints
 from latent_abstractions.factors import Factor
-from latent_abstractions.nets.unet import SelfAttention
+from latent_abstractions.nets.unet import SelfAttention, channels_last_group_norm
 
 from conftest import perturb
 
@@ -165,3 +165,15 @@ def test_attention_keeps_the_memory_format_and_matches_the_plain_formulation(hea
     got = layer(x)
     assert torch.equal(got, expected)
     assert got.is_contiguous(memory_format=memory_format)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_channels_last_group_norm_is_group_norm_and_keeps_the_layout(dtype):
+    """The CUDA path's arithmetic, checked on the CPU against torch's GroupNorm."""
+    torch.manual_seed(0)
+    x = (3 * torch.randn(2, 16, 5, 7) + 1).to(dtype).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(16), torch.randn(16)
+    got = channels_last_group_norm(x, 4, weight, bias, 1e-5)
+    expected = torch.nn.functional.group_norm(x.float(), 4, weight, bias, 1e-5)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got.float(), expected, atol=1e-5 if dtype == torch.float32 else 0.05)

@@ -28,15 +28,38 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+def channels_last_group_norm(x: torch.Tensor, groups: int, weight, bias, eps: float) -> torch.Tensor:
+    """GroupNorm of a channels_last (B, C, H, W) map that stays channels_last: statistics
+    in fp32 over the (B, H*W, groups, C/groups) view, the result in ``x``'s dtype."""
+    batch, channels, height, width = x.shape
+    grouped = x.permute(0, 2, 3, 1).reshape(batch, height * width, groups, channels // groups).float()
+    variance, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, correction=0)
+    normed = ((grouped - mean) * torch.rsqrt(variance + eps)).reshape(batch, height, width, channels)
+    if weight is not None:
+        normed = normed * weight.float() + bias.float()
+    return normed.to(x.dtype).permute(0, 3, 1, 2)
+
+
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm, except that on CUDA a channels_last map stays channels_last (PyTorch's
+    CUDA kernel returns NCHW, which costs two transposes around every GroupNorm -> conv
+    pair, and under torch.compile the fused kernel then follows the map's layout)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cuda" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            return channels_last_group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
 class ResidualBlock(nn.Module):
     """GroupNorm-SiLU-conv twice, with the embedding as a per-channel scale and shift."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int, groups: int):
         super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_channels)
+        self.norm1 = GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * out_channels)
-        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.norm2 = GroupNorm(groups, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -54,7 +77,7 @@ class SelfAttention(nn.Module):
     def __init__(self, channels: int, groups: int, heads: int = 1):
         super().__init__()
         self.heads = heads
-        self.norm = nn.GroupNorm(groups, channels)
+        self.norm = GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.out.weight)
@@ -140,7 +163,7 @@ class ScoreUNet(nn.Module):
             self.upsample.append(nn.Identity() if level == 0 else nn.Upsample(scale_factor=2, mode="nearest"))
             previous = width
         self.head = nn.Sequential(
-            nn.GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1)
+            GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1)
         )
 
     @property
