@@ -146,7 +146,7 @@ def _records_at(t: float, positions: torch.Tensor, generator: torch.Generator, c
         x_t = sde.marginal(context.images.gather(chunk, device), t_batch, noise)
         target = context.labels[chunk.to(device)]
         posteriors = context.mixture.factor_posteriors(x_t, sde.alpha(t_batch), sde.sigma(t_batch))
-        exact.append(entropy_terms(posteriors, target, np.asarray(context.entropies))["exact"])
+        exact.append(entropy_terms(posteriors, target, np.asarray(context.entropies))["exact"].cpu())
         for k, z in enumerate(model(x_t, t_batch)):
             log_q = torch.log_softmax(z.double(), dim=1)
             ce[k].append(-log_q.gather(1, target[:, k : k + 1])[:, 0].cpu())

@@ -49,7 +49,8 @@ def entropy_terms(posteriors: list[torch.Tensor], labels: torch.Tensor, entropy:
     - ``log_likelihood``: log p(y_b | x_b) of the draw's true label (the bound
       I >= H(Y) + E log q(Y | X_t) holds with equality for q = p).
 
-    Each (B, K) float64 on the CPU.
+    Each (B, K) float64, on the posteriors' device (the caller brings them to the host
+    together with its other terms).
     """
     columns: dict[str, list[torch.Tensor]] = {
         key: [] for key in ("conditional_entropy", "bayes_accuracy", "log_likelihood")
@@ -60,8 +61,9 @@ def entropy_terms(posteriors: list[torch.Tensor], labels: torch.Tensor, entropy:
         columns["conditional_entropy"].append(-(p * log_p).sum(1))
         columns["bayes_accuracy"].append(p.max(1).values)
         columns["log_likelihood"].append(log_p[rows, labels[:, k].to(p.device)])
-    terms = {key: torch.stack(value, 1).cpu() for key, value in columns.items()}
-    terms["exact"] = torch.as_tensor(entropy)[None, :] - terms["conditional_entropy"]
+    terms = {key: torch.stack(value, 1) for key, value in columns.items()}
+    device = terms["conditional_entropy"].device
+    terms["exact"] = torch.as_tensor(entropy, device=device)[None, :] - terms["conditional_entropy"]
     return terms
 
 
