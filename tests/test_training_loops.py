@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from latent_abstractions import resume
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
 from latent_abstractions.graphed_step import WARMUP_STEPS, GraphedUpdate
@@ -141,3 +142,17 @@ def test_a_failed_capture_falls_back_to_the_eager_step_with_one_warning(caplog):
         assert torch.equal(graphed.model.state_dict()[name], value), name
     for name, value in eager.ema.shadow.items():
         assert torch.equal(graphed.ema.shadow[name], value), name
+
+
+def test_a_resume_file_keeps_a_device_tensor_learning_rate_as_its_value(tmp_path):
+    """The graphed step holds its learning rate in a tensor and marks AdamW capturable; the
+    resume file stores the rate's value, and a resumed trainer is capturable only if it
+    was built so (a GPU run's file resumed on a CPU trains there)."""
+    saved = trainer()
+    for group in saved.optimizer.param_groups:
+        group["lr"], group["capturable"] = torch.tensor(1.5e-3), True
+    resume.save(saved, tmp_path / "resume.safetensors", "fingerprint")
+    resumed = trainer()
+    resume.load(resumed, tmp_path / "resume.safetensors")
+    group = resumed.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(1.5e-3) and group["capturable"] is False

@@ -35,9 +35,15 @@ def save(trainer: Trainer, path: Path | str, fingerprint: str) -> None:
         "fingerprint": fingerprint,
         "step": str(trainer.step_index),
         "ema_updates": str(trainer.ema.updates),
-        "param_groups": canonical_json(optimizer["param_groups"]),
+        "param_groups": canonical_json([_plain(group) for group in optimizer["param_groups"]]),
     }
     safetensors_file.write(tensors, path, metadata)
+
+
+def _plain(group: dict) -> dict:
+    """An optimizer param group as JSON can hold it: a device-tensor setting (the CUDA-graph
+    step's learning rate) as its float; graphed_step.py makes it a tensor again."""
+    return {key: float(value) if isinstance(value, torch.Tensor) else value for key, value in group.items()}
 
 
 def fingerprint_of(path: Path | str) -> str | None:
@@ -64,6 +70,8 @@ def load(trainer: Trainer, path: Path | str) -> None:
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     trainer.optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+    for group in trainer.optimizer.param_groups:  # as this trainer's device needs, not as saved
+        group["capturable"] = trainer.optimizer.defaults["capturable"]
     trainer.generator.set_state(tensors["rng.batch"])
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
