@@ -4,10 +4,12 @@ every log_every steps) makes exactly the updates of the host one (the CPU's)."""
 from __future__ import annotations
 
 import math
+import traceback
 
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from latent_abstractions import resume
 from latent_abstractions.errors import TrainingDiverged
@@ -156,3 +158,40 @@ def test_a_resume_file_keeps_a_device_tensor_learning_rate_as_its_value(tmp_path
     resume.load(resumed, tmp_path / "resume.safetensors")
     group = resumed.optimizer.param_groups[0]
     assert group["lr"] == pytest.approx(1.5e-3) and group["capturable"] is False
+
+
+class HostReads(TorchDispatchMode):
+    """Records every read of a tensor's value on the host (what a CUDA graph cannot hold)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sources: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.sources.append("".join(traceback.format_stack(limit=12)))
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_captured_work_reads_nothing_on_the_host():
+    """Forward, backward, clipping and the EMA with a device weight make no host read; the
+    CPU's AdamW reads its step count (on CUDA the graph's AdamW is fused and capturable)."""
+    chosen, (images, values) = trainer(), data()
+    source = ImageRows(images)
+    batch = chosen.draw(len(source), source.image_shape, 2)
+    inputs = chosen.step_inputs(source.gather(batch.index, "cpu"), torch.tensor(values)[batch.index], batch)
+    reads = HostReads()
+    with reads:
+        chosen.compute(inputs, torch.tensor(0.1))
+    assert [s for s in reads.sources if "torch/optim" not in s] == []
+
+
+def test_the_ema_with_a_device_weight_averages_as_with_a_float():
+    by_float, by_tensor = trainer(), trainer()
+    for chosen in (by_float, by_tensor):
+        for parameter in chosen.model.parameters():
+            parameter.data.add_(1.0)
+    by_float.ema.apply(0.3)
+    by_tensor.ema.apply(torch.tensor(0.3))
+    for name, value in by_float.ema.shadow.items():
+        assert torch.allclose(by_tensor.ema.shadow[name], value, atol=1e-6), name

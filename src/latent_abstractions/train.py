@@ -91,8 +91,12 @@ class ExponentialMovingAverage:
     def apply(self, weight: float | torch.Tensor) -> None:
         """shadow <- shadow + weight (weights - shadow); ``weight`` a float, or a device
         tensor that a CUDA graph reads at replay."""
-        # One fused kernel for all tensors rather than one launch per tensor.
-        torch._foreach_lerp_(self._averaged, self._sources, weight)
+        if isinstance(weight, torch.Tensor):  # lerp would read a tensor weight on the host
+            steps = torch._foreach_sub(self._sources, self._averaged)
+            torch._foreach_mul_(steps, weight)
+            torch._foreach_add_(self._averaged, steps)
+        else:  # one fused kernel for all tensors rather than one launch per tensor
+            torch._foreach_lerp_(self._averaged, self._sources, weight)
         for shadow, value in self._copied:
             shadow.copy_(value)
 
