@@ -67,7 +67,7 @@ class GraphedUpdate:
             except Exception as exc:  # any op the graph cannot hold: never silently slower
                 cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 log.warning("train.cuda_graph: capture failed (%s); training eagerly", cause)
-                self.eager, self.graph = True, None
+                self.eager = True
                 return self.trainer.update(x0, values, batch)
         return self._replay(inputs)
 
@@ -79,26 +79,15 @@ class GraphedUpdate:
         return _joined(stream, self.trainer.device)
 
     def _capture(self, inputs: StepInputs) -> None:
-        """Record one step into a graph: nothing runs, the weights stay as they are. On
-        failure the optimizer is left as the eager step expects it."""
+        """Record one step into a graph: nothing runs, the weights stay as they are. The
+        trainer built AdamW capturable, its rate a device tensor (resume.load keeps both)."""
         trainer = self.trainer
         graph = torch.cuda.CUDAGraph()
-        groups = trainer.optimizer.param_groups
-        before = [(group["lr"], group["capturable"]) for group in groups]
-        try:
-            for group in groups:  # a resumed optimizer's state may carry a float rate
-                if not isinstance(group["lr"], torch.Tensor):
-                    group["lr"] = torch.tensor(float(group["lr"]), device=trainer.device)
-                group["capturable"] = True
-            self.inputs = type(inputs)(*(value.clone() for value in inputs))
-            self.ema_weight = torch.zeros((), device=trainer.device)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            with torch.cuda.graph(graph):
-                self.loss = trainer.compute(self.inputs, self.ema_weight)
-        except Exception:
-            for group, (rate, capturable) in zip(groups, before):
-                group["lr"], group["capturable"] = rate, capturable
-            raise
+        self.inputs = type(inputs)(*(value.clone() for value in inputs))
+        self.ema_weight = torch.zeros((), device=trainer.device)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            self.loss = trainer.compute(self.inputs, self.ema_weight)
         self.graph = graph
 
     def _replay(self, inputs: StepInputs) -> torch.Tensor:

@@ -42,7 +42,7 @@ def save(trainer: Trainer, path: Path | str, fingerprint: str) -> None:
 
 def _plain(group: dict) -> dict:
     """An optimizer param group as JSON can hold it: a device-tensor setting (the CUDA-graph
-    step's learning rate) as its float; graphed_step.py makes it a tensor again."""
+    step's learning rate) as its float; ``load`` makes it a tensor again."""
     return {key: float(value) if isinstance(value, torch.Tensor) else value for key, value in group.items()}
 
 
@@ -70,8 +70,11 @@ def load(trainer: Trainer, path: Path | str) -> None:
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
     trainer.optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
-    for group in trainer.optimizer.param_groups:  # as this trainer's device needs, not as saved
-        group["capturable"] = trainer.optimizer.defaults["capturable"]
+    built = trainer.optimizer.defaults  # as this trainer was built, not as the file's run was
+    for group in trainer.optimizer.param_groups:
+        group["capturable"] = built["capturable"]
+        if isinstance(built["lr"], torch.Tensor):  # the graphed step reads its rate on the device
+            group["lr"] = torch.tensor(float(group["lr"]), device=built["lr"].device)
     trainer.generator.set_state(tensors["rng.batch"])
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
