@@ -43,7 +43,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from latent_abstractions.store import StoreWriter
-from latent_abstractions.trajectories import open_store, schema_for
+from latent_abstractions.store_layout import schema_for
+from latent_abstractions.trajectories import open_store
 
 TRAJECTORIES, BATCH, STEPS, REPEATS = 1024, 256, 20, 3
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_abstractions import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction
+from latent_abstractions import (
+    classifier,
+    classifier_checkpoint,
+    classifier_evaluation,
+    classifier_prediction,
+    classifier_training,
+)
 from latent_abstractions.datasets.base import Dataset
 from latent_abstractions.errors import TrainingDiverged
 from latent_abstractions.factors import Factor
@@ -73,8 +79,8 @@ def tiny_architecture(dataset: Dataset, sde=SDE) -> dict:
 @pytest.fixture(scope="module")
 def trained(one_thread):
     dataset = square_dataset()
-    config = classifier.ClassifierConfig(steps=300, batch_size=64, learning_rate=3e-3, warmup_steps=20, seed=0)
-    model, history = classifier.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
+    config = classifier_training.ClassifierConfig(steps=300, batch_size=64, learning_rate=3e-3, warmup_steps=20, seed=0)
+    model, history = classifier_training.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
     return dataset, model, history
 
 
@@ -128,8 +134,8 @@ def test_same_seed_same_weights():
     architecture = tiny_architecture(dataset)
 
     def run(seed):
-        config = classifier.ClassifierConfig(steps=8, batch_size=16, warmup_steps=2, seed=seed)
-        return classifier.train_classifier(dataset, architecture, config, device="cpu")
+        config = classifier_training.ClassifierConfig(steps=8, batch_size=16, warmup_steps=2, seed=seed)
+        return classifier_training.train_classifier(dataset, architecture, config, device="cpu")
 
     (first, first_history), (second, second_history), (other, _) = run(3), run(3), run(4)
     for name, value in first.state_dict().items():
@@ -140,15 +146,15 @@ def test_same_seed_same_weights():
 
 def test_uniform_time_sampling_and_time_draws():
     generator = torch.Generator().manual_seed(0)
-    t = classifier.draw_times(4000, SDE, 1e-3, 1.0, "log_snr", generator)
+    t = classifier_training.draw_times(4000, SDE, 1e-3, 1.0, "log_snr", generator)
     assert float(t.min()) >= 1e-3 and float(t.max()) <= 1.0
     log_snr = SDE.log_snr(t.double())
     low, high = float(SDE.log_snr(torch.tensor(1.0))), float(SDE.log_snr(torch.tensor(1e-3)))
     assert abs(float(log_snr.mean()) - (low + high) / 2) < 0.3  # uniform in log-SNR
-    uniform = classifier.draw_times(4000, SDE, 1e-3, 1.0, "t", generator)
+    uniform = classifier_training.draw_times(4000, SDE, 1e-3, 1.0, "t", generator)
     assert abs(float(uniform.mean()) - 0.5) < 0.02
     with pytest.raises(ValueError, match="unknown time sampling"):
-        classifier.draw_times(2, SDE, 1e-3, 1.0, "cosine", generator)
+        classifier_training.draw_times(2, SDE, 1e-3, 1.0, "cosine", generator)
 
 
 def test_checkpoint_round_trip_and_refusals(trained, tmp_path):
@@ -190,7 +196,9 @@ def test_one_class_factor_is_refused_by_name():
     assert "\n" not in str(error.value)
     architecture = tiny_architecture(square_dataset(copies=2))
     with pytest.raises(ValueError, match="factor 'brightness' has 1 class"):
-        classifier.train_classifier(dataset, architecture, classifier.ClassifierConfig(steps=1), device="cpu")
+        classifier_training.train_classifier(
+            dataset, architecture, classifier_training.ClassifierConfig(steps=1), device="cpu"
+        )
 
 
 def test_architecture_holds_the_sde():
@@ -223,11 +231,11 @@ def test_rows_read_the_same_from_the_device_cache_and_from_storage(monkeypatch):
 
 def test_a_diverging_classifier_training_stops_at_the_step_with_its_last_finite_loss():
     dataset = square_dataset()
-    config = classifier.ClassifierConfig(
+    config = classifier_training.ClassifierConfig(
         steps=50, batch_size=16, learning_rate=1e30, warmup_steps=0, seed=0, grad_clip=0.0
     )
     with pytest.raises(TrainingDiverged) as caught:
-        classifier.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
+        classifier_training.train_classifier(dataset, tiny_architecture(dataset), config, device="cpu")
     diverged = caught.value
     assert 2 <= diverged.step < 50 and not math.isfinite(diverged.loss)
     assert diverged.last_finite[0] == diverged.step - 1 and math.isfinite(diverged.last_finite[1])

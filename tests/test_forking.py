@@ -16,7 +16,8 @@ from latent_abstractions.pixels import model_range
 from latent_abstractions.stages.fork_trajectories import fork_step
 from latent_abstractions.stages.forward_backward import forward_backward_step
 from latent_abstractions.store import StoreWriter, partial_path
-from latent_abstractions.trajectories import PARENT_BRANCH, open_store
+from latent_abstractions.store_layout import PARENT_BRANCH
+from latent_abstractions.trajectories import open_store
 
 FORK_AT = {"at": {"kind": "steps", "steps": [0, 10, 12]}}  # 12 (t_end) has nothing to continue: left out
 

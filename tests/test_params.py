@@ -230,7 +230,7 @@ def test_training_defaults_agree_with_the_schema():
 
 
 def test_classifier_defaults_agree_with_the_schema():
-    from latent_abstractions.classifier import ClassifierConfig
+    from latent_abstractions.classifier_training import ClassifierConfig
 
     expected = schema_defaults("classifier")
     for field in dataclasses.fields(ClassifierConfig):

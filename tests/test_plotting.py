@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_abstractions import plotting, trajectories
+from latent_abstractions import plotting, store_layout
 
 T = np.geomspace(1.0, 1e-3, 6)
 FEATURES = [
     "state",
-    *(f"{kind}.{p}" for kind in ("eps", "denoised") for p in trajectories.NETWORK_PASSES),
-    *(f"{kind}.{p}.{tap}" for kind in ("act", "map") for p in trajectories.PASSES for tap in ("down.1", "mid")),
+    *(f"{kind}.{p}" for kind in ("eps", "denoised") for p in store_layout.NETWORK_PASSES),
+    *(f"{kind}.{p}.{tap}" for kind in ("act", "map") for p in store_layout.PASSES for tap in ("down.1", "mid")),
 ]
 
 
@@ -33,7 +33,7 @@ def probe_table(factors=("colour", "x")) -> pd.DataFrame:
                         target=target,
                         t=t,
                         score=rank / len(FEATURES),
-                        sees_condition=trajectories.sees_condition(feature),
+                        sees_condition=store_layout.sees_condition(feature),
                     )
                     for t in T
                 ]

@@ -1,4 +1,4 @@
-"""The trajectory store: its layout and schema (trajectories.py), streaming and resuming
+"""The trajectory store: its layout and schema (store_layout.py), streaming and resuming
 (store.py), the reader's selections and refusals, and other engines opening it."""
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import pytest
 import torch
 import yaml
 
-from latent_abstractions import checkpoints, trajectories
+from latent_abstractions import checkpoints, store_layout, trajectories
 from latent_abstractions import params as params_module
 from latent_abstractions.artifacts import PROVENANCE_KEY, canonical_json, stage_code_sha256
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base, bumps
+from latent_abstractions.errors import StoreError
 from latent_abstractions.stages.sample_trajectories import sample_step
 from latent_abstractions.store import StoreWriter, partial_path
-from latent_abstractions.trajectories import LAYOUT_KEY, SCHEMA_VERSION, StoreError, StoreLayout, open_store
+from latent_abstractions.store_layout import LAYOUT_KEY, SCHEMA_VERSION, StoreLayout
+from latent_abstractions.trajectories import open_store
 
 from conftest import ROOT, perturb, tiny_experiment
 
@@ -126,7 +128,7 @@ def test_one_directory_per_step_one_file_per_batch_and_nothing_else(sampled):
 
 def test_every_file_has_the_documented_schema_and_metadata(sampled):
     layout = trajectories.read_layout(sampled)
-    expected = trajectories.schema_for(layout)
+    expected = store_layout.schema_for(layout)
     assert expected.names[:6] == ["trajectory", "step", "t", "log_snr", "requested_x", "requested_y"]
     vectors = {"state", "eps.cond", "eps.uncond", "denoised.cond", "denoised.uncond"} | {
         f"{kind}.{p}.{tap}"
@@ -134,7 +136,7 @@ def test_every_file_has_the_documented_schema_and_metadata(sampled):
         for p in ("cond", "uncond", "random")
         for tap in ("down.1", "mid")
     }
-    assert set(trajectories.feature_columns_of(layout)) == vectors
+    assert set(store_layout.feature_columns_of(layout)) == vectors
     for path in sampled.rglob("*.parquet"):
         schema = pq.read_schema(path)
         assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in expected]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions import checkpoints, trajectories
+from latent_abstractions import checkpoints, store_layout
 from latent_abstractions.counter_noise import CounterNoise
 from latent_abstractions.errors import InputError
 from latent_abstractions.factors import Factor
@@ -169,7 +169,7 @@ def layout_of(recorder, full_maps=()) -> dict:
 def test_recorded_columns_are_the_documented_ones(networks):
     recorder, final = record(networks, full_maps=["mid"])
     assert recorder.passes == ["cond", "uncond", "random"] and sorted(recorder.records) == [0, 5, 10]
-    expected = dict(trajectories.vector_columns(layout_of(recorder, ["mid"])))
+    expected = dict(store_layout.vector_columns(layout_of(recorder, ["mid"])))
     for step, columns in recorder.records.items():
         assert list(columns) == list(expected), step  # the schema's order
         for name, values in columns.items():
@@ -183,7 +183,7 @@ def test_recorded_columns_are_the_documented_ones(networks):
     )
     assert np.allclose(recorder.records[10]["denoised.cond"], final.flatten(1).numpy(), atol=1e-6)  # the output
     assert not np.allclose(recorder.records[5]["act.cond.mid"], recorder.records[5]["act.uncond.mid"])
-    assert [f for f in expected if trajectories.sees_condition(f)] == [
+    assert [f for f in expected if store_layout.sees_condition(f)] == [
         "eps.cond",
         "denoised.cond",
         "act.cond.mid",
@@ -211,7 +211,7 @@ def test_guidance_mixes_the_passes_the_sampler_follows(networks):
 def test_unconditional_sampling_has_no_cond_pass(networks):
     recorder, final = record(networks, keep=torch.zeros(3, 2, dtype=torch.bool))
     assert recorder.passes == ["uncond", "random"]
-    assert not any(trajectories.sees_condition(c) for c in recorder.records[5])
+    assert not any(store_layout.sees_condition(c) for c in recorder.records[5])
     assert np.allclose(recorder.records[10]["denoised.uncond"], final.flatten(1).numpy(), atol=1e-6)
     subset, _ = record(networks, keep=torch.tensor([[True, False]] * 3))
     assert subset.passes == ["cond", "uncond", "random"]

@@ -14,7 +14,7 @@ from .order import fraction_covered
 from .pixels import model_range
 from .representation import ORDERED
 
-# Feature families of the probe table's ``feature`` column (trajectories.py names them):
+# Feature families of the probe table's ``feature`` column (store_layout.py names them):
 # the state X_t; a pass's outputs (eps.<pass>, denoised.<pass>: Tweedie's estimate of x_0);
 # a pass's taps (act|map|full.<pass>.<tap>); the random network's taps (the control).
 # The row of the figure says the pass: uncond (blind to the condition) on top, cond below.

@@ -15,7 +15,7 @@ from .errors import InputError
 from .factors import Factor
 from .nets.unet import ScoreUNet
 from .sde import SDE
-from .trajectories import (
+from .store_layout import (
     NETWORK_PASSES,
     activation_column,
     denoised_column,
@@ -78,7 +78,7 @@ class TrajectoryRecorder:
     ``cond`` pass). The sampler follows eps_uncond + ``guidance`` (eps_cond - eps_uncond):
     1 is the plain conditional pass (one forward pass per step), 0 the unconditional one.
     At ``record_steps`` the cond and uncond passes run as one batch with the ``taps``
-    (and ``full_maps``) and ``records[step]`` gets every column of trajectories.py;
+    (and ``full_maps``) and ``records[step]`` gets every column of store_layout.py;
     with ``state_only`` just the state. ``control``: a random network whose
     unconditional pass is recorded too (pass ``random``)."""
 

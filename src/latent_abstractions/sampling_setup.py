@@ -26,7 +26,7 @@ from .paths import ExperimentPaths
 from .recording import recorded_steps, resolve_condition, steps_before_end, time_columns
 from .sde import SDE, make_sde, time_grid
 from .store import StoreWriter
-from .trajectories import StoreLayout
+from .store_layout import StoreLayout
 
 # The section's settings every store's layout records as they are in params.
 STORED_SETTINGS = ("sampler", "steps", "spacing", "t_end", "seed", "batch_size", "eval_block")

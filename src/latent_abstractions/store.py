@@ -1,4 +1,4 @@
-"""Writing a trajectory store (its layout and schema: trajectories.py) batch by batch.
+"""Writing a trajectory store (its layout and schema: store_layout.py) batch by batch.
 
 A run writes into ``<store>.partial``: each finished batch becomes one Parquet file per
 step it touches (written under a temporary name and renamed), then is marked done in
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY, canonical_json, naming_full_disk
-from .trajectories import (
+from .store_layout import (
     LAYOUT_KEY,
     PART_KEY,
     ROW_GROUP_BYTES,
@@ -56,7 +56,7 @@ def row_bytes(schema: pa.Schema) -> int:
 
 
 class StoreWriter:
-    """``layout``: what trajectories.schema_for needs plus the row and part count of every
+    """``layout``: what store_layout.schema_for needs plus the row and part count of every
     recorded step (``rows``, ``parts``: {str(step): n}); ``provenance``: artifacts.provenance."""
 
     def __init__(self, target: Path | str, layout: dict, provenance: dict):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import generation_metrics, trajectories
+from .. import generation_metrics, store_layout, trajectories
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..paths import ExperimentPaths
@@ -64,7 +64,7 @@ def probe_table(store: trajectories.Store, settings: dict) -> pd.DataFrame:
     table = pd.concat(frames, ignore_index=True)
     times = pd.DataFrame({"step": steps, "t": selection.t, "log_snr": selection.log_snr})
     table = table.merge(times, on="step")
-    table["sees_condition"] = table["feature"].map(trajectories.sees_condition)
+    table["sees_condition"] = table["feature"].map(store_layout.sees_condition)
     return table
 
 

@@ -1,6 +1,6 @@
 """Pipeline step (study 1): M parent trajectories; from each, at every fork time tau, K
 branches with fresh noise down to t_end; the branches' and parents' final images go to
-the fork store (layout: trajectories.py), batch by batch and resumably."""
+the fork store (layout: store_layout.py), batch by batch and resumably."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ..recording import (
 )
 from ..sampling_setup import Sampling, prepare_sampling, step_columns
 from ..store import StoreWriter
-from ..trajectories import PARENT_BRANCH, StoreLayout, factor_column
+from ..store_layout import PARENT_BRANCH, StoreLayout, factor_column
 
 log = logging.getLogger("fork_trajectories")
 

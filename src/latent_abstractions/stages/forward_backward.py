@@ -1,7 +1,7 @@
 """Pipeline step (Sclocchi et al. 2024): training and held-out images noised forward to
 several times t and regenerated down to t_end (unconditionally by default); the final
 images, with their source's factors and split, go to the forward-backward store (layout:
-trajectories.py), batch by batch and resumably."""
+store_layout.py), batch by batch and resumably."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..paths import ExperimentPaths
 from ..pixels import model_range
 from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
 from ..sampling_setup import Sampling, prepare_sampling, step_columns
-from ..trajectories import StoreLayout, factor_column
+from ..store_layout import StoreLayout, factor_column
 
 log = logging.getLogger("forward_backward")
 

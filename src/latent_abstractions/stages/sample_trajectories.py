@@ -1,6 +1,6 @@
 """Pipeline step: sample trajectories for a grid of requested factor combinations and
 record, at chosen steps, states, network outputs, denoised estimates and activations
-into the trajectory store (layout: trajectories.py), batch by batch and resumably."""
+into the trajectory store (layout: store_layout.py), batch by batch and resumably."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ..recording import (
 )
 from ..samplers import SAMPLERS
 from ..sampling_setup import Sampling, prepare_sampling, step_columns
-from ..trajectories import MAP_SIZE, StoreLayout, factor_column
+from ..store_layout import MAP_SIZE, StoreLayout, factor_column
 
 log = logging.getLogger("sample_trajectories")
 

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction
+from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction, classifier_training
 from ..artifacts import provenance, write_json, write_parquet
 from ..cli import run_step
 from ..datasets import base
@@ -43,7 +43,9 @@ def classifier_step(experiment: str, params: dict) -> None:
         dataset.factor_table, dataset.images.shape[1:], sde, channels=settings["channels"], groups=settings["groups"]
     )
     train_rows, test_rows = labeller_split(dataset.train_rows(), settings["seed"])
-    model, history = classifier.train_classifier(dataset, architecture, training_config(settings), rows=train_rows)
+    model, history = classifier_training.train_classifier(
+        dataset, architecture, training_config(settings), rows=train_rows
+    )
     clean = classifier_prediction.clean_accuracy(model, dataset.images[test_rows], dataset.bins()[test_rows])
     times = log_snr_grid(sde, 1.0, settings["t_end"], settings["evaluation_points"]).numpy()
     # The training rows with fresh noise: the distribution the score model was trained on too.
@@ -60,8 +62,8 @@ def classifier_step(experiment: str, params: dict) -> None:
     )
 
 
-def training_config(settings: dict) -> classifier.ClassifierConfig:
-    return classifier.ClassifierConfig(
+def training_config(settings: dict) -> classifier_training.ClassifierConfig:
+    return classifier_training.ClassifierConfig(
         steps=settings["steps"],
         batch_size=settings["batch_size"],
         learning_rate=settings["learning_rate"],
