@@ -202,13 +202,6 @@ def write_series_csv(frame, x: str, series: list[str], value: str, target: Path 
         table.to_csv(temporary, index=False, float_format="%.6g")
 
 
-def read_provenance(path: Path | str) -> dict:
-    metadata = pq.read_schema(path).metadata or {}
-    if PROVENANCE_KEY not in metadata:
-        raise InputError(f"{path}: no provenance in its Parquet metadata")
-    return json.loads(metadata[PROVENANCE_KEY])
-
-
 def read_input_table(path: Path | str) -> pa.Table:
     """A stage's input table, or one line naming the file that is missing or unreadable."""
     if not Path(path).is_file():

@@ -12,7 +12,6 @@ from sklearn.neighbors import NearestNeighbors
 
 from .errors import InputError
 
-PHASE_TAP = "mid"  # the bottleneck: every condition passes through it, at the coarsest resolution
 NEIGHBOURS = 5
 PCA_DIMENSIONS = 3
 ISOMAP_DIMENSIONS = 2

@@ -18,7 +18,6 @@ from .factors import Factor
 SCHEMA_VERSION = 2
 LAYOUT_KEY = b"latent_abstractions.trajectory_layout"
 PART_KEY = b"latent_abstractions.store_part"
-KINDS = ("trajectories", "forks", "forward_backward")
 PASSES = ("cond", "uncond", "random")
 NETWORK_PASSES = ("cond", "uncond")
 MAP_SIZE = 4

@@ -39,7 +39,6 @@ class Shape(enum.IntEnum):
     CAPSULE = 3
 
 
-SHAPE_NAMES = tuple(shape.name.lower() for shape in Shape)
 COLUMN = {name: index for index, name in enumerate(FACTOR_NAMES)}  # a factor's column in an index table
 MIN_SIZE = 8
 SUPERSAMPLE = 3  # rays per pixel along each axis (anti-aliasing)
