@@ -91,15 +91,11 @@ def sample_store(model, sde, settings, taps, values, image_shape, noise_type) ->
 def run_forks(model, sde, settings, values, image_shape, noise_type) -> None:
     times = time_grid(sde.T, settings["t_end"], settings["steps"], sde=sde, spacing=settings["spacing"])
     keep = torch.zeros(values.shape, dtype=torch.bool, device=values.device)  # unconditional branches
-    forking.CounterNoise = noise_type  # the stage's noise, swapped for the old one when timing it
-    try:
-        for start in range(0, len(values), settings["batch_size"]):
-            rows = slice(start, start + settings["batch_size"])
-            seeds = [stream_seed(settings["seed"], 2, j) for j in range(start, start + len(values[rows]))]
-            forking.run(model, sde, settings["sampler"], times, values[rows], keep[rows], seeds,
-                        image_shape=image_shape, block=settings["eval_block"])  # fmt: skip
-    finally:
-        forking.CounterNoise = CounterNoise
+    for start in range(0, len(values), settings["batch_size"]):
+        rows = slice(start, start + settings["batch_size"])
+        seeds = [stream_seed(settings["seed"], 2, j) for j in range(start, start + len(values[rows]))]
+        forking.run(model, sde, settings["sampler"], times, values[rows], keep[rows], seeds,
+                    image_shape=image_shape, block=settings["eval_block"], noise_type=noise_type)  # fmt: skip
 
 
 def estimate(model, sde, source, settings, device, rows, precision="fp32", points=None):

@@ -2,8 +2,9 @@
 the data set on the device, draws made there, losses read every ``log_every`` steps)
 and, on CUDA, the graphed loop (the resident loop with ``train.cuda_graph``: each step
 replayed from one CUDA graph, graphed_step.py) against the host loop (each batch
-gathered from storage on the CPU, each loss read at once), side by side in one run, through the pipeline's own data path (a data set saved
-by ``datasets.base``, memory-mapped, read by ``image_rows.ImageRows``).
+gathered from storage on the CPU, each loss read at once), side by side in one run,
+through the pipeline's own data path (a data set saved by ``datasets.base``,
+memory-mapped, read by ``image_rows.ImageRows``).
 
 Run from the repository root, no arguments:
 

@@ -2,8 +2,8 @@
 its architecture, the network, and the rows it reads.
 
 Training is in classifier_training, prediction in classifier_prediction, checkpoints in
-classifier_checkpoint, the evaluation in classifier_evaluation. The method in full: docs/science.md, "The
-noise-conditional classifier bound".
+classifier_checkpoint, the evaluation in classifier_evaluation. The method in full:
+docs/science.md, "The noise-conditional classifier bound".
 """
 
 from __future__ import annotations

@@ -36,11 +36,15 @@ if TYPE_CHECKING:
     from .datasets.base import Dataset
 
 
+def _check_time_sampling(sampling: str) -> None:
+    if sampling not in TIME_SAMPLINGS:
+        raise ClassifierError(f"unknown time sampling {sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+
+
 def draw_times(n: int, sde: SDE, t_min: float, t_max: float, sampling: str, generator: torch.Generator) -> torch.Tensor:
     """``n`` training times (float32, CPU) in [t_min, t_max], drawn in float64 as
     schedule.training_times spreads them (uniform in log-SNR, in t, or mixed)."""
-    if sampling not in TIME_SAMPLINGS:
-        raise ClassifierError(f"unknown time sampling {sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+    _check_time_sampling(sampling)
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     return training_times(sde, u, sampling, t_min, t_max).float()
 
@@ -102,8 +106,7 @@ def train_classifier(
 
 
 def _check_config(config: ClassifierConfig) -> None:
-    if config.time_sampling not in TIME_SAMPLINGS:
-        raise ClassifierError(f"unknown time sampling {config.time_sampling!r}; allowed: {', '.join(TIME_SAMPLINGS)}")
+    _check_time_sampling(config.time_sampling)
     if config.steps < 1 or config.batch_size < 1:
         raise ClassifierError(f"steps and batch_size must be positive, got {config.steps}, {config.batch_size}")
 

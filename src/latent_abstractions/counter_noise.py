@@ -43,7 +43,7 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 def row_states(keys: torch.Tensor, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B,) int64 keys -> the (B, 1) 32-bit state of each row at draw ``draw``, and its key's high half."""
     low, high = keys & _MASK32, (keys >> 32) & _MASK32
-    salt = mix32(torch.tensor(draw ^ _DRAW_SALT, dtype=torch.int64, device=keys.device) & _MASK32)
+    salt = int(mix32(torch.tensor((draw ^ _DRAW_SALT) & _MASK32, dtype=torch.int64)))  # on the host: no copy a draw
     return mix32(low ^ mix32(high ^ salt))[:, None], high[:, None]
 
 

@@ -15,7 +15,7 @@ are the same whatever the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -66,14 +66,16 @@ def run(
     guidance: float = 1.0,
     block: int = 0,
     record_steps: Sequence[int] = (),
+    noise_type: Callable[[Sequence[int], torch.device], Callable] = CounterNoise,
 ) -> tuple[torch.Tensor, TrajectoryRecorder]:
     """Sample one trajectory per row of ``values`` down ``times`` and return the sampler's
     output and the recorder (holding the states at ``record_steps``). The start, X at
     times[0], is ``x``; or, given x_0 ``images``, alpha x_0 + sigma z; or else a prior draw
     of ``image_shape``; z and the prior draw are each row's first draw from its stream
-    (``seeds``, one per row), the sampler's noise the draws after."""
+    (``seeds``, one per row, made into a sampler's ``noise`` by ``noise_type``), the
+    sampler's noise the draws after."""
     device = values.device
-    noise = CounterNoise(seeds, device)
+    noise = noise_type(seeds, device)
     if x is None and images is not None:
         t0 = torch.full((len(images),), float(times[0]), device=device)
         x = sde.marginal(images.to(device).float(), t0, noise(tuple(images.shape)))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # train.py imports this module
+    from .distributed import World
     from .train import Batch, StepInputs, Trainer
 
 log = logging.getLogger("train")
@@ -28,15 +29,22 @@ WARMUP_STEPS = 3  # the PyTorch CUDA-graph recipe's eager iterations before capt
 Update = Callable[[torch.Tensor, torch.Tensor, "Batch"], torch.Tensor]
 
 
+def refusal(device: torch.device, world: World) -> str | None:
+    """Why a run on ``device`` in ``world`` cannot be graphed, as its warning; None if it can."""
+    if device.type != "cuda":
+        return f"train.cuda_graph needs a CUDA device; {device} trains eagerly"
+    if world.active:
+        return "train.cuda_graph: one process only (the gradient all-reduce is not captured); training eagerly"
+    return None
+
+
 def step_function(trainer: Trainer) -> Update:
     """``trainer.update``, or its graphed replay when ``train.cuda_graph`` asks for it and can have it."""
     if not trainer.config.cuda_graph:
         return trainer.update
-    if trainer.device.type != "cuda":
-        log.warning("train.cuda_graph needs a CUDA device; %s trains eagerly", trainer.device)
-        return trainer.update
-    if trainer.world.active:
-        log.warning("train.cuda_graph: one process only (the gradient all-reduce is not captured); training eagerly")
+    reason = refusal(trainer.device, trainer.world)
+    if reason is not None:
+        log.warning(reason)
         return trainer.update
     return GraphedUpdate(trainer)
 

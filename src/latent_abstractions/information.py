@@ -255,10 +255,9 @@ def mutual_information(
         x = sde.marginal(draw.x0, torch.full((samples,), t, dtype=torch.float64), noise).float()
         terms, posteriors = source.exact_terms(sde, x.to(device), t, draw) if exact else ({}, None)
         if model is not None:
-            learned = score_terms(
-                model, x, t, noise, draw.values, device, batch_size, posteriors, value_table, precision
+            terms.update(
+                score_terms(model, x, t, noise, draw.values, device, batch_size, posteriors, value_table, precision)
             )
-            terms.update(learned)
         per_time.append({name: _mean_and_stderr(value) for name, value in _on_host(terms).items()})
     mean = {name: np.stack([row[name][0] for row in per_time]) for name in per_time[0]}
     stderr = {name: np.stack([row[name][1] for row in per_time]) for name in per_time[0]}

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .conditioning import subset_keep_mask
 from .distributed import World
 from .errors import InputError, TrainingDiverged
-from .graphed_step import step_function
+from .graphed_step import refusal, step_function
 from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
@@ -158,7 +158,8 @@ class Trainer:
             log.warning("train.precision: bf16 needs a CUDA device that has it; %s trains in fp32", device)
         # No weight-cast cache: a CUDA graph cannot hold one, and each weight is used once a pass.
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16, cache_enabled=False)
-        graphed = cuda and config.cuda_graph  # a graph reads the learning rate from the device
+        # A graphed step reads the learning rate from the device (graphed_step.step_function).
+        graphed = config.cuda_graph and refusal(device, self.world) is None
         rate = torch.tensor(config.learning_rate, device=device) if graphed else config.learning_rate
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=rate, weight_decay=0.0, fused=cuda, capturable=graphed
