@@ -44,14 +44,25 @@ def test_every_block_is_measured_and_the_phase_reads_the_phase_tap(tmp_path, ci_
     generation = work / "data" / EXPERIMENT / "generation"
     orders = pq.read_table(generation / "representation.parquet").to_pandas()
     assert set(orders["tap"]) == {"down.0", "down.1", "mid", "up.0", "up.1"}
-    assert sorted(orders["training_step"].unique()) == list(STEPS)
-    chosen = orders[orders["phase_tap"]]
-    assert set(chosen["tap"]) == {"mid"} and len(chosen) == len(STEPS)
+    at_checkpoints = orders[orders["reference"] == "checkpoint"]
+    assert sorted(at_checkpoints["training_step"].unique()) == list(STEPS)
+    chosen = at_checkpoints[at_checkpoints["phase_tap"]]
+    assert set(chosen["tap"]) == {"down.1"} and len(chosen) == len(STEPS)  # the deepest encoder block
     for _, row in chosen.iterrows():
-        assert row["phase"] == representation.phase(row["multi_bump_fraction"], row["accuracy"], row["knn_r2"])
-    assert orders.groupby("training_step")["phase"].nunique().eq(1).all()  # one phase per checkpoint
+        assert row["phase"] == representation.representation_phase(row["intrinsic_dimension"], row["knn_r2"])
+        assert row["generation_behaviour"] == representation.generation_behaviour(
+            row["multi_bump_fraction"], row["accuracy"]
+        )
+    assert at_checkpoints.groupby("training_step")["phase"].nunique().eq(1).all()  # one phase per checkpoint
+    controls = orders[orders["reference"] != "checkpoint"].groupby("reference")
+    assert {name: len(rows) for name, rows in controls} == {"permuted": 5, "untrained": 5}
+    permuted = orders[(orders["reference"] == "permuted") & orders["phase_tap"]].iloc[0]
+    final = chosen.sort_values("training_step").iloc[-1]
+    # the same vectors on other conditions: the point cloud's dimension kept, its order gone
+    assert permuted["intrinsic_dimension"] == pytest.approx(final["intrinsic_dimension"])
+    assert permuted["knn_r2"] < final["knn_r2"]
     pictures = pq.read_table(generation / "embedding.parquet").to_pandas()
-    assert set(pictures["method"]) == {"pca", "umap"} and set(pictures["tap"]) == {"mid"}
+    assert set(pictures["method"]) == {"pca", "umap"} and set(pictures["tap"]) == {"down.1"}
     assert len(pictures) == 2 * len(STEPS) * 36 and np.isfinite(pictures[["c1", "c2"]].to_numpy()).all()
 
 

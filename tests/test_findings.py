@@ -23,38 +23,61 @@ def accuracy_table(final_x: float, final_y: float, steps=(10, 100, 1000)) -> pd.
     return pd.DataFrame(rows)
 
 
-def representation_table(phases: list[str], steps=(10, 100, 1000)) -> pd.DataFrame:
+def representation_table(phases: list[str], behaviours: list[str] | None = None, steps=(10, 100, 1000)) -> pd.DataFrame:
     rows = []
-    for step, phase in zip(steps, phases):
+    behaviours = behaviours or phases
+    controls = [("untrained", 0, "A", 9.0, 0.3), ("permuted", steps[-1], "B", 2.2, -0.2)]
+    at_checkpoints = [("checkpoint", step, phase, 2.1, 0.96) for step, phase in zip(steps, phases)]
+    for i, (reference, step, phase, dimension, knn) in enumerate(at_checkpoints + controls):
         for tap in ("down.1", "mid"):
             rows.append(
                 {
                     "training_step": step,
+                    "reference": reference,
                     "tap": tap,
-                    "phase_tap": tap == "mid",
+                    "phase_tap": tap == "down.1",
                     "phase": phase,
+                    "generation_behaviour": behaviours[i] if reference == "checkpoint" else "",
                     "accuracy": 0.97,
-                    "knn_r2": 0.96 if tap == "mid" else 0.5,
+                    "intrinsic_dimension": dimension,
+                    "knn_r2": knn if tap == "down.1" else 0.5,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def test_phase_sentences_carry_the_numbers_and_the_verdict():
-    said = findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), representation_table(["A", "B", "C"]))
-    text = " ".join(said)
-    assert "step 1000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
-    assert "phases read A, B, C: the sequence runs A→B→C in order and ends in phase C (first at step 1000)" in text
-    assert "at mid reads kNN R² 0.96" in text
+def test_phase_sentences_carry_the_numbers_both_sequences_and_their_brackets():
+    table = representation_table(["A", "B", "C"], ["A", "B", "B"])
+    text = " ".join(findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), table))
+    assert "step 1,000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
+    assert "over 3 checkpoints: A (step 10), B (step 100), C (step 1,000)" in text
+    assert "B first between steps 10 and 100; C first between steps 100 and 1,000 (in order A→B→C)" in text
+    assert (
+        "Generation behaviour (A several bumps, B one misplaced bump, C accurate): A (step 10), B (steps 100–1,000)"
+        in text
+    )
+    assert "they agree at 2 of 3 checkpoints, and differ at steps 1,000." in text
+    assert "the thresholds separate both controls" in text
     stuck = " ".join(findings.phase_sentences("bumps", accuracy_table(0.3, 0.3), representation_table(["A", "B", "B"])))
-    assert "does not run A→B→C in order to phase C" in stuck
+    assert "C never reached (not in order A→B→C ending in C)" in stuck
 
 
-def test_coupling_is_said_only_under_imbalance():
-    accuracy = accuracy_table(0.99, 0.97)
-    assert findings.coupling_sentence("b", accuracy, {"spacing_x": 1.0, "spacing_y": 1.0}) is None
-    said = findings.coupling_sentence("b", accuracy, {"spacing_x": 0.2, "spacing_y": 2.0})
-    assert "x at step 100, y at step 100" in said and "learned together" in said
+def test_controls_on_the_wrong_side_make_the_labels_inconclusive():
+    table = representation_table(["C", "C", "C"])
+    table.loc[table["reference"] == "untrained", "phase"] = "C"
+    text = findings.control_sentence("bumps", table)
+    assert "phase C (expected A)" in text and "inconclusive" in text
+
+
+def test_a_smoke_run_claims_no_transition():
+    said = findings.phase_sentences("b", accuracy_table(0.9, 0.9), representation_table(["A", "B", "C"]), False)
+    assert "no transition step is claimed" in said[-1]
+
+
+def test_an_imbalanced_lattice_alone_is_called_inconclusive():
+    assert findings.imbalance_sentence("b", {"spacing_x": 1.0, "spacing_y": 1.0}) is None
+    said = findings.imbalance_sentence("b", {"spacing_x": 0.2, "spacing_y": 2.0})
+    assert "inconclusive" in said and "1-D control" in said
 
 
 def test_information_verdicts_follow_the_targets():

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 
 import pandas as pd
 
+from . import coupling
 from .convergence import CONVERGING_NOTE, EXCESS_TARGET, GAP_TARGET, gap_text
 from .published_order import compare_with_published
-from .representation import ORDERED, phases_in_order
+from .representation import ORDERED, TWO_D, phases_in_order
 
 
 @dataclasses.dataclass
@@ -33,46 +35,161 @@ def _accuracy_at(accuracy: pd.DataFrame, step: int, axis: str) -> float:
     return float(chosen["accuracy"].iloc[0]) if len(chosen) else float("nan")
 
 
-def first_step_reaching(accuracy: pd.DataFrame, axis: str, level: float = 0.5) -> int | None:
-    curve = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == axis)].sort_values("training_step")
-    reached = curve[curve["accuracy"] >= level]
-    return int(reached["training_step"].iloc[0]) if len(reached) else None
+def checkpoint_rows(representation: pd.DataFrame) -> pd.DataFrame:
+    """The phase tap's rows at the training checkpoints (the controls left out), in order."""
+    chosen = representation[(representation["reference"] == "checkpoint") & representation["phase_tap"]]
+    return chosen.sort_values("training_step")
 
 
-def phase_sentences(experiment: str, accuracy: pd.DataFrame, representation: pd.DataFrame) -> list[str]:
-    """Final accuracy, the phase sequence and whether it runs A -> B -> C."""
-    at_tap = representation[representation["phase_tap"]].sort_values("training_step")
+def step_text(step: float) -> str:
+    return f"{step:,.0f}"
+
+
+def runs_text(steps: list[int], labels: list[str]) -> str:
+    """'A (steps 50–91), B (126–240), C (331–8,000)': each run of one label with its steps."""
+    parts, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            span = step_text(steps[start]) if i - 1 == start else f"{step_text(steps[start])}–{step_text(steps[i - 1])}"
+            parts.append(f"{labels[start]} ({'step' if i - 1 == start else 'steps'} {span})")
+            start = i
+    return ", ".join(parts)
+
+
+def transitions_text(steps: list[int], labels: list[str]) -> str:
+    """When each later phase is first reached, as the interval between the bracketing checkpoints."""
+    told = []
+    for label in "BC":
+        if label not in labels:
+            told.append(f"{label} never reached")
+            continue
+        i = labels.index(label)
+        told.append(
+            f"{label} at the first checkpoint (step {step_text(steps[0])})"
+            if i == 0
+            else f"{label} first between steps {step_text(steps[i - 1])} and {step_text(steps[i])}"
+        )
+    order = "in order A→B→C" if phases_in_order(labels) else "not in order A→B→C ending in C"
+    return f"{'; '.join(told)} ({order})"
+
+
+def control_sentence(experiment: str, representation: pd.DataFrame) -> str:
+    """The controls' geometry and labels, and whether the thresholds separate them."""
+    controls = representation[(representation["reference"] != "checkpoint") & representation["phase_tap"]]
+    expected = {"untrained": "A", "permuted": "B"}
+    found = {row["reference"]: row for _, row in controls.iterrows()}
+    parts = [
+        f"{what} network" if what == "untrained" else "the final representation with its rows permuted"
+        for what in expected
+    ]
+    told = [
+        f"{part}: dimension {found[what]['intrinsic_dimension']:.1f}, kNN R² {found[what]['knn_r2']:.2f}, "
+        f"phase {found[what]['phase']} (expected {expected[what]})"
+        for part, what in zip(parts, expected)
+        if what in found
+    ]
+    separated = all(what in found and found[what]["phase"] == label for what, label in expected.items())
+    verdict = (
+        "the thresholds separate both controls"
+        if separated
+        else "the thresholds do not separate the controls on this network, so its phase labels are inconclusive"
+    )
+    return f"{experiment}, controls: the {'; '.join(told)}: {verdict}."
+
+
+def phase_sentences(
+    experiment: str, accuracy: pd.DataFrame, representation: pd.DataFrame, phase_study: bool = True
+) -> list[str]:
+    """Final accuracy; the representation phases and the generation behaviours, each with
+    its transitions bracketed; whether they coincide; the controls."""
+    at_tap = checkpoint_rows(representation)
     final = at_tap.iloc[-1]
     step, tap = int(final["training_step"]), final["tap"]
-    phases = list(at_tap["phase"])
-    verdict = (
-        "runs A→B→C in order and ends in phase C"
-        if phases_in_order(phases)
-        else "does not run A→B→C in order to phase C"
-    )
-    reached_c = at_tap[at_tap["phase"] == "C"]
-    first_c = f" (first at step {int(reached_c['training_step'].iloc[0])})" if len(reached_c) else ""
-    return [
-        f"{experiment}: at the final checkpoint (step {step}) {percent(final['accuracy'])} of samples are "
+    steps, phases = [int(s) for s in at_tap["training_step"]], list(at_tap["phase"])
+    behaviours = list(at_tap["generation_behaviour"])
+    apart = [step_text(s) for s, p, b in zip(steps, phases, behaviours) if p != b]
+    agree = len(steps) - len(apart)
+    said = [
+        f"{experiment}: at the final checkpoint (step {step_text(step)}) {percent(final['accuracy'])} of samples are "
         f"accurate (one bump within the tolerance of the request; x {percent(_accuracy_at(accuracy, step, 'x'))}, "
         f"y {percent(_accuracy_at(accuracy, step, 'y'))}).",
-        f"Over its {len(phases)} checkpoints the phases read {', '.join(phases)}: the sequence {verdict}{first_c}; the "
-        f"representation at {tap} reads kNN R² {final['knn_r2']:.2f} (ordered at ≥ {ORDERED:g}).",
+        f"Representation phases at {tap}, from geometry alone (2-D: Levina–Bickel dimension ≤ {TWO_D:g}; ordered: "
+        f"kNN R² ≥ {ORDERED:g}), over {len(steps)} checkpoints: {runs_text(steps, phases)}; "
+        f"{transitions_text(steps, phases)}.",
+        f"Generation behaviour (A several bumps, B one misplaced bump, C accurate): {runs_text(steps, behaviours)}; "
+        f"{transitions_text(steps, behaviours)}.",
+        f"Liang et al. claim the two sequences coincide: here they agree at {agree} of {len(steps)} checkpoints"
+        + (f", and differ at steps {', '.join(apart)}." if apart else "."),
+        control_sentence(experiment, representation),
     ]
+    if not phase_study:
+        said.append(
+            f"{experiment} is not a phase study (generation.phase_study: false): its snapshots are too few to "
+            "bracket a transition, so no transition step is claimed."
+        )
+    return said
 
 
-def coupling_sentence(experiment: str, accuracy: pd.DataFrame, dataset: dict) -> str | None:
-    """Under imbalance (lattice spacings differ), when each axis first reaches 50% accuracy."""
+def imbalance_sentence(experiment: str, dataset: dict) -> str | None:
+    """An imbalanced lattice on its own tests nothing about coupling: say so."""
     if dataset.get("spacing_x") == dataset.get("spacing_y"):
         return None
-    steps = {axis: first_step_reaching(accuracy, axis) for axis in ("x", "y")}
-    told = ", ".join(f"{axis} at step {step}" if step else f"{axis} never" for axis, step in steps.items())
-    together = steps["x"] and steps["y"] and max(steps.values()) <= 2 * min(steps.values())
     return (
-        f"{experiment} is imbalanced (spacing x {dataset['spacing_x']:g} px, y {dataset['spacing_y']:g} px): "
-        f"50% accuracy is first reached {told}, so x and y are learned "
-        f"{'together (within a factor 2 of steps)' if together else 'apart'}."
+        f"{experiment} is imbalanced (spacing x {dataset['spacing_x']:g} px, y {dataset['spacing_y']:g} px), but one "
+        "model with factor dropout, one seed and no 1-D control cannot tell coupled from factorized learning: "
+        "inconclusive here (the coupling study, workflow/configs/coupling-study.yaml, tests it)."
     )
+
+
+def crossing_text(row: pd.Series) -> str:
+    if row["censored"]:
+        return (
+            f"median {step_text(row['median'])} (censored in some seed)"
+            if math.isfinite(row["median"])
+            else "not reached"
+        )
+    return f"{step_text(row['median'])} ({step_text(row['low'])}–{step_text(row['high'])}, {row['seeds']} seeds)"
+
+
+def coupling_sentences(spreads: pd.DataFrame) -> list[str]:
+    """Per coupling group: every crossing of the vanilla model against its 1-D controls,
+    the verdict per measure and level, the overall answer, and what dropout moves."""
+    said = []
+    for group in sorted(spreads["group"].unique()):
+        verdicts = {}
+        for (measure, level), chosen in spreads[spreads["group"] == group].groupby(["measure", "level"]):
+            answer, why = coupling.verdict(spreads, group, measure, level)
+            verdicts[(measure, level)] = answer
+            listed = "; ".join(
+                f"{row['axis']} {row['arm']} {crossing_text(row)}"
+                for _, row in chosen.sort_values(["axis", "arm"]).iterrows()
+            )
+            said.append(
+                f"Coupling ({group}), {measure} reaching {level:g}, step median (range): {listed}: {answer} ({why})."
+            )
+        answers = set(verdicts.values())
+        overall = answers.pop() if len(answers) == 1 else "inconclusive"
+        depends = (
+            ""
+            if len(set(verdicts.values())) == 1
+            else (
+                ": the answer depends on the measure and level ("
+                + ", ".join(f"{m} at {lv:g}: {a}" for (m, lv), a in sorted(verdicts.items()))
+                + ")"
+            )
+        )
+        said.append(f"Coupling ({group}), Liang et al.'s claim that x and y are learned coupled: {overall}{depends}.")
+        shifts = [
+            f"{measure} at {level:g}: {moved}"
+            for (measure, level) in sorted(verdicts)
+            if (moved := coupling.dropout_shift(spreads, group, measure, level)) is not None
+        ]
+        if shifts:
+            said.append(
+                f"Coupling ({group}), factor dropout (the masked model against the vanilla seed range) moves the "
+                f"crossings of: {'; '.join(shifts)}."
+            )
+    return said
 
 
 def estimate_verdict(mean_gap: float, excess: float | None) -> str:

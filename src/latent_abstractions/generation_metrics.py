@@ -68,8 +68,11 @@ def assess(
     tolerance: float = DEFAULT_TOLERANCE,
     threshold: float = DEFAULT_THRESHOLD,
     radius: int = DEFAULT_RADIUS,
+    spacing: tuple[float, float] = (np.inf, np.inf),
 ) -> dict[str, np.ndarray]:
-    """Per image: bump count, fitted centre, errors and accuracy (overall and per axis).
+    """Per image: bump count, fitted centre, errors and accuracy (overall and per axis),
+    within ``tolerance`` pixels and (``*_half_spacing``) within half of each axis's lattice
+    ``spacing``: a tolerance comparable across axes whose lattices differ.
     ``requested_y`` None: stripe images, judged on x alone."""
     count = count_bumps(images, threshold)
     x, y = bump_centres(images, radius)
@@ -85,4 +88,7 @@ def assess(
         "accurate_x": single & (error_x <= tolerance),
         "accurate_y": single & (error_y <= tolerance),
         "accurate": single & (error_x <= tolerance) & (error_y <= tolerance),
+        "accurate_x_half_spacing": single & (error_x <= spacing[0] / 2),
+        "accurate_y_half_spacing": single & (error_y <= spacing[1] / 2),
+        "accurate_half_spacing": single & (error_x <= spacing[0] / 2) & (error_y <= spacing[1] / 2),
     }

@@ -11,6 +11,13 @@ import numpy as np
 from .representation import pca_embedding
 
 UMAP_NEIGHBOURS = 15
+PICTURED_CHECKPOINTS = 8
+
+
+def pictured(steps: list[int], columns: int = PICTURED_CHECKPOINTS) -> list[int]:
+    """The checkpoints pictured: the first, the last and evenly between, at most ``columns``."""
+    steps = sorted(steps)
+    return [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).round().astype(int))]
 
 
 def umap_embedding(activations: np.ndarray, seed: int) -> np.ndarray:

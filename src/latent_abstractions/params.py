@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from .factors import factor_names
+from .snapshot_schedule import checkpoint_steps, snapshot_ratio
 
 SCHEMA_PATH = Path("workflow/schemas/params.schema.yaml")
 MAX_ALIASES = 100
@@ -109,7 +110,52 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
         raise ParamsError(_one_line(error))
     _check_ordered_pairs(params)
     _check_consistency(params)
+    _check_phase_schedules(params)
+    _check_coupling_groups(params)
     return params
+
+
+MIN_PHASE_SNAPSHOTS = 16  # snapshots after the warm-up that a phase study needs
+MAX_SNAPSHOT_RATIO = 1.5  # the widest step ratio a transition may be bracketed by
+MIN_COUPLING_SEEDS = 3
+
+
+def _check_phase_schedules(params: dict) -> None:
+    """A phase study whose snapshots are too few or too far apart to bracket a transition."""
+    for name, experiment in params["experiments"].items():
+        generation = experiment.get("generation") or {}
+        if experiment["scope"] == "exact" or experiment["dataset"]["kind"] != "bumps":
+            continue
+        if not generation.get("phase_study", False):
+            continue
+        train = experiment["train"]
+        steps = checkpoint_steps(train["steps"], train["checkpoints"], train["warmup_steps"])
+        ratio = snapshot_ratio(steps)
+        if len(steps) < MIN_PHASE_SNAPSHOTS or ratio > MAX_SNAPSHOT_RATIO:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.train.checkpoints = {train['checkpoints']}: the phase study needs "
+                f"at least {MIN_PHASE_SNAPSHOTS} snapshots after the warm-up at most {MAX_SNAPSHOT_RATIO:g}x apart; "
+                f"this schedule gives {len(steps)}, up to {ratio:.2f}x apart (more checkpoints, or "
+                f"generation.phase_study: false)"
+            )
+
+
+def _check_coupling_groups(params: dict) -> None:
+    """Every coupling group has its vanilla model and both 1-D controls, each with enough seeds."""
+    seeds: dict[str, dict[str, set]] = {}
+    for experiment in params["experiments"].values():
+        if "coupling" in experiment:
+            place = experiment["coupling"]
+            arms = seeds.setdefault(place["group"], {})
+            arms.setdefault(place["arm"], set()).add(experiment["train"]["seed"])
+    for group, arms in sorted(seeds.items()):
+        for arm in ("vanilla", "control_x", "control_y"):
+            found = len(arms.get(arm, ()))
+            if found < MIN_COUPLING_SEEDS:
+                raise ParamsError(
+                    f"params.yaml: coupling group {group!r} has {found} seed(s) of arm {arm!r}; the study needs "
+                    f"at least {MIN_COUPLING_SEEDS} (distinct train.seed) of vanilla, control_x and control_y"
+                )
 
 
 def _numbers(node: Any, path: tuple = ()):

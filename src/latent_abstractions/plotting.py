@@ -10,9 +10,10 @@ import pandas as pd
 
 from .convergence import CONVERGING_NOTE, information_gaps, not_converged_note
 from .figure_style import captioned  # also sets the backend and the style
+from .manifold_pictures import pictured
 from .order import fraction_covered
 from .pixels import model_range
-from .representation import ORDERED
+from .representation import ORDERED, TWO_D
 
 # Feature families of the probe table's ``feature`` column (store_layout.py names them):
 # the state X_t; a pass's outputs (eps.<pass>, denoised.<pass>: Tweedie's estimate of x_0);
@@ -340,19 +341,20 @@ def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
 
 @captioned(
     "Bumps over training: the fraction of accurate samples per axis, inside and outside the held-out "
-    "region (x and y on one panel: under imbalance they should rise together if learned as one 2-D "
-    "task); the failure modes; the order of the condition's representation at every block "
-    "(leave-one-out kNN R^2 of the requested (x, y) from the whole activation maps; the phase tap "
-    "thick, the dashed line the 0.9 threshold of order); and the phase tap's order per axis, with "
-    "trustworthiness, continuity and the PCA-3 linear R^2 (a diagnostic that a curved ordered "
-    "manifold fails). The phase (A, B, C) of each checkpoint is written above."
+    "region, and the failure modes, with the generation behaviour of each checkpoint above (A several "
+    "bumps, B one misplaced bump, C accurate); the geometry of the condition's representation at every "
+    "block: its order (leave-one-out kNN R^2 of the requested (x, y) from the whole activation maps; "
+    "dashed: the 0.9 threshold) and its Levina-Bickel intrinsic dimension (dashed: the 2-D threshold), "
+    "the phase tap thick, its two controls as grey marks at the right (x: the untrained network, +: the "
+    "final representation with its rows permuted); and the phase tap's order per axis. The representation "
+    "phase from geometry alone (A not 2-D, B 2-D disordered, C 2-D ordered) is written above the "
+    "geometry panels."
 )
 def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFrame) -> plt.Figure:
-    """Bumps over training: accuracy per axis (x and y on one panel: the imbalance study
-    asks whether they are learned together), inside and outside the held-out region, the
-    multi-bump fraction, the order of the representation at every tap, and the phase tap's
-    order per axis, with the phase above each checkpoint."""
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    """Bumps over training: accuracy and failure modes with the generation behaviour above,
+    order and intrinsic dimension per tap with the controls, and the phase tap's order per
+    axis, with the representation phase above."""
+    fig, axes = plt.subplots(1, 5, figsize=(21, 4.4))
     for (region, axis), curve in accuracy.groupby(["region", "axis"]):
         curve = curve.sort_values("training_step")
         style = {"x": "-", "y": "--", "both": ":"}[axis]
@@ -360,18 +362,31 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
     overall = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == "both")].sort_values("training_step")
     axes[1].plot(overall["training_step"], overall["multi_bump_fraction"], marker="o", ms=3, label="several bumps")
     axes[1].plot(overall["training_step"], overall["no_bump_fraction"], marker="o", ms=3, label="no bump")
-    for tap, curve in representation.groupby("tap"):
+    checkpoints = representation[representation["reference"] == "checkpoint"]
+    controls = representation[representation["reference"] != "checkpoint"]
+    last_step = checkpoints["training_step"].max()
+    for tap, curve in checkpoints.groupby("tap"):
         curve = curve.sort_values("training_step")
         thick = bool(curve["phase_tap"].iloc[0])
-        axes[2].plot(
-            curve["training_step"],
-            curve["knn_r2"],
-            marker="o",
-            ms=3,
-            lw=2.5 if thick else 1,
-            label=f"{tap}{' (phase tap)' if thick else ''}",
-        )
-    chosen = representation[representation["phase_tap"]].sort_values("training_step")
+        for ax, column in ((axes[2], "knn_r2"), (axes[3], "intrinsic_dimension")):
+            line = ax.plot(
+                curve["training_step"],
+                curve[column],
+                marker="o",
+                ms=3,
+                lw=2.5 if thick else 1,
+                label=f"{tap}{' (phase tap)' if thick else ''}",
+            )[0]
+            for _, control in controls[controls["tap"] == tap].iterrows():
+                ax.plot(
+                    last_step * 1.5,
+                    control[column],
+                    ls="",
+                    color=line.get_color(),
+                    marker="x" if control["reference"] == "untrained" else "+",
+                    ms=7,
+                )
+    chosen = checkpoints[checkpoints["phase_tap"]].sort_values("training_step")
     for column, label in (
         ("knn_r2_x", "kNN R$^2$ x"),
         ("knn_r2_y", "kNN R$^2$ y"),
@@ -379,7 +394,7 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
         ("continuity", "continuity"),
         ("r2_pca", "PCA-3 linear R$^2$ (diagnostic)"),
     ):
-        axes[3].plot(
+        axes[4].plot(
             chosen["training_step"],
             chosen[column],
             marker="o",
@@ -387,18 +402,34 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
             label=label,
             ls=":" if column == "r2_pca" else "-",
         )
-    for ax in axes[2:]:
-        ax.axhline(ORDERED, color="grey", lw=0.6, ls="--")
-        for step, phase in zip(chosen["training_step"], chosen["phase"]):
-            ax.annotate(phase, (step, 1.03), ha="center", fontsize=8, annotation_clip=False)
+    axes[2].axhline(ORDERED, color="grey", lw=0.6, ls="--")
+    axes[4].axhline(ORDERED, color="grey", lw=0.6, ls="--")
+    axes[3].axhline(TWO_D, color="grey", lw=0.6, ls="--")
+    _label_checkpoints(axes[:2], chosen["training_step"], chosen["generation_behaviour"])
+    _label_checkpoints(axes[2:], chosen["training_step"], chosen["phase"])
     tap = chosen["tap"].iloc[0]
-    titles = ("accurate samples", "failure modes", "order (kNN R$^2$ of x, y) per tap", f"order at {tap}, per axis")
+    titles = (
+        "accurate samples",
+        "failure modes",
+        "order (kNN R$^2$ of x, y) per tap",
+        "intrinsic dimension per tap",
+        f"order at {tap}, per axis",
+    )
     for ax, title in zip(axes, titles):
-        ax.set(xscale="log", xlabel="training step", ylim=(-0.02, 1.08))
+        ax.set(xscale="log", xlabel="training step")
+        if ax is not axes[3]:
+            ax.set_ylim(-0.02, 1.08)
         ax.set_title(title, pad=14)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def _label_checkpoints(axes, steps, labels) -> None:
+    """A letter just above the top of each of ``axes`` at each checkpoint."""
+    for ax in axes:
+        for step, label in zip(steps, labels):
+            ax.annotate(label, (step, 1.01), xycoords=ax.get_xaxis_transform(), ha="center", fontsize=7)
 
 
 @captioned(
@@ -441,12 +472,11 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
     "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
     "order measure."
 )
-def representation_pictures(embedding: pd.DataFrame, columns: int = 8) -> plt.Figure:
-    """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at up to ``columns``
-    checkpoints, the first, last and evenly between: each requested (x, y) a dot coloured
-    by x, joined to its lattice neighbours along x (thin) so that order shows as a mesh."""
-    steps = sorted(embedding["training_step"].unique())
-    chosen = [steps[i] for i in np.unique(np.linspace(0, len(steps) - 1, min(columns, len(steps))).round().astype(int))]
+def representation_pictures(embedding: pd.DataFrame) -> plt.Figure:
+    """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at the pictured checkpoints
+    (manifold_pictures.pictured): each requested (x, y) a dot coloured by x, joined to its
+    lattice neighbours along x (thin) so that order shows as a mesh."""
+    chosen = pictured(sorted(embedding["training_step"].unique()))
     methods = ("pca", "umap")
     fig, axes = plt.subplots(len(methods), len(chosen), figsize=(2.5 * len(chosen) + 1.5, 5.6), squeeze=False)
     for row, method in enumerate(methods):

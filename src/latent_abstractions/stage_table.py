@@ -83,6 +83,12 @@ def _is_full(experiment: dict) -> bool:
     return experiment.get("scope", "full") == "full"
 
 
+def _trains(experiment: dict) -> bool:
+    """Whether the experiment trains a score model: ``scope: full``, or ``scope: generation``
+    (training and the bumps evaluation over training alone: the coupling study's models)."""
+    return experiment.get("scope", "full") in ("full", "generation")
+
+
 def _is_bumps(experiment: dict) -> bool:
     return experiment["dataset"]["kind"] == "bumps" and experiment["dataset"]["profile"] == "bump"
 
@@ -94,6 +100,10 @@ def _is_shapes(experiment: dict) -> bool:
 def _full_and(condition: Callable[[dict], bool] | None = None) -> Callable[[dict], bool]:
     """A full-scope experiment that also meets ``condition`` (any, when None)."""
     return lambda experiment: _is_full(experiment) and (condition is None or condition(experiment))
+
+
+def _trained_bumps(experiment: dict) -> bool:
+    return _trains(experiment) and _is_bumps(experiment)
 
 
 DATASET = (paths.IMAGES, paths.FACTORS)
@@ -138,7 +148,7 @@ STAGES: tuple[Stage, ...] = (
         directories=(paths.CHECKPOINTS,),
         metrics=(paths.LIVE_METRICS,),
         plots=LIVE_PLOTS,
-        applies_to=_full_and(),
+        applies_to=_trains,
         priority=10,
     ),
     Stage(
@@ -195,7 +205,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=DATASET + (paths.CHECKPOINTS,),
         outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
         params=("sde", "model", "generation"),
-        applies_to=_full_and(_is_bumps),
+        applies_to=_trained_bumps,
         priority=4,
         plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),),
     ),
@@ -277,7 +287,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
         outputs=_figure("generation") + _figure("representation"),
         params=(),
-        applies_to=_full_and(_is_bumps),
+        applies_to=_trained_bumps,
     ),
     Stage(
         "plot_proxies",
@@ -295,7 +305,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=(paths.LOSS,),
         outputs=_figure("loss"),
         params=(),
-        applies_to=_full_and(),
+        applies_to=_trains,
     ),
 )
 

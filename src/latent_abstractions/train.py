@@ -36,6 +36,7 @@ from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .nets.unet import ScoreUNet
 from .schedule import learning_rate_at, training_times
 from .sde import SDE
+from .snapshot_schedule import checkpoint_steps
 
 log = logging.getLogger("train")
 
@@ -51,20 +52,13 @@ class TrainConfig:
     keep_single: float
     ema_decay: float
     seed: int
-    checkpoints: int = 8  # log-spaced EMA snapshots kept along training
+    checkpoints: int = 17  # log-spaced EMA snapshots from the end of the warm-up to the last step
     resume_every: int = 500  # rolling resume checkpoint every n steps (0: never)
     precision: str = "fp32"  # or "bf16" (autocast, CUDA only)
     compile: bool = False
     time_sampling: str = "t"  # or "log_snr": noise levels uniform in log-SNR (training_times)
     cuda_graph: bool = False  # replay each step from one CUDA graph (graphed_step.py)
     log_every: int = 10
-
-
-def checkpoint_steps(steps: int, count: int) -> list[int]:
-    """``count`` (or fewer, once rounded) log-spaced steps in 1..steps, the last always included."""
-    if count <= 0:
-        return [steps]
-    return sorted(set(np.geomspace(1, steps, count).round().astype(int).tolist()) | {steps})
 
 
 class ExponentialMovingAverage:
@@ -293,7 +287,7 @@ def train(
     resident = device.type == "cuda" if resident is None else resident
     on_device = resident and keep_on_device(source, device)
     values = values.to(trainer.generator.device)
-    snapshots = set(checkpoint_steps(config.steps, config.checkpoints))
+    snapshots = set(checkpoint_steps(config.steps, config.checkpoints, config.warmup_steps))
     losses = PendingLosses(trainer)
     update = step_function(trainer)
     trainer.model.train()

@@ -6,9 +6,11 @@ set is generated for its (x, y); bumps are counted and located (generation_metri
 and each sample is judged accurate or not, per axis, inside and outside a held-out
 region (the data set's test rows). The conditional pass's whole activation maps at every
 block, for every requested (x, y) on one shared noisy input at ``representation_t`` (so
-that they differ by the condition alone), give the order measures of representation.py;
-the phase label per checkpoint reads the ``representation_tap`` block (the bottleneck
-``mid`` by default). That block's manifold is also pictured in 2-D (PCA, UMAP).
+that they differ by the condition alone), give the geometry of representation.py: the
+phase per checkpoint reads the ``representation_tap`` block (the deepest encoder block by
+default), and the generation behaviour is a second sequence beside it. Two controls go
+in the same table: the untrained network, and the final representation with its rows
+permuted. That block's manifold is also pictured in 2-D (PCA, UMAP).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def condition_activations(
 
 
 def accuracy_rows(judged: dict, held_out: np.ndarray, step: int, has_y: bool) -> list[dict]:
-    """Accuracy and failure modes per region (all, train, held-out) and axis (both, x, y)."""
+    """Accuracy and failure modes per region (all, train, held-out) and axis (both, x, y):
+    within the tolerance in pixels, and within half of each axis's lattice spacing."""
     rows = []
     for region, chosen in (("all", np.ones_like(held_out)), ("train_region", ~held_out), ("held_out_region", held_out)):
         if not chosen.any():
@@ -72,6 +75,7 @@ def accuracy_rows(judged: dict, held_out: np.ndarray, step: int, has_y: bool) ->
                     "axis": axis,
                     "samples": int(chosen.sum()),
                     "accuracy": float(judged[key][chosen].mean()),
+                    "accuracy_half_spacing": float(judged[f"{key}_half_spacing"][chosen].mean()),
                     "multi_bump_fraction": float((judged["count"][chosen] > 1).mean()),
                     "no_bump_fraction": float((judged["count"][chosen] == 0).mean()),
                     "mean_error_px": float(np.mean(error[chosen])),
@@ -81,23 +85,43 @@ def accuracy_rows(judged: dict, held_out: np.ndarray, step: int, has_y: bool) ->
 
 
 def representation_rows(
-    activations: dict[str, np.ndarray], positions: np.ndarray, phase_tap: str, overall: dict
+    activations: dict[str, np.ndarray], positions: np.ndarray, phase_tap: str, overall: dict, reference: str
 ) -> list[dict]:
-    """The order measures at every tap; the phase (the same on every row) from ``phase_tap``."""
-    measured = {tap: representation.measure(maps, positions) for tap, maps in activations.items()}
-    label = representation.phase(overall["multi_bump_fraction"], overall["accuracy"], measured[phase_tap]["knn_r2"])
+    """The geometry at every tap; the representation phase (the same on every row) from
+    ``phase_tap``, and beside it the generation behaviour of the samples. ``reference``
+    says what was measured: a training checkpoint, or one of the two controls."""
+    enough = representation.measurable(len(positions))
+    measured = {
+        tap: representation.measure(maps, positions) if enough else representation.unmeasured()
+        for tap, maps in activations.items()
+    }
+    at_tap = measured[phase_tap]
+    label = representation.representation_phase(at_tap["intrinsic_dimension"], at_tap["knn_r2"])
+    behaviour = (
+        representation.generation_behaviour(overall["multi_bump_fraction"], overall["accuracy"])
+        if reference == "checkpoint"
+        else ""
+    )
     return [
         {
             "training_step": overall["training_step"],
+            "reference": reference,
             "tap": tap,
             "phase_tap": tap == phase_tap,
             **order,
             "accuracy": overall["accuracy"],
             "multi_bump_fraction": overall["multi_bump_fraction"],
             "phase": label,
+            "generation_behaviour": behaviour,
         }
         for tap, order in measured.items()
     ]
+
+
+def permuted(activations: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The same vectors assigned to other conditions: the geometry kept, the order destroyed."""
+    order = np.random.default_rng(seed).permutation(len(next(iter(activations.values()))))
+    return {tap: maps[order] for tap, maps in activations.items()}
 
 
 def embedding_rows(maps: np.ndarray, positions: np.ndarray, step: int, tap: str, seed: int) -> list[dict]:
@@ -122,7 +146,9 @@ def requested_positions(dataset, names: list[str]) -> np.ndarray:
     return np.stack(columns * (3 - len(columns)), axis=1)
 
 
-def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list[dict], list[dict], list[dict]]:
+def evaluate_checkpoint(
+    path: Path, params: dict, dataset, device, pictured: bool
+) -> tuple[list[dict], list[dict], list[dict], dict]:
     settings = params["generation"]
     model, metadata = checkpoints.load_for_params(path, params["model"])
     model.to(device)
@@ -149,24 +175,85 @@ def evaluate_checkpoint(path: Path, params: dict, dataset, device) -> tuple[list
     )
     requested_y = dataset.factors["y"].to_numpy() if "y" in names else None
     judged = generation_metrics.assess(
-        images, dataset.factors["x"].to_numpy(), requested_y, tolerance=settings["tolerance"]
+        images,
+        dataset.factors["x"].to_numpy(),
+        requested_y,
+        tolerance=settings["tolerance"],
+        spacing=lattice_spacing(dataset),
     )
     step = snapshot_step(path)
     accuracy = accuracy_rows(judged, dataset.factors["split"].to_numpy() == "test", step, requested_y is not None)
     overall = next(r for r in accuracy if r["region"] == "all" and r["axis"] == "both")
-    phase_tap, positions = settings["representation_tap"], requested_positions(dataset, names)
+    phase_tap, positions = phase_tap_of(model, settings), requested_positions(dataset, names)
     activations = condition_activations(
         model, sde, values, image_shape, model.tap_names, settings["representation_t"], settings["seed"] + 1
     )
-    orders = representation_rows(activations, positions, phase_tap, overall)
-    pictures = embedding_rows(activations[phase_tap], positions, step, phase_tap, settings["seed"])
-    return accuracy, orders, pictures
+    orders = representation_rows(activations, positions, phase_tap, overall, "checkpoint")
+    pictures = (
+        embedding_rows(activations[phase_tap], positions, step, phase_tap, settings["seed"])
+        if pictured and representation.measurable(len(positions))
+        else []
+    )
+    return accuracy, orders, pictures, activations
+
+
+def lattice_spacing(dataset) -> tuple[float, float]:
+    """Each axis's spacing between neighbouring lattice values (inf for a single value)."""
+
+    def spacing(name: str) -> float:
+        if name not in dataset.factors:
+            return float("inf")
+        values = np.unique(dataset.factors[name].to_numpy())
+        return float(np.min(np.diff(values))) if len(values) > 1 else float("inf")
+
+    return spacing("x"), spacing("y")
+
+
+def phase_tap_of(model, settings: dict) -> str:
+    """The block the phase reads; ``deepest_encoder`` names the last encoder block before the
+    bottleneck, the block Liang et al. read."""
+    tap = settings["representation_tap"]
+    return model.tap_names[model.levels - 1] if tap == "deepest_encoder" else tap
 
 
 def check_phase_tap(snapshot: Path, params: dict) -> None:
     """A representation tap the network lacks: one line listing its taps, before any compute."""
     model, _ = checkpoints.load_for_params(snapshot, params["model"])
-    model.check_taps([params["generation"]["representation_tap"]])
+    model.check_taps([phase_tap_of(model, params["generation"])])
+
+
+def random_network(params: dict, dataset, device) -> torch.nn.Module:
+    """The architecture with every layer at PyTorch's default initialisation, seeded by the
+    generation seed. Training's own initialisation zeroes each residual branch's last layer,
+    so its untrained network ignores the condition entirely: a control that measures nothing."""
+    torch.manual_seed(params["generation"]["seed"])
+    architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
+    model = checkpoints.build_model(architecture)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return model.to(device).eval()
+
+
+def control_rows(final_activations: dict, final_step: int, params: dict, dataset, device) -> list[dict]:
+    """The two references the phase thresholds are read against: an untrained network
+    (random_network; its samples are not drawn, so its generation behaviour is left empty)
+    and the final representation with its rows permuted."""
+    settings = params["generation"]
+    names = [f.name for f in dataset.factor_table]
+    positions = requested_positions(dataset, names)
+    model = random_network(params, dataset, device)
+    values = torch.tensor(dataset.factors[names].to_numpy(), dtype=torch.float32, device=device)
+    sde, shape = make_sde(params["sde"]), dataset.images.shape[1:]
+    untrained = condition_activations(
+        model, sde, values, shape, model.tap_names, settings["representation_t"], settings["seed"] + 1
+    )
+    tap = phase_tap_of(model, settings)
+    unsampled = {"training_step": 0, "accuracy": float("nan"), "multi_bump_fraction": float("nan")}
+    final = {**unsampled, "training_step": final_step}
+    return representation_rows(untrained, positions, tap, unsampled, "untrained") + representation_rows(
+        permuted(final_activations, settings["seed"]), positions, tap, final, "permuted"
+    )
 
 
 def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
@@ -187,20 +274,23 @@ def evaluate_step(experiment: str, params: dict) -> None:
     snapshots, dataset = checked_inputs(experiment, params)
     device = select_device()
     tables = {"accuracy": [], "representation": [], "embedding": []}
+    shown = set(manifold_pictures.pictured([snapshot_step(path) for path in snapshots]))
     for path in snapshots:
-        rows = evaluate_checkpoint(path, params, dataset, device)
+        *rows, activations = evaluate_checkpoint(path, params, dataset, device, snapshot_step(path) in shown)
         for name, part in zip(tables, rows):
             tables[name] += part
         at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
         log.info(
-            "step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, phase %s",
+            "step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, dimension %.2f, phase %s",
             at_phase_tap["training_step"],
             at_phase_tap["accuracy"],
             at_phase_tap["multi_bump_fraction"],
             at_phase_tap["tap"],
             at_phase_tap["knn_r2"],
+            at_phase_tap["intrinsic_dimension"],
             at_phase_tap["phase"],
         )
+    tables["representation"] += control_rows(activations, snapshot_step(snapshots[-1]), params, dataset, device)
     section = {key: params[key] for key in ("sde", "model", "generation")}
     meta = provenance("evaluate_generation", experiment, section, [*files.dataset_files, *snapshots])
     frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}

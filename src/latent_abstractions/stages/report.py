@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .. import findings, paths, stage_table
+from .. import coupling, findings, paths, stage_table
 from ..artifacts import atomic_path
 from ..cli import run_project_step
 from ..errors import InputError
@@ -112,21 +112,31 @@ def accuracy_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
         table = pq.read_table(experiment.generation_accuracy).to_pandas()
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
-        phases = pq.read_table(experiment.generation_representation).to_pandas()
-        phases = phases[phases["phase_tap"]]
+        phases = findings.checkpoint_rows(pq.read_table(experiment.generation_representation).to_pandas())
         wide = wide.join(
             phases.set_index("training_step")[
-                ["multi_bump_fraction", "tap", "knn_r2", "trustworthiness", "continuity", "r2_pca", "phase"]
+                [
+                    "multi_bump_fraction",
+                    "tap",
+                    "intrinsic_dimension",
+                    "knn_r2",
+                    "trustworthiness",
+                    "continuity",
+                    "r2_pca",
+                    "phase",
+                    "generation_behaviour",
+                ]
             ]
         )
         parts.append(
             table_html(
                 wide.reset_index(),
                 f"{table['experiment'].iloc[0]}: generation accuracy over "
-                "training, the order of the representation at the phase tap (leave-one-out kNN R^2 "
-                "of (x, y); the PCA-3 linear R^2 beside it is a diagnostic), and the phase (A: "
-                "several bumps, B: one misplaced bump or a disordered representation, C: accurate "
-                "and ordered)",
+                "training; the geometry of the representation at the phase tap (Levina-Bickel "
+                "intrinsic dimension, leave-one-out kNN R^2 of (x, y); the PCA-3 linear R^2 is a "
+                "diagnostic); the representation phase from geometry alone (A: not 2-D, B: 2-D and "
+                "disordered, C: 2-D and ordered); and the generation behaviour beside it (A: several "
+                "bumps, B: one misplaced bump, C: accurate)",
             )
         )
     return "".join(parts)
@@ -186,9 +196,10 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
     """Sentences per study for one experiment, from the tables it has."""
     said = {key: [] for key in STUDY_KEYS}
     if "accuracy" in tables:
-        said["bumps"] += findings.phase_sentences(name, tables["accuracy"], tables["representation"])
-        coupling = findings.coupling_sentence(name, tables["accuracy"], experiment["dataset"])
-        said["bumps"] += [coupling] if coupling else []
+        phase_study = experiment["generation"]["phase_study"]
+        said["bumps"] += findings.phase_sentences(name, tables["accuracy"], tables["representation"], phase_study)
+        imbalance = None if "coupling" in experiment else findings.imbalance_sentence(name, experiment["dataset"])
+        said["bumps"] += [imbalance] if imbalance else []
     if "exact_decisions" in tables:
         said["exact"].append(findings.exact_order_sentence(name, experiment["dataset"], tables["exact_decisions"]))
     if "order" in tables and tables["order"]["factor"].nunique() >= MIN_FACTORS_TO_ORDER:
@@ -200,11 +211,24 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
     return said
 
 
+def coupling_spreads(params: dict, inputs: list[str]) -> pd.DataFrame | None:
+    """The coupling study's crossings (median and range over seeds), if params has one."""
+    runs = {}
+    for name, experiment in sorted(params["experiments"].items()):
+        tables = read_tables(ExperimentPaths(name), inputs)
+        if "coupling" in experiment and "accuracy" in tables:
+            runs[name] = {**experiment["coupling"], "seed": experiment["train"]["seed"], **tables}
+    return coupling.spread(coupling.crossings(runs)) if runs else None
+
+
 def findings_sections(params: dict, inputs: list[str]) -> list[findings.Section]:
     said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
         for key, sentences in experiment_findings(name, experiment, read_tables(ExperimentPaths(name), inputs)).items():
             said[key] += sentences
+    spreads = coupling_spreads(params, inputs)
+    if spreads is not None:
+        said["bumps"] += findings.coupling_sentences(spreads)
     return [
         findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
         findings.Section(
