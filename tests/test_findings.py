@@ -56,7 +56,7 @@ def test_phase_sentences_carry_the_numbers_both_sequences_and_their_brackets():
         "Generation behaviour (A several bumps, B one misplaced bump, C accurate): A (step 10), B (steps 100–1,000)"
         in text
     )
-    assert "they agree at 2 of 3 checkpoints, and differ at steps 1,000." in text
+    assert "they agree at 2 of 3 checkpoints, and differ at steps 1,000 (one seed" in text
     assert "the thresholds separate both controls" in text
     stuck = " ".join(findings.phase_sentences("bumps", accuracy_table(0.3, 0.3), representation_table(["A", "B", "B"])))
     assert "C never reached (not in order A→B→C ending in C)" in stuck

@@ -58,7 +58,7 @@ def runs_text(steps: list[int], labels: list[str]) -> str:
 
 def transitions_text(steps: list[int], labels: list[str]) -> str:
     """When each later phase is first reached, as the interval between the bracketing checkpoints."""
-    told = []
+    told = [] if "A" in labels else ["A never seen"]
     for label in "BC":
         if label not in labels:
             told.append(f"{label} never reached")
@@ -119,7 +119,8 @@ def phase_sentences(
         f"Generation behaviour (A several bumps, B one misplaced bump, C accurate): {runs_text(steps, behaviours)}; "
         f"{transitions_text(steps, behaviours)}.",
         f"Liang et al. claim the two sequences coincide: here they agree at {agree} of {len(steps)} checkpoints"
-        + (f", and differ at steps {', '.join(apart)}." if apart else "."),
+        + (f", and differ at steps {', '.join(apart)}" if apart else "")
+        + " (one seed: each bracket is this run's, with no seed spread).",
         control_sentence(experiment, representation),
     ]
     if not phase_study:

@@ -417,8 +417,8 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
     )
     for ax, title in zip(axes, titles):
         ax.set(xscale="log", xlabel="training step")
-        if ax is not axes[3]:
-            ax.set_ylim(-0.02, 1.08)
+        if ax is not axes[3]:  # the permuted control's order reads below 0
+            ax.set_ylim(-0.3 if ax is axes[2] else -0.02, 1.08)
         ax.set_title(title, pad=14)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()

@@ -157,12 +157,13 @@ def evaluate_checkpoint(
     sde = make_sde(params["sde"])
     names = [f["name"] for f in architecture["factors"]]
     values = torch.tensor(dataset.factors[names].to_numpy(), dtype=torch.float32, device=device)
-    keep = torch.ones_like(values, dtype=torch.bool)
+    drawn = sampled_rows(len(values), settings["max_positions"], settings["seed"])
+    keep = torch.ones_like(values[drawn], dtype=torch.bool)
     images = (
         generate(
             model,
             sde,
-            values,
+            values[drawn],
             keep,
             image_shape,
             settings["sampler"],
@@ -173,16 +174,17 @@ def evaluate_checkpoint(
         .cpu()
         .numpy()
     )
-    requested_y = dataset.factors["y"].to_numpy() if "y" in names else None
+    requested_y = dataset.factors["y"].to_numpy()[drawn] if "y" in names else None
     judged = generation_metrics.assess(
         images,
-        dataset.factors["x"].to_numpy(),
+        dataset.factors["x"].to_numpy()[drawn],
         requested_y,
         tolerance=settings["tolerance"],
         spacing=lattice_spacing(dataset),
     )
     step = snapshot_step(path)
-    accuracy = accuracy_rows(judged, dataset.factors["split"].to_numpy() == "test", step, requested_y is not None)
+    held_out = dataset.factors["split"].to_numpy()[drawn] == "test"
+    accuracy = accuracy_rows(judged, held_out, step, requested_y is not None)
     overall = next(r for r in accuracy if r["region"] == "all" and r["axis"] == "both")
     phase_tap, positions = phase_tap_of(model, settings), requested_positions(dataset, names)
     activations = condition_activations(
@@ -195,6 +197,14 @@ def evaluate_checkpoint(
         else []
     )
     return accuracy, orders, pictures, activations
+
+
+def sampled_rows(count: int, at_most: int, seed: int) -> np.ndarray:
+    """The lattice positions whose samples are drawn: all, or a seeded subset of
+    ``at_most`` in lattice order (0: all). The representation always reads every position."""
+    if at_most <= 0 or at_most >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, at_most, replace=False))
 
 
 def lattice_spacing(dataset) -> tuple[float, float]:

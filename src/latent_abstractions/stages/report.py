@@ -195,10 +195,10 @@ def read_tables(files: ExperimentPaths, inputs: list[str]) -> dict:
 def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, list[str]]:
     """Sentences per study for one experiment, from the tables it has."""
     said = {key: [] for key in STUDY_KEYS}
-    if "accuracy" in tables:
+    if "accuracy" in tables and "coupling" not in experiment:  # the coupling study speaks for its arms
         phase_study = experiment["generation"]["phase_study"]
         said["bumps"] += findings.phase_sentences(name, tables["accuracy"], tables["representation"], phase_study)
-        imbalance = None if "coupling" in experiment else findings.imbalance_sentence(name, experiment["dataset"])
+        imbalance = findings.imbalance_sentence(name, experiment["dataset"])
         said["bumps"] += [imbalance] if imbalance else []
     if "exact_decisions" in tables:
         said["exact"].append(findings.exact_order_sentence(name, experiment["dataset"], tables["exact_decisions"]))
@@ -221,12 +221,21 @@ def coupling_spreads(params: dict, inputs: list[str]) -> pd.DataFrame | None:
     return coupling.spread(coupling.crossings(runs)) if runs else None
 
 
-def findings_sections(params: dict, inputs: list[str]) -> list[findings.Section]:
+def coupling_table(spreads: pd.DataFrame | None) -> str:
+    if spreads is None:
+        return ""
+    return "<h2 id='coupling'>Coupling: crossings over seeds</h2>" + table_html(
+        spreads,
+        "the step at which each axis's curve first reaches the level, interpolated in log-step between the "
+        "bracketing snapshots: median, range and seeds per arm (censored: outside the snapshots in some seed)",
+    )
+
+
+def findings_sections(params: dict, inputs: list[str], spreads: pd.DataFrame | None) -> list[findings.Section]:
     said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
         for key, sentences in experiment_findings(name, experiment, read_tables(ExperimentPaths(name), inputs)).items():
             said[key] += sentences
-    spreads = coupling_spreads(params, inputs)
     if spreads is not None:
         said["bumps"] += findings.coupling_sentences(spreads)
     return [
@@ -256,7 +265,8 @@ def report_step(params: dict) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
-    sections = findings_sections(params, inputs)
+    spreads = coupling_spreads(params, inputs)
+    sections = findings_sections(params, inputs, spreads)
     experiments = sorted(params["experiments"])
     files = [ExperimentPaths(experiment) for experiment in experiments]
     body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
@@ -271,6 +281,7 @@ def report_step(params: dict) -> None:
         + classifier_table(inputs, files)
     )
     body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs, files))
+    body.append(coupling_table(spreads))
     document = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
         f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
