@@ -171,3 +171,23 @@ def test_the_overlays_are_what_their_script_writes():
             f"{path} is stale: run workflow/scripts/coupling_overlay.py"
         )
         params.load(ROOT / path)
+
+
+def test_a_generation_scope_experiment_runs_training_and_the_bumps_evaluation_alone():
+    from latent_abstractions import stage_table
+
+    tree = study({"vanilla": 3, "control_x": 3, "control_y": 3})
+    for experiment in tree["experiments"].values():
+        experiment["scope"] = "generation"
+        for section in ("sample", "probes", "information", "classifier", "fork", "forward_backward"):
+            experiment.pop(section, None)
+    params.validate(tree)  # the sections it does not run may be left out
+    running = {entry.name for entry in stage_table.STAGES if stage_table.experiments_of(entry, tree)}
+    assert running == {
+        "prepare_data",
+        "train_score_model",
+        "evaluate_generation",
+        "dataset_sheets",
+        "plot_generation",
+        "plot_loss",
+    }

@@ -20,11 +20,12 @@ from latent_abstractions.stages.evaluate_generation import evaluate_step
 STEPS = (10, 20)
 
 
-def evaluation_workdir(tmp_path, ci_params, **generation):
+def evaluation_workdir(tmp_path, ci_params, spacing_y: float = 1.0, **generation):
     """make_workdir's tiny model as two checkpoints, on a 6 x 6 lattice of centres (enough
-    conditions to measure order), with a short sampler."""
+    conditions to measure order), with a short sampler; ``spacing_y`` beyond the canvas
+    leaves one row of centres (a 1-D control of x)."""
     work = make_workdir(tmp_path, ci_params)
-    data = bumps.make(height=8, width=8, sigma=1.0, spacing_x=1.0, spacing_y=1.0, margin=1.0)
+    data = bumps.make(height=8, width=8, sigma=1.0, spacing_x=1.0, spacing_y=spacing_y, margin=1.0)
     data.factors["split"] = "train"
     base.save(data, work / "data" / EXPERIMENT / "dataset", {"step": "test"})
     model_dir = work / "data" / EXPERIMENT / "model"
@@ -73,3 +74,26 @@ def test_a_tap_the_network_lacks_is_one_line_listing_its_taps(tmp_path, ci_param
         evaluate_step(EXPERIMENT, experiment_params(work))
     assert str(raised.value) == "unknown feature tap down.7; this model has: down.0, down.1, mid, up.0, up.1"
     assert not (work / "data" / EXPERIMENT / "generation").exists()
+
+
+def test_a_control_with_too_few_conditions_is_judged_and_its_geometry_left_unmeasured(tmp_path, ci_params, monkeypatch):
+    work = evaluation_workdir(tmp_path, ci_params, spacing_y=100.0)  # 6 centres along x, one y
+    monkeypatch.chdir(work)
+    evaluate_step(EXPERIMENT, experiment_params(work))
+    generation = work / "data" / EXPERIMENT / "generation"
+    accuracy = pq.read_table(generation / "accuracy.parquet").to_pandas()
+    assert set(accuracy["samples"]) == {6} and accuracy["accuracy"].between(0, 1).all()
+    orders = pq.read_table(generation / "representation.parquet").to_pandas()
+    assert orders["knn_r2"].isna().all() and set(orders["phase"]) == {"-"}
+    assert len(pq.read_table(generation / "embedding.parquet")) == 0
+
+
+def test_samples_are_drawn_for_a_seeded_subset_of_positions(tmp_path, ci_params, monkeypatch):
+    work = evaluation_workdir(tmp_path, ci_params, max_positions=10)
+    monkeypatch.chdir(work)
+    evaluate_step(EXPERIMENT, experiment_params(work))
+    generation = work / "data" / EXPERIMENT / "generation"
+    accuracy = pq.read_table(generation / "accuracy.parquet").to_pandas()
+    assert set(accuracy["samples"]) == {10}
+    orders = pq.read_table(generation / "representation.parquet").to_pandas()
+    assert orders["knn_r2"].notna().all()  # the representation still reads all 36 positions

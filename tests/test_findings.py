@@ -51,15 +51,15 @@ def test_phase_sentences_carry_the_numbers_both_sequences_and_their_brackets():
     text = " ".join(findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), table))
     assert "step 1,000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
     assert "over 3 checkpoints: A (step 10), B (step 100), C (step 1,000)" in text
-    assert "B first between steps 10 and 100; C first between steps 100 and 1,000 (in order A→B→C)" in text
+    assert "B first between steps 10 and 100; C first between steps 100 and 1,000 (never going back, ending in C)" in text
     assert (
         "Generation behaviour (A several bumps, B one misplaced bump, C accurate): A (step 10), B (steps 100–1,000)"
         in text
     )
-    assert "they agree at 2 of 3 checkpoints, and differ at steps 1,000 (one seed" in text
+    assert "this run does not: they agree at 2 of 3 checkpoints and differ at steps 1,000 (one seed" in text
     assert "the thresholds separate both controls" in text
     stuck = " ".join(findings.phase_sentences("bumps", accuracy_table(0.3, 0.3), representation_table(["A", "B", "B"])))
-    assert "C never reached (not in order A→B→C ending in C)" in stuck
+    assert "C never reached (going back, or not ending in C)" in stuck
 
 
 def test_controls_on_the_wrong_side_make_the_labels_inconclusive():

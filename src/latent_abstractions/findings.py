@@ -69,7 +69,7 @@ def transitions_text(steps: list[int], labels: list[str]) -> str:
             if i == 0
             else f"{label} first between steps {step_text(steps[i - 1])} and {step_text(steps[i])}"
         )
-    order = "in order A→B→C" if phases_in_order(labels) else "not in order A→B→C ending in C"
+    order = "never going back, ending in C" if phases_in_order(labels) else "going back, or not ending in C"
     return f"{'; '.join(told)} ({order})"
 
 
@@ -118,8 +118,10 @@ def phase_sentences(
         f"{transitions_text(steps, phases)}.",
         f"Generation behaviour (A several bumps, B one misplaced bump, C accurate): {runs_text(steps, behaviours)}; "
         f"{transitions_text(steps, behaviours)}.",
-        f"Liang et al. claim the two sequences coincide: here they agree at {agree} of {len(steps)} checkpoints"
-        + (f", and differ at steps {', '.join(apart)}" if apart else "")
+        f"Liang et al. claim the two sequences coincide: this run "
+        + ("agrees" if not apart else "does not")
+        + f": they agree at {agree} of {len(steps)} checkpoints"
+        + (f" and differ at steps {', '.join(apart)}" if apart else "")
         + " (one seed: each bracket is this run's, with no seed spread).",
         control_sentence(experiment, representation),
     ]

@@ -469,8 +469,8 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
 @captioned(
     "The phase tap's representation of the requested (x, y) in 2-D, by PCA and by a seeded UMAP, at "
     "checkpoints through training; dots coloured by x, lines joining conditions of equal y. An "
-    "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the kNN "
-    "order measure."
+    "ordered manifold shows as a regular mesh. Pictures for the eye: the phase comes from the "
+    "intrinsic dimension and the kNN order measure."
 )
 def representation_pictures(embedding: pd.DataFrame) -> plt.Figure:
     """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at the pictured checkpoints
@@ -490,7 +490,7 @@ def representation_pictures(embedding: pd.DataFrame) -> plt.Figure:
     fig.colorbar(dots, ax=axes, label="requested x (lines join equal y)", shrink=0.8)
     fig.suptitle(
         f"the condition's representation at {embedding['tap'].iloc[0]} (pictures only; the phase "
-        "uses the kNN order measure)",
+        "reads the intrinsic dimension and the kNN order)",
         fontsize=9,
     )
     return fig

@@ -41,7 +41,7 @@ CPU_BASE = {
         "taps": ["down.1", "mid"],
     },
     "train": {
-        "steps": 6000,
+        "steps": 5000,
         "batch_size": 32,
         "learning_rate": 0.002,
         "warmup_steps": 50,
@@ -49,7 +49,7 @@ CPU_BASE = {
         "checkpoints": 17,
         "resume_every": 500,
         "precision": "fp32",
-        "compile": True,
+        "compile": False,
     },
     "generation": {"sampler": "sde", "steps": 50, "tolerance": 1.0, "seed": 5, "max_positions": 128},
 }
