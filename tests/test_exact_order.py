@@ -265,3 +265,29 @@ def test_every_section_a_stage_reads_is_written_out(name):
         if section not in written[experiment]
     ]
     assert not missing, f"{name} lacks {', '.join(missing)}"
+
+
+def test_a_native_spacing_subset_of_values_far_apart_is_refused_naming_the_factor():
+    from latent_abstractions import params
+
+    tree = {
+        "experiments": {
+            "n": {
+                "scope": "exact",
+                "dataset": {
+                    "kind": "shapes",
+                    "size": 8,
+                    "spacing": "native",
+                    "split": {"kind": "none"},
+                    "subset": {"floor_hue": [3, 4], "orientation": [0, 7, 14]},
+                },
+                "sde": {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0},
+            }
+        }
+    }
+    with pytest.raises(
+        params.ParamsError, match=r"experiments\.n\.dataset\.subset\.orientation = \[0, 7, 14\]: spacing native"
+    ):
+        params.validate(tree)
+    tree["experiments"]["n"]["dataset"]["subset"]["orientation"] = [8, 6, 7]  # consecutive in any order
+    params.validate(tree)

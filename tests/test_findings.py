@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -51,7 +52,9 @@ def test_phase_sentences_carry_the_numbers_both_sequences_and_their_brackets():
     text = " ".join(findings.phase_sentences("bumps", accuracy_table(0.99, 0.97), table))
     assert "step 1,000" in text and "97.0% of samples" in text and "x 99.0%" in text and "y 97.0%" in text
     assert "over 3 checkpoints: A (step 10), B (step 100), C (step 1,000)" in text
-    assert "B first between steps 10 and 100; C first between steps 100 and 1,000 (never going back, ending in C)" in text
+    assert (
+        "B first between steps 10 and 100; C first between steps 100 and 1,000 (never going back, ending in C)" in text
+    )
     assert (
         "Generation behaviour (A several bumps, B one misplaced bump, C accurate): A (step 10), B (steps 100–1,000)"
         in text
@@ -106,19 +109,47 @@ def test_a_bound_short_of_the_target_is_marked_not_converged():
     assert "shape: mean gap 0.300 nats: MISS; model not converged: gap 0.30 nats" in said[1]
 
 
-def test_exact_order_against_the_published_finding():
-    decisions = pd.DataFrame(
+def decision_table(tau_50, stderr=0.05, peak=None) -> pd.DataFrame:
+    factors = ["floor_hue", "wall_hue", "object_hue", "shape", "scale", "orientation"]
+    lam_50 = -np.log(np.asarray(tau_50))  # any decreasing map of t: only the order matters here
+    lam_peak = lam_50 if peak is None else np.asarray(peak, dtype=float)
+    table = pd.DataFrame(
         {
-            "factor": ["floor_hue", "wall_hue", "object_hue", "shape", "scale", "orientation"],
-            "tau_50": [0.7, 0.6, 0.5, 0.45, 0.3, 0.2],
-            "tau_90": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05],
+            "factor": factors,
+            "tau_50": tau_50,
+            "tau_90": np.asarray(tau_50) / 2,
+            "log_snr_50": lam_50,
+            "log_snr_50_stderr": stderr,
+            "log_snr_peak": lam_peak,
+            "log_snr_nats": lam_50,
         }
     )
-    said = findings.exact_order_sentence("s64", {"size": 64}, decisions)
-    assert "At 64×64 (s64, 6 factors" in said and "floor_hue, wall_hue, object_hue, shape, scale, orientation" in said
-    assert "this agrees with the published finding" in said
-    late_shape = decisions.assign(tau_50=[0.7, 0.6, 0.5, 0.1, 0.3, 0.2])
-    assert "departs from" in findings.exact_order_sentence("s", {"size": 16}, late_shape)
+    for rank, column in (("rank_50", "log_snr_50"), ("rank_peak", "log_snr_peak"), ("rank_nats", "log_snr_nats")):
+        table[rank] = table[column].rank(method="min")
+        table[f"{rank}_stability"] = 0.9
+    return table
+
+
+def test_exact_order_against_the_claim_with_both_definitions_and_its_source():
+    decisions = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2])
+    said = " ".join(findings.exact_order_sentences("s64", {"size": 64}, decisions))
+    assert "At 64×64 (s64, 6 factors" in said
+    assert (
+        "floor_hue (0.90), wall_hue (0.90), object_hue (0.90), shape (0.90), scale (0.90), orientation (0.90)" in said
+    )
+    assert "this agrees with the order attributed to Franzese et al." in said and "no section or figure" in said
+    assert "against τ₅₀ they give every factor the same rank" in said
+    late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2], peak=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    said = " ".join(findings.exact_order_sentences("s", {"size": 16}, late_shape))
+    assert "departs from" in said and "against τ₅₀ they rank" in said
+
+
+def test_pairs_within_their_errors_are_not_called_different():
+    table = findings.resolved_pairs(decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2], stderr=0.01))
+    assert len(table) == 15 and table["differ"].all()
+    noisy = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2], stderr=5.0)
+    assert "inconclusive" in findings.pairs_sentence(noisy)
+    assert not findings.resolved_pairs(noisy)["differ"].any()
 
 
 def test_markdown_has_a_section_per_study():
@@ -143,3 +174,10 @@ def test_a_missing_table_stops_the_report_in_one_line_and_writes_nothing(workdir
     assert line.startswith("error: report: cannot compute the findings: data/") and "is missing" in line
     assert "\n" not in line
     assert not (workdir / "data" / "report.html").exists() and not (workdir / "data" / "findings.md").exists()
+
+
+def test_the_spacing_sentence_says_whether_the_order_changes():
+    apart = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2])
+    native = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2])
+    assert "does not change" in findings.spacing_sentence("n", apart, "a", apart)
+    assert "changes: the subset" in findings.spacing_sentence("n", native, "a", apart)

@@ -53,3 +53,20 @@ def test_factors_are_ranked_by_decision_time_and_rankings_compared():
     assert exact.to_dict() == {"hue": 1, "shape": 2, "scale": 3}
     agreement = order.rank_agreement(table, "exact")
     assert agreement["probe"] == pytest.approx(1.0) and agreement["reversed"] == pytest.approx(-1.0)
+
+
+def test_the_entropy_rate_peaks_where_a_logistic_information_curve_is_steepest():
+    lam = np.linspace(-8, 8, 33)
+    for centre in (-2.3, 0.4, 3.1):
+        curve = np.log(4) / (1 + np.exp(-(lam - centre)))
+        assert order.entropy_rate_peak(lam[::-1], curve[::-1]) == pytest.approx(centre, abs=0.05)
+    assert np.isnan(order.entropy_rate_peak(lam, np.full_like(lam, 0.3)))
+
+
+def test_the_absolute_reading_is_where_the_curve_first_holds_the_nats():
+    lam = np.linspace(-8, 8, 161)
+    entropy, centre = np.log(4), 1.0
+    curve = entropy / (1 + np.exp(-(lam - centre)))
+    expected = centre + np.log(order.NATS_LEVEL / (entropy - order.NATS_LEVEL))
+    assert order.nats_crossing(lam, curve) == pytest.approx(expected, abs=0.01)
+    assert np.isnan(order.nats_crossing(lam, curve * 0.1))  # never holds 0.5 nats

@@ -19,6 +19,7 @@ import pandas as pd
 
 LEVELS = (0.5, 0.9)
 MIN_CHANGE = 1e-6
+NATS_LEVEL = 0.5  # the absolute reading: when I(factor; X_t) first holds this many nats
 
 
 def fraction_covered(value: np.ndarray) -> np.ndarray:
@@ -68,3 +69,40 @@ def rank_agreement(table: pd.DataFrame, reference: str) -> pd.Series:
     (1: the same order of factors), over the factors both rank."""
     pivot = table.pivot(index="factor", columns="proxy", values="tau_50")
     return pivot.rank().corr(method="pearson")[reference].drop(reference)
+
+
+def _by_log_snr(log_snr: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both in generation order: log-SNR rising from pure noise."""
+    order = np.argsort(np.asarray(log_snr, dtype=np.float64))
+    return np.asarray(log_snr, dtype=np.float64)[order], np.asarray(value, dtype=np.float64)[order]
+
+
+def entropy_rate_peak(log_snr: np.ndarray, value: np.ndarray) -> float:
+    """The log-SNR at which an information curve I rises fastest: the peak of the entropy
+    rate -dH(Y | X_t)/d log-SNR = dI/d log-SNR (Handke et al. 2025). The rate is taken on
+    each grid interval; its largest is refined by the parabola through it and its two
+    neighbours (the vertex, kept between their midpoints). NaN for a flat curve."""
+    lam, value = _by_log_snr(log_snr, value)
+    rates = np.diff(value) / np.diff(lam)
+    middles = (lam[:-1] + lam[1:]) / 2
+    if not np.isfinite(rates).all() or rates.max() - rates.min() < MIN_CHANGE:
+        return float("nan")
+    i = int(np.argmax(rates))
+    if i == 0 or i == len(rates) - 1:
+        return float(middles[i])
+    x, y = middles[i - 1 : i + 2], rates[i - 1 : i + 2]
+    a, b, _ = np.polyfit(x, y, 2)
+    return float(np.clip(-b / (2 * a), x[0], x[2])) if a < 0 else float(middles[i])
+
+
+def nats_crossing(log_snr: np.ndarray, value: np.ndarray, level: float = NATS_LEVEL) -> float:
+    """The log-SNR at which I first reaches ``level`` nats along generation (interpolated);
+    NaN if it never does."""
+    lam, value = _by_log_snr(log_snr, value)
+    above = np.flatnonzero(value >= level)
+    if not len(above):
+        return float("nan")
+    i = above[0]
+    if i == 0:
+        return float(lam[0])
+    return float(np.interp(level, value[[i - 1, i]], lam[[i - 1, i]]))

@@ -112,7 +112,23 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
     _check_consistency(params)
     _check_phase_schedules(params)
     _check_coupling_groups(params)
+    _check_native_subsets(params)
     return params
+
+
+def _check_native_subsets(params: dict) -> None:
+    """A subset declared to keep the data set's own spacing keeps consecutive values."""
+    for name, experiment in params["experiments"].items():
+        dataset = experiment["dataset"]
+        if dataset.get("spacing") != "native":
+            continue
+        for factor, indices in dataset.get("subset", {}).items():
+            chosen = sorted(indices)
+            if chosen != list(range(chosen[0], chosen[0] + len(chosen))):
+                raise ParamsError(
+                    f"params.yaml: experiments.{name}.dataset.subset.{factor} = {indices}: spacing native needs "
+                    f"consecutive value indices (the data set's own spacing)"
+                )
 
 
 MIN_PHASE_SNAPSHOTS = 16  # snapshots after the warm-up that a phase study needs

@@ -1,4 +1,4 @@
-"""The order in which factors are decided, against the published finding on Shapes3D.
+"""The order in which factors are decided, against the order attributed to Franzese et al. on Shapes3D.
 
 The method in full: docs/science.md, "The published order of Franzese et al.".
 """
@@ -14,6 +14,15 @@ from .errors import InputError
 
 PUBLISHED_EARLY = frozenset({"floor_hue", "wall_hue", "object_hue", "shape"})
 PUBLISHED_LATE = frozenset({"scale", "orientation"})
+# The claim under test, in one place. It is a summary of Franzese et al. (arXiv 2410.03368)
+# that this project cannot pin to a section or figure; their abstract claims only that
+# abstractions "emerge at different stages of the generative process".
+CLAIM = "the order attributed to Franzese et al."
+CLAIM_CONTENT = "the hues and shape before scale and orientation"
+CLAIM_SOURCE = (
+    "no section or figure of the paper is cited for it; the abstract claims only that abstractions "
+    "emerge at different stages of the generative process"
+)
 
 
 def decided_order(decisions: pd.DataFrame, level: int = 50) -> list[str]:

@@ -26,7 +26,9 @@ from ..sde import make_sde
 log = logging.getLogger("exact_order")
 SHAPES_KINDS = ("shapes", "shapes3d_file")
 PROXY = "mi_exact"
-TIME_COLUMNS = ("tau_50", "tau_90", "log_snr_50", "log_snr_90")
+TIME_COLUMNS = ("tau_50", "tau_90", "log_snr_50", "log_snr_90", "log_snr_peak", "log_snr_nats")
+# Each definition of decision time and its rank column (rank 1: decided first).
+RANKS = {"rank_50": "log_snr_50", "rank_peak": "log_snr_peak", "rank_nats": "log_snr_nats"}
 
 
 def load_shapes(experiment: str, params: dict) -> base.Dataset:
@@ -89,8 +91,17 @@ def curve_table(estimate: information.InformationEstimate, names: list[str]) -> 
 
 
 def _decisions(curves: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
-    table = order.decision_times(curves.assign(proxy=PROXY, value=value))
-    return table.drop(columns="proxy").set_index("factor")
+    """Every definition of decision time per factor: tau_50 and tau_90 of I/H (order.py),
+    the entropy rate's peak and the absolute crossing of NATS_LEVEL nats, in log-SNR."""
+    valued = curves.assign(proxy=PROXY, value=value)
+    table = order.decision_times(valued).drop(columns="proxy").set_index("factor")
+    for factor, curve in valued.groupby("factor"):
+        lam, mi = curve["log_snr"].to_numpy(), curve["value"].to_numpy()
+        table.loc[factor, "log_snr_peak"] = order.entropy_rate_peak(lam, mi)
+        table.loc[factor, "log_snr_nats"] = order.nats_crossing(lam, mi)
+    for rank, column in RANKS.items():
+        table[rank] = table[column].rank(method="min")  # the smaller log-SNR, the earlier in generation
+    return table
 
 
 def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
@@ -105,15 +116,15 @@ def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataF
     for column in TIME_COLUMNS:
         spread = pd.concat([draw[column] for draw in draws], axis=1)
         table[f"{column}_stderr"] = spread.std(axis=1, ddof=1)
-    ranks = pd.concat([draw["rank_50"] for draw in draws], axis=1)
-    table["rank_50_stability"] = ranks.eq(table["rank_50"], axis=0).mean(axis=1)
+    for rank in RANKS:
+        ranks = pd.concat([draw[rank] for draw in draws], axis=1)
+        table[f"{rank}_stability"] = ranks.eq(table[rank], axis=0).mean(axis=1)
     table["entropy"] = curves.groupby("factor")["entropy"].first()
     table["published_group"] = [_group(name) for name in table.index]
     columns = [
         "entropy",
         *(c for time in TIME_COLUMNS for c in (time, f"{time}_stderr")),
-        "rank_50",
-        "rank_50_stability",
+        *(c for rank in RANKS for c in (rank, f"{rank}_stability")),
         "published_group",
     ]
     return table[columns].reset_index().sort_values(["rank_50", "factor"], ignore_index=True)
@@ -170,10 +181,10 @@ def _log_comparison(decisions: pd.DataFrame) -> None:
     try:
         found = compare_with_published(decisions)
     except ValueError as exc:
-        log.info("no comparison with the published order: %s", exc)
+        log.info("no comparison with the order attributed to Franzese et al.: %s", exc)
         return
     log.info(
-        "order: %s; agrees with the published order (hues and shape before scale and orientation): %s; "
+        "order: %s; agrees with the order attributed to Franzese et al. (hues and shape before scale and orientation): %s; "
         "Spearman rho with the published groups: %.3f",
         found["text"],
         found["agrees"],

@@ -154,14 +154,26 @@ def exact_order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     for experiment in declaring(inputs, files, "exact_decisions"):
         table = pq.read_table(experiment.exact_decisions).to_pandas()
         shown = table[
-            ["factor", "published_group", "tau_50", "tau_50_stderr", "log_snr_50", "rank_50", "rank_50_stability"]
+            [
+                "factor",
+                "published_group",
+                *(c for time in ("log_snr_50", "log_snr_peak", "log_snr_nats") for c in (time, f"{time}_stderr")),
+                *(c for rank in ("rank_50", "rank_peak", "rank_nats") for c in (rank, f"{rank}_stability")),
+            ]
         ]
+        name = table["experiment"].iloc[0]
         parts.append(
             table_html(
                 shown,
-                f"{table['experiment'].iloc[0]}: the exact order, from the data alone "
-                "(tau_50 with its bootstrap standard error; published_group: early or late in "
-                "Franzese et al.)",
+                f"{name}: the exact order, from the data alone, by three definitions of decision time (log-SNR "
+                "where I/H reaches 0.5; where the entropy rate peaks; where I first holds 0.5 nats), each "
+                "with its bootstrap standard error, rank and the share of replicates keeping that rank; "
+                "published_group: early or late in the order attributed to Franzese et al.",
+            )
+            + table_html(
+                findings.resolved_pairs(table),
+                f"{name}: which pairs of factors are decided at different times (log-SNR at 50% apart by more "
+                f"than {findings.RESOLVED:g} combined standard errors)",
             )
         )
     return "".join(parts)
@@ -201,7 +213,7 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
         imbalance = findings.imbalance_sentence(name, experiment["dataset"])
         said["bumps"] += [imbalance] if imbalance else []
     if "exact_decisions" in tables:
-        said["exact"].append(findings.exact_order_sentence(name, experiment["dataset"], tables["exact_decisions"]))
+        said["exact"] += findings.exact_order_sentences(name, experiment["dataset"], tables["exact_decisions"])
     if "order" in tables and tables["order"]["factor"].nunique() >= MIN_FACTORS_TO_ORDER:
         said["proxies"].append(findings.proxy_agreement_sentence(name, tables["order"]))
     if "information_metrics" in tables:
@@ -231,6 +243,29 @@ def coupling_table(spreads: pd.DataFrame | None) -> str:
     )
 
 
+def spacing_sentences(params: dict, inputs: list[str]) -> list[str]:
+    """Each native-spacing exact order against the other exact orders at its resolution."""
+    decisions = {
+        name: tables["exact_decisions"]
+        for name in sorted(params["experiments"])
+        if "exact_decisions" in (tables := read_tables(ExperimentPaths(name), inputs))
+    }
+    said = []
+    for name, table in decisions.items():
+        dataset = params["experiments"][name]["dataset"]
+        if dataset.get("spacing") != "native":
+            continue
+        for other, other_table in decisions.items():
+            other_dataset = params["experiments"][other]["dataset"]
+            if (
+                other != name
+                and other_dataset.get("spacing") != "native"
+                and other_dataset.get("size") == dataset.get("size")
+            ):
+                said.append(findings.spacing_sentence(name, table, other, other_table))
+    return said
+
+
 def findings_sections(params: dict, inputs: list[str], spreads: pd.DataFrame | None) -> list[findings.Section]:
     said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
@@ -238,6 +273,7 @@ def findings_sections(params: dict, inputs: list[str], spreads: pd.DataFrame | N
             said[key] += sentences
     if spreads is not None:
         said["bumps"] += findings.coupling_sentences(spreads)
+    said["exact"] += spacing_sentences(params, inputs)
     return [
         findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
         findings.Section(
