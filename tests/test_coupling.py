@@ -49,6 +49,7 @@ def spreads(two_d: dict, one_d: dict) -> pd.DataFrame:
                     "high": high,
                     "seeds": 3,
                     "censored": False,
+                    "measured": True,
                 }
             )
     return pd.DataFrame(rows)
@@ -62,6 +63,10 @@ def spreads(two_d: dict, one_d: dict) -> pd.DataFrame:
         ({"x": (500, 600), "y": (300, 400)}, {"x": (1000, 1200), "y": (350, 450)}, "coupled"),
         # both axes slow down together: they leave their controls but do not move closer
         ({"x": (3000, 3600), "y": (900, 1000)}, {"x": (1000, 1200), "y": (350, 450)}, "inconclusive"),
+        # both slow down, y more, so the gap shrinks: but x moves away from y, not toward it
+        ({"x": (3000, 3600), "y": (1500, 1700)}, {"x": (1000, 1200), "y": (350, 450)}, "inconclusive"),
+        # x moves toward y, but by less than the seeds spread
+        ({"x": (700, 1300), "y": (300, 400)}, {"x": (1400, 1500), "y": (350, 450)}, "inconclusive"),
     ],
 )
 def test_the_verdict_follows_the_written_criterion(two_d, one_d, expected):
@@ -191,3 +196,11 @@ def test_a_generation_scope_experiment_runs_training_and_the_bumps_evaluation_al
         "plot_generation",
         "plot_loss",
     }
+
+
+def test_a_measure_an_arm_cannot_take_is_not_measured_and_left_out_of_the_answer():
+    table = spreads({"x": (500, 600), "y": (300, 400)}, {"x": (1000, 1200), "y": (350, 450)})
+    table.loc[table["arm"] == "control_y", "measured"] = False
+    assert coupling.verdict(table, "g", "m", 0.5)[0] == "not measured"
+    nan_curve = coupling.crossing(np.array([10, 20]), np.array([np.nan, np.nan]), 0.5)
+    assert math.isnan(nan_curve.step)

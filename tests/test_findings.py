@@ -138,10 +138,10 @@ def test_exact_order_against_the_claim_with_both_definitions_and_its_source():
         "floor_hue (0.90), wall_hue (0.90), object_hue (0.90), shape (0.90), scale (0.90), orientation (0.90)" in said
     )
     assert "this agrees with the order attributed to Franzese et al." in said and "no section or figure" in said
-    assert "against τ₅₀ they give every factor the same rank" in said
+    assert "against τ₅₀ they give every factor the same place" in said
     late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2], peak=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     said = " ".join(findings.exact_order_sentences("s", {"size": 16}, late_shape))
-    assert "departs from" in said and "against τ₅₀ they rank" in said
+    assert "departs from" in said and "against τ₅₀ they order" in said
 
 
 def test_pairs_within_their_errors_are_not_called_different():
@@ -179,5 +179,5 @@ def test_a_missing_table_stops_the_report_in_one_line_and_writes_nothing(workdir
 def test_the_spacing_sentence_says_whether_the_order_changes():
     apart = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2])
     native = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2])
-    assert "does not change" in findings.spacing_sentence("n", apart, "a", apart)
-    assert "changes: the subset" in findings.spacing_sentence("n", native, "a", apart)
+    assert "changes no pair" in findings.spacing_sentence("n", apart, "a", apart)
+    assert "opposite orders: " in findings.spacing_sentence("n", native, "a", apart)

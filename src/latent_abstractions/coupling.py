@@ -15,13 +15,15 @@ import math
 import numpy as np
 import pandas as pd
 
-LEVELS = (0.5, 0.9)
+from .representation import ORDERED
+
 # The curves each axis is read from: (name, table, column of the accuracy table or of the
-# phase tap's row in the representation table; {axis} is x or y).
+# phase tap's row in the representation table ({axis} is x or y), the levels read). The
+# order's upper level is the phase study's threshold: 0.9 sits on the trained plateau.
 MEASURES = (
-    ("accuracy within 1 px", "accuracy", "accuracy"),
-    ("accuracy within half the spacing", "accuracy", "accuracy_half_spacing"),
-    ("order of the representation (kNN R²)", "representation", "knn_r2_{axis}"),
+    ("accuracy within 1 px", "accuracy", "accuracy", (0.5, 0.9)),
+    ("accuracy within half the spacing", "accuracy", "accuracy_half_spacing", (0.5, 0.9)),
+    ("order of the representation (kNN R²)", "representation", "knn_r2_{axis}", (0.5, ORDERED)),
 )
 ARM_OF_AXIS = {"x": "control_x", "y": "control_y"}
 
@@ -41,7 +43,12 @@ class Crossing:
         return self.before is None or self.after is None
 
 
+UNMEASURED = Crossing(math.nan, None, None)  # a curve with no value (too few conditions)
+
+
 def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> Crossing:
+    if np.isnan(values).all():
+        return UNMEASURED
     reached = np.flatnonzero(values >= level)
     if not len(reached):
         return Crossing(math.inf, int(steps[-1]), None)
@@ -72,9 +79,9 @@ def crossings(runs: dict[str, dict]) -> pd.DataFrame:
     for experiment, run in sorted(runs.items()):
         axes = [run["arm"][-1]] if run["arm"].startswith("control") else ["x", "y"]
         for axis in axes:
-            for measure, table, column in MEASURES:
+            for measure, table, column, levels in MEASURES:
                 steps, values = axis_curve(run, table, column, axis)
-                for level in LEVELS:
+                for level in levels:
                     found = crossing(steps, values, level)
                     rows.append(
                         {
@@ -89,6 +96,7 @@ def crossings(runs: dict[str, dict]) -> pd.DataFrame:
                             "after": found.after,
                             "before": found.before,
                             "censored": found.censored,
+                            "measured": not math.isnan(found.step),
                         }
                     )
     return pd.DataFrame(rows)
@@ -105,6 +113,7 @@ def spread(table: pd.DataFrame) -> pd.DataFrame:
             high=("step", "max"),
             seeds=("seed", "nunique"),
             censored=("censored", "any"),
+            measured=("measured", "all"),
         )
         .reset_index()
     )
@@ -114,10 +123,19 @@ def _overlap(a: pd.Series, b: pd.Series) -> bool:
     return a["low"] <= b["high"] and b["low"] <= a["high"]
 
 
+def _log_range(row: pd.Series) -> tuple[float, float]:
+    return math.log(row["low"]), math.log(row["high"])
+
+
 def verdict(
     spreads: pd.DataFrame, group: str, measure: str, level: float, two_d_arm: str = "vanilla"
 ) -> tuple[str, str]:
-    """(coupled | factorized | inconclusive, why) for one group, measure and level."""
+    """(coupled | factorized | inconclusive | not measured, why) for one group, measure and level.
+
+    Factorized: each axis crosses in the 2-D task within its 1-D control's seed range.
+    Coupled: an axis leaves that range toward the other axis's 2-D crossing, and the axes'
+    gap |log(step_x / step_y)| shrinks from the controls to the 2-D task by more than the
+    widest seed range (in log-step) of the four arms. Otherwise inconclusive."""
     chosen = spreads[(spreads["group"] == group) & (spreads["measure"] == measure) & (spreads["level"] == level)]
 
     def row(arm: str, axis: str) -> pd.Series | None:
@@ -127,17 +145,31 @@ def verdict(
     pairs = {axis: (row(two_d_arm, axis), row(ARM_OF_AXIS[axis], axis)) for axis in ("x", "y")}
     if any(two is None or one is None for two, one in pairs.values()):
         return "inconclusive", "an arm is missing"
+    if not all(two["measured"] and one["measured"] for two, one in pairs.values()):
+        return "not measured", "an arm has too few conditions for this measure"
     if any(two["censored"] or one["censored"] for two, one in pairs.values()):
         return "inconclusive", "a crossing falls outside the checkpoints in some seed (censored)"
     departed = {axis: not _overlap(two, one) for axis, (two, one) in pairs.items()}
     if not any(departed.values()):
         return "factorized", "each axis crosses in the 2-D task within the seed range of its 1-D control"
-    gap_two = abs(math.log(pairs["x"][0]["median"] / pairs["y"][0]["median"]))
-    gap_one = abs(math.log(pairs["x"][1]["median"] / pairs["y"][1]["median"]))
+    log_median = {
+        axis: {k: math.log(r["median"]) for k, r in zip(("two", "one"), rows)} for axis, rows in pairs.items()
+    }
+    toward = all(
+        abs(log_median[a]["two"] - log_median[b]["two"]) < abs(log_median[a]["one"] - log_median[b]["two"])
+        for a, b in (("x", "y"), ("y", "x"))
+        if departed[a]
+    )
+    gap_two = abs(log_median["x"]["two"] - log_median["y"]["two"])
+    gap_one = abs(log_median["x"]["one"] - log_median["y"]["one"])
+    spread = max(high - low for rows in pairs.values() for low, high in map(_log_range, rows))
     moved = ", ".join(axis for axis, away in departed.items() if away)
-    if gap_two < gap_one:
-        return "coupled", f"{moved} leaves its 1-D control's seed range and the axes' crossings move closer together"
-    return "inconclusive", f"{moved} leaves its 1-D control's seed range, but the axes do not move closer together"
+    if toward and gap_one - gap_two > spread:
+        return "coupled", f"{moved} leaves its 1-D control's seed range toward the other axis, and the gap shrinks"
+    return (
+        "inconclusive",
+        f"{moved} leaves its 1-D control's seed range, but not toward the other axis beyond the spread",
+    )
 
 
 def dropout_shift(spreads: pd.DataFrame, group: str, measure: str, level: float) -> str | None:
@@ -149,6 +181,8 @@ def dropout_shift(spreads: pd.DataFrame, group: str, measure: str, level: float)
     moved = []
     for axis in ("x", "y"):
         m, v = masked[masked["axis"] == axis], vanilla[vanilla["axis"] == axis]
-        if len(m) and len(v) and not _overlap(m.iloc[0], v.iloc[0]):
+        if not (len(m) and len(v)) or m.iloc[0]["censored"] or v.iloc[0]["censored"]:
+            continue  # a crossing outside the snapshots cannot be said to move
+        if not _overlap(m.iloc[0], v.iloc[0]):
             moved.append(axis)
     return ", ".join(moved) if moved else "neither axis"

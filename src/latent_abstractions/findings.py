@@ -17,7 +17,7 @@ import pandas as pd
 from . import coupling
 from .convergence import CONVERGING_NOTE, EXCESS_TARGET, GAP_TARGET, gap_text
 from .order import NATS_LEVEL
-from .published_order import CLAIM, CLAIM_CONTENT, CLAIM_SOURCE, compare_with_published
+from .published_order import CLAIM, CLAIM_CONTENT, CLAIM_SOURCE, compare_with_published, decided_order
 from .representation import ORDERED, TWO_D, phases_in_order
 
 
@@ -59,6 +59,8 @@ def runs_text(steps: list[int], labels: list[str]) -> str:
 
 def transitions_text(steps: list[int], labels: list[str]) -> str:
     """When each later phase is first reached, as the interval between the bracketing checkpoints."""
+    if "-" in labels:
+        return "not measured at some checkpoints (too few conditions), so no transition is located"
     told = [] if "A" in labels else ["A never seen"]
     for label in "BC":
         if label not in labels:
@@ -115,10 +117,10 @@ def phase_sentences(
         f"accurate (one bump within the tolerance of the request; x {percent(_accuracy_at(accuracy, step, 'x'))}, "
         f"y {percent(_accuracy_at(accuracy, step, 'y'))}).",
         f"Representation phases at {tap}, from geometry alone (2-D: Levina–Bickel dimension ≤ {TWO_D:g}; ordered: "
-        f"kNN R² ≥ {ORDERED:g}), over {len(steps)} checkpoints: {runs_text(steps, phases)}; "
-        f"{transitions_text(steps, phases)}.",
-        f"Generation behaviour (A several bumps, B one misplaced bump, C accurate): {runs_text(steps, behaviours)}; "
-        f"{transitions_text(steps, behaviours)}.",
+        f"kNN R² ≥ {ORDERED:g}), over {len(steps)} checkpoints: {runs_text(steps, phases)}"
+        + (f"; {transitions_text(steps, phases)}." if phase_study else "."),
+        f"Generation behaviour (A several bumps, B one misplaced bump, C accurate): {runs_text(steps, behaviours)}"
+        + (f"; {transitions_text(steps, behaviours)}." if phase_study else "."),
         "Liang et al. claim the two sequences coincide: this run "
         + ("agrees" if not apart else "does not")
         + f": they agree at {agree} of {len(steps)} checkpoints"
@@ -146,6 +148,8 @@ def imbalance_sentence(experiment: str, dataset: dict) -> str | None:
 
 
 def crossing_text(row: pd.Series) -> str:
+    if not row["measured"]:
+        return "not measured"
     if row["censored"]:
         return (
             f"median {step_text(row['median'])} (censored in some seed)"
@@ -171,14 +175,15 @@ def coupling_sentences(spreads: pd.DataFrame) -> list[str]:
             said.append(
                 f"Coupling ({group}), {measure} reaching {level:g}, step median (range): {listed}: {answer} ({why})."
             )
-        answers = set(verdicts.values())
+        read = {key: answer for key, answer in verdicts.items() if answer != "not measured"}
+        answers = set(read.values())
         overall = answers.pop() if len(answers) == 1 else "inconclusive"
         depends = (
             ""
-            if len(set(verdicts.values())) == 1
+            if len(set(read.values())) <= 1
             else (
                 ": the answer depends on the measure and level ("
-                + ", ".join(f"{m} at {lv:g}: {a}" for (m, lv), a in sorted(verdicts.items()))
+                + ", ".join(f"{m} at {lv:g}: {a}" for (m, lv), a in sorted(read.items()))
                 + ")"
             )
         )
@@ -251,14 +256,20 @@ def ranked_text(decisions: pd.DataFrame, rank: str) -> str:
 
 
 def rank_differences(decisions: pd.DataFrame, rank: str, other: str) -> str:
-    moved = [row["factor"] for _, row in decisions.iterrows() if row[rank] != row[other]]
-    return f"they rank {', '.join(sorted(moved))} differently" if moved else "they give every factor the same rank"
+    """Which factors two definitions place differently, among the factors both decide."""
+    both = decisions.dropna(subset=[rank, other])
+    first, second = (both.sort_values([key, "factor"])["factor"].tolist() for key in (rank, other))
+    moved = sorted(f for i, f in enumerate(first) if second[i] != f)
+    undecided = sorted(set(decisions["factor"]) - set(both["factor"]))
+    said = f"they order {', '.join(moved)} differently" if moved else "they give every factor the same place"
+    return said + (f" ({', '.join(undecided)} undecided by one of them)" if undecided else "")
 
 
 def resolved_pairs(decisions: pd.DataFrame, column: str = "log_snr_50") -> pd.DataFrame:
     """Every pair of factors: the gap between their decision times, its combined standard
     error, and whether the gap exceeds RESOLVED of them (the abstract's own claim, pair by pair)."""
     rows = []
+    decisions = decisions.dropna(subset=[column]).reset_index(drop=True)
     for i, a in decisions.iterrows():
         for j, b in decisions.iterrows():
             if j <= i:
@@ -279,6 +290,8 @@ def resolved_pairs(decisions: pd.DataFrame, column: str = "log_snr_50") -> pd.Da
 
 def pairs_sentence(decisions: pd.DataFrame) -> str:
     pairs = resolved_pairs(decisions)
+    if pairs.empty:
+        return "one factor: no pair to compare."
     apart = pairs[pairs["differ"]]
     if apart.empty:
         return (
@@ -313,17 +326,26 @@ def exact_order_sentences(experiment: str, dataset: dict, decisions: pd.DataFram
 
 def spacing_sentence(native: str, native_decisions: pd.DataFrame, other: str, other_decisions: pd.DataFrame) -> str:
     """Whether the exact order changes between a subset of far-apart values and the data's
-    own (consecutive) spacing, at the same resolution."""
-    orders = {
-        name: compare_with_published(table)["order"]
-        for name, table in ((other, other_decisions), (native, native_decisions))
-    }
-    shared = [factor for factor in orders[native] if factor in orders[other]]
-    same = [f for f in orders[other] if f in shared] == shared
+    own (consecutive) spacing, at the same resolution: a pair of factors resolved in both
+    subsets (beyond its standard errors) and decided in opposite orders."""
+    tables = {other: other_decisions, native: native_decisions}
+    orders = {name: decided_order(table) for name, table in tables.items()}
+    resolved = {name: resolved_pairs(table) for name, table in tables.items()}
+    apart_in_other = {(row["first"], row["second"]) for _, row in resolved[other].iterrows() if row["differ"]}
+    flips = [
+        f"{row['first']} and {row['second']}"
+        for _, row in resolved[native].iterrows()
+        if row["differ"] and (row["second"], row["first"]) in apart_in_other
+    ]
+    told = (
+        f"changes beyond the standard errors (pairs resolved in opposite orders: {', '.join(flips)}): the subset, "
+        "not only the data, decides it."
+        if flips
+        else "changes no pair of factors that both resolve."
+    )
     return (
         f"Between {other} (values chosen apart: {', '.join(orders[other])}) and {native} (consecutive values, the "
-        f"data's own spacing: {', '.join(orders[native])}) the order by τ₅₀ "
-        + ("does not change." if same else "changes: the subset, not only the data, decides it.")
+        f"data's own spacing: {', '.join(orders[native])}) the order by τ₅₀ {told}"
     )
 
 

@@ -146,12 +146,12 @@ def _check_phase_schedules(params: dict) -> None:
             continue
         train = experiment["train"]
         steps = checkpoint_steps(train["steps"], train["checkpoints"], train["warmup_steps"])
-        ratio = snapshot_ratio(steps)
-        if len(steps) < MIN_PHASE_SNAPSHOTS or ratio > MAX_SNAPSHOT_RATIO:
+        ratio, after = snapshot_ratio(steps), sum(step > train["warmup_steps"] for step in steps)
+        if after < MIN_PHASE_SNAPSHOTS or ratio > MAX_SNAPSHOT_RATIO:
             raise ParamsError(
                 f"params.yaml: experiments.{name}.train.checkpoints = {train['checkpoints']}: the phase study needs "
                 f"at least {MIN_PHASE_SNAPSHOTS} snapshots after the warm-up at most {MAX_SNAPSHOT_RATIO:g}x apart; "
-                f"this schedule gives {len(steps)}, up to {ratio:.2f}x apart (more checkpoints, or "
+                f"this schedule gives {after}, up to {ratio:.2f}x apart (more checkpoints, or "
                 f"generation.phase_study: false)"
             )
 
@@ -159,8 +159,10 @@ def _check_phase_schedules(params: dict) -> None:
 def _check_coupling_groups(params: dict) -> None:
     """Every coupling group has its vanilla model and both 1-D controls, each with enough seeds."""
     seeds: dict[str, dict[str, set]] = {}
-    for experiment in params["experiments"].values():
+    for name, experiment in params["experiments"].items():
         if "coupling" in experiment:
+            if experiment["scope"] == "exact":
+                raise ParamsError(f"params.yaml: experiments.{name}.coupling: a scope exact experiment trains no model")
             place = experiment["coupling"]
             arms = seeds.setdefault(place["group"], {})
             arms.setdefault(place["arm"], set()).add(experiment["train"]["seed"])

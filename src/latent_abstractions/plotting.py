@@ -344,8 +344,8 @@ def training_loss(loss: pd.DataFrame, window: int = 50) -> plt.Figure:
     "region, and the failure modes, with the generation behaviour of each checkpoint above (A several "
     "bumps, B one misplaced bump, C accurate); the geometry of the condition's representation at every "
     "block: its order (leave-one-out kNN R^2 of the requested (x, y) from the whole activation maps; "
-    "dashed: the 0.9 threshold) and its Levina-Bickel intrinsic dimension (dashed: the 2-D threshold), "
-    "the phase tap thick, its two controls as grey marks at the right (x: the untrained network, +: the "
+    f"dashed: the {ORDERED:g} threshold) and its Levina-Bickel intrinsic dimension (dashed: the 2-D threshold), "
+    "the phase tap thick, its two controls as marks in the tap's colour at the right (x: the untrained network, +: the "
     "final representation with its rows permuted); and the phase tap's order per axis. The representation "
     "phase from geometry alone (A not 2-D, B 2-D disordered, C 2-D ordered) is written above the "
     "geometry panels."
@@ -475,7 +475,13 @@ def proxy_curves(curves: pd.DataFrame) -> plt.Figure:
 def representation_pictures(embedding: pd.DataFrame) -> plt.Figure:
     """The phase tap's manifold in 2-D (PCA top, UMAP bottom) at the pictured checkpoints
     (manifold_pictures.pictured): each requested (x, y) a dot coloured by x, joined to its
-    lattice neighbours along x (thin) so that order shows as a mesh."""
+    lattice neighbours along x (thin) so that order shows as a mesh. A lattice with too few
+    conditions to measure (a 1-D control of 6 values) has no pictures: one panel says so."""
+    if embedding.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "too few conditions to picture the representation", ha="center", va="center")
+        return fig
     chosen = pictured(sorted(embedding["training_step"].unique()))
     methods = ("pca", "umap")
     fig, axes = plt.subplots(len(methods), len(chosen), figsize=(2.5 * len(chosen) + 1.5, 5.6), squeeze=False)

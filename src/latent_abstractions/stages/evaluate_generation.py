@@ -208,12 +208,12 @@ def sampled_rows(count: int, at_most: int, seed: int) -> np.ndarray:
 
 
 def lattice_spacing(dataset) -> tuple[float, float]:
-    """Each axis's spacing between neighbouring lattice values (inf for a single value)."""
+    """Each axis's spacing between neighbouring lattice values, from the factor table (the
+    lattice, also for centres drawn at random); inf for a single value."""
+    lattices = {factor.name: np.asarray(factor.values, dtype=np.float64) for factor in dataset.factor_table}
 
     def spacing(name: str) -> float:
-        if name not in dataset.factors:
-            return float("inf")
-        values = np.unique(dataset.factors[name].to_numpy())
+        values = np.unique(lattices.get(name, np.array([])))
         return float(np.min(np.diff(values))) if len(values) > 1 else float("inf")
 
     return spacing("x"), spacing("y")
