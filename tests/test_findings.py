@@ -181,3 +181,10 @@ def test_the_spacing_sentence_says_whether_the_order_changes():
     native = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2])
     assert "changes no pair" in findings.spacing_sentence("n", apart, "a", apart)
     assert "opposite orders: " in findings.spacing_sentence("n", native, "a", apart)
+
+
+def test_each_proxy_is_read_against_the_claim_without_a_stability_it_does_not_have():
+    agreeing = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2]).assign(proxy="probe")
+    late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2]).assign(proxy="fork_agreement")
+    said = findings.proxy_claim_sentence("s", pd.concat([agreeing, late_shape]))
+    assert "fork_agreement departs" in said and "probe agrees (ρ +0.83)" in said and "no stability" in said

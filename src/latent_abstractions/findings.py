@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import coupling
 from .convergence import CONVERGING_NOTE, EXCESS_TARGET, GAP_TARGET, gap_text
+from .errors import InputError
 from .order import NATS_LEVEL
 from .published_order import CLAIM, CLAIM_CONTENT, CLAIM_SOURCE, compare_with_published, decided_order
 from .representation import ORDERED, TWO_D, phases_in_order
@@ -354,6 +355,23 @@ def proxy_agreement_sentence(experiment: str, order_table: pd.DataFrame) -> str:
     agreement = order_table.groupby("proxy")["rank_agreement_with_exact"].first().dropna().sort_values(ascending=False)
     listed = ", ".join(f"{proxy} {value:+.2f}" for proxy, value in agreement.items())
     return f"{experiment}: each proxy's rank correlation with the exact order: {listed} (1: the same order)."
+
+
+def proxy_claim_sentence(experiment: str, order_table: pd.DataFrame) -> str:
+    """Each proxy's order of the trained model against the claim under test. The proxies'
+    curves carry no bootstrap here, so no rank stability is claimed for them."""
+    told = []
+    for proxy, table in sorted(order_table.groupby("proxy")):
+        try:
+            found = compare_with_published(table)
+        except InputError:  # an early or a late factor never decided by this proxy
+            told.append(f"{proxy}: cannot be compared")
+            continue
+        told.append(f"{proxy} {'agrees' if found['agrees'] else 'departs'} (ρ {found['rank_agreement']:+.2f})")
+    return (
+        f"{experiment}, the trained model's order by each proxy against {CLAIM}: {'; '.join(told)} "
+        "(the proxies' curves have no bootstrap, so their ranks carry no stability: read them as points)."
+    )
 
 
 def render_markdown(sections: list[Section]) -> str:

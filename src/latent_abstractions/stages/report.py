@@ -216,6 +216,7 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
         said["exact"] += findings.exact_order_sentences(name, experiment["dataset"], tables["exact_decisions"])
     if "order" in tables and tables["order"]["factor"].nunique() >= MIN_FACTORS_TO_ORDER:
         said["proxies"].append(findings.proxy_agreement_sentence(name, tables["order"]))
+        said["proxies"].append(findings.proxy_claim_sentence(name, tables["order"]))
     if "information_metrics" in tables:
         said["estimates"] += findings.information_sentences(name, tables["information_metrics"])
     if "classifier_metrics" in tables:
