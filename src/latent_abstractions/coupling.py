@@ -164,12 +164,12 @@ def verdict(
     gap_one = abs(log_median["x"]["one"] - log_median["y"]["one"])
     spread = max(high - low for rows in pairs.values() for low, high in map(_log_range, rows))
     moved = ", ".join(axis for axis, away in departed.items() if away)
-    if toward and gap_one - gap_two > spread:
-        return "coupled", f"{moved} leaves its 1-D control's seed range toward the other axis, and the gap shrinks"
-    return (
-        "inconclusive",
-        f"{moved} leaves its 1-D control's seed range, but not toward the other axis beyond the spread",
-    )
+    shrink = f"the gap shrinks by {gap_one - gap_two:.2f} in log-step against a seed spread of {spread:.2f}"
+    if not toward:
+        return "inconclusive", f"{moved} leaves its 1-D control's seed range, away from the other axis"
+    if gap_one - gap_two > spread:
+        return "coupled", f"{moved} leaves its 1-D control's seed range toward the other axis; {shrink}"
+    return "inconclusive", f"{moved} leaves its 1-D control's seed range toward the other axis, but {shrink}"
 
 
 def dropout_shift(spreads: pd.DataFrame, group: str, measure: str, level: float) -> str | None:

@@ -157,7 +157,8 @@ def crossing_text(row: pd.Series) -> str:
             if math.isfinite(row["median"])
             else "not reached"
         )
-    return f"{step_text(row['median'])} ({step_text(row['low'])}–{step_text(row['high'])}, {row['seeds']} seeds)"
+    seeds = f"{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}"
+    return f"{step_text(row['median'])} ({step_text(row['low'])}–{step_text(row['high'])}, {seeds})"
 
 
 def coupling_sentences(spreads: pd.DataFrame) -> list[str]:

@@ -405,6 +405,11 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
     axes[2].axhline(ORDERED, color="grey", lw=0.6, ls="--")
     axes[4].axhline(ORDERED, color="grey", lw=0.6, ls="--")
     axes[3].axhline(TWO_D, color="grey", lw=0.6, ls="--")
+    dimensions = checkpoints["intrinsic_dimension"].to_numpy(dtype=float)
+    if np.isnan(dimensions).all():  # too few conditions to measure: an empty panel, said so
+        axes[3].set_ylim(0, 2 * TWO_D)
+        for ax in axes[2:]:
+            ax.text(0.5, 0.5, "not measured: too few conditions", transform=ax.transAxes, ha="center", fontsize=8)
     _label_checkpoints(axes[:2], chosen["training_step"], chosen["generation_behaviour"])
     _label_checkpoints(axes[2:], chosen["training_step"], chosen["phase"])
     tap = chosen["tap"].iloc[0]
@@ -415,8 +420,10 @@ def generation_over_training(accuracy: pd.DataFrame, representation: pd.DataFram
         "intrinsic dimension per tap",
         f"order at {tap}, per axis",
     )
+    first_step, last_step = accuracy["training_step"].min(), accuracy["training_step"].max()
     for ax, title in zip(axes, titles):
-        ax.set(xscale="log", xlabel="training step")
+        # set, not found: a panel of curves that are all NaN has no limits of its own
+        ax.set(xscale="log", xlabel="training step", xlim=(first_step / 1.3, last_step * 2))
         if ax is not axes[3]:  # the permuted control's order reads below 0
             ax.set_ylim(-0.3 if ax is axes[2] else -0.02, 1.08)
         ax.set_title(title, pad=14)
