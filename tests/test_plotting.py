@@ -96,3 +96,54 @@ def test_the_top_row_is_blind_to_the_condition_and_the_bottom_row_sees_it():
     assert "map.cond.mid" in bottom.get_title() and "uncond" not in bottom.get_title()
     assert "random" not in bottom.get_title()
     plotting.plt.close(figure)
+
+
+def generation_tables(measured: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    steps = [50, 100, 200]
+    accuracy = pd.DataFrame(
+        [
+            {
+                "training_step": s,
+                "region": "all",
+                "axis": axis,
+                "accuracy": 0.5,
+                "multi_bump_fraction": 0.1,
+                "no_bump_fraction": 0.0,
+            }
+            for s in steps
+            for axis in ("both", "x", "y")
+        ]
+    )
+    value = 0.9 if measured else np.nan
+    rows = [
+        {
+            "training_step": s,
+            "reference": reference,
+            "tap": tap,
+            "phase_tap": tap == "down.1",
+            "knn_r2": value,
+            "knn_r2_x": value,
+            "knn_r2_y": value,
+            "trustworthiness": value,
+            "continuity": value,
+            "r2_pca": value,
+            "intrinsic_dimension": 3.0 if measured else np.nan,
+            "phase": "C" if measured else "-",
+            "generation_behaviour": "B" if reference == "checkpoint" else "",
+        }
+        for reference, chosen in (("checkpoint", steps), ("untrained", [0]), ("permuted", [200]))
+        for s in chosen
+        for tap in ("down.1", "mid")
+    ]
+    return accuracy, pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("measured", [True, False])
+def test_the_generation_figure_draws_a_control_too_small_to_measure(measured):
+    """A 1-D control of 6 conditions has every geometry NaN: the figure still draws, saying so."""
+    fig = plotting.generation_over_training(*generation_tables(measured))
+    fig.canvas.draw()
+    said = [text.get_text() for ax in fig.axes for text in ax.texts]
+    assert ("not measured: too few conditions" in said) is not measured
+    empty = plotting.representation_pictures(pd.DataFrame())
+    assert "too few conditions" in empty.axes[0].texts[0].get_text()
