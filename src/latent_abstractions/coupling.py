@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .representation import ORDERED
+from .representation import ORDERED, checkpoint_rows
 
 # The curves each axis is read from: (name, table, column of the accuracy table or of the
 # phase tap's row in the representation table ({axis} is x or y), the levels read). The
@@ -67,7 +67,7 @@ def axis_curve(tables: dict, table: str, column: str, axis: str) -> tuple[np.nda
     if table == "accuracy":
         frame = frame[(frame["region"] == "all") & (frame["axis"] == axis)]
     else:
-        frame = frame[(frame["reference"] == "checkpoint") & frame["phase_tap"]]
+        frame = checkpoint_rows(frame)
     frame = frame.sort_values("training_step")
     return frame["training_step"].to_numpy(), frame[column.format(axis=axis)].to_numpy(dtype=float)
 

@@ -19,7 +19,7 @@ from .convergence import CONVERGING_NOTE, EXCESS_TARGET, GAP_TARGET, gap_text
 from .errors import InputError
 from .order import NATS_LEVEL
 from .published_order import CLAIM, CLAIM_CONTENT, CLAIM_SOURCE, compare_with_published, decided_order
-from .representation import ORDERED, TWO_D, phases_in_order
+from .representation import ORDERED, TWO_D, checkpoint_rows, phases_in_order
 
 
 @dataclasses.dataclass
@@ -35,12 +35,6 @@ def percent(value: float) -> str:
 def _accuracy_at(accuracy: pd.DataFrame, step: int, axis: str) -> float:
     chosen = accuracy[(accuracy["region"] == "all") & (accuracy["axis"] == axis) & (accuracy["training_step"] == step)]
     return float(chosen["accuracy"].iloc[0]) if len(chosen) else float("nan")
-
-
-def checkpoint_rows(representation: pd.DataFrame) -> pd.DataFrame:
-    """The phase tap's rows at the training checkpoints (the controls left out), in order."""
-    chosen = representation[(representation["reference"] == "checkpoint") & representation["phase_tap"]]
-    return chosen.sort_values("training_step")
 
 
 def step_text(step: float) -> str:

@@ -149,6 +149,12 @@ def generation_behaviour(multi_bump_fraction: float, accuracy: float) -> str:
     return "C" if accuracy >= ACCURATE else "B"
 
 
+def checkpoint_rows(table):
+    """The phase tap's rows of a representation table (a DataFrame) at the training
+    checkpoints, the controls left out, in training order."""
+    return table[(table["reference"] == "checkpoint") & table["phase_tap"]].sort_values("training_step")
+
+
 def phases_in_order(phases: list[str]) -> bool:
     """True when the phases over training never go back (A before B before C) and end in C."""
     ranks = ["ABC".index(p) for p in phases]

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image
 
-from .. import coupling, findings, paths, stage_table
+from .. import coupling, findings, paths, representation, stage_table
 from ..artifacts import atomic_path
 from ..cli import run_project_step
 from ..errors import InputError
@@ -112,7 +112,7 @@ def accuracy_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
         table = pq.read_table(experiment.generation_accuracy).to_pandas()
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
-        phases = findings.checkpoint_rows(pq.read_table(experiment.generation_representation).to_pandas())
+        phases = representation.checkpoint_rows(pq.read_table(experiment.generation_representation).to_pandas())
         wide = wide.join(
             phases.set_index("training_step")[
                 [
@@ -224,11 +224,11 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
     return said
 
 
-def coupling_spreads(params: dict, inputs: list[str]) -> pd.DataFrame | None:
+def coupling_spreads(params: dict, tables_of: dict[str, dict]) -> pd.DataFrame | None:
     """The coupling study's crossings (median and range over seeds), if params has one."""
     runs = {}
     for name, experiment in sorted(params["experiments"].items()):
-        tables = read_tables(ExperimentPaths(name), inputs)
+        tables = tables_of[name]
         if "coupling" in experiment and "accuracy" in tables:
             runs[name] = {**experiment["coupling"], "seed": experiment["train"]["seed"], **tables}
     return coupling.spread(coupling.crossings(runs)) if runs else None
@@ -244,12 +244,10 @@ def coupling_table(spreads: pd.DataFrame | None) -> str:
     )
 
 
-def spacing_sentences(params: dict, inputs: list[str]) -> list[str]:
+def spacing_sentences(params: dict, tables_of: dict[str, dict]) -> list[str]:
     """Each native-spacing exact order against the other exact orders at its resolution."""
     decisions = {
-        name: tables["exact_decisions"]
-        for name in sorted(params["experiments"])
-        if "exact_decisions" in (tables := read_tables(ExperimentPaths(name), inputs))
+        name: tables["exact_decisions"] for name, tables in sorted(tables_of.items()) if "exact_decisions" in tables
     }
     said = []
     for name, table in decisions.items():
@@ -267,14 +265,14 @@ def spacing_sentences(params: dict, inputs: list[str]) -> list[str]:
     return said
 
 
-def findings_sections(params: dict, inputs: list[str], spreads: pd.DataFrame | None) -> list[findings.Section]:
+def findings_sections(params: dict, tables_of: dict[str, dict], spreads: pd.DataFrame | None) -> list[findings.Section]:
     said = {key: [] for key in STUDY_KEYS}
     for name, experiment in sorted(params["experiments"].items()):
-        for key, sentences in experiment_findings(name, experiment, read_tables(ExperimentPaths(name), inputs)).items():
+        for key, sentences in experiment_findings(name, experiment, tables_of[name]).items():
             said[key] += sentences
     if spreads is not None:
         said["bumps"] += findings.coupling_sentences(spreads)
-    said["exact"] += spacing_sentences(params, inputs)
+    said["exact"] += spacing_sentences(params, tables_of)
     return [
         findings.Section("Study 2: phases of representation on Gaussian bumps (Liang, Liu & Fiete)", said["bumps"]),
         findings.Section(
@@ -302,8 +300,10 @@ def report_step(params: dict) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
-    spreads = coupling_spreads(params, inputs)
-    sections = findings_sections(params, inputs, spreads)
+    # every experiment's tables read once, for the findings, the coupling study and the spacing
+    tables_of = {name: read_tables(ExperimentPaths(name), inputs) for name in params["experiments"]}
+    spreads = coupling_spreads(params, tables_of)
+    sections = findings_sections(params, tables_of, spreads)
     experiments = sorted(params["experiments"])
     files = [ExperimentPaths(experiment) for experiment in experiments]
     body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
