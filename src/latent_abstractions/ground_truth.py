@@ -227,12 +227,15 @@ class FiniteMixture:
             tables.append(table)
         return tables
 
+    def stratified_positions(self, points: int, samples: int, generator: torch.Generator) -> np.ndarray:
+        """(points, samples) row positions: one random permutation of the rows read in turn, cycling."""
+        order = torch.randperm(len(self), generator=generator).numpy()
+        return order[np.arange(points * samples).reshape(points, samples) % len(self)]
+
     def draws(self, points: int, samples: int, generator: torch.Generator) -> Iterator[Draw]:
         """``points`` batches of ``samples`` draws, stratified: the rows of one random
         permutation in turn, cycling, so each batch holds every row once before any twice."""
-        order = torch.randperm(len(self), generator=generator).numpy()
-        for point in range(points):
-            positions = order[np.arange(point * samples, (point + 1) * samples) % len(self)]
+        for positions in self.stratified_positions(points, samples, generator):
             index = torch.from_numpy(positions)
             yield Draw(self.gather(positions), self.values[index], None if self.labels is None else self.labels[index])
 

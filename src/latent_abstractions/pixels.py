@@ -25,5 +25,10 @@ def tensor_model_range(images: torch.Tensor, dtype: torch.dtype = torch.float32)
     return images.to(dtype)
 
 
+def stored_step(images: np.ndarray | torch.Tensor) -> float:
+    """The model-range length of one stored unit: x = step * stored + offset."""
+    return 1.0 / 127.5 if stored_as_uint8(images) else 1.0
+
+
 def stored_as_uint8(images: np.ndarray | torch.Tensor) -> bool:
     return images.dtype == (torch.uint8 if isinstance(images, torch.Tensor) else np.uint8)

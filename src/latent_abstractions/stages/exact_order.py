@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch
 
 from .. import information, order
+from ..exact_stream import exact_information, resample_pairs
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
@@ -104,15 +105,15 @@ def _decisions(curves: pd.DataFrame, value: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def decision_table(curves: pd.DataFrame, replicates: int, seed: int) -> pd.DataFrame:
-    """One row per factor: order.py's decision times of the ``mi`` curves, with bootstrap
-    standard errors and the share of replicates that rank the factor as the curves do."""
+def decision_table(curves: pd.DataFrame, per_pair: np.ndarray, replicates: int, seed: int) -> pd.DataFrame:
+    """One row per factor: order.py's decision times of the ``mi`` curves, with standard
+    errors and the share of replicates that rank the factor as the curves do, from a
+    bootstrap over the draws' pairs (``per_pair`` (P, N, K): each pair's I terms; the pairs
+    are shared by every time, so the curves' errors are correlated and are resampled together)."""
     table = _decisions(curves, curves["mi"].to_numpy())
     rng = np.random.default_rng(seed)
-    draws = [
-        _decisions(curves, curves["mi"].to_numpy() + curves["stderr"].to_numpy() * rng.standard_normal(len(curves)))
-        for _ in range(replicates)
-    ]
+    # curve_table's rows run factor by factor, each over the times: (P, K) -> K blocks of P
+    draws = [_decisions(curves, resample_pairs(per_pair, rng).T.ravel()) for _ in range(replicates)]
     for column in TIME_COLUMNS:
         spread = pd.concat([draw[column] for draw in draws], axis=1)
         table[f"{column}_stderr"] = spread.std(axis=1, ddof=1)
@@ -134,11 +135,11 @@ def _group(name: str) -> str:
     return "early" if name in PUBLISHED_EARLY else "late" if name in PUBLISHED_LATE else "none"
 
 
-def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> pd.DataFrame:
+def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """The curve table and each pair's exact I terms (P, N, K), for the bootstrap."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     source = mixture(dataset, settings["rows"], device)
-    estimate = information.mutual_information(
-        None,
+    found = exact_information(
         make_sde(sde_params),
         source,
         t_end=settings["t_end"],
@@ -147,7 +148,7 @@ def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> pd.
         seed=settings["seed"],
         device=device,
     )
-    return curve_table(estimate, [f.name for f in dataset.factor_table])
+    return curve_table(found.estimate, [f.name for f in dataset.factor_table]), found.per_pair
 
 
 def exact_order_step(experiment: str, params: dict) -> None:
@@ -162,8 +163,8 @@ def exact_order_step(experiment: str, params: dict) -> None:
         settings["points"],
         settings["samples"],
     )
-    curves = exact_curves(dataset, params["sde"], settings)
-    decisions = decision_table(curves, settings["bootstrap"], settings["seed"])
+    curves, per_pair = exact_curves(dataset, params["sde"], settings)
+    decisions = decision_table(curves, per_pair, settings["bootstrap"], settings["seed"])
     meta = provenance(
         "exact_order", experiment, {key: params[key] for key in ("sde", "exact_order")}, files.dataset_files
     )
