@@ -86,7 +86,9 @@ def main() -> None:
 
     gap = np.abs(base.mean["exact"] - ours.estimate.mean["exact"])
     scale = np.hypot(base.stderr["exact"], ours.estimate.stderr["exact"])
-    print(f"curves, stream against per-time path: largest gap {gap.max():.4f} nats = {(gap / scale).max():.2f} standard errors")
+    print(
+        f"curves, stream against per-time path: largest gap {gap.max():.4f} nats = {(gap / scale).max():.2f} standard errors"
+    )
     print(f"posteriors, stream against float64 on the same draws: largest difference {posterior_gap(mixture, sde):.2e}")
     speedup = rates["one-pass stream, overlay settings"] / rates["per-time path (float64), baseline settings"]
     print(f"speed-up at the overlay's settings: {speedup:.1f}x")

@@ -46,7 +46,9 @@ def test_posteriors_match_the_float64_mixture_at_every_time(scenes, stored):
     sde = VPSDE()
     positions, x0, noise = pairs(mixture, 12)
     times = log_snr_grid(sde, sde.T, 1e-3, 10)
-    streamed, sizes = exact_stream.posteriors(mixture, positions, noise, (sde.alpha(times) / sde.sigma(times)) ** 2, CPU)
+    streamed, sizes = exact_stream.posteriors(
+        mixture, positions, noise, (sde.alpha(times) / sde.sigma(times)) ** 2, CPU
+    )
     assert sizes == mixture.cardinalities and streamed.shape == (10, 12, sum(sizes))
     for p, t in enumerate(times.tolist()):
         assert torch.allclose(streamed[p], float64_posteriors(mixture, x0, noise, sde, t), atol=1e-6, rtol=0)
@@ -68,7 +70,9 @@ def test_curves_are_each_times_mean_of_the_pairs_exact_terms(scenes):
     positions, x0, noise = pairs(mixture, 16, seed=4)
     for p, t in enumerate(found.estimate.times):
         joint = float64_posteriors(mixture, x0, noise, sde, float(t))
-        terms = entropy_terms(list(joint.split(mixture.cardinalities, dim=1)), mixture.labels[positions], mixture.entropy)
+        terms = entropy_terms(
+            list(joint.split(mixture.cardinalities, dim=1)), mixture.labels[positions], mixture.entropy
+        )
         assert np.allclose(found.per_pair[p], terms["exact"].numpy(), atol=1e-5)
         assert np.allclose(found.estimate.mean["exact"][p], terms["exact"].numpy().mean(0), atol=1e-5)
     entropy = mixture.entropy

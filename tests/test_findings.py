@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from latent_abstractions import findings
+from latent_abstractions import findings, order
 
 from conftest import ROOT
 
@@ -183,8 +183,37 @@ def test_the_spacing_sentence_says_whether_the_order_changes():
     assert "opposite orders: " in findings.spacing_sentence("n", native, "a", apart)
 
 
-def test_each_proxy_is_read_against_the_claim_without_a_stability_it_does_not_have():
+def test_each_proxy_is_read_against_the_claim_with_its_replicates_or_as_a_point():
     agreeing = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2]).assign(proxy="probe")
-    late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2]).assign(proxy="fork_agreement")
+    late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2]).assign(
+        proxy="fork_agreement", claim_agreement_share=0.25, rank_50_stability=[1.0, 1.0, 0.9, 0.4, 0.6, 1.0]
+    )
     said = findings.proxy_claim_sentence("s", pd.concat([agreeing, late_shape]))
-    assert "fork_agreement departs" in said and "probe agrees (ρ +0.83)" in said and "no stability" in said
+    assert "probe agrees (ρ +0.83; no standard errors: a point reading)" in said
+    assert "fork_agreement departs (ρ +0.41; agrees in 25% of replicates, ranks stable in 40%-100% of them)" in said
+
+
+def test_proxy_replicates_give_a_rank_stability_only_where_the_curves_have_errors():
+    t = np.linspace(1.0, 0.01, 40)
+    curves = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "proxy": proxy,
+                    "factor": factor,
+                    "t": t,
+                    "log_snr": -4 * np.log(t),
+                    "stderr": stderr,
+                    "value": 1 / (1 + np.exp((t - centre) * 30)),
+                }
+            )
+            for proxy, stderr in (("precise", 0.01), ("noisy", 0.3), ("probe", np.nan))
+            for factor, centre in (("a", 0.7), ("b", 0.65), ("c", 0.2))
+        ]
+    )
+    table = order.rank_stability(order.decision_times(curves), order.bootstrap_decisions(curves, 100, 0))
+    by_proxy = {proxy: part.set_index("factor") for proxy, part in table.groupby("proxy")}
+    assert (by_proxy["precise"]["rank_50_stability"] == 1.0).all()
+    assert by_proxy["noisy"].loc[["a", "b"], "rank_50_stability"].max() < 0.9  # 0.05 apart, errors of 0.3
+    assert (by_proxy["noisy"]["tau_50_stderr"] > by_proxy["precise"]["tau_50_stderr"]).all()
+    assert by_proxy["probe"][["rank_50_stability", "tau_50_stderr"]].isna().all().all()

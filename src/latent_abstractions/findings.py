@@ -12,6 +12,7 @@ import dataclasses
 import html
 import math
 
+import numpy as np
 import pandas as pd
 
 from . import coupling
@@ -353,8 +354,9 @@ def proxy_agreement_sentence(experiment: str, order_table: pd.DataFrame) -> str:
 
 
 def proxy_claim_sentence(experiment: str, order_table: pd.DataFrame) -> str:
-    """Each proxy's order of the trained model against the claim under test. The proxies'
-    curves carry no bootstrap here, so no rank stability is claimed for them."""
+    """Each proxy's order of the trained model against the claim under test, with the share
+    of bootstrap replicates that agree and the range of its ranks' stability (a proxy
+    without standard errors, the probe, is read as a point)."""
     told = []
     for proxy, table in sorted(order_table.groupby("proxy")):
         try:
@@ -362,11 +364,20 @@ def proxy_claim_sentence(experiment: str, order_table: pd.DataFrame) -> str:
         except InputError:  # an early or a late factor never decided by this proxy
             told.append(f"{proxy}: cannot be compared")
             continue
-        told.append(f"{proxy} {'agrees' if found['agrees'] else 'departs'} (ρ {found['rank_agreement']:+.2f})")
+        verdict = "agrees" if found["agrees"] else "departs"
+        told.append(f"{proxy} {verdict} (ρ {found['rank_agreement']:+.2f}; {_replicate_note(table)})")
     return (
         f"{experiment}, the trained model's order by each proxy against {CLAIM}: {'; '.join(told)} "
-        "(the proxies' curves have no bootstrap, so their ranks carry no stability: read them as points)."
+        "(replicates redraw each point of a proxy's curve within its standard error, the points independent)."
     )
+
+
+def _replicate_note(table: pd.DataFrame) -> str:
+    share = table.get("claim_agreement_share", pd.Series(np.nan, index=table.index)).iloc[0]
+    stability = table.get("rank_50_stability", pd.Series(np.nan, index=table.index)).dropna()
+    if pd.isna(share) or stability.empty:
+        return "no standard errors: a point reading"
+    return f"agrees in {share:.0%} of replicates, ranks stable in {stability.min():.0%}-{stability.max():.0%} of them"
 
 
 def render_markdown(sections: list[Section]) -> str:

@@ -106,3 +106,27 @@ def nats_crossing(log_snr: np.ndarray, value: np.ndarray, level: float = NATS_LE
     if i == 0:
         return float(lam[0])
     return float(np.interp(level, value[[i - 1, i]], lam[[i - 1, i]]))
+
+
+def bootstrap_decisions(curves: pd.DataFrame, replicates: int, seed: int) -> list[pd.DataFrame]:
+    """``replicates`` decision-time tables of the proxies whose curves carry a ``stderr``,
+    each point redrawn from N(value, stderr^2), the points independent (a proxy without
+    standard errors is left out: nothing to resample)."""
+    resampled = curves[curves["stderr"].notna()]
+    rng = np.random.default_rng(seed)
+    noise_scale = resampled["stderr"].to_numpy()
+    return [
+        decision_times(resampled.assign(value=resampled["value"] + noise_scale * rng.standard_normal(len(resampled))))
+        for _ in range(replicates)
+    ]
+
+
+def rank_stability(table: pd.DataFrame, replicates: list[pd.DataFrame]) -> pd.DataFrame:
+    """``table`` (decision_times) with ``tau_50_stderr`` and ``rank_50_stability`` (the share
+    of replicates giving the factor the same rank within its proxy), NaN where not resampled."""
+    keys = ["proxy", "factor"]
+    stacked = pd.concat([rep[keys + ["tau_50", "rank_50"]] for rep in replicates], ignore_index=True)
+    merged = stacked.merge(table[keys + ["rank_50"]], on=keys, suffixes=("", "_found"))
+    merged["same_rank"] = merged["rank_50"] == merged["rank_50_found"]
+    spread = merged.groupby(keys).agg(tau_50_stderr=("tau_50", "std"), rank_50_stability=("same_rank", "mean"))
+    return table.merge(spread.reset_index(), on=keys, how="left")

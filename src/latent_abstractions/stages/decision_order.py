@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -16,10 +17,13 @@ from ..artifacts import provenance, read_input_table, write_parquet
 from ..cli import run_step
 from ..errors import InputError
 from ..paths import ExperimentPaths
+from ..published_order import agrees_with_published, decided_order
 
 log = logging.getLogger("decision_order")
 PROBE_FEATURE = "state"
 REFERENCE = "mi_exact"
+BOOTSTRAP = 200  # replicates of the proxies' curves, each point redrawn within its standard error
+SEED = 0
 
 
 def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
@@ -31,7 +35,7 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
         files.fork_analysis,
     ]
     probes, information, bound, forks = (read_input_table(path).to_pandas() for path in sources)
-    columns = ["proxy", "factor", "t", "log_snr", "value"]
+    columns = ["proxy", "factor", "t", "log_snr", "value", "stderr"]
     probe = probes[
         (probes["feature"] == PROBE_FEATURE)
         & probes["metric"].isin(["accuracy", "r2"])
@@ -39,7 +43,7 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
     ]
     train = information[information["distribution"] == "train"]
     curves = [
-        probe.assign(proxy="probe", value=probe["score"]),
+        probe.assign(proxy="probe", value=probe["score"], stderr=np.nan),  # one fit per point: no error
         *(
             train[train["quantity"] == quantity].assign(proxy=proxy, value=lambda f: f["mean"])
             for quantity, proxy in (
@@ -48,7 +52,7 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
                 ("bayes_accuracy", "bayes_accuracy"),
             )
         ),
-        bound.assign(proxy="classifier_bound", value=bound["bound"]),
+        bound.assign(proxy="classifier_bound", value=bound["bound"], stderr=bound["bound_se"]),
         *(
             forks[(forks["quantity"] == quantity) & (forks["split"] == split)].assign(
                 proxy=proxy, value=lambda f: f["mean"]
@@ -63,6 +67,19 @@ def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
     return pd.concat([curve[columns] for curve in curves], ignore_index=True), sources
 
 
+def _claim_agreement_share(replicates: list[pd.DataFrame]) -> dict[str, float]:
+    """Per resampled proxy: the share of replicates whose order agrees with the claim under
+    test (a replicate that leaves an early or a late factor undecided does not agree)."""
+    agreeing: dict[str, list[bool]] = {}
+    for replicate in replicates:
+        for proxy, decisions in replicate.groupby("proxy"):
+            try:
+                agreeing.setdefault(proxy, []).append(agrees_with_published(decided_order(decisions)))
+            except InputError:
+                agreeing.setdefault(proxy, []).append(False)
+    return {proxy: float(np.mean(flags)) for proxy, flags in agreeing.items()}
+
+
 def order_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
     try:
@@ -72,6 +89,9 @@ def order_step(experiment: str, params: dict) -> None:
     table = order.decision_times(curves)
     agreement = order.rank_agreement(table, REFERENCE)
     table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)
+    replicates = order.bootstrap_decisions(curves, BOOTSTRAP, SEED)
+    table = order.rank_stability(table, replicates)
+    table["claim_agreement_share"] = table["proxy"].map(_claim_agreement_share(replicates)).astype(float)
     table.insert(0, "experiment", experiment)
     meta = provenance("decision_order", experiment, {}, sources)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), files.order, meta)

@@ -14,11 +14,11 @@ import pyarrow as pa
 import torch
 
 from .. import information, order
-from ..exact_stream import exact_information, resample_pairs
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
 from ..errors import InputError
+from ..exact_stream import exact_information, resample_pairs
 from ..ground_truth import FiniteMixture
 from ..paths import ExperimentPaths
 from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
