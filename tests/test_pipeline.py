@@ -167,7 +167,9 @@ def check_outputs(repo: Path) -> None:
         assert made_from["step"] == "sample_trajectories" and len(made_from["params_sha256"]) == 64
         info = pq.read_table(repo / "data" / experiment / "information.parquet").to_pandas()
         assert {"exact", "orthogonal", "mmse_difference"} <= set(info["quantity"])
-    assert "<h1>Latent abstractions: report</h1>" in (repo / "data" / "report.html").read_text()
+    page = (repo / "data" / "report.html").read_text()
+    assert "<h1>Latent abstractions: report</h1>" in page and "Content-Security-Policy" in page
+    assert "<script" not in page
 
 
 def planned_jobs(output: str) -> set[str]:

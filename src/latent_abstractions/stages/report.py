@@ -31,31 +31,57 @@ from ..paths import ExperimentPaths
 log = logging.getLogger("report")
 
 
-def dvc_md5(path: str) -> str:
-    """The md5 dvc.lock records for a file; a directory's (`<md5>.dir`) is DVC's to compute."""
+def dvc_md5(path: str, declared: set[str]) -> str:
+    """The md5 dvc.lock records for a file the pipeline declares; a path found inside an
+    artifact is never opened (a hostile provenance could name /dev/zero), nor a directory."""
+    if path not in declared:
+        return "not a declared output: not read"
     if Path(path).is_dir():
         return "directory: see dvc.lock"
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def figure_section(png: str) -> str:
-    with Image.open(png) as image:
-        provenance, caption = json.loads(image.text["provenance"]), image.text.get("caption", "")
-    name = Path(png).stem
+def read_provenance(png: str) -> tuple[dict, str]:
+    """A figure's provenance and caption, or one line naming the figure."""
+    try:
+        with Image.open(png) as image:
+            provenance, caption = json.loads(image.text["provenance"]), image.text.get("caption", "")
+        if not isinstance(provenance, dict) or not isinstance(provenance.get("inputs", {}), dict):
+            raise ValueError("not a JSON object with an inputs table")
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"report: {png} has no readable provenance ({exc}); draw it again with its stage") from None
+    return provenance, str(caption)
+
+
+def _text(value: object) -> str:
+    """Any text from an artifact, escaped for the page (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def figure_section(png: str, declared: set[str]) -> str:
+    provenance, caption = read_provenance(png)
+    name = _text(Path(png).stem)
     encoded = base64.b64encode(Path(png).read_bytes()).decode()
     rows = "".join(
-        f"<tr><td><code>{html.escape(source)}</code></td><td><code>{dvc_md5(source)}</code></td>"
-        f"<td><code>{digest[:16]}…</code></td></tr>"
-        for source, digest in provenance["inputs"].items()
+        f"<tr><td><code>{_text(source)}</code></td><td><code>{_text(dvc_md5(str(source), declared))}</code></td>"
+        f"<td><code>{_text(str(digest)[:16])}…</code></td></tr>"
+        for source, digest in provenance.get("inputs", {}).items()
     )
+    code, params = (_text(str(provenance.get(key, "?"))[:16]) for key in ("code_sha256", "params_sha256"))
     return (
-        f"<figure id='{html.escape(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
-        f"<figcaption><b>{name}</b>: {html.escape(caption)}</figcaption></figure>"
-        f"<details><summary>provenance</summary><p>code <code>{provenance['code_sha256'][:16]}…</code>, "
-        f"params <code>{provenance['params_sha256'][:16]}…</code>, commit <code>{provenance['git_commit']}</code>"
+        f"<figure id='{_text(png)}'><img src='data:image/png;base64,{encoded}' alt='{name}'>"
+        f"<figcaption><b>{name}</b>: {_text(caption)}</figcaption></figure>"
+        f"<details><summary>provenance</summary><p>code <code>{code}…</code>, "
+        f"params <code>{params}…</code>, commit <code>{_text(provenance.get('git_commit', '?'))}</code>"
         f"{' (work tree dirty)' if provenance.get('git_dirty') else ''}</p>"
         f"<table><tr><th>input</th><th>md5 (as in dvc.lock)</th><th>sha256</th></tr>{rows}</table></details>"
     )
+
+
+def content_security_policy() -> str:
+    """No script, no outside resource: images from the page itself, the one style by its hash."""
+    style = base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+    return f"default-src 'none'; img-src data:; style-src 'sha256-{style}'; base-uri 'none'; form-action 'none'"
 
 
 def table_html(frame: pd.DataFrame, caption: str) -> str:
@@ -291,7 +317,7 @@ def contents(experiments: list[str]) -> str:
         ("order", "When each factor is decided"),
         ("accuracy", "Bumps: accuracy over training"),
     ]
-    return "<nav>" + " · ".join(f"<a href='#{anchor}'>{html.escape(title)}</a>" for anchor, title in targets) + "</nav>"
+    return "<nav>" + " · ".join(f"<a href='#{_text(anchor)}'>{_text(title)}</a>" for anchor, title in targets) + "</nav>"
 
 
 def report_step(params: dict) -> None:
@@ -305,12 +331,13 @@ def report_step(params: dict) -> None:
     spreads = coupling_spreads(params, tables_of)
     sections = findings_sections(params, tables_of, spreads)
     experiments = sorted(params["experiments"])
+    declared = set(stage_table.final_outputs(params))
     files = [ExperimentPaths(experiment) for experiment in experiments]
     body = ["<h1>Latent abstractions: report</h1>", contents(experiments), findings.render_html(sections)]
     for experiment in files:
         pngs = [p for p in inputs if Path(p).parent == experiment.figures_dir]
-        body.append(f"<h2 id='{experiment.experiment}'>{experiment.experiment}</h2>")
-        body.append("".join(figure_section(png) for png in pngs))
+        body.append(f"<h2 id='{_text(experiment.experiment)}'>{_text(experiment.experiment)}</h2>")
+        body.append("".join(figure_section(png, declared) for png in pngs))
     body.append(
         "<h2 id='order'>When each factor is decided</h2>"
         + exact_order_tables(inputs, files)
@@ -320,7 +347,9 @@ def report_step(params: dict) -> None:
     body.append("<h2 id='accuracy'>Bumps: accuracy over training</h2>" + accuracy_tables(inputs, files))
     body.append(coupling_table(spreads))
     document = (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Latent abstractions report</title>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{content_security_policy()}\">"
+        f"<title>Latent abstractions report</title>"
         f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
     )
     with atomic_path(paths.FINDINGS) as temporary:
