@@ -8,6 +8,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/stages.smk"
 
 
+onstart:
+    # One engine at a time in this repository (locks.py): taken before the first job.
+    try:
+        locks.hold_repository()
+    except InputError as error:
+        sys.exit(f"error: {error}")
+
+
 rule all:
     default_target: True
     input:

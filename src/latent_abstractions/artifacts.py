@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,6 +50,10 @@ def naming_full_disk(target: Path | str) -> Iterator[None]:
         raise DiskFullError(errno.ENOSPC, f"no space left on the device while writing {target}") from None
 
 
+# Checks run before any output takes its place (cli.run_step adds one: the params file unchanged).
+BEFORE_COMMIT: list[Callable[[Path], None]] = []
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
@@ -62,6 +66,8 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         try:
             yield temporary
             os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should look like any other file
+            for check in BEFORE_COMMIT:
+                check(target)
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)

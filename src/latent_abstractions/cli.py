@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
+
+from . import locks
 from . import params as params_module
-from .artifacts import DiskFullError, is_disk_full
+from .artifacts import BEFORE_COMMIT, DiskFullError, is_disk_full
 from .errors import InputError, TrainingDiverged
 
 
@@ -33,7 +39,7 @@ def run_step(
     """
     parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
     parser.add_argument("--experiment", required=True, help="experiment name in params.yaml")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", default=default_params(), help=PARAMS_HELP)
     parser.add_argument("--log", help=f"log file (default: logs/{step}/<experiment>.log)")
     if options:
         options(parser)
@@ -43,39 +49,132 @@ def run_step(
         experiment_params = params_module.experiment(params_module.load(args.params), args.experiment)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
-    _setup_logging(Path(args.log or f"logs/{step}/{args.experiment}.log"))
-    with one_line_errors(f"{step} for experiment {args.experiment}"):
+    log_path = Path(args.log or f"logs/{step}/{args.experiment}.log")
+    what = f"{step} for experiment {args.experiment}"
+    with one_line_errors(what, log_path):
+        _setup_logging(log_path)
+        check_environment(args.experiment)
+        locks.hold_step(step, args.experiment)
+        unchanged = guard_params(Path(args.params))
         body(args.experiment, experiment_params, **extra)
+        unchanged()
 
 
 def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | None = None) -> None:
     """As :func:`run_step`, for a step over the whole project: ``body(params)``."""
     parser = argparse.ArgumentParser(prog=f"python -m latent_abstractions.stages.{step}")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--params", default=default_params(), help=PARAMS_HELP)
     parser.add_argument("--log", default=f"logs/{step}.log", help=f"log file (default: logs/{step}.log)")
     args = parser.parse_args(argv)
     try:
         params = params_module.load(args.params)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
-    _setup_logging(Path(args.log))
-    with one_line_errors(step):
+    with one_line_errors(step, Path(args.log)):
+        _setup_logging(Path(args.log))
+        locks.hold_step(step)
+        unchanged = guard_params(Path(args.params))
         body(params)
+        unchanged()
+
+
+# Snakemake sets this to the config it planned with (workflow/rules/common.smk), so that
+# every job computes with exactly that config, overrides included.
+PLANNED_PARAMS = "LATENT_ABSTRACTIONS_PARAMS"
+PARAMS_HELP = f"params file (default: ${PLANNED_PARAMS} when Snakemake sets it, else params.yaml)"
+
+
+def default_params() -> str:
+    return os.environ.get(PLANNED_PARAMS) or "params.yaml"
+
+
+def guard_params(path: Path) -> Callable[..., None]:
+    """A check that ``path`` still holds the params the step started with, run before every
+    output takes its place and at the end: a step whose params changed while it ran fails,
+    so no engine records params that did not make its outputs."""
+    started_with = _digest(path)
+
+    def unchanged(target: Path | None = None) -> None:
+        if _digest(path) != started_with:
+            what = f"{target} is not written" if target else "the step fails"
+            raise InputError(
+                f"{path} changed while the step ran: {what}, so that no engine records params that did not make it; run it again"
+            )
+
+    BEFORE_COMMIT.append(unchanged)
+    return unchanged
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
 
 
 @contextlib.contextmanager
-def one_line_errors(what: str) -> Iterator[None]:
-    """Bad inputs and a full disk end the step with one line and exit status 1. Outputs
-    are written atomically, so those already in place are untouched by a failed write."""
+def one_line_errors(what: str, log_path: Path | None = None) -> Iterator[None]:
+    """Every failure ends the step with one line and exit status 1. Outputs are written
+    atomically, so those already in place are untouched by a failed write. A failure of no
+    known class says so and points at the log, which holds the traceback."""
     try:
         yield
-    except (InputError, params_module.ParamsError, TrainingDiverged) as exc:
-        sys.exit(f"error: {exc}")
-    except Exception as exc:
-        if not is_disk_full(exc):
-            raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        line = describe(what, exc)
+        if line is None:
+            _traceback_to_log(exc)
+            where = f"; the traceback is in {log_path}" if log_path else ""
+            line = f"{what} failed unexpectedly ({type(exc).__name__}: {_first_line(exc)}){where}"
+        sys.exit(f"error: {line}")
+
+
+def describe(what: str, exc: BaseException) -> str | None:
+    """One line for a failure of a known class, naming the file or key; None otherwise."""
+    if isinstance(exc, (InputError, params_module.ParamsError, TrainingDiverged)):
+        return _first_line(exc)
+    if is_disk_full(exc):
         where = exc.strerror if isinstance(exc, DiskFullError) else "no space left on the device"
-        sys.exit(f"error: {what}: {where}; outputs already in place are untouched")
+        return f"{what}: {where}; outputs already in place are untouched"
+    if isinstance(exc, MemoryError):
+        return f"{what}: out of memory; lower the sizes in params.yaml (the keys that set the arrays' shapes) or free memory"
+    if isinstance(exc, PermissionError):
+        return f"{what}: permission denied on {exc.filename}: make it writable or run where you may write"
+    if isinstance(exc, OSError):
+        named = f" on {exc.filename}" if exc.filename else ""
+        return f"{what}: {exc.strerror or _first_line(exc)}{named}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{what}: malformed JSON ({exc.msg}, line {exc.lineno}); make the file again with its stage"
+    if isinstance(exc, pa.ArrowException):
+        return f"{what}: unreadable table ({_first_line(exc)}); make it again with its stage"
+    if isinstance(exc, KeyError):
+        return f"{what}: a table or file lacks the key {exc}; make it again with its stage"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _traceback_to_log(exc: BaseException) -> None:
+    """The traceback into the log file only, not the terminal."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            record = logging.LogRecord(
+                "cli", logging.ERROR, __file__, 0, "unexpected failure", None, (type(exc), exc, exc.__traceback__)
+            )
+            handler.handle(record)
+
+
+def check_environment(experiment: str | None = None) -> None:
+    """Faults of the working tree that would otherwise surface deep in a step."""
+    folder = Path("data") / experiment if experiment else None
+    if folder is not None and folder.is_symlink() and not folder.exists():
+        raise InputError(
+            f"{folder} is a symbolic link to {os.readlink(folder)}, which does not exist: remove or mend it"
+        )
 
 
 def _setup_logging(log_path: Path) -> None:

@@ -14,6 +14,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from .errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class World:
@@ -43,11 +45,25 @@ class World:
         return value / self.size
 
 
+def _int_variable(name: str, default: str) -> int:
+    value = os.environ.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{name}={value!r} is not an integer; unset it or start the run with torchrun") from None
+
+
 def init_world() -> World:
     """Join the process group torchrun describes (NCCL on GPUs, gloo on CPUs), if any."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = _int_variable("WORLD_SIZE", "1")
     if size == 1:
         return World()
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise InputError(
+            f"WORLD_SIZE={size} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+            "start the run with torchrun, or unset WORLD_SIZE for a single process"
+        )
     world = World(rank=int(os.environ["RANK"]), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"

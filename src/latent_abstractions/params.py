@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ import yaml
 from .factors import factor_names
 from .snapshot_schedule import checkpoint_steps, snapshot_ratio
 
-SCHEMA_PATH = Path("workflow/schemas/params.schema.yaml")
+# Found from the package (a checkout or an editable install), not the working directory.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 MAX_ALIASES = 100
 
 
@@ -357,3 +360,16 @@ def experiment(params: dict, name: str) -> dict:
     if name not in experiments:
         raise ParamsError(f"unknown experiment {name!r}; params.yaml defines: {', '.join(sorted(experiments))}")
     return experiments[name]
+
+
+def write_planned(config: dict, folder: str) -> str:
+    """``config`` as a params file named by its content's hash under ``folder`` (written once,
+    atomically): what Snakemake's jobs read, so that they compute with the config it planned."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    target = Path(folder) / f"params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
+    return str(target)

@@ -3,7 +3,9 @@
 import os
 import sys
 
+from latent_abstractions import locks
 from latent_abstractions import params as params_schema
+from latent_abstractions.errors import InputError
 from latent_abstractions import stage_table
 
 try:
@@ -13,6 +15,10 @@ try:
 except params_schema.ParamsError as error:
     sys.exit(f"error: {error}")
 
+# Every job computes with the config planned here, overrides (--configfile, --config)
+# included: it is written once, named by its hash, and jobs read it (cli.default_params).
+os.environ["LATENT_ABSTRACTIONS_PARAMS"] = params_schema.write_planned(config, ".snakemake/planned-params")
+
 # Jobs run with the interpreter running Snakemake (workflow/scripts/run_stage.py reads
 # this), so an environment need not be activated; cluster jobs inherit it.
 os.environ["LATENT_ABSTRACTIONS_PYTHON"] = sys.executable
@@ -20,6 +26,7 @@ os.environ["LATENT_ABSTRACTIONS_PYTHON"] = sys.executable
 
 envvars:
     "LATENT_ABSTRACTIONS_PYTHON",
+    "LATENT_ABSTRACTIONS_PARAMS",
 
 
 EXPERIMENTS = sorted(config["experiments"])

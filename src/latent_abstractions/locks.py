@@ -1,0 +1,52 @@
+"""One writer at a time.
+
+A step holds a lock per step and experiment while it runs (``.locks/``): a second run of the
+same step waits for nothing and touches nothing; it ends with one line naming the holder.
+A Snakemake run holds the repository's DVC lock (``.dvc/tmp/lock``, the one `dvc repro`
+takes) from before its first job to its end, so that the two engines never run at once in
+one repository: each would delete the other's outputs before running its own job.
+Locks are ``flock`` locks: the operating system releases them when the holder exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import TextIO
+
+from .errors import InputError
+
+STEP_LOCKS = Path(".locks")
+REPOSITORY_LOCK = Path(".dvc") / "tmp" / "lock"
+_HELD: list[TextIO] = []  # open for the life of the process: closing a file releases its lock
+
+
+def hold(path: Path, what: str) -> None:
+    """Take the lock at ``path`` for this process, or one line naming its holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        named = f"pid {holder}" if holder.isdigit() else holder or "another process"
+        raise InputError(f"{what} is in use by {named}: wait for it to end, or stop it; nothing was touched") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _HELD.append(handle)
+
+
+def hold_step(step: str, experiment: str | None = None) -> None:
+    name = f"{step}@{experiment}" if experiment else step
+    hold(STEP_LOCKS / f"{name}.lock", f"{step}{f' for experiment {experiment}' if experiment else ''}")
+
+
+def hold_repository() -> None:
+    hold(REPOSITORY_LOCK, "this repository (a dvc repro or another Snakemake run holds its lock)")
