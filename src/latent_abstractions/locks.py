@@ -11,6 +11,7 @@ Locks are ``flock`` locks: the operating system releases them when the holder ex
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import time
@@ -21,6 +22,7 @@ from .errors import InputError
 
 STEP_LOCKS = Path(".locks")
 REPOSITORY_LOCK = Path(".dvc") / "tmp" / "lock"
+DVC_STAGE_LOCK = Path(".dvc") / "tmp" / "rwlock"
 _HELD: list[TextIO] = []  # open for the life of the process: closing a file releases its lock
 
 
@@ -49,4 +51,34 @@ def hold_step(step: str, experiment: str | None = None) -> None:
 
 
 def hold_repository() -> None:
+    """For a Snakemake run: the repository's DVC lock, and no `dvc repro` running (DVC lets
+    go of its lock while a stage's command runs; its stage lock still names the process)."""
     hold(REPOSITORY_LOCK, "this repository (a dvc repro or another Snakemake run holds its lock)")
+    running = _dvc_stage_holders()
+    if running:
+        raise InputError(
+            f"this repository is in use by {running[0]}: wait for it to end, or stop it; nothing was touched"
+        )
+
+
+def _dvc_stage_holders() -> list[str]:
+    """The live processes that DVC's stage lock (``.dvc/tmp/rwlock``) names."""
+    try:
+        table = json.loads(DVC_STAGE_LOCK.read_text())
+    except (OSError, ValueError):
+        return []
+    holders = [entry for entry in table.get("write", {}).values()]
+    holders += [entry for entries in table.get("read", {}).values() for entry in entries]
+    return sorted({f"pid {entry['pid']} ({entry.get('cmd', 'dvc')})" for entry in holders if _alive(entry.get("pid"))})
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

@@ -1,0 +1,93 @@
+"""Every failure of a step is one line naming the file or key; the unforeseen point at the
+log, which holds the traceback; params changed while a step runs keep its outputs unwritten."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from latent_abstractions import artifacts, cli
+from latent_abstractions.errors import InputError
+
+from conftest import ROOT
+
+KNOWN = [
+    (MemoryError(), "out of memory"),
+    (PermissionError(13, "Permission denied", "data/x/out.parquet"), "permission denied on data/x/out.parquet"),
+    (FileNotFoundError(2, "No such file or directory", "data/x/in.npy"), "No such file or directory on data/x/in.npy"),
+    (IsADirectoryError(21, "Is a directory", "data/x"), "Is a directory on data/x"),
+    (json.JSONDecodeError("Expecting value", "{", 1), "malformed JSON (Expecting value, line 1)"),
+    (pa.ArrowInvalid("Parquet magic bytes not found"), "unreadable table (Parquet magic bytes not found)"),
+    (KeyError("score"), "lacks the key 'score'"),
+    (InputError("a bad thing\nsecond line"), "a bad thing"),
+    (OSError(28, "No space left on device"), "no space left on the device"),
+]
+
+
+@pytest.mark.parametrize("failure, expected", KNOWN, ids=[type(f).__name__ for f, _ in KNOWN])
+def test_each_failure_class_is_one_line(failure, expected):
+    with pytest.raises(SystemExit) as ended:
+        with cli.one_line_errors("step for experiment e"):
+            raise failure
+    line = str(ended.value.code)
+    assert line.startswith("error: ") and expected in line and "\n" not in line
+
+
+def test_the_unforeseen_points_at_the_log_which_holds_the_traceback(tmp_path):
+    log = tmp_path / "step.log"
+    cli._setup_logging(log)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            with cli.one_line_errors("step", log):
+                raise ZeroDivisionError("division by zero")
+    finally:
+        logging.getLogger().handlers.clear()
+    line = str(ended.value.code)
+    assert "failed unexpectedly (ZeroDivisionError: division by zero)" in line and str(log) in line and "\n" not in line
+    assert "Traceback" in log.read_text() and "ZeroDivisionError" in log.read_text()
+
+
+def test_params_changed_while_a_step_runs_keep_its_outputs_unwritten(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("experiments: {}\n")
+    unchanged = cli.guard_params(params)
+    try:
+        artifacts.write_json({"a": 1}, tmp_path / "before.json")
+        params.write_text("experiments: {a: {}}\n")
+        with pytest.raises(InputError, match="changed while the step ran"):
+            artifacts.write_json({"a": 2}, tmp_path / "after.json")
+        with pytest.raises(InputError, match="the step fails"):
+            unchanged()
+    finally:
+        artifacts.BEFORE_COMMIT.remove(unchanged)
+    assert (tmp_path / "before.json").is_file() and not (tmp_path / "after.json").exists()
+    assert not list(tmp_path.glob(".after.json.*"))  # no temporary left behind
+
+
+def run_step(cwd, *arguments, env=None):
+    command = [sys.executable, "-m", "latent_abstractions.stages.prepare_data", "--experiment", "bumps", *arguments]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_environment_faults_get_their_line(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bumps").symlink_to(tmp_path / "nowhere")
+    result = run_step(tmp_path)  # from another working directory: the schema comes with the package
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: data/bumps is a symbolic link to {tmp_path / 'nowhere'}, which does not exist: remove or mend it"
+    ]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    stray = {**os.environ, "WORLD_SIZE": "4"}
+    command = [sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "bumps"]
+    result = subprocess.run(command, cwd=other, capture_output=True, text=True, env=stray, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: WORLD_SIZE=4 is set but RANK")
