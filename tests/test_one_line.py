@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pytest
+import yaml
 
 from latent_abstractions import artifacts, cli
 from latent_abstractions.errors import InputError
@@ -91,3 +93,51 @@ def test_environment_faults_get_their_line(tmp_path):
     result = subprocess.run(command, cwd=other, capture_output=True, text=True, env=stray, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: WORLD_SIZE=4 is set but RANK")
+
+
+@pytest.fixture
+def saved_shapes(tmp_path):
+    from latent_abstractions.datasets import base, shapes
+
+    folder = tmp_path / "dataset"
+    base.save(shapes.make(8, {name: [0, 1] for name in shapes.FACTOR_NAMES}), folder, {"step": "test"})
+    return folder
+
+
+def test_images_changed_after_the_data_set_was_made_are_refused(saved_shapes):
+    from latent_abstractions.datasets import base
+
+    base.load(saved_shapes)
+    images = saved_shapes / "images.npy"
+    np.save(images, np.roll(np.load(images), 1, axis=0))  # the same images, rows shifted by one
+    with pytest.raises(InputError, match="images.npy does not match the content hash"):
+        base.load(saved_shapes)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an array", "factor table cut short"])
+def test_a_damaged_data_set_is_one_line_naming_the_file(saved_shapes, damage):
+    from latent_abstractions.datasets import base
+
+    images = saved_shapes / "images.npy"
+    if damage == "truncated":
+        images.write_bytes(images.read_bytes()[:200])
+    elif damage == "not an array":
+        images.write_text("hello")
+    else:
+        factors = saved_shapes / "factors.parquet"
+        factors.write_bytes(factors.read_bytes()[:-100])
+    with pytest.raises(InputError, match=r"(images|factors)\.(npy|parquet)"):
+        base.load(saved_shapes)
+
+
+@pytest.mark.parametrize("key", ["train", "sample", "exact_order"])
+def test_a_seed_beyond_32_bits_is_refused_in_one_line(key, default_params):
+    from latent_abstractions import params
+
+    experiment = "shapes64" if key == "exact_order" else "bumps"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["experiments"][experiment][key]["seed"] = 2**64
+    with pytest.raises(
+        params.ParamsError, match=rf"{experiment}\.{key}\.seed = 18446744073709551616: must be <= 4294967295"
+    ):
+        params.validate(raw)

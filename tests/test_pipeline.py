@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -272,6 +273,40 @@ def test_snakemake_runs_the_whole_pipeline(snakemake_repo):
     params = default_params()
     assert len(logs) == sum(len(stage_table.experiments_of(s, params)) for s in stage_table.STAGES)
     assert (snakemake_repo / stage_table.REPORT.log()).is_file()
+
+
+def test_verify_finds_nothing_on_a_fresh_run_and_names_each_tampered_file(snakemake_repo, tmp_path):
+    """`python -m latent_abstractions.verify` on the fresh run, then on a copy after each
+    class of tampering: every class is found, naming the file."""
+    verify = [sys.executable, "-m", "latent_abstractions.verify"]
+    assert run(verify, snakemake_repo).stdout.strip().endswith(" 0 findings")
+    copy = tmp_path / "copy"
+    shutil.copytree(snakemake_repo, copy, symlinks=True)
+    images = copy / "data" / "bumps" / "dataset" / "images.npy"
+    np.save(images, np.roll(np.load(images), 1, axis=0))  # rows shifted by one
+    figure = next((copy / "data" / "bumps" / "figures").glob("*.png"))
+    Image.new("RGB", (4, 4)).save(figure)  # a figure swapped for one without provenance
+    table = copy / "data" / "bumps" / "probes.parquet"
+    read = pq.read_table(table)
+    made = json.loads(read.schema.metadata[PROVENANCE_KEY])
+    made["params"]["seed"] = made["params"]["seed"] + 1  # the recorded params edited by hand
+    pq.write_table(read.replace_schema_metadata({PROVENANCE_KEY: json.dumps(made).encode()}), table)
+    (copy / "data" / "bumps" / "information.parquet").unlink()  # an input of a figure gone
+    params = (copy / "params.yaml").read_text()
+    (copy / "params.yaml").write_text(params.replace("t_end: 0.001", "t_end: 0.002", 1))
+    with open(copy / "src" / "latent_abstractions" / "order.py", "a") as module:
+        module.write("\n# edited\n")
+    result = subprocess.run(
+        verify, cwd=copy, env={**environment(), "PYTHONPATH": str(copy / "src")}, capture_output=True, text=True
+    )
+    said = result.stdout
+    assert result.returncode == 1
+    assert "its input data/bumps/dataset/images.npy changed after it was made" in said
+    assert f"{figure.relative_to(copy)}: carries no provenance" in said
+    assert "data/bumps/probes.parquet: its provenance was altered" in said
+    assert "its input data/bumps/information.parquet is missing" in said
+    assert "params.yaml changed for" in said
+    assert "the code of decision_order changed after it was made" in said
 
 
 def test_the_report_opens_in_a_browser_with_every_image_and_internal_link_whole(snakemake_repo):

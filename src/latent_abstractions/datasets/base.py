@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..artifacts import atomic_path, write_parquet
+from ..artifacts import PROVENANCE_KEY, atomic_path, write_parquet
 from ..errors import InputError
 from ..factors import Factor
 
@@ -43,7 +43,8 @@ class Dataset:
     def content_sha256(self) -> str:
         digest = hashlib.sha256()
         for start in range(0, len(self.images), 4096):  # streams: images may be memory-mapped
-            digest.update(np.ascontiguousarray(self.images[start : start + 4096]).tobytes())
+            # rows of a C-ordered array are one buffer: hashed where they lie, no copy
+            digest.update(memoryview(np.ascontiguousarray(self.images[start : start + 4096])).cast("B"))
         return digest.hexdigest()
 
     def condition_values(self) -> np.ndarray:
@@ -116,23 +117,57 @@ def stored_meta(dataset: Dataset, provenance: dict) -> dict:
     return {**provenance, "content_sha256": dataset.content_sha256, "value_range": value_range}
 
 
+_CHECKED: dict[tuple[str, int, int], str] = {}  # content hash per file version (path, size, mtime)
+
+
 def load(folder: Path | str, mmap: bool = True) -> Dataset:
-    """Read a saved dataset; the images stay memory-mapped unless ``mmap`` is False."""
+    """Read a saved dataset; the images stay memory-mapped unless ``mmap`` is False. The
+    images are checked against the content hash their factor table records (streamed; the
+    result is kept per file version, so a step that loads twice hashes once)."""
     folder = Path(folder)
     images_path, factors_path = folder / IMAGES_FILE, folder / FACTORS_FILE
     for path in (images_path, factors_path):
         if not path.is_file():
             raise InputError(f"dataset file missing: {path}")
-    images = np.load(images_path, mmap_mode="r" if mmap else None)
-    table = pq.read_table(factors_path)
+    try:
+        images = np.load(images_path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{images_path}: not a readable image array ({exc}); make the data set again") from None
+    try:
+        table = pq.read_table(factors_path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{factors_path}: not a readable table ({exc}); make the data set again") from None
     metadata = table.schema.metadata or {}
     if FACTOR_TABLE_KEY not in metadata:
         raise InputError(f"{factors_path}: no factor table in its metadata")
-    factor_table = [Factor.from_dict(f) for f in json.loads(metadata[FACTOR_TABLE_KEY])]
+    try:
+        factor_table = [Factor.from_dict(f) for f in json.loads(metadata[FACTOR_TABLE_KEY])]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputError(f"{factors_path}: its factor table is malformed ({exc}); make the data set again") from None
     factors = table.to_pandas()
-    if images.ndim != 4 or len(images) != len(factors):
-        raise InputError(f"{folder}: images {images.shape} do not match {len(factors)} factor rows")
-    return Dataset(images=images, factors=factors, factor_table=factor_table)
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or len(images) != len(factors):
+        raise InputError(f"{folder}: images {getattr(images, 'shape', '?')} do not match {len(factors)} factor rows")
+    dataset = Dataset(images=images, factors=factors, factor_table=factor_table)
+    _check_content(dataset, images_path, factors_path, metadata)
+    return dataset
+
+
+def _check_content(dataset: Dataset, images_path: Path, factors_path: Path, metadata: dict) -> None:
+    try:
+        recorded = json.loads(metadata.get(PROVENANCE_KEY, b"{}")).get("content_sha256")
+    except (ValueError, AttributeError):
+        recorded = None
+    if recorded is None:
+        return  # a data set written without provenance (an outside tool's): nothing to check against
+    status = images_path.stat()
+    version = (str(images_path.resolve()), status.st_size, status.st_mtime_ns)
+    if version not in _CHECKED:
+        _CHECKED[version] = dataset.content_sha256
+    if _CHECKED[version] != recorded:
+        raise InputError(
+            f"{images_path} does not match the content hash {factors_path} records: the images changed "
+            "after the data set was made; make the data set again"
+        )
 
 
 def traversal_rows(dataset: Dataset, reference: int = 0) -> dict[str, list[tuple[float, int]]]:

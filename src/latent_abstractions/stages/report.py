@@ -317,7 +317,9 @@ def contents(experiments: list[str]) -> str:
         ("order", "When each factor is decided"),
         ("accuracy", "Bumps: accuracy over training"),
     ]
-    return "<nav>" + " · ".join(f"<a href='#{_text(anchor)}'>{_text(title)}</a>" for anchor, title in targets) + "</nav>"
+    return (
+        "<nav>" + " · ".join(f"<a href='#{_text(anchor)}'>{_text(title)}</a>" for anchor, title in targets) + "</nav>"
+    )
 
 
 def report_step(params: dict) -> None:
