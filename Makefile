@@ -33,6 +33,10 @@ run: install
 test: install
 	python -m pytest
 
+# Every artifact under data/ against its inputs, params and code as they are now.
+verify: install
+	python -m latent_abstractions.verify
+
 # dvc.yaml is generated from the stage table and the experiments in params.yaml.
 dvc.yaml: install
 	python -m latent_abstractions.dvc_yaml
