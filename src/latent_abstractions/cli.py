@@ -46,7 +46,7 @@ def run_step(
     args = parser.parse_args(argv)
     extra = {key: value for key, value in vars(args).items() if key not in ("experiment", "params", "log")}
     try:
-        experiment_params = params_module.experiment(params_module.load(args.params), args.experiment)
+        experiment_params = params_module.experiment(params_module.load_or_exit(args.params), args.experiment)
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     log_path = Path(args.log or f"logs/{step}/{args.experiment}.log")
@@ -66,10 +66,7 @@ def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | 
     parser.add_argument("--params", default=default_params(), help=PARAMS_HELP)
     parser.add_argument("--log", default=f"logs/{step}.log", help=f"log file (default: logs/{step}.log)")
     args = parser.parse_args(argv)
-    try:
-        params = params_module.load(args.params)
-    except params_module.ParamsError as exc:
-        sys.exit(f"error: {exc}")
+    params = params_module.load_or_exit(args.params)
     with one_line_errors(step, Path(args.log)):
         _setup_logging(Path(args.log))
         locks.hold_step(step)

@@ -72,10 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--output", default="dvc.yaml")
     args = parser.parse_args(argv)
-    try:
-        params = params_module.load(args.params)
-    except params_module.ParamsError as exc:
-        sys.exit(f"error: {exc}")
+    params = params_module.load_or_exit(args.params)
     text, target = render(params), Path(args.output)
     if args.check:
         if not target.is_file() or target.read_text() != text:

@@ -373,3 +373,11 @@ def write_planned(config: dict, folder: str) -> str:
         temporary.write_text(text)
         os.replace(temporary, target)
     return str(target)
+
+
+def load_or_exit(path: Path | str) -> dict:
+    """``load`` for a command line: a bad params file ends the process with its one line."""
+    try:
+        return load(path)
+    except ParamsError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="data")
     args = parser.parse_args(argv)
-    try:
-        params = params_module.load(args.params)
-    except params_module.ParamsError as exc:
-        sys.exit(f"error: {exc}")
+    params = params_module.load_or_exit(args.params)
     if not Path(args.data).is_dir():
         sys.exit(f"error: {args.data} is not a folder: run the pipeline first (make run)")
     checked, found = verify(Path(args.data), params)
