@@ -124,7 +124,7 @@ def network(params, dataset, device):
     torch.manual_seed(0)
     model = checkpoints.build_model(architecture)
     if os.environ.get("WEIGHTS"):
-        model = checkpoints.load_for_params(Path(os.environ["WEIGHTS"]), params["model"])[0]
+        model = checkpoints.load(Path(os.environ["WEIGHTS"]), expected_architecture=architecture)[0]
     return model.to(device).eval()
 
 

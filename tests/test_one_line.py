@@ -58,16 +58,13 @@ def test_the_unforeseen_points_at_the_log_which_holds_the_traceback(tmp_path):
 def test_params_changed_while_a_step_runs_keep_its_outputs_unwritten(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("experiments: {}\n")
-    unchanged = cli.guard_params(params)
-    try:
-        artifacts.write_json({"a": 1}, tmp_path / "before.json")
-        params.write_text("experiments: {a: {}}\n")
-        with pytest.raises(InputError, match="changed while the step ran"):
-            artifacts.write_json({"a": 2}, tmp_path / "after.json")
-        with pytest.raises(InputError, match="the step fails"):
-            unchanged()
-    finally:
-        artifacts.BEFORE_COMMIT.remove(unchanged)
+    with pytest.raises(InputError, match="the step fails"):
+        with cli.params_unchanged(params):
+            artifacts.write_json({"a": 1}, tmp_path / "before.json")
+            params.write_text("experiments: {a: {}}\n")
+            with pytest.raises(InputError, match="params.yaml changed while the step ran"):
+                artifacts.write_json({"a": 2}, tmp_path / "after.json")
+    assert not artifacts.BEFORE_COMMIT  # the check ends with the step
     assert (tmp_path / "before.json").is_file() and not (tmp_path / "after.json").exists()
     assert not list(tmp_path.glob(".after.json.*"))  # no temporary left behind
 

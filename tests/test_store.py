@@ -16,7 +16,7 @@ import yaml
 
 from latent_abstractions import checkpoints, store_layout, trajectories
 from latent_abstractions import params as params_module
-from latent_abstractions.artifacts import PROVENANCE_KEY, canonical_json, stage_code_sha256
+from latent_abstractions.artifacts import PROVENANCE_KEY, canonical_json, params_sha256, stage_code_sha256
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base, bumps
 from latent_abstractions.errors import StoreError
@@ -86,9 +86,20 @@ def make_workdir(
     torch.manual_seed(0)
     model = perturb(checkpoints.build_model(architecture))
     checkpoints.save(
-        model, architecture, work / "data" / EXPERIMENT / "model" / "weights.safetensors", {"step": "test"}
+        model, architecture, work / "data" / EXPERIMENT / "model" / "weights.safetensors", trained_as(work)
     )
     return work
+
+
+def trained_as(work: Path) -> dict:
+    """The provenance train_score_model would give weights for the work's params (raw
+    sections where the params are bad on purpose: the step stops at them first)."""
+    try:
+        section = experiment_params(work)
+    except params_module.ParamsError:
+        section = yaml.safe_load((work / "params.yaml").read_text())["experiments"][EXPERIMENT]
+    sections = {key: section[key] for key in checkpoints.TRAINING_SECTIONS}
+    return {"experiment": EXPERIMENT, "params": sections, "params_sha256": params_sha256(sections), "inputs": {}}
 
 
 def experiment_params(work: Path) -> dict:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from latent_abstractions import checkpoints
+from latent_abstractions.artifacts import input_sha256, params_sha256
 from latent_abstractions.factors import Factor
 from latent_abstractions.nets.unet import SelfAttention, channels_last_group_norm
 
@@ -101,17 +102,34 @@ def test_pickle_is_refused(tmp_path, model):
         checkpoints.load(path)
 
 
+TRAINING = {"sde": {"kind": "vp"}, "train": {"steps": 10}}
+
+
+def trained_for(experiment: str, model_params: dict, inputs: dict | None = None) -> dict:
+    """A checkpoint's provenance as train_score_model writes it."""
+    sections = {**TRAINING, "model": model_params}
+    return {
+        "experiment": experiment,
+        "params": sections,
+        "params_sha256": params_sha256(sections),
+        "inputs": inputs or {},
+    }
+
+
 def test_other_architecture_is_refused(tmp_path, model, architecture):
     path = tmp_path / "weights.safetensors"
-    checkpoints.save(model, architecture, path, {})
+    checkpoints.save(model, architecture, path, trained_for("e", MODEL))
     wider = dict(architecture, base_channels=16)
     with pytest.raises(checkpoints.CheckpointError, match="architecture differs from params in base_channels"):
         checkpoints.load(path, expected_architecture=wider)
+    other = dict(MODEL, attention_levels=[1], heads=2)
+    checkpoints.save(model, architecture, path, trained_for("e", other))  # same name and params, other network
     with pytest.raises(
         checkpoints.CheckpointError, match="architecture differs from params in attention_levels, heads"
     ):
-        checkpoints.load_for_params(path, dict(MODEL, attention_levels=[1], heads=2))
-    assert checkpoints.load_for_params(path, MODEL)[1]["architecture"] == architecture
+        checkpoints.load_for_params(path, {**TRAINING, "model": other}, "e")
+    checkpoints.save(model, architecture, path, trained_for("e", MODEL))
+    assert checkpoints.load_for_params(path, {**TRAINING, "model": MODEL}, "e")[1]["architecture"] == architecture
     # a header that lies about the tensors
     import json
 
@@ -120,6 +138,23 @@ def test_other_architecture_is_refused(tmp_path, model, architecture):
     save_file(load_file(str(path)), str(path), metadata={"architecture": json.dumps(wider)})
     with pytest.raises(checkpoints.CheckpointError, match="weights do not fit the architecture"):
         checkpoints.load(path)
+
+
+def test_weights_of_another_experiment_params_or_data_are_refused(tmp_path, model, architecture):
+    path, data = tmp_path / "weights.safetensors", tmp_path / "images.npy"
+    data.write_bytes(b"the images it was trained on")
+    params = {**TRAINING, "model": MODEL}
+    checkpoints.save(model, architecture, path, trained_for("other", MODEL))
+    with pytest.raises(checkpoints.CheckpointError, match="trained for experiment 'other', not 'e'"):
+        checkpoints.load_for_params(path, params, "e")
+    checkpoints.save(model, architecture, path, trained_for("e", MODEL))
+    with pytest.raises(checkpoints.CheckpointError, match="trained with other train params"):
+        checkpoints.load_for_params(path, {**params, "train": {"steps": 20}}, "e")
+    checkpoints.save(model, architecture, path, trained_for("e", MODEL, {str(data): input_sha256(data)}))
+    checkpoints.load_for_params(path, params, "e")
+    data.write_bytes(b"other images")
+    with pytest.raises(checkpoints.CheckpointError, match="trained on another version of .*images.npy"):
+        checkpoints.load_for_params(path, params, "e")
 
 
 def test_categorical_factor_embedding_and_null(tmp_path):

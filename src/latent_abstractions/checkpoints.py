@@ -11,9 +11,12 @@ from pathlib import Path
 import torch
 
 from . import safetensors_file
+from .artifacts import input_sha256, params_sha256
 from .errors import InputError
 from .factors import Factor
 from .nets.unet import ScoreUNet
+
+TRAINING_SECTIONS = ("sde", "model", "train")  # what train_score_model records in a checkpoint
 
 
 class CheckpointError(InputError):
@@ -77,10 +80,30 @@ def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[S
     return model, metadata
 
 
-def load_for_params(path: Path | str, model_params: dict) -> tuple[ScoreUNet, dict]:
-    """Load a checkpoint, refusing one whose network is not the one ``model_params`` describe
-    (the data's factors and image shape are taken from its header)."""
-    header = read_metadata(path)["architecture"]
+def load_for_params(path: Path | str, params: dict, experiment: str) -> tuple[ScoreUNet, dict]:
+    """Load a checkpoint, refusing one whose network is not the one the experiment's params
+    describe (the data's factors and image shape are taken from its header), or that was
+    trained for another experiment, with other params or on another version of the data."""
+    metadata = read_metadata(path)
+    check_identity(path, metadata.get("provenance", {}), params, experiment)
+    header = metadata["architecture"]
     factors = [Factor.from_dict(f) for f in header["factors"]]
     image_shape = (header["image_channels"], *header["image_size"])
-    return load(path, expected_architecture=architecture_from_params(model_params, factors, image_shape))
+    return load(path, expected_architecture=architecture_from_params(params["model"], factors, image_shape))
+
+
+def check_identity(path: Path | str, made_by: dict, params: dict, experiment: str) -> None:
+    """The checkpoint's provenance against this experiment: its name, its training params
+    and the data set files as they are now."""
+    if made_by.get("experiment") != experiment:
+        raise CheckpointError(f"{path}: trained for experiment {made_by.get('experiment')!r}, not {experiment!r}")
+    sections = {key: params[key] for key in TRAINING_SECTIONS if key in params}
+    if made_by.get("params_sha256") != params_sha256(sections):
+        differing = [key for key in sections if made_by.get("params", {}).get(key) != sections[key]]
+        raise CheckpointError(
+            f"{path}: trained with other {', '.join(differing) or 'training'} params than params.yaml "
+            f"gives {experiment}; train it again"
+        )
+    for source, digest in made_by.get("inputs", {}).items():
+        if Path(source).is_file() and input_sha256(source) != digest:
+            raise CheckpointError(f"{path}: trained on another version of {source}; train it again")

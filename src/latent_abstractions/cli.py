@@ -55,9 +55,8 @@ def run_step(
         _setup_logging(log_path)
         check_environment(args.experiment)
         locks.hold_step(step, args.experiment)
-        unchanged = guard_params(Path(args.params))
-        body(args.experiment, experiment_params, **extra)
-        unchanged()
+        with params_unchanged(Path(args.params)):
+            body(args.experiment, experiment_params, **extra)
 
 
 def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | None = None) -> None:
@@ -70,9 +69,8 @@ def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | 
     with one_line_errors(step, Path(args.log)):
         _setup_logging(Path(args.log))
         locks.hold_step(step)
-        unchanged = guard_params(Path(args.params))
-        body(params)
-        unchanged()
+        with params_unchanged(Path(args.params)):
+            body(params)
 
 
 # Snakemake sets this to the config it planned with (workflow/rules/common.smk), so that
@@ -85,21 +83,28 @@ def default_params() -> str:
     return os.environ.get(PLANNED_PARAMS) or "params.yaml"
 
 
-def guard_params(path: Path) -> Callable[..., None]:
-    """A check that ``path`` still holds the params the step started with, run before every
-    output takes its place and at the end: a step whose params changed while it ran fails,
-    so no engine records params that did not make its outputs."""
+@contextlib.contextmanager
+def params_unchanged(path: Path) -> Iterator[None]:
+    """While the step runs: a check that ``path`` still holds the params it started with,
+    before every output takes its place and at the end. A step whose params changed while
+    it ran fails, so no engine records params that did not make its outputs."""
+    path = path.resolve()
     started_with = _digest(path)
 
     def unchanged(target: Path | None = None) -> None:
         if _digest(path) != started_with:
             what = f"{target} is not written" if target else "the step fails"
             raise InputError(
-                f"{path} changed while the step ran: {what}, so that no engine records params that did not make it; run it again"
+                f"{path.name} changed while the step ran: {what}, so that no engine records params "
+                "that did not make it; run it again"
             )
 
     BEFORE_COMMIT.append(unchanged)
-    return unchanged
+    try:
+        yield
+        unchanged()
+    finally:
+        BEFORE_COMMIT.remove(unchanged)
 
 
 def _digest(path: Path) -> str:

@@ -123,7 +123,7 @@ def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tup
     """The experiment's trained network (refusing one params do not describe, or unknown
     ``taps``), its architecture and its weights' path."""
     weights = ExperimentPaths(experiment).weights
-    model, metadata = checkpoints.load_for_params(weights, params["model"])
+    model, metadata = checkpoints.load_for_params(weights, params, experiment)
     model.check_taps(list(taps))
     return model, metadata["architecture"], weights
 

@@ -70,7 +70,7 @@ def agreement(frame: pd.DataFrame) -> dict:
 def information_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
     weights = files.weights
-    model, metadata = checkpoints.load_for_params(weights, params["model"])
+    model, metadata = checkpoints.load_for_params(weights, params, experiment)
     dataset = base.load(files.dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
     device = select_device()
     model.to(device)

@@ -147,10 +147,10 @@ def requested_positions(dataset, names: list[str]) -> np.ndarray:
 
 
 def evaluate_checkpoint(
-    path: Path, params: dict, dataset, device, pictured: bool
+    path: Path, experiment: str, params: dict, dataset, device, pictured: bool
 ) -> tuple[list[dict], list[dict], list[dict], dict]:
     settings = params["generation"]
-    model, metadata = checkpoints.load_for_params(path, params["model"])
+    model, metadata = checkpoints.load_for_params(path, params, experiment)
     model.to(device)
     architecture = metadata["architecture"]
     image_shape = (architecture["image_channels"], *architecture["image_size"])
@@ -226,9 +226,9 @@ def phase_tap_of(model, settings: dict) -> str:
     return model.tap_names[model.levels - 1] if tap == "deepest_encoder" else tap
 
 
-def check_phase_tap(snapshot: Path, params: dict) -> None:
+def check_phase_tap(snapshot: Path, experiment: str, params: dict) -> None:
     """A representation tap the network lacks: one line listing its taps, before any compute."""
-    model, _ = checkpoints.load_for_params(snapshot, params["model"])
+    model, _ = checkpoints.load_for_params(snapshot, params, experiment)
     model.check_taps([phase_tap_of(model, params["generation"])])
 
 
@@ -275,7 +275,7 @@ def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
     dataset = base.load(files.dataset_dir)
     if {f.name for f in dataset.factor_table} - {"x", "y"}:
         raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")
-    check_phase_tap(snapshots[0], params)
+    check_phase_tap(snapshots[0], experiment, params)
     return snapshots, dataset
 
 
@@ -286,7 +286,9 @@ def evaluate_step(experiment: str, params: dict) -> None:
     tables = {"accuracy": [], "representation": [], "embedding": []}
     shown = set(manifold_pictures.pictured([snapshot_step(path) for path in snapshots]))
     for path in snapshots:
-        *rows, activations = evaluate_checkpoint(path, params, dataset, device, snapshot_step(path) in shown)
+        *rows, activations = evaluate_checkpoint(
+            path, experiment, params, dataset, device, snapshot_step(path) in shown
+        )
         for name, part in zip(tables, rows):
             tables[name] += part
         at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
