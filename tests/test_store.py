@@ -270,6 +270,13 @@ def test_truncated_corrupted_or_missing_files_are_named(sampled):
         open_store(sampled)
 
 
+def test_a_part_copied_over_its_neighbour_is_refused(sampled):
+    step = sampled / "step_0006"
+    shutil.copy(step / "part_00000.parquet", step / "part_00001.parquet")  # same run, same row count
+    with pytest.raises(StoreError, match="part_00001.parquet: holds part 0, not part 1 of its step"):
+        open_store(sampled)
+
+
 def test_a_file_with_another_schema_or_from_another_run_is_refused(sampled):
     victim = sampled / "step_0012" / "part_00002.parquet"
     table = pq.read_table(victim)

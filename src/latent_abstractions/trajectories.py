@@ -22,11 +22,13 @@ from .store_layout import (
     KEYS,
     LAYOUT_KEY,
     NETWORK_PASSES,
+    PART_KEY,
     SCHEMA_VERSION,
     StoreLayout,
     denoised_column,
     factor_column,
     feature_columns_of,
+    part_file,
     schema_for,
     step_directory,
 )
@@ -503,10 +505,11 @@ def _check_complete(
                 f"{directory}: {len(files[step])} files, the layout says {spec.parts[step]}; the store is incomplete"
             )
         rows = 0
-        for file in files[step]:
+        for index, file in enumerate(files[step]):
             file_metadata, schema, count = _metadata(file)
             if any(file_metadata.get(key) != value for key, value in run.items()):
                 raise StoreError(f"{file}: from another run than the rest of the store")
+            _check_part(file, file_metadata, index)
             arrow_schema = file_metadata.get(b"ARROW:schema")
             if arrow_schema is None or arrow_schema != checked_schema:  # files of one run share these bytes
                 if _signature(schema.to_arrow_schema()) != expected:
@@ -515,6 +518,20 @@ def _check_complete(
             rows += count
         if rows != spec.rows[step]:
             raise StoreError(f"{directory}: {rows} rows, the layout says {spec.rows[step]}")
+
+
+def _check_part(file: Path, metadata: dict, index: int) -> None:
+    """A part holds the rows its name says: a part copied over its neighbour (its rows
+    counted twice, the neighbour's lost) or renamed is refused."""
+    try:
+        recorded = json.loads(metadata.get(PART_KEY, b"{}")).get("part")
+    except ValueError:
+        recorded = None
+    if file.name != part_file(index) or recorded != index:
+        raise StoreError(
+            f"{file}: holds part {recorded}, not part {index} of its step: a part was copied over another, "
+            "renamed or lost; rerun the stage that made the store"
+        )
 
 
 def read_layout(path: Path | str) -> dict:
