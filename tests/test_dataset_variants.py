@@ -135,6 +135,15 @@ def test_shapes3d_file_streams_into_the_common_form(small_file, tmp_path, monkey
             r"labels is \(8, 5\), expected \(8, 6\)",
         ),
         (lambda h: h["labels"].__setitem__((0, 3), 0.3), "label scale = 0.3 is not a Shapes3D value"),
+        (lambda h: h["labels"].__setitem__((2, 0), np.nan), "a label floor_hue is nan, not a Shapes3D value"),
+        (
+            lambda h: (h.__delitem__("labels"), h.create_dataset("labels", data=np.full((8, 6), b"red"))),
+            r"labels are \|S3, expected numbers",
+        ),
+        (
+            lambda h: (h.__delitem__("labels"), h.create_dataset("labels", shape=(8, 6), dtype="f8")),
+            r"labels declares 8 rows \(384 bytes\) but stores 0 bytes",
+        ),
     ],
 )
 def test_malformed_files_are_named_and_nothing_is_written(small_file, tmp_path, corrupt, message):

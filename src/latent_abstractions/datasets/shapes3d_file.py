@@ -42,16 +42,39 @@ def _open(path: Path):
         problems.append(f"images is {images.dtype} {images.shape}, expected uint8 (N, H, H, 3)")
     if labels.ndim != 2 or labels.shape[1] != len(shapes.FACTOR_NAMES) or labels.shape[0] != images.shape[0]:
         problems.append(f"labels is {labels.shape}, expected ({images.shape[0]}, {len(shapes.FACTOR_NAMES)})")
+    if labels.dtype.kind not in "fiu":
+        problems.append(f"labels are {labels.dtype}, expected numbers")
+    problems += [_short_of_declared(name, data) for name, data in (("images", images), ("labels", labels))]
+    problems = [problem for problem in problems if problem]
     if problems:
         handle.close()
         raise Shapes3DFileError(f"{path}: {'; '.join(problems)}")
     return handle
 
 
+def _short_of_declared(name: str, data) -> str | None:
+    """A dataset declaring more rows than the file stores (checked where storage is plain,
+    before any read allocates the declared size)."""
+    if data.compression is not None or data.chunks is not None:
+        return None  # compressed or chunked: the stored size says nothing about the declared one
+    declared = int(np.prod(data.shape, dtype=np.int64)) * data.dtype.itemsize
+    stored = data.id.get_storage_size()
+    return (
+        None
+        if stored >= declared
+        else f"{name} declares {data.shape[0]} rows ({declared} bytes) but stores {stored} bytes"
+    )
+
+
 def label_indices(labels: np.ndarray, path: Path) -> np.ndarray:
     """Each label's index into Shapes3D's value list for its factor (N, 6); an unknown
     value is an error naming the factor."""
     indices = np.empty(labels.shape, dtype=np.int64)
+    if not np.isfinite(labels).all():
+        row, column = np.argwhere(~np.isfinite(labels))[0]
+        raise Shapes3DFileError(
+            f"{path}: a label {shapes.FACTOR_NAMES[column]} is {labels[row, column]}, not a Shapes3D value"
+        )
     for k, name in enumerate(shapes.FACTOR_NAMES):
         grid = np.asarray(shapes.FACTOR_VALUES[name])
         nearest = np.abs(labels[:, k, None] - grid[None, :]).argmin(axis=1)
@@ -71,7 +94,10 @@ def import_file(
     path = Path(path)
     wanted = shapes.all_indices(subset)  # validates the subset's names and indices
     with _open(path) as handle:
-        indices = label_indices(handle["labels"][:], path)
+        labels = handle["labels"]  # read in chunks: the declared size is checked, the content not yet
+        indices = np.concatenate(
+            [label_indices(labels[start : start + CHUNK], path) for start in range(0, len(labels), CHUNK)]
+        )
         keep = np.flatnonzero(_rows_in(indices, wanted))
         if len(keep) == 0:
             raise Shapes3DFileError(f"{path}: no image matches the requested subset")
