@@ -138,3 +138,47 @@ def test_a_seed_beyond_32_bits_is_refused_in_one_line(key, default_params):
         params.ParamsError, match=rf"{experiment}\.{key}\.seed = 18446744073709551616: must be <= 4294967295"
     ):
         params.validate(raw)
+
+
+SIZES = [
+    (
+        "prepare_data",
+        "bumps",
+        ("dataset", {"height": 256, "width": 256, "spacing_x": 0.01, "spacing_y": 0.01}),
+        "dataset",
+    ),
+    ("sample_trajectories", "bumps", ("sample", {"per_position": 10**9}), "sample.max_conditions, sample.per_position"),
+    ("exact_order", "shapes64", ("exact_order", {"samples": 10**8}), "exact_order.samples"),
+    ("train_score_model", "bumps", ("model", {"base_channels": 65536}), "model.base_channels"),
+]
+
+
+@pytest.mark.parametrize("step, experiment, change, keys", SIZES, ids=[s[0] for s in SIZES])
+def test_sizes_whose_product_exhausts_the_machine_are_refused_naming_the_keys(
+    step, experiment, change, keys, default_params, monkeypatch
+):
+    from latent_abstractions import budgets
+
+    monkeypatch.setenv(budgets.MEMORY_VARIABLE, "64")
+    chosen = default_params["experiments"][experiment]
+    budgets.check(step, chosen, experiment)  # the default fits
+    section, values = change
+    chosen[section].update(values)
+    with pytest.raises(
+        InputError, match=rf"{step} for experiment {experiment}: .* GiB of (memory|disk), .* lower {keys}"
+    ):
+        budgets.check(step, chosen, experiment)
+
+
+def test_an_oversized_step_stops_before_writing_anything(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["experiments"]["bumps"]["dataset"].update(height=256, width=256, spacing_x=0.001, spacing_y=0.001)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = run_step(tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: prepare_data for experiment bumps: the data set's images need at least")
+    )
+    assert not (tmp_path / "data").exists()

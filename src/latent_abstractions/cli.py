@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import locks
+from . import budgets, locks
 from . import params as params_module
 from .artifacts import BEFORE_COMMIT, DiskFullError, is_disk_full
 from .errors import InputError, TrainingDiverged
@@ -54,6 +54,7 @@ def run_step(
     with one_line_errors(what, log_path):
         _setup_logging(log_path)
         check_environment(args.experiment)
+        budgets.check(step, experiment_params, args.experiment)
         locks.hold_step(step, args.experiment)
         with params_unchanged(Path(args.params)):
             body(args.experiment, experiment_params, **extra)
