@@ -16,13 +16,14 @@ import yaml
 from test_pipeline import dvc, environment, git_repository, snakemake
 
 from latent_abstractions import params as params_module
+from latent_abstractions import stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY, params_sha256
 
 pytestmark = pytest.mark.slow
 TARGET = "data/bumps/model/weights.safetensors"
 CHECKPOINTS = "data/bumps/model/checkpoints"
-HOLD_THE_STEP = (
-    "import time; from latent_abstractions import locks; locks.hold_step('prepare_data', 'bumps'); "
+HOLD = (
+    "import time; from latent_abstractions import locks; locks.hold_step({module!r}, {experiment!r}, {variant!r}); "
     "print('held', flush=True); time.sleep(60)"
 )
 
@@ -74,9 +75,37 @@ def test_snakemake_started_while_dvc_trains_refuses_in_one_line_and_loses_nothin
     assert (repo / TARGET).is_file() and len(checkpoints(repo)) >= 2
 
 
+def files_under(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("entry", [*stage_table.STAGES, stage_table.REPORT], ids=lambda entry: entry.name)
+def test_every_step_refuses_a_second_run_before_touching_anything(repo, entry):
+    project = entry is stage_table.REPORT
+    experiment = (
+        None
+        if project
+        else next(iter(stage_table.experiments_of(entry, params_module.load(repo / "params.yaml"))), None)
+    )
+    if not project and experiment is None:
+        pytest.skip(f"no experiment of the tests' params runs {entry.name}")
+    variant = getattr(entry, "arguments", "").split()  # the figures' group: --figures NAME
+    hold = HOLD.format(module=entry.module, experiment=experiment, variant=variant[-1] if variant else "")
+    holder = start([sys.executable, "-c", hold], repo)
+    assert holder.stdout.readline().strip() == "held"
+    before = {**files_under(repo / "data"), **files_under(repo / "logs")}
+    arguments = ([] if project else ["--experiment", experiment]) + variant
+    code, said = finish(start([sys.executable, "-m", f"latent_abstractions.stages.{entry.module}", *arguments], repo))
+    holder.kill()
+    assert (
+        code == 1 and said.strip().splitlines()[-1].startswith("error: ") and f"in use by pid {holder.pid}" in said
+    ), said
+    assert {**files_under(repo / "data"), **files_under(repo / "logs")} == before
+
+
 def test_a_second_run_of_a_step_refuses_naming_the_first(repo):
     holder = start(
-        [sys.executable, "-c", HOLD_THE_STEP],
+        [sys.executable, "-c", HOLD.format(module="prepare_data", experiment="bumps", variant="")],
         repo,
     )
     assert holder.stdout.readline().strip() == "held"

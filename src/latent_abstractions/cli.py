@@ -52,10 +52,10 @@ def run_step(
     log_path = Path(args.log or f"logs/{step}/{args.experiment}.log")
     what = f"{step} for experiment {args.experiment}"
     with one_line_errors(what, log_path):
-        _setup_logging(log_path)
         check_environment(args.experiment)
         budgets.check(step, experiment_params, args.experiment)
-        locks.hold_step(step, args.experiment)
+        locks.hold_step(step, args.experiment, variant="-".join(str(value) for value in extra.values()))
+        _setup_logging(log_path)  # after the lock: a refused second run leaves the first's log as it is
         with params_unchanged(Path(args.params)):
             body(args.experiment, experiment_params, **extra)
 
@@ -68,8 +68,8 @@ def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | 
     args = parser.parse_args(argv)
     params = params_module.load_or_exit(args.params)
     with one_line_errors(step, Path(args.log)):
-        _setup_logging(Path(args.log))
         locks.hold_step(step)
+        _setup_logging(Path(args.log))
         with params_unchanged(Path(args.params)):
             body(params)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -45,9 +46,12 @@ def hold(path: Path, what: str) -> None:
     _HELD.append(handle)
 
 
-def hold_step(step: str, experiment: str | None = None) -> None:
-    name = f"{step}@{experiment}" if experiment else step
-    hold(STEP_LOCKS / f"{name}.lock", f"{step}{f' for experiment {experiment}' if experiment else ''}")
+def hold_step(step: str, experiment: str | None = None, variant: str = "") -> None:
+    """The lock of one step (and ``variant``: a module that serves several stages, the
+    figures' group) for one experiment."""
+    name = "@".join(filter(None, (step + (f"-{variant}" if variant else ""), experiment)))
+    what = f"{step}{f' ({variant})' if variant else ''}{f' for experiment {experiment}' if experiment else ''}"
+    hold(STEP_LOCKS / f"{re.sub(r'[^A-Za-z0-9_.@-]', '_', name)}.lock", what)
 
 
 def hold_repository() -> None:
