@@ -219,7 +219,7 @@ class Side:
         start = time.perf_counter()
         for _ in range(steps):
             batch = self.trainer.draw(N_DATA, tuple(self.images.shape[1:]), len(FACTORS))
-            float(self.trainer.update(self.images[batch.index], self.values[batch.index], batch))  # one host sync
+            float(self.trainer.update(self.images[batch.index], self.values[batch.index], batch)[0])  # one host sync
         sync(self.setup.device)
         return time.perf_counter() - start
 

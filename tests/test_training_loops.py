@@ -91,6 +91,19 @@ def test_a_diverging_run_stops_in_either_loop_at_the_first_non_finite_loss(resid
     assert [step for step, _, _ in chosen.history] == [0]
 
 
+@pytest.mark.parametrize("resident", [False, True])
+def test_non_finite_gradients_stop_the_run_at_their_step_though_the_loss_is_finite(resident):
+    images, values = data()
+    chosen = trainer()
+    first = next(chosen.model.parameters())
+    first.register_hook(lambda gradient: gradient * float("inf"))
+    with pytest.raises(
+        TrainingDiverged, match=r"training diverged at step 1: gradient norm (nan|inf) \(no finite loss"
+    ):
+        train(chosen, images, values, resident=resident)
+    assert chosen.history == []  # nothing recorded from the diverged step
+
+
 def test_a_data_set_too_large_for_the_device_is_said_in_one_line_and_read_from_the_host(caplog):
     images, _ = data()
     source = ImageRows(images)

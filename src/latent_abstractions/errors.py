@@ -16,14 +16,16 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite: the run stops at that step, and nothing
     made after it is written."""
 
-    def __init__(self, what: str, step: int, loss: float, last_finite: tuple[int, float] | None):
+    def __init__(
+        self, what: str, step: int, loss: float, last_finite: tuple[int, float] | None, quantity: str = "loss"
+    ):
         before = (
             f"last finite loss {last_finite[1]:.6g} at step {last_finite[0]}"
             if last_finite
             else "no finite loss before it"
         )
         super().__init__(
-            f"{what} diverged at step {step}: loss {loss} ({before}); "
+            f"{what} diverged at step {step}: {quantity} {loss} ({before}); "
             "no weights or checkpoints from this step on were written"
         )
         self.step, self.loss, self.last_finite = step, loss, last_finite

@@ -177,8 +177,8 @@ class Trainer:
         return Batch(index, t, noise, keep)
 
     def update(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """One update on this rank's shard of the global batch. The global mean loss stays
-        on the device; the caller reads it (``PendingLosses``) when it needs it."""
+        """One update on this rank's shard of the global batch. The global mean (loss,
+        gradient norm) stays on the device; the caller reads it (``PendingLosses``) when it needs it."""
         inputs = self.step_inputs(x0, values, batch)
         self.set_learning_rate()
         loss = self.compute(inputs, self.ema.next_weight())
@@ -206,15 +206,16 @@ class Trainer:
                 group["lr"] = rate
 
     def compute(self, inputs: StepInputs, ema_weight: float | torch.Tensor) -> torch.Tensor:
-        """Forward, backward, clipping, AdamW and EMA: the work a CUDA graph captures."""
+        """Forward, backward, clipping, AdamW and EMA: the work a CUDA graph captures.
+        Returns (loss, gradient norm before clipping) on the device: both are checked when read."""
         with self.autocast:
             loss = denoising_loss(self.network, self.sde, *inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # foreach on CUDA
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)  # foreach on CUDA
         self.optimizer.step()
         self.ema.apply(ema_weight)
-        return loss
+        return torch.stack([loss.detach().float(), norm.float()])
 
 
 class PendingLosses:
@@ -234,14 +235,16 @@ class PendingLosses:
         """Record the pending losses in the trainer's history; the last one, if any."""
         if not self.pending:
             return None
-        values = torch.stack([loss for _, loss, _ in self.pending]).tolist()
-        for (step, _, rate), value in zip(self.pending, values):
+        read = torch.stack([loss for _, loss, _ in self.pending]).tolist()
+        for (step, _, rate), (value, norm) in zip(self.pending, read):
             if not math.isfinite(value):
                 raise TrainingDiverged("training", step + 1, value, self.last_finite)
+            if not math.isfinite(norm):
+                raise TrainingDiverged("training", step + 1, norm, self.last_finite, quantity="gradient norm")
             self.trainer.history.append((step, value, rate))
             self.last_finite = (step + 1, value)
         self.pending.clear()
-        return values[-1]
+        return read[-1][0]
 
 
 def keep_on_device(source: ImageRows, device: torch.device, free_bytes: int | None = None) -> bool:

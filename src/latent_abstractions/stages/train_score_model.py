@@ -65,9 +65,18 @@ def run_training(experiment: str, params: dict, world: World) -> None:
     trainer = make_trainer(architecture, params, world)
     section = {key: params[key] for key in ("sde", "model", "train")}
     meta = provenance("train_score_model", experiment, section, files.dataset_files)
-    # A resume checkpoint is used only by the same params, inputs, code and world size;
-    # any other is discarded and training starts over (never a mix of two runs).
-    fingerprint = params_sha256({**section, "inputs": meta["inputs"], "code": meta["code_sha256"], "world": world.size})
+    # A resume checkpoint is used only by the same params (train.cuda_graph among them), inputs,
+    # code, world size and device type (a CUDA run's optimiser state is not a CPU run's); any
+    # other is discarded and training starts over, with one warning (never a mix of two runs).
+    fingerprint = params_sha256(
+        {
+            **section,
+            "inputs": meta["inputs"],
+            "code": meta["code_sha256"],
+            "world": world.size,
+            "device": trainer.device.type,
+        }
+    )
     partial = files.partial_dir
     resume_file, snapshots = partial / "resume.safetensors", partial / "checkpoints"
     resume_or_start_over(trainer, resume_file, fingerprint, world)
@@ -130,7 +139,9 @@ def resume_or_start_over(trainer: Trainer, resume_file: Path, fingerprint: str, 
             log.info("resuming at step %d from %s", trainer.step_index, resume_file)
     elif world.is_main:
         if found is not None:
-            log.warning("starting over: %s was made by other params, inputs or code", resume_file)
+            log.warning(
+                "starting over: %s was made by other params, inputs, code, device type or graph setting", resume_file
+            )
         shutil.rmtree(resume_file.parent, ignore_errors=True)
 
 
