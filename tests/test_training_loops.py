@@ -18,7 +18,7 @@ from latent_abstractions.graphed_step import WARMUP_STEPS, GraphedUpdate
 from latent_abstractions.image_rows import ImageRows
 from latent_abstractions.nets.unet import ScoreUNet
 from latent_abstractions.sde import VPSDE
-from latent_abstractions.train import TrainConfig, Trainer, keep_on_device, train
+from latent_abstractions.train import ExponentialMovingAverage, TrainConfig, Trainer, keep_on_device, train
 
 FACTORS = [Factor("x", "continuous", (0.0, 1.0, 2.0)), Factor("shape", "categorical", (0.0, 1.0))]
 
@@ -144,6 +144,7 @@ def test_a_failed_capture_falls_back_to_the_eager_step_with_one_warning(caplog):
     images, values = data()
     eager, graphed = trainer(), trainer(cuda_graph=True)
     update = GraphedUpdate(graphed)
+    eager.ema.graph_formula = True  # a graphed run averages by its graph's formula on every step, captured or not
     source = ImageRows(images)
     with caplog.at_level("WARNING", logger="train"):
         for _ in range(WARMUP_STEPS + 3):
@@ -208,3 +209,23 @@ def test_the_ema_with_a_device_weight_averages_as_with_a_float():
     by_tensor.ema.apply(torch.tensor(0.3))
     for name, value in by_float.ema.shadow.items():
         assert torch.allclose(by_tensor.ema.shadow[name], value, atol=1e-6), name
+
+
+def test_a_graphed_runs_eager_steps_average_as_its_graph_does():
+    """The graph reads its EMA weight from a device tensor (sub, mul, add); the eager
+    warm-up steps of a graphed run must round the same way, not through lerp."""
+    torch.manual_seed(0)
+    chosen = trainer()
+    for value in chosen.model.state_dict().values():
+        if value.dtype.is_floating_point:
+            value.add_(torch.randn_like(value))
+    states = []
+    for weight, graph_formula in ((torch.tensor(0.137), False), (0.137, True), (0.137, False)):
+        ema = ExponentialMovingAverage(chosen.model, 0.9)
+        ema.graph_formula = graph_formula
+        for shadow in ema.shadow.values():
+            shadow.mul_(0.5)
+        ema.apply(weight)
+        states.append(torch.cat([v.flatten() for v in ema.shadow.values() if v.dtype.is_floating_point]))
+    assert torch.equal(states[0], states[1])  # one formula for every step of a graphed run
+    assert not torch.equal(states[0], states[2])  # lerp rounds otherwise: the test can fail

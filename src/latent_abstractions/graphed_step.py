@@ -54,6 +54,7 @@ class GraphedUpdate:
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
+        trainer.ema.graph_formula = True  # the eager warm-up steps average as the graph does
         self.warmed = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager = False  # after a failed capture

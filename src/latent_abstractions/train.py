@@ -67,6 +67,7 @@ class ExponentialMovingAverage:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
+        self.graph_formula = False  # a graphed run: every step, eager ones too, averages as its graph does
         # The state dict's tensors share storage with the model's parameters and buffers
         # (updated in place by the optimizer and by load_state_dict), so the lists are made once.
         current = model.state_dict()
@@ -85,7 +86,9 @@ class ExponentialMovingAverage:
     def apply(self, weight: float | torch.Tensor) -> None:
         """shadow <- shadow + weight (weights - shadow); ``weight`` a float, or a device
         tensor that a CUDA graph reads at replay."""
-        if isinstance(weight, torch.Tensor):  # lerp would read a tensor weight on the host
+        # lerp would read a tensor weight on the host; a graphed run's eager steps use the
+        # graph's formula too, so that no step of it rounds differently (2,546 of 10^6 did)
+        if isinstance(weight, torch.Tensor) or self.graph_formula:
             steps = torch._foreach_sub(self._sources, self._averaged)
             torch._foreach_mul_(steps, weight)
             torch._foreach_add_(self._averaged, steps)
