@@ -461,3 +461,21 @@ def test_writer_refuses_a_batch_out_of_order(tmp_path):
         writer.write_batch(1, {})
     assert json.loads(writer.metadata[LAYOUT_KEY])["schema_version"] == SCHEMA_VERSION
     shutil.rmtree(writer.partial)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])  # one pass a step, or cond and uncond together
+def test_a_compiled_sampler_compiles_once_per_store(tmp_path, ci_params, monkeypatch, guidance):
+    """One input shape and one set of outputs for every call: the last, shorter batch and the
+    recorded steps (taps read, cond and uncond passes) included."""
+    from torch._dynamo.testing import CompileCounter
+
+    from latent_abstractions import sampling_setup
+
+    counter = CompileCounter()
+    monkeypatch.setattr(sampling_setup, "compiled", lambda model: torch.compile(model, dynamic=False, backend=counter))
+    torch._dynamo.reset()
+    sample = {"compile": True, "eval_block": 0, "batch_size": 7, "guidance": guidance, "full_maps": ["mid"]}
+    work = make_workdir(tmp_path, ci_params, sample=sample)
+    run_in(work, monkeypatch)
+    assert counter.frame_count == 1
+    open_store(work / "data" / EXPERIMENT / "trajectories")  # a complete store

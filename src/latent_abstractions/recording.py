@@ -37,12 +37,23 @@ def stream_seed(seed: int, *keys: int) -> int:
 
 class BlockNetwork:
     """``model(x, t, values, keep, taps)`` evaluated ``block`` rows at a time, the last block
-    padded with copies of the first row (``block`` 0: all rows at once)."""
+    padded with copies of the first row (``block`` 0: all rows at once).
 
-    def __init__(self, model: ScoreUNet, block: int):
+    ``every_call_taps`` (a compiled network): every call reads these taps and returns
+    those asked for, so that with a fixed ``block`` the network sees one input shape and
+    one set of outputs, and compiles once per stage."""
+
+    def __init__(self, model: ScoreUNet, block: int, every_call_taps: Sequence[str] | None = None):
         self.model, self.block = model, int(block)
+        self.every_call_taps = None if every_call_taps is None else list(every_call_taps)
 
     def __call__(self, x, t, values, keep, taps=()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.every_call_taps is None:
+            return self._blocks(x, t, values, keep, taps)
+        eps, activations = self._blocks(x, t, values, keep, self.every_call_taps)
+        return eps, {name: value for name, value in activations.items() if name in taps}
+
+    def _blocks(self, x, t, values, keep, taps) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.block <= 0:
             return self.model(x, t, values, keep, taps=taps)
         rows = x.shape[0]
@@ -80,7 +91,8 @@ class TrajectoryRecorder:
     At ``record_steps`` the cond and uncond passes run as one batch with the ``taps``
     (and ``full_maps``) and ``records[step]`` gets every column of store_layout.py;
     with ``state_only`` just the state. ``control``: a random network whose
-    unconditional pass is recorded too (pass ``random``)."""
+    unconditional pass is recorded too (pass ``random``). ``one_shape`` (a compiled
+    network, with a ``block``): every evaluation has one shape and reads every tap."""
 
     def __init__(
         self,
@@ -96,10 +108,14 @@ class TrajectoryRecorder:
         full_maps: Sequence[str] = (),
         block: int = 0,
         state_only: bool = False,
+        one_shape: bool = False,
     ):
         if guidance < 0:
             raise ValueError(f"guidance scale {guidance} must be >= 0")
-        self.network, self.sde = BlockNetwork(model, block), sde
+        if one_shape and block <= 0:
+            raise ValueError("one network input shape needs a block size")
+        every_call = list(dict.fromkeys([*taps, *full_maps])) if one_shape else None
+        self.network, self.sde = BlockNetwork(model, block, every_call), sde
         self.control = None if control is None else BlockNetwork(control, block)
         self.values = factor_values
         self.keep = (
@@ -192,6 +208,7 @@ def tap_shapes(
     """(channels, height, width) of each tap, from one forward pass of one image."""
     if not taps:
         return {}
+    model = getattr(model, "_orig_mod", model)  # a compiled network's module: one image is no shape to compile for
     x = torch.zeros((1, *image_shape), device=device)
     values = torch.zeros((1, n_factors), device=device)
     with torch.no_grad():

@@ -111,7 +111,8 @@ def record_batch(
         keep=requests.keep[ids],
         guidance=sample["guidance"],
         full_maps=layout.extra["full_maps"],
-        block=sample["eval_block"],
+        block=sample["eval_block"] or (sample["batch_size"] if sample["compile"] else 0),
+        one_shape=sample["compile"],  # a compiled network compiles once: one input shape, every tap read
     )
     SAMPLERS[sample["sampler"]](recorder, setup.sde, prior, setup.times, noise=noise)
     return recorder.records
