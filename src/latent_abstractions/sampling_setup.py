@@ -128,6 +128,12 @@ def load_network(experiment: str, params: dict, taps: Sequence[str] = ()) -> tup
     return model, metadata["architecture"], weights
 
 
+def network_block(settings: dict) -> int:
+    """Rows per network evaluation: ``eval_block``, or for a compiled network without one
+    the batch size, so that every call (the last batch's, a guided step's) has one shape."""
+    return settings["eval_block"] or (settings["batch_size"] if settings["compile"] else 0)
+
+
 def compiled(model: ScoreUNet) -> ScoreUNet:
     """``model`` compiled for sampling (fused kernels, one graph per input shape), with
     the model's attributes and call. Not reduce-overhead: its CUDA graphs reuse their

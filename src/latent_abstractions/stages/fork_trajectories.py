@@ -22,7 +22,7 @@ from ..recording import (
     keep_mask,
     stream_seed,
 )
-from ..sampling_setup import Sampling, prepare_sampling, step_columns
+from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 from ..store import StoreWriter
 from ..store_layout import PARENT_BRANCH, StoreLayout, factor_column
 
@@ -56,7 +56,7 @@ class ForkRun:
             keep[ids],
             seeds,
             guidance=settings["guidance"],
-            block=settings["eval_block"],
+            block=network_block(settings),
             **start,
         )
 

@@ -18,7 +18,7 @@ from ..forking import batches, run, source_rows
 from ..paths import ExperimentPaths
 from ..pixels import model_range
 from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
-from ..sampling_setup import Sampling, prepare_sampling, step_columns
+from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 from ..store_layout import StoreLayout, factor_column
 
 log = logging.getLogger("forward_backward")
@@ -92,7 +92,7 @@ def regenerate(
         seeds,
         images=images,
         guidance=settings["guidance"],
-        block=settings["eval_block"],
+        block=network_block(settings),
     )
     return {
         "source": rows.astype(np.int32),

@@ -26,7 +26,7 @@ from ..recording import (
     tap_shapes,
 )
 from ..samplers import SAMPLERS
-from ..sampling_setup import Sampling, prepare_sampling, step_columns
+from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 from ..store_layout import MAP_SIZE, StoreLayout, factor_column
 
 log = logging.getLogger("sample_trajectories")
@@ -111,7 +111,7 @@ def record_batch(
         keep=requests.keep[ids],
         guidance=sample["guidance"],
         full_maps=layout.extra["full_maps"],
-        block=sample["eval_block"] or (sample["batch_size"] if sample["compile"] else 0),
+        block=network_block(sample),
         one_shape=sample["compile"],  # a compiled network compiles once: one input shape, every tap read
     )
     SAMPLERS[sample["sampler"]](recorder, setup.sde, prior, setup.times, noise=noise)
