@@ -229,3 +229,15 @@ def test_a_graphed_runs_eager_steps_average_as_its_graph_does():
         states.append(torch.cat([v.flatten() for v in ema.shadow.values() if v.dtype.is_floating_point]))
     assert torch.equal(states[0], states[1])  # one formula for every step of a graphed run
     assert not torch.equal(states[0], states[2])  # lerp rounds otherwise: the test can fail
+
+
+def test_one_capture_per_trainer_across_train_calls(monkeypatch):
+    """A second train() on the same trainer (a benchmark's next timed window) replays the
+    graph it has instead of warming up and capturing again."""
+    from latent_abstractions import graphed_step
+
+    monkeypatch.setattr(graphed_step, "refusal", lambda device, world: None)  # as on a CUDA device
+    chosen = trainer(cuda_graph=True)
+    first = graphed_step.step_function(chosen)
+    assert isinstance(first, graphed_step.GraphedUpdate) and graphed_step.step_function(chosen) is first
+    assert graphed_step.step_function(trainer(cuda_graph=True)) is not first  # a new trainer captures anew
