@@ -30,8 +30,15 @@ KILL_SEED = int(os.environ.get("KILL_SEED", "20261125"))
 def environment() -> dict:
     # One thread: the same reduction order in both runs. On the CPU unless RESUME_ON_GPU=1
     # (benchmarks/gpu_device_check.sh measures the resume on a GPU with it).
-    hidden = {} if os.environ.get("RESUME_ON_GPU") == "1" else {"CUDA_VISIBLE_DEVICES": ""}
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **hidden)
+    # On a GPU in deterministic mode: cuDNN's and cuBLAS's deterministic kernels only, so that
+    # the resumed run can be asserted bit-exact there too.
+    on_gpu = os.environ.get("RESUME_ON_GPU") == "1"
+    device = (
+        {"LATENT_ABSTRACTIONS_DETERMINISTIC": "1", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+        if on_gpu
+        else {"CUDA_VISIBLE_DEVICES": ""}
+    )
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1", **device)
 
 
 def run(cwd, command):

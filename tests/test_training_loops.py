@@ -241,3 +241,22 @@ def test_one_capture_per_trainer_across_train_calls(monkeypatch):
     first = graphed_step.step_function(chosen)
     assert isinstance(first, graphed_step.GraphedUpdate) and graphed_step.step_function(chosen) is first
     assert graphed_step.step_function(trainer(cuda_graph=True)) is not first  # a new trainer captures anew
+
+
+def test_deterministic_mode_trains_with_deterministic_kernels_only(monkeypatch):
+    """LATENT_ABSTRACTIONS_DETERMINISTIC=1 (the GPU resume test's setting): no autotuned or
+    non-deterministic kernels; the same steps twice give the same weights bit for bit."""
+    monkeypatch.setenv("LATENT_ABSTRACTIONS_DETERMINISTIC", "1")
+    images, values = data()
+    try:
+        runs = []
+        for _ in range(2):
+            chosen = trainer()
+            assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+            train(chosen, images, values)
+            runs.append(chosen.model.state_dict())
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+    for name, value in runs[0].items():
+        assert torch.equal(value, runs[1][name]), name

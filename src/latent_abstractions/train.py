@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -59,6 +60,9 @@ class TrainConfig:
     time_sampling: str = "t"  # or "log_snr": noise levels uniform in log-SNR (training_times)
     cuda_graph: bool = False  # replay each step from one CUDA graph (graphed_step.py)
     log_every: int = 10
+
+
+DETERMINISTIC = "LATENT_ABSTRACTIONS_DETERMINISTIC"  # "1": deterministic kernels only (the GPU resume test)
 
 
 class ExponentialMovingAverage:
@@ -142,7 +146,11 @@ class Trainer:
         if config.batch_size % self.world.size:
             raise InputError(f"batch_size {config.batch_size} does not split over {self.world.size} processes")
         cuda = device.type == "cuda"
-        torch.backends.cudnn.benchmark = cuda  # fixed shapes: the fastest kernels, found once
+        deterministic = os.environ.get(DETERMINISTIC) == "1"
+        torch.backends.cudnn.benchmark = cuda and not deterministic  # fixed shapes: the fastest kernels, found once
+        if deterministic:  # bit-exact reruns on a GPU, at some speed (needs CUBLAS_WORKSPACE_CONFIG=:4096:8)
+            torch.backends.cudnn.deterministic = True
+            torch.use_deterministic_algorithms(True)
         self.model.to(device)
         self.model.to(memory_format=torch.channels_last)
         self.network: torch.nn.Module = self.model
