@@ -37,6 +37,14 @@ def one_torch_thread():
 
 
 @pytest.fixture(autouse=True)
+def _no_planned_params_left():
+    """Snakemake run in-process (the DAG tests) exports the config it planned for its jobs;
+    the next test's steps must not inherit it."""
+    yield
+    os.environ.pop("LATENT_ABSTRACTIONS_PARAMS", None)
+
+
+@pytest.fixture(autouse=True)
 def _repo_root_cwd(monkeypatch):
     """Steps resolve params.yaml and the schema from the working directory, as under Snakemake."""
     monkeypatch.chdir(ROOT)

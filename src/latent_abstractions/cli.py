@@ -81,7 +81,10 @@ PARAMS_HELP = f"params file (default: ${PLANNED_PARAMS} when Snakemake sets it, 
 
 
 def default_params() -> str:
-    return os.environ.get(PLANNED_PARAMS) or "params.yaml"
+    """The planned config when Snakemake set one that is there; else params.yaml (a variable
+    left over from another working directory names no file here)."""
+    planned = os.environ.get(PLANNED_PARAMS)
+    return planned if planned and Path(planned).is_file() else "params.yaml"
 
 
 @contextlib.contextmanager
