@@ -165,7 +165,7 @@ def test_sizes_whose_product_exhausts_the_machine_are_refused_naming_the_keys(
     section, values = change
     chosen[section].update(values)
     with pytest.raises(
-        InputError, match=rf"{step} for experiment {experiment}: .* GiB of (memory|disk), .* lower {keys}"
+        InputError, match=rf"{step} for experiment {experiment}: .* of (memory|disk), .* lower {keys}"
     ):
         budgets.check(step, chosen, experiment)
 

@@ -110,7 +110,10 @@ def test_a_resume_file_from_other_code_or_params_is_discarded_with_a_warning(wor
     safetensors_file.write({"x": torch.zeros(1)}, stale, {"fingerprint": "made-by-other-code", "step": "5"})
     result = subprocess.run(STEP, cwd=workdir, env=environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"starting over: {stale.relative_to(workdir)} was made by other params, inputs or code" in result.stderr
+    assert (
+        f"starting over: {stale.relative_to(workdir)} was made by other params, inputs, code, device type or graph setting"
+        in result.stderr
+    )
     assert len(pq.read_table(workdir / "data" / "tiny" / "model" / "loss.parquet")) == 20
 
 

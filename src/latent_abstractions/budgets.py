@@ -125,6 +125,14 @@ def check(step: str, params: dict, experiment: str) -> None:
         if need.bytes > have:
             hint = f" (or set {MEMORY_VARIABLE})" if need.medium == "memory" else ""
             raise InputError(
-                f"{step} for experiment {experiment}: {need.what} need at least {need.bytes / GIB:,.1f} GiB of "
-                f"{need.medium}, {have / GIB:,.1f} GiB is available; lower {need.keys}{hint}"
+                f"{step} for experiment {experiment}: {need.what} need at least {size(need.bytes)} of "
+                f"{need.medium}, {size(have)} is available; lower {need.keys}{hint}"
             )
+
+
+def size(count: int) -> str:
+    """Bytes in the largest unit that keeps the number at 1 or more."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count} bytes"
