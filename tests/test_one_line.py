@@ -164,9 +164,7 @@ def test_sizes_whose_product_exhausts_the_machine_are_refused_naming_the_keys(
     budgets.check(step, chosen, experiment)  # the default fits
     section, values = change
     chosen[section].update(values)
-    with pytest.raises(
-        InputError, match=rf"{step} for experiment {experiment}: .* of (memory|disk), .* lower {keys}"
-    ):
+    with pytest.raises(InputError, match=rf"{step} for experiment {experiment}: .* of (memory|disk), .* lower {keys}"):
         budgets.check(step, chosen, experiment)
 
 
