@@ -64,15 +64,6 @@ def _chunk_size(points: int, pairs: int) -> int:
     return int(np.clip(LOGIT_BYTES // (4 * points * pairs), *CHUNK_LIMITS))
 
 
-def _one_hot(mixture: FiniteMixture, device: torch.device) -> tuple[torch.Tensor, list[int]]:
-    """Each image's factor values as one row of concatenated one-hots, (N_images, V) float32."""
-    sizes = mixture.cardinalities
-    offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
-    columns = mixture.labels + offsets
-    hot = torch.zeros(len(columns), sum(sizes), dtype=torch.float32)
-    return hot.scatter_(1, columns, 1.0).to(device), sizes
-
-
 class _Pairs:
     """The pairs' clean images (stored units, float64) and noise, and the chunk products."""
 
@@ -103,7 +94,7 @@ def posteriors(
     pairs = _Pairs(mixture, positions, noise, device)
     half_snr = (-0.5 * snr).to(device, torch.float32)[:, None, None]
     root = snr.sqrt().to(device, torch.float32)[:, None, None]
-    one_hot, sizes = _one_hot(mixture, device)
+    one_hot, sizes = mixture.one_hot(0, len(mixture), torch.float32, device), mixture.cardinalities
     shape = (len(snr), pairs.count)
     running = _Running(
         torch.full(shape, -torch.inf, dtype=torch.float64, device=device),

@@ -187,17 +187,19 @@ class FiniteMixture:
             raise InputError("a condition matches no image in the mixture")
         return weighted / total[:, None]
 
+    def one_hot(self, start: int, stop: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+        """Rows ``start:stop``'s factor values as concatenated one-hots, (C, sum V_k): factor
+        k's value v is column sum(V_<k) + v."""
+        offsets = torch.tensor([0] + self.cardinalities[:-1]).cumsum(0)
+        columns = (self.labels[start:stop] + offsets).to(device)
+        hot = torch.zeros(stop - start, sum(self.cardinalities), dtype=dtype, device=device)
+        return hot.scatter_(1, columns, 1.0)
+
     def factor_posteriors(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> list[torch.Tensor]:
         """p(Y_k = v | X_t = x) for every factor k: a list of (B, V_k) float64, on ``x``'s device."""
-        sizes = self.cardinalities
-        offsets = torch.tensor([0] + sizes[:-1]).cumsum(0)
-        columns = (self.labels + offsets).to(x.device)  # each (image, factor) -> its column in one one-hot
-
-        def one_hot(start: int, stop: int, chunk: torch.Tensor) -> torch.Tensor:
-            hot = torch.zeros(stop - start, sum(sizes), dtype=torch.float64, device=x.device)
-            return hot.scatter_(1, columns[start:stop], 1.0)
-
-        return list(self.posterior_average(x, alpha, sigma, one_hot).split(sizes, dim=1))
+        hot = self.one_hot(0, len(self), torch.float64, x.device)
+        average = self.posterior_average(x, alpha, sigma, lambda start, stop, chunk: hot[start:stop])
+        return list(average.split(self.cardinalities, dim=1))
 
     def conditional_mean(
         self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, values: torch.Tensor, keep: torch.Tensor
