@@ -1,36 +1,45 @@
 # `make run`: create .venv if needed and run the whole pipeline (the science default, CPU).
-# `make test`: create/update .venv and run the test suite.
+# `make test`: create/update .venv with the development tools and run the test suite.
 #
-# The install is the lock file's exact versions, checked by hash: requirements-cpu.lock
-# (torch pinned to a CPU build). On a GPU machine, install your CUDA build of torch into
-# .venv first and install the same lock without torch:
-#     python3 -m venv .venv && .venv/bin/pip install torch --index-url <your CUDA index>
-#     make run LOCK=requirements-gpu.lock
-# `make lock` rewrites both locks after a dependency change (workflow/scripts/lock.py).
+# The install: torch first (workflow/scripts/install_torch.py: a torch already in .venv is
+# kept, so a GPU user installs their CUDA build first; otherwise PyTorch's CPU wheel index
+# on Linux when reachable, else PyPI), then the lock's exact versions, each checked by hash:
+# requirements.lock for `make run`, requirements-dev.lock (plus the dev and cluster extras)
+# for `make test`. Both are universal locks for Python 3.11-3.13 on Linux and macOS.
+# `make lock` rewrites them after a dependency change (workflow/scripts/lock.py).
 PYTHON ?= python3
 VENV ?= .venv
-LOCK ?= requirements-cpu.lock
 CORES ?= all
 BIN := $(VENV)/bin
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test install clean dvc.yaml push pull lock
+.PHONY: run test install install-dev clean dvc.yaml push pull lock verify
 
-install: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml $(LOCK)
+# $(1): the lock to install.
+define install_lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(LOCK)
+	$(BIN)/python workflow/scripts/install_torch.py
+	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(1)
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	$(BIN)/python -m latent_abstractions.dvc_plots_page
 	touch $@
+endef
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: pyproject.toml requirements.lock constraints.txt
+	$(call install_lock,requirements.lock)
+
+$(VENV)/.installed-dev: pyproject.toml requirements-dev.lock constraints.txt
+	$(call install_lock,requirements-dev.lock)
 
 run: install
 	snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 
-test: install
+test: install-dev
 	python -m pytest
 
 # Every artifact under data/ against its inputs, params and code as they are now.
@@ -45,7 +54,7 @@ dvc.yaml: install
 push pull: install
 	python -m latent_abstractions.remote $@
 
-lock: install
+lock: install-dev
 	python workflow/scripts/lock.py
 
 clean:

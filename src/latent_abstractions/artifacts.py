@@ -144,7 +144,7 @@ def stage_code_sha256(step: str) -> str:
 
 # The lock files `make install` installs from, and the packages whose version shows in
 # an artifact's bytes (a figure under another matplotlib, a table under another pyarrow).
-LOCK_FILES = ("requirements-cpu.lock", "requirements-gpu.lock")
+LOCK_FILES = ("requirements.lock", "requirements-dev.lock")
 RECORDED_PACKAGES = ("torch", "numpy", "pyarrow", "matplotlib", "snakemake", "dvc")
 
 

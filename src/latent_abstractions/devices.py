@@ -1,11 +1,22 @@
-"""Where the networks run: the GPU when there is one, else the CPU; and what the GPU can
-do at most (its dense bf16 peak, the denominator of a model FLOP utilisation)."""
+"""Where the networks run: a CUDA GPU when there is one, else Apple's MPS where torch
+offers it, else the CPU ($LATENT_ABSTRACTIONS_DEVICE overrides); and what the GPU can do
+at most (its dense bf16 peak, the denominator of a model FLOP utilisation).
+
+On MPS an op that backend lacks runs on the CPU (PYTORCH_ENABLE_MPS_FALLBACK, set here
+before torch loads where this module is imported first). The float64 exact computations
+stay on the CPU there. Untested: no Mac has run the pipeline."""
 
 from __future__ import annotations
 
 import os
 
-import torch
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+import torch  # noqa: E402  (after the fallback is set)
+
+from .errors import InputError  # noqa: E402
+
+DEVICE_ENV = "LATENT_ABSTRACTIONS_DEVICE"
 
 # Peak dense bf16 tensor FLOP/s by device name (first match wins); PEAK_FLOPS overrides.
 PEAK_BF16 = [
@@ -20,8 +31,22 @@ PEAK_BF16 = [
 ]
 
 
+def available_devices() -> list[str]:
+    mps = getattr(torch.backends, "mps", None)
+    return [
+        *(["cuda"] if torch.cuda.is_available() else []),
+        *(["mps"] if mps is not None and mps.is_available() else []),
+        "cpu",
+    ]
+
+
 def select_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The first of cuda, mps, cpu that this machine has, or the one $LATENT_ABSTRACTIONS_DEVICE names."""
+    available = available_devices()
+    wanted = os.environ.get(DEVICE_ENV, "").strip()
+    if wanted and wanted not in available:
+        raise InputError(f"{DEVICE_ENV}={wanted!r}: this machine has {', '.join(available)}")
+    return torch.device(wanted or available[0])
 
 
 def peak_flops(device: torch.device) -> tuple[float | None, str]:
