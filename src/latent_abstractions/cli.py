@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import budgets, locks
+from . import budgets, locks, progress
 from . import params as params_module
 from .artifacts import BEFORE_COMMIT, DiskFullError, is_disk_full
 from .errors import InputError, TrainingDiverged
@@ -184,6 +184,10 @@ def check_environment(experiment: str | None = None) -> None:
 
 
 def _setup_logging(log_path: Path) -> None:
+    """Log to stderr and ``log_path``; the progress lines go to the file only (the terminal
+    has the progress bar)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_path, mode="w")]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.addFilter(lambda record: record.name != progress.LOGGER)
+    handlers = [terminal, logging.FileHandler(log_path, mode="w")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", handlers=handlers, force=True)

@@ -1,4 +1,4 @@
-"""Load params.yaml and validate it against workflow/schemas/params.schema.yaml.
+"""Load params.yaml and validate it against params.schema.yaml (package data; workflow/schemas/ links to it).
 
 Every failure becomes a :class:`ParamsError` whose message is one line naming
 the key, the value and what is allowed, so that a step stops before any compute.
@@ -24,7 +24,7 @@ from .factors import factor_names
 from .snapshot_schedule import checkpoint_steps, snapshot_ratio
 
 # Found from the package (a checkout or an editable install), not the working directory.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("params.schema.yaml")  # package data: found wherever the package is
 MAX_ALIASES = 100
 
 
