@@ -5,7 +5,7 @@ Run from the repository root, no arguments:
 
     .venv/bin/python benchmarks/train_throughput.py
 
-diffusers is needed for the baseline only: ``pip install -e '.[bench]'``. The model is built
+diffusers is needed for the baseline only: ``pip install -e '.[diffusers]'``. The model is built
 from a config (no Hub download).
 
 Both sides are trained by the same ``Trainer``, so they do the same work per step:
@@ -54,7 +54,7 @@ try:
     from diffusers import UNet2DModel
 except ImportError:
     sys.exit(
-        "train_throughput: diffusers is not installed; install the benchmark extra with: pip install -e '.[bench]'"
+        "train_throughput: diffusers is not installed; install the diffusers extra with: pip install -e '.[diffusers]'"
     )
 
 from latent_abstractions import checkpoints

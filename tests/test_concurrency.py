@@ -13,11 +13,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_pipeline import dvc, environment, git_repository, snakemake
 
 from latent_abstractions import params as params_module
 from latent_abstractions import stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY, params_sha256
+
+from test_pipeline import dvc, environment, git_repository, snakemake
 
 pytestmark = pytest.mark.slow
 TARGET = "data/bumps/model/weights.safetensors"

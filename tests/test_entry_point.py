@@ -56,7 +56,9 @@ def test_mistakes_are_one_line_each(tmp_path):
     }
     for arguments, message in cases.items():
         answered = call(*arguments, cwd=empty)
-        assert answered.returncode != 0 and answered.stderr.count("\n") == 1 and message in answered.stderr, answered.stderr
+        assert answered.returncode != 0 and answered.stderr.count("\n") == 1 and message in answered.stderr, (
+            answered.stderr
+        )
 
 
 def test_the_installed_repository_is_the_root_when_none_is_above(tmp_path):
@@ -67,5 +69,7 @@ def test_the_installed_repository_is_the_root_when_none_is_above(tmp_path):
 
 
 def test_python_dash_m_is_the_same_command(tmp_path):
-    answered = subprocess.run([sys.executable, "-m", "latent_abstractions", "--version"], capture_output=True, text=True, cwd=tmp_path)
+    answered = subprocess.run(
+        [sys.executable, "-m", "latent_abstractions", "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert answered.stdout.strip() == f"latent-abstractions {__version__}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
 
 from latent_abstractions.cli import run_step
 from latent_abstractions.datasets import base
@@ -18,6 +17,8 @@ from latent_abstractions.stages.forward_backward import forward_backward_step
 from latent_abstractions.store import StoreWriter, partial_path
 from latent_abstractions.store_layout import PARENT_BRANCH
 from latent_abstractions.trajectories import open_store
+
+from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
 
 FORK_AT = {"at": {"kind": "steps", "steps": [0, 10, 12]}}  # 12 (t_end) has nothing to continue: left out
 

@@ -60,7 +60,7 @@ def test_schema_documents_every_key():
         (lambda p: p["experiments"]["bumps"]["train"].pop("seed"), "experiments.bumps.train lacks seed"),
         (
             lambda p: p["experiments"]["bumps"]["model"].update(taps=["side.3"]),
-            "experiments.bumps.model.taps.0 = 'side.3': must match",
+            "experiments.bumps.model.taps contains 'side.3': the project's U-Net has the blocks down.<level>, mid, up.<level>",
         ),
         (
             lambda p: p["experiments"]["bumps"]["model"].update(taps=["up.7"]),

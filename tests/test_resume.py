@@ -3,6 +3,7 @@ same weights, bit for bit on a CPU, as a run that was never interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -52,7 +53,8 @@ def outputs(cwd) -> dict:
     files |= {f"snapshot {p.name}": p for p in sorted((model / "checkpoints").iterdir())}
     tensors = {name: load_file(str(path)) for name, path in files.items()}
     loss = pq.read_table(model / "loss.parquet").column("loss").to_pylist()
-    return {"tensors": tensors, "loss": loss}
+    live = {path.relative_to(model).as_posix(): path.read_bytes() for path in sorted((model / "live").rglob("*.*"))}
+    return {"tensors": tensors, "loss": loss, "live": live}
 
 
 @pytest.mark.slow
@@ -69,8 +71,11 @@ def test_kill_and_resume_is_bit_exact(workdir, ci_params):
         STEP, cwd=workdir, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
-    while not resume_file.exists() and time.monotonic() < deadline and process.poll() is None:
+    live = workdir / "data" / "tiny" / "model" / "live" / "metrics.json"
+    while not (resume_file.exists() and live.exists()) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    assert process.poll() is None, "training ended before its live metrics could be seen"
+    assert json.loads(live.read_text())["step"] < 1500  # DVC's viewers follow the running training
     delay = random.Random(KILL_SEED).uniform(0.0, 1.5)  # seeded: a failure can be replayed
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
@@ -86,6 +91,7 @@ def test_kill_and_resume_is_bit_exact(workdir, ci_params):
     resumed = outputs(workdir)
     assert not resume_file.exists()
     assert resumed["loss"] == uninterrupted["loss"] and len(resumed["loss"]) == 1500
+    assert resumed["live"] == uninterrupted["live"] and len(resumed["live"]) == 3  # metrics.json and two curves
     assert resumed["tensors"].keys() == uninterrupted["tensors"].keys()
     for name, tensors in uninterrupted["tensors"].items():
         for key, value in tensors.items():

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
 
 from latent_abstractions import stage_table
 from latent_abstractions.paths import ExperimentPaths
 
 from conftest import ROOT
+from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository
 
 SCRIPT = ROOT / "workflow" / "scripts" / "local_slurm.py"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from . import safetensors_file
+from . import diffusers_folder, safetensors_file
 from .artifacts import input_sha256, params_sha256
 from .errors import InputError
 from .factors import Factor
+from .nets.diffusers_unet import DiffusersScoreNet, build_unet, unet_config
 from .nets.unet import ScoreUNet
 
 TRAINING_SECTIONS = ("sde", "model", "train")  # what train_score_model records in a checkpoint
@@ -23,8 +24,11 @@ class CheckpointError(InputError):
     """A checkpoint is missing, corrupted or from another architecture."""
 
 
-def build_model(architecture: dict) -> ScoreUNet:
+def build_model(architecture: dict) -> ScoreUNet | DiffusersScoreNet:
     factors = [Factor.from_dict(f) for f in architecture["factors"]]
+    if architecture.get("network") == "diffusers_unet2d":
+        unet = build_unet(architecture["unet"])
+        return DiffusersScoreNet(unet, factors, architecture["conditioning"], architecture["cond_frequencies"])
     return ScoreUNet(
         image_channels=architecture["image_channels"],
         factors=factors,
@@ -40,6 +44,18 @@ def build_model(architecture: dict) -> ScoreUNet:
 
 def architecture_from_params(model_params: dict, factors: list[Factor], image_shape: tuple[int, int, int]) -> dict:
     """Everything needed to rebuild the network; ``image_shape`` is (C, H, W)."""
+    if model_params.get("kind") == "diffusers":  # an outside network: its folder says
+        return diffusers_folder.architecture(Path(model_params["path"]), factors, image_shape)
+    if model_params.get("architecture") == "diffusers_unet2d":
+        return {
+            "network": "diffusers_unet2d",
+            "image_channels": image_shape[0],
+            "image_size": list(image_shape[1:]),
+            "factors": [f.to_dict() for f in factors],
+            "conditioning": "embedding",
+            "cond_frequencies": model_params["cond_frequencies"],
+            "unet": diffusers_folder.canonical_config(unet_config(model_params, image_shape, "embedding")),
+        }
     return {
         "image_channels": image_shape[0],
         "image_size": list(image_shape[1:]),

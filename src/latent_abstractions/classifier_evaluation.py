@@ -16,6 +16,7 @@ from .classifier import ClassifierError, NoiseClassifier, check_matches, device_
 from .entropy import plug_in_entropy
 from .ground_truth import FiniteMixture, entropy_terms
 from .image_rows import ImageRows
+from .progress import progress
 
 if TYPE_CHECKING:
     from .datasets.base import Dataset
@@ -92,7 +93,8 @@ def evaluate(
     context = _context_of(model, dataset, rows, batch_size)
     generator = torch.Generator().manual_seed(seed)
     records = []
-    for t in torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist():
+    grid = torch.as_tensor(times, dtype=torch.float64).reshape(-1).tolist()
+    for t in progress(grid, "evaluate classifier", "time"):
         positions = balanced_positions(len(rows), samples, generator)
         records += _records_at(t, positions, generator, context)
     return pd.DataFrame.from_records(records, columns=list(EVALUATION_COLUMNS))

@@ -29,6 +29,7 @@ from .classifier import (
 from .devices import select_device
 from .errors import TrainingDiverged
 from .image_rows import ImageRows
+from .progress import Progress
 from .schedule import TIME_SAMPLINGS, learning_rate_at, training_times
 from .sde import SDE
 
@@ -123,16 +124,20 @@ def _fit(
     rates = []
     check_every = 1 if device.type == "cpu" else 50  # on a GPU, reading the loss waits for the device
     checked = 0  # steps whose losses were checked
-    for step in range(config.steps):
-        positions = torch.randint(len(images), (config.batch_size,), generator=generator)
-        per_factor = _batch_loss(model, images, labels, positions, config, generator)
-        rate = learning_rate_at(step, config)
-        _update(model, optimizer, per_factor.sum(), rate, config.grad_clip)
-        losses[step] = per_factor.detach()
-        rates.append(rate)
-        if (step + 1) % check_every == 0 or step + 1 == config.steps:
-            stop_if_diverged(losses, checked, step + 1)
-            checked = step + 1
+    with Progress(config.steps, "train classifier", "step") as progress:
+        for step in range(config.steps):
+            positions = torch.randint(len(images), (config.batch_size,), generator=generator)
+            per_factor = _batch_loss(model, images, labels, positions, config, generator)
+            rate = learning_rate_at(step, config)
+            _update(model, optimizer, per_factor.sum(), rate, config.grad_clip)
+            losses[step] = per_factor.detach()
+            rates.append(rate)
+            postfix = {}  # the loss is read where it is checked: elsewhere reading it would wait for the device
+            if (step + 1) % check_every == 0 or step + 1 == config.steps:
+                stop_if_diverged(losses, checked, step + 1)
+                checked = step + 1
+                postfix = {"loss": f"{float(losses[step].sum()):.4f}"}
+            progress.update(1, **postfix)
     return losses, rates
 
 

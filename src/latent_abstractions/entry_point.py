@@ -4,6 +4,7 @@
     latent-abstractions stage NAME [--experiment E]
     latent-abstractions verify
     latent-abstractions findings
+    latent-abstractions export-diffusers WEIGHTS FOLDER
     latent-abstractions --version
 
 Every subcommand works in a project root: the one ``--root`` names, else the nearest
@@ -40,7 +41,9 @@ def find_root(given: str | None) -> Path:
     for folder in (here, *here.parents, installed_from):
         if is_project(folder):
             return folder
-    raise SystemExit(f"error: no project root (a folder with {' and '.join(PROJECT_MARKERS)}) at or above {here}; pass --root")
+    raise SystemExit(
+        f"error: no project root (a folder with {' and '.join(PROJECT_MARKERS)}) at or above {here}; pass --root"
+    )
 
 
 def run_pipeline(root: Path, args: argparse.Namespace) -> int:
@@ -84,6 +87,25 @@ def print_findings(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def export_diffusers(root: Path, args: argparse.Namespace) -> int:
+    """A pipeline-trained diffusers_unet2d network as a save_pretrained folder."""
+    from . import checkpoints, diffusers_folder
+    from .errors import InputError
+    from .nets.diffusers_unet import DiffusersScoreNet
+
+    try:
+        model, _ = checkpoints.load(args.weights)
+        if not isinstance(model, DiffusersScoreNet):
+            raise InputError(f"{args.weights}: a score_unet network; only model.architecture diffusers_unet2d exports")
+        diffusers_folder.export(model, Path(args.folder))
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(
+        f"wrote {args.folder}: a UNet2DModel save_pretrained folder (model.kind: diffusers, model.path: {args.folder})"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="latent-abstractions", description=__doc__.splitlines()[0])
     main.add_argument("--version", action="version", version=f"latent-abstractions {__version__}")
@@ -102,6 +124,12 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(handler=run_verify)
     findings = commands.add_parser("findings", help="print data/findings.md, the studies' answers")
     findings.set_defaults(handler=print_findings)
+    export = commands.add_parser(
+        "export-diffusers", help="save a trained diffusers_unet2d network with save_pretrained"
+    )
+    export.add_argument("weights", help="a checkpoint, e.g. data/<experiment>/model/weights.safetensors")
+    export.add_argument("folder", help="the folder to write (config.json, weights, condition embedding)")
+    export.set_defaults(handler=export_diffusers)
     return main
 
 

@@ -26,6 +26,7 @@ import torch
 from .ground_truth import FiniteMixture, entropy_terms
 from .information import InformationEstimate
 from .pixels import stored_step
+from .progress import Progress
 from .sde import SDE, log_snr_grid
 
 LOGIT_BYTES = 1 << 24  # a chunk's float32 logits (times x pairs x images): small enough to stay in cache
@@ -102,12 +103,14 @@ def posteriors(
     )
     step = _chunk_size(*shape)
     buffer = torch.empty(step, pairs.sides.shape[1], dtype=torch.float64, device=device)
-    for start in range(0, len(mixture), step):
-        stop = min(start + step, len(mixture))
-        images = buffer[: stop - start].copy_(mixture.image_rows.read_span(start, stop).flatten(1))
-        distances, along_noise = pairs.distances_and_noise(images)
-        logits = torch.mul(distances[None], half_snr).addcmul_(along_noise[None], root)
-        running.add(logits, one_hot[start:stop])
+    with Progress(len(mixture), "exact stream", "image") as progress:
+        for start in range(0, len(mixture), step):
+            stop = min(start + step, len(mixture))
+            images = buffer[: stop - start].copy_(mixture.image_rows.read_span(start, stop).flatten(1))
+            distances, along_noise = pairs.distances_and_noise(images)
+            logits = torch.mul(distances[None], half_snr).addcmul_(along_noise[None], root)
+            running.add(logits, one_hot[start:stop])
+            progress.update(stop - start)
     joint = torch.cat([block / block.sum(2, keepdim=True) for block in running.weighted.split(sizes, dim=2)], dim=2)
     return joint, sizes
 

@@ -14,6 +14,7 @@ import torch
 
 from .errors import InputError
 from .ground_truth import Draw, FiniteMixture, label_entropy
+from .progress import progress
 from .sde import SDE, log_snr_grid
 
 SCORE_FORMS = ("orthogonal", "mmse_difference")
@@ -250,7 +251,8 @@ def mutual_information(
     value_table = source.value_table() if consistency else None
     generator = torch.Generator().manual_seed(seed)
     per_time: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
-    for t, draw in zip(times.tolist(), source.draws(points, samples, generator)):
+    drawn = zip(times.tolist(), source.draws(points, samples, generator))
+    for t, draw in progress(drawn, "information", "time", total=points):
         noise = torch.randn(draw.x0.shape, generator=generator, dtype=torch.float64)
         x = sde.marginal(draw.x0, torch.full((samples,), t, dtype=torch.float64), noise).float()
         terms, posteriors = source.exact_terms(sde, x.to(device), t, draw) if exact else ({}, None)

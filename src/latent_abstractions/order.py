@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .progress import progress
+
 LEVELS = (0.5, 0.9)
 MIN_CHANGE = 1e-6
 NATS_LEVEL = 0.5  # the absolute reading: when I(factor; X_t) first holds this many nats
@@ -117,7 +119,7 @@ def bootstrap_decisions(curves: pd.DataFrame, replicates: int, seed: int) -> lis
     noise_scale = resampled["stderr"].to_numpy()
     return [
         decision_times(resampled.assign(value=resampled["value"] + noise_scale * rng.standard_normal(len(resampled))))
-        for _ in range(replicates)
+        for _ in progress(range(replicates), "bootstrap", "replicate")
     ]
 
 

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -247,39 +248,55 @@ def _check_consistency(params: dict) -> None:
                 f"params.yaml: experiments.{name}.model.condition_on contains {unknown[0]!r}: "
                 f"the data set's factors are {', '.join(known)}"
             )
-        for level, mult in enumerate(model["channel_mults"]):
-            channels = model["base_channels"] * mult
-            if channels % model["groups"]:
-                raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.groups = {model['groups']}: "
-                    f"must divide the {channels} channels of level {level}"
-                )
-        levels = len(model["channel_mults"])
-        for level in model["attention_levels"]:
-            if level >= levels:
-                raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.attention_levels contains {level}: "
-                    f"the model has levels 0..{levels - 1}"
-                )
-        for level in set(model["attention_levels"]) | {levels - 1}:
-            channels = model["base_channels"] * model["channel_mults"][level]
-            if channels % model["heads"]:
-                raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.heads = {model['heads']}: "
-                    f"must divide the {channels} channels of attended level {level}"
-                )
+        if model["kind"] == "trained":  # a diffusers folder brings its own architecture
+            _check_architecture(name, model, height, width)
+
+
+SCORE_UNET_TAP = re.compile(r"^(down\.[0-9]+|mid|up\.[0-9]+)$")
+
+
+def _check_architecture(name: str, model: dict, height: int, width: int) -> None:
+    """The network the pipeline trains: widths, groups, heads, levels and taps that fit."""
+    if model["architecture"] == "score_unet":
         for tap in model["taps"]:
-            kind, _, index = tap.partition(".")
-            if kind in ("down", "up") and int(index) >= levels:
+            if not SCORE_UNET_TAP.match(tap):
                 raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: the model has levels 0..{levels - 1}"
+                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: "
+                    "the project's U-Net has the blocks down.<level>, mid, up.<level>"
                 )
-        downsample = 2 ** (levels - 1)
-        if height % downsample or width % downsample:
+    for level, mult in enumerate(model["channel_mults"]):
+        channels = model["base_channels"] * mult
+        if channels % model["groups"]:
             raise ParamsError(
-                f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
-                f"must be divisible by {downsample} for {levels} model levels"
+                f"params.yaml: experiments.{name}.model.groups = {model['groups']}: "
+                f"must divide the {channels} channels of level {level}"
             )
+    levels = len(model["channel_mults"])
+    for level in model["attention_levels"]:
+        if level >= levels:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.model.attention_levels contains {level}: "
+                f"the model has levels 0..{levels - 1}"
+            )
+    for level in set(model["attention_levels"]) | {levels - 1}:
+        channels = model["base_channels"] * model["channel_mults"][level]
+        if channels % model["heads"]:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.model.heads = {model['heads']}: "
+                f"must divide the {channels} channels of attended level {level}"
+            )
+    for tap in model["taps"]:
+        kind, _, index = tap.partition(".")
+        if kind in ("down", "up") and int(index) >= levels:
+            raise ParamsError(
+                f"params.yaml: experiments.{name}.model.taps contains {tap!r}: the model has levels 0..{levels - 1}"
+            )
+    downsample = 2 ** (levels - 1)
+    if height % downsample or width % downsample:
+        raise ParamsError(
+            f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
+            f"must be divisible by {downsample} for {levels} model levels"
+        )
 
 
 def image_size(dataset: dict) -> tuple[int, int]:

@@ -45,7 +45,7 @@ class Stage:
     metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics
     plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
-    external_input: str | None = None  # a dataset key naming a file outside the repository
+    external_input: tuple[str, str] | None = None  # (section, key) naming a path outside the repository
     priority: int = 0  # Snakemake starts higher first: the long jobs, so that short ones fill the gaps
 
     @property
@@ -70,7 +70,8 @@ class Stage:
         """Files outside the repository that this experiment's run reads (hashed by DVC)."""
         if self.external_input is None:
             return []
-        return [experiment_params["dataset"][self.external_input]]
+        section, key = self.external_input
+        return [experiment_params[section][key]]
 
 
 def _is_file_import(experiment: dict) -> bool:
@@ -83,10 +84,20 @@ def _is_full(experiment: dict) -> bool:
     return experiment.get("scope", "full") == "full"
 
 
-def _trains(experiment: dict) -> bool:
-    """Whether the experiment trains a score model: ``scope: full``, or ``scope: generation``
-    (training and the bumps evaluation over training alone: the coupling study's models)."""
+def _has_network(experiment: dict) -> bool:
+    """Whether the experiment has a score network: ``scope: full``, or ``scope: generation``
+    (the network and the bumps evaluation over training alone: the coupling study's models)."""
     return experiment.get("scope", "full") in ("full", "generation")
+
+
+def _trains(experiment: dict) -> bool:
+    """Whether the pipeline trains the network (``model.kind: trained``)."""
+    return _has_network(experiment) and experiment["model"].get("kind", "trained") == "trained"
+
+
+def _imports_network(experiment: dict) -> bool:
+    """Whether the network is an outside diffusers model (``model.kind: diffusers``)."""
+    return _has_network(experiment) and experiment["model"].get("kind") == "diffusers"
 
 
 def _is_bumps(experiment: dict) -> bool:
@@ -102,8 +113,8 @@ def _full_and(condition: Callable[[dict], bool] | None = None) -> Callable[[dict
     return lambda experiment: _is_full(experiment) and (condition is None or condition(experiment))
 
 
-def _trained_bumps(experiment: dict) -> bool:
-    return _trains(experiment) and _is_bumps(experiment)
+def _bumps_network(experiment: dict) -> bool:
+    return _has_network(experiment) and _is_bumps(experiment)
 
 
 DATASET = (paths.IMAGES, paths.FACTORS)
@@ -136,7 +147,7 @@ STAGES: tuple[Stage, ...] = (
         outputs=DATASET,
         params=("dataset",),
         applies_to=_is_file_import,
-        external_input="path",
+        external_input=("dataset", "path"),
         priority=10,
     ),
     Stage(
@@ -149,6 +160,17 @@ STAGES: tuple[Stage, ...] = (
         metrics=(paths.LIVE_METRICS,),
         plots=LIVE_PLOTS,
         applies_to=_trains,
+        priority=10,
+    ),
+    Stage(
+        "import_model",
+        "import_model",
+        inputs=DATASET,
+        outputs=(paths.WEIGHTS,),
+        params=("sde", "model"),
+        directories=(paths.CHECKPOINTS,),
+        applies_to=_imports_network,
+        external_input=("model", "path"),
         priority=10,
     ),
     Stage(
@@ -205,7 +227,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=DATASET + (paths.CHECKPOINTS,),
         outputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
         params=("sde", "model", "generation"),
-        applies_to=_trained_bumps,
+        applies_to=_bumps_network,
         priority=4,
         plots=(Plot(paths.PLOT_DATA.replace("{name}", "generation"), "training_step", "value", "series"),),
     ),
@@ -287,7 +309,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
         outputs=_figure("generation") + _figure("representation"),
         params=(),
-        applies_to=_trained_bumps,
+        applies_to=_bumps_network,
     ),
     Stage(
         "plot_proxies",

@@ -27,7 +27,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from .conditioning import subset_keep_mask
 from .distributed import World
@@ -35,6 +34,7 @@ from .errors import InputError, TrainingDiverged
 from .graphed_step import refusal, step_function
 from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .nets.unet import ScoreUNet
+from .progress import Progress
 from .schedule import learning_rate_at, training_times
 from .sde import SDE
 from .snapshot_schedule import checkpoint_steps
@@ -305,31 +305,26 @@ def train(
     losses = PendingLosses(trainer)
     update = step_function(trainer)
     trainer.model.train()
-    progress = tqdm(
-        range(trainer.step_index, config.steps),
-        desc="train",
-        mininterval=2.0,
-        disable=not trainer.world.is_main,
-        initial=trainer.step_index,
-        total=config.steps,
-    )
-    started, done_at_start = time.perf_counter(), trainer.step_index
-    for _ in progress:
-        batch = trainer.draw(len(source), source.image_shape, values.shape[1])
-        x0 = source.gather(batch.index, device) if on_device else source.gather(batch.index.cpu(), "cpu")
-        losses.add(update(x0, values[batch.index], batch))
-        step = trainer.step_index  # steps completed
-        logged = step % config.log_every == 0 or step == config.steps
-        resume_point = bool(on_resume_point and config.resume_every and step % config.resume_every == 0)
-        if not resident or logged or step in snapshots or resume_point:
-            loss = losses.read()  # before any snapshot: nothing made from diverged weights is written
-        if logged:
-            rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)
-            progress.set_postfix(loss=f"{loss:.4f}", images_per_s=f"{rate:.0f}")
-            if on_log:
-                on_log(step, loss)
-        if on_checkpoint and step in snapshots:
-            on_checkpoint(step)
-        if resume_point and step < config.steps:
-            on_resume_point(step)
+    with Progress(
+        config.steps, "train", unit="step", initial=trainer.step_index, disable=not trainer.world.is_main
+    ) as progress:
+        started, done_at_start = time.perf_counter(), trainer.step_index
+        for _ in range(trainer.step_index, config.steps):
+            batch = trainer.draw(len(source), source.image_shape, values.shape[1])
+            x0 = source.gather(batch.index, device) if on_device else source.gather(batch.index.cpu(), "cpu")
+            losses.add(update(x0, values[batch.index], batch))
+            step = trainer.step_index  # steps completed
+            logged = step % config.log_every == 0 or step == config.steps
+            resume_point = bool(on_resume_point and config.resume_every and step % config.resume_every == 0)
+            if not resident or logged or step in snapshots or resume_point:
+                loss = losses.read()  # before any snapshot: nothing made from diverged weights is written
+            if logged:
+                rate = (step - done_at_start) * config.batch_size / (time.perf_counter() - started)
+                progress.update(step - progress.done, loss=f"{loss:.4f}", images_per_s=f"{rate:.0f}")
+                if on_log:
+                    on_log(step, loss)
+            if on_checkpoint and step in snapshots:
+                on_checkpoint(step)
+            if resume_point and step < config.steps:
+                on_resume_point(step)
     trainer.model.eval()

@@ -2,7 +2,7 @@
 universal: one lock for every supported Python (3.11-3.13) and platform, split by markers.
 
 - requirements.lock: what the pipeline runs with (`make run`);
-- requirements-dev.lock: that plus the `dev` and `cluster` extras (`make test`), resolved
+- requirements-dev.lock: that plus the `dev`, `cluster` and `diffusers` extras (`make test`), resolved
   with requirements.lock as constraints, so the shared packages have the same versions.
 
 torch is resolved (its version pins the packages it shares) but not written: its build
@@ -24,7 +24,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / "constraints.txt"
-LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["dev", "cluster"]}
+LOCKS = {"requirements.lock": [], "requirements-dev.lock": ["dev", "cluster", "diffusers"]}
 HEADER = "# inputs-sha256: "
 UV = str(Path(sys.executable).with_name("uv"))  # the dev extra's uv, beside this interpreter
 # Installed with torch from its own index, never from a lock (the CUDA runtime of PyPI's build).

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..progress import progress
 from .lbfgs import fit_softmax
 from .linear import Basis, carry, r_squared, ridge
 from .softmax import Softmaxes
@@ -333,7 +334,7 @@ def fit_probes(
     inputs = _checked_inputs(features, targets, kinds, trajectory, split, penalties, names)
     total = len(inputs.names)
     results: dict[str, dict[str, np.ndarray]] = {}
-    for members, block in _feature_stacks(inputs, dtype, n_stacks):
+    for members, block in progress(_feature_stacks(inputs, dtype, n_stacks), "fit probes", "stack"):
         x = block.to(device=device or block.device, dtype=dtype)
         for factor, metrics in _fit_stack(x, inputs.encoded, inputs.masks, inputs.grid, tol, max_iter).items():
             slot = results.setdefault(factor, {k: np.full(total, np.nan) for k in metrics})

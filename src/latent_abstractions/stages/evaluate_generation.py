@@ -31,6 +31,7 @@ from ..devices import select_device
 from ..errors import InputError
 from ..generation import generate
 from ..paths import ExperimentPaths
+from ..progress import Progress
 from ..sde import make_sde
 
 log = logging.getLogger("evaluate_generation")
@@ -279,29 +280,40 @@ def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
     return snapshots, dataset
 
 
+def checkpoint_tables(
+    snapshots: list[Path], experiment: str, params: dict, dataset, device
+) -> tuple[dict[str, list[dict]], dict[str, np.ndarray]]:
+    """The accuracy, representation and embedding rows of every snapshot, in training
+    order, and the last one's activations."""
+    tables = {"accuracy": [], "representation": [], "embedding": []}
+    shown = set(manifold_pictures.pictured([snapshot_step(path) for path in snapshots]))
+    with Progress(len(snapshots), f"evaluate {experiment}", "checkpoint") as progress:
+        for path in snapshots:
+            *rows, activations = evaluate_checkpoint(
+                path, experiment, params, dataset, device, snapshot_step(path) in shown
+            )
+            for name, part in zip(tables, rows):
+                tables[name] += part
+            at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
+            log.info(
+                "step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, dimension %.2f, phase %s",
+                at_phase_tap["training_step"],
+                at_phase_tap["accuracy"],
+                at_phase_tap["multi_bump_fraction"],
+                at_phase_tap["tap"],
+                at_phase_tap["knn_r2"],
+                at_phase_tap["intrinsic_dimension"],
+                at_phase_tap["phase"],
+            )
+            progress.update(1, step=at_phase_tap["training_step"], accuracy=f"{at_phase_tap['accuracy']:.3f}")
+    return tables, activations
+
+
 def evaluate_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
     snapshots, dataset = checked_inputs(experiment, params)
     device = select_device()
-    tables = {"accuracy": [], "representation": [], "embedding": []}
-    shown = set(manifold_pictures.pictured([snapshot_step(path) for path in snapshots]))
-    for path in snapshots:
-        *rows, activations = evaluate_checkpoint(
-            path, experiment, params, dataset, device, snapshot_step(path) in shown
-        )
-        for name, part in zip(tables, rows):
-            tables[name] += part
-        at_phase_tap = next(r for r in rows[1] if r["phase_tap"])
-        log.info(
-            "step %d: accuracy %.3f, multi-bump %.3f, knn_r2 (%s) %.3f, dimension %.2f, phase %s",
-            at_phase_tap["training_step"],
-            at_phase_tap["accuracy"],
-            at_phase_tap["multi_bump_fraction"],
-            at_phase_tap["tap"],
-            at_phase_tap["knn_r2"],
-            at_phase_tap["intrinsic_dimension"],
-            at_phase_tap["phase"],
-        )
+    tables, activations = checkpoint_tables(snapshots, experiment, params, dataset, device)
     tables["representation"] += control_rows(activations, snapshot_step(snapshots[-1]), params, dataset, device)
     section = {key: params[key] for key in ("sde", "model", "generation")}
     meta = provenance("evaluate_generation", experiment, section, [*files.dataset_files, *snapshots])

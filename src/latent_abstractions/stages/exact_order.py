@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..exact_stream import exact_information, resample_pairs
 from ..ground_truth import FiniteMixture
 from ..paths import ExperimentPaths
+from ..progress import progress
 from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
 from ..sde import make_sde
 
@@ -113,7 +114,10 @@ def decision_table(curves: pd.DataFrame, per_pair: np.ndarray, replicates: int, 
     table = _decisions(curves, curves["mi"].to_numpy())
     rng = np.random.default_rng(seed)
     # curve_table's rows run factor by factor, each over the times: (P, K) -> K blocks of P
-    draws = [_decisions(curves, resample_pairs(per_pair, rng).T.ravel()) for _ in range(replicates)]
+    draws = [
+        _decisions(curves, resample_pairs(per_pair, rng).T.ravel())
+        for _ in progress(range(replicates), "bootstrap", "replicate")
+    ]
     for column in TIME_COLUMNS:
         spread = pd.concat([draw[column] for draw in draws], axis=1)
         table[f"{column}_stderr"] = spread.std(axis=1, ddof=1)

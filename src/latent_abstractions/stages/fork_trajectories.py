@@ -14,6 +14,7 @@ from ..cli import run_step
 from ..errors import InputError
 from ..forking import batches, parent_conditions, run
 from ..paths import ExperimentPaths
+from ..progress import Progress
 from ..recording import (
     STREAM_FORK_BRANCH,
     STREAM_FORK_PARENT,
@@ -102,7 +103,9 @@ def fork_layout(
     )
 
 
-def sample_parents(fork: ForkRun, keep: torch.Tensor, fork_steps: list[int]) -> dict[int, np.ndarray]:
+def sample_parents(
+    fork: ForkRun, keep: torch.Tensor, fork_steps: list[int], progress: Progress
+) -> dict[int, np.ndarray]:
     """Every parent, batch by batch (they are the branches' start, so they run on a
     resumed run too); their own rows are written once. Returns their states,
     (parents, C*H*W), at each fork step."""
@@ -118,10 +121,13 @@ def sample_parents(fork: ForkRun, keep: torch.Tensor, fork_steps: list[int]) -> 
             states[step][ids] = recorder.records[step]["state"]
         if batch >= fork.done:
             fork.write(batch, batch, settings["steps"], ids, np.full(len(ids), PARENT_BRANCH), final)
+        progress.update(1)
     return states
 
 
-def sample_branches(fork: ForkRun, keep: torch.Tensor, step: int, states: np.ndarray, first_batch: int) -> None:
+def sample_branches(
+    fork: ForkRun, keep: torch.Tensor, step: int, states: np.ndarray, first_batch: int, progress: Progress
+) -> None:
     """Every parent's branches from its state ``states`` at fork step ``step``, the
     store's batches from ``first_batch`` on."""
     setup, settings = fork.setup, fork.setup.settings
@@ -134,6 +140,24 @@ def sample_branches(fork: ForkRun, keep: torch.Tensor, step: int, states: np.nda
         x = torch.from_numpy(states[ids]).reshape(len(ids), *setup.image_shape)
         final, _ = fork.sample(setup.times[step:], ids, keep, seeds, x=x)
         fork.write(first_batch + part, part, step, ids, branch, final)
+        progress.update(1)
+
+
+def sample_forks(fork: ForkRun, fork_steps: list[int], parent_condition: list[str], condition: list[str]) -> None:
+    """The parents, then the branches at each fork step, counted batch by batch: every
+    batch of the store is sampled (the parents' also on a resumed run) but the branch
+    batches an interrupted run finished."""
+    setup, layout, settings = fork.setup, fork.layout, fork.setup.settings
+    parents, parent_batches = settings["parents"], layout.parts[settings["steps"]]
+    skipped = max(0, fork.done - parent_batches)
+    with Progress(sum(layout.parts.values()), f"fork {setup.experiment}", "batch", initial=skipped) as progress:
+        states = sample_parents(fork, keep_mask(setup.factors, parent_condition, parents), fork_steps, progress)
+        log.info("%d parents sampled; forks at t = %s", parents, ", ".join(f"{t:.3g}" for t in layout.recorded_t[:-1]))
+        branch_keep, first_batch = keep_mask(setup.factors, condition, parents), parent_batches
+        for step in fork_steps:
+            sample_branches(fork, branch_keep, step, states[step], first_batch, progress)
+            first_batch += layout.parts[step]
+            log.info("fork step %d: %d branches written", step, parents * settings["branches"])
 
 
 def fork_step(experiment: str, params: dict) -> None:
@@ -148,13 +172,7 @@ def fork_step(experiment: str, params: dict) -> None:
     writer = setup.writer("fork_trajectories", ExperimentPaths(experiment).forks, layout)
     values = torch.as_tensor(factor_input(setup.factors, requested, parents))
     fork = ForkRun(setup, layout, writer, writer.start(), requested, values)
-    states = sample_parents(fork, keep_mask(setup.factors, parent_condition, parents), fork_steps)
-    log.info("%d parents sampled; forks at t = %s", parents, ", ".join(f"{t:.3g}" for t in layout.recorded_t[:-1]))
-    branch_keep, first_batch = keep_mask(setup.factors, condition, parents), layout.parts[settings["steps"]]
-    for step in fork_steps:
-        sample_branches(fork, branch_keep, step, states[step], first_batch)
-        first_batch += layout.parts[step]
-        log.info("fork step %d: %d branches written", step, parents * settings["branches"])
+    sample_forks(fork, fork_steps, parent_condition, condition)
     writer.finish()
     log.info(
         "%d parents x %d fork times x %d branches (%s)",

@@ -17,8 +17,10 @@ from ..errors import InputError
 from ..forking import batches, run, source_rows
 from ..paths import ExperimentPaths
 from ..pixels import model_range
+from ..progress import Progress
 from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
 from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
+from ..store import StoreWriter
 from ..store_layout import StoreLayout, factor_column
 
 log = logging.getLogger("forward_backward")
@@ -107,6 +109,30 @@ def regenerate(
     }
 
 
+def regenerate_all(
+    setup: Sampling, layout: StoreLayout, sources: Sources, writer: StoreWriter, condition: list[str]
+) -> None:
+    """Every (source, repeat) noised to each start step and regenerated, the store's
+    batches time by time, from the first one an interrupted run left."""
+    done, starts = writer.start(), list(layout.recorded_steps)
+    units = layout.rows[starts[0]]
+    keep = keep_mask(setup.factors, condition, units)
+    batch = 0
+    with Progress(
+        sum(layout.parts.values()), f"forward-backward {setup.experiment}", "batch", initial=done
+    ) as progress:
+        for step in starts:
+            for part, chosen in enumerate(batches(units, setup.settings["batch_size"])):
+                if batch >= done:
+                    writer.write_batch(batch, {step: (part, regenerate(setup, layout, sources, keep, step, chosen))})
+                    progress.update(1)
+                batch += 1
+            t, _ = layout.time_of(step)
+            log.info(
+                "t = %.3g: %d source images x %d repeats regenerated", t, len(sources.rows), setup.settings["repeats"]
+            )
+
+
 def forward_backward_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
     setup = prepare_sampling(experiment, params, "forward_backward")
@@ -116,17 +142,7 @@ def forward_backward_step(experiment: str, params: dict) -> None:
     sources = choose_sources(experiment, setup, dataset)
     layout = regeneration_layout(setup, sources, starts, condition)
     writer = setup.writer("forward_backward", files.forward_backward, layout, files.dataset_files)
-    done = writer.start()
-    units = layout.rows[starts[0]]
-    keep = keep_mask(setup.factors, condition, units)
-    batch = 0
-    for step in starts:
-        for part, chosen in enumerate(batches(units, setup.settings["batch_size"])):
-            if batch >= done:
-                writer.write_batch(batch, {step: (part, regenerate(setup, layout, sources, keep, step, chosen))})
-            batch += 1
-        t, _ = layout.time_of(step)
-        log.info("t = %.3g: %d source images x %d repeats regenerated", t, len(sources.rows), setup.settings["repeats"])
+    regenerate_all(setup, layout, sources, writer, condition)
     writer.finish()
     log.info(
         "%d source images (%s), %d times, %s regeneration",

@@ -16,6 +16,7 @@ from ..cli import run_step
 from ..counter_noise import CounterNoise
 from ..nets.unet import ScoreUNet
 from ..paths import ExperimentPaths
+from ..progress import Progress
 from ..recording import (
     STREAM_SAMPLE,
     TrajectoryRecorder,
@@ -144,14 +145,15 @@ def sample_step(experiment: str, params: dict) -> None:
     layout = trajectory_layout(setup, requests, steps, taps, full_maps)
     writer = setup.writer("sample_trajectories", ExperimentPaths(experiment).trajectories, layout)
     count, batch_size = requests.count, sample["batch_size"]
-    batches = math.ceil(count / batch_size)
-    for batch in range(writer.start(), batches):
-        ids = np.arange(batch * batch_size, min(count, (batch + 1) * batch_size))
-        records = record_batch(setup, layout, requests, control, ids)
-        parts = {step: (batch, trajectory_rows(layout, requests, step, ids, records[step])) for step in steps}
-        writer.write_batch(batch, parts)
-        del records, parts
-        log.info("batch %d/%d: trajectories %d..%d", batch + 1, batches, ids[0], ids[-1])
+    batches, done = math.ceil(count / batch_size), writer.start()
+    with Progress(batches, f"sample {experiment}", "batch", initial=done) as progress:
+        for batch in range(done, batches):
+            ids = np.arange(batch * batch_size, min(count, (batch + 1) * batch_size))
+            records = record_batch(setup, layout, requests, control, ids)
+            parts = {step: (batch, trajectory_rows(layout, requests, step, ids, records[step])) for step in steps}
+            writer.write_batch(batch, parts)
+            del records, parts
+            progress.update(1)
     writer.finish()
     log.info(
         "%d trajectories (%s), %d recorded steps, taps %s",

@@ -10,7 +10,10 @@ run started again resumes where it stopped. Under torchrun every rank trains; ra
 from __future__ import annotations
 
 import logging
+import math
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +51,24 @@ def write_metrics(experiment: str, history: list[tuple[int, float, float]], ever
     for column, name in ((1, "loss"), (2, "learning_rate")):
         with atomic_path(files.live_plot(name)) as temporary:
             temporary.write_text(f"step\t{name}\n" + "".join(f"{row[0] + 1}\t{row[column]:.6g}\n" for row in kept))
+
+
+LIVE_EVERY_S = 1.0  # a fast GPU logs many times a second; DVC's viewers need no more than this
+
+
+def live_metrics_writer(experiment: str, trainer: Trainer) -> Callable[[int, float], None]:
+    """An ``on_log`` that rewrites live/ with the metrics so far, so that `dvc exp show` and
+    `dvc plots show` follow a running training (every ``log_every`` steps, at most once per
+    LIVE_EVERY_S), and puts the loss in the log. The end of training writes the final files."""
+    last_written = [-math.inf]
+
+    def write(step: int, loss: float) -> None:
+        if time.monotonic() - last_written[0] >= LIVE_EVERY_S:
+            write_metrics(experiment, trainer.history, trainer.config.log_every)
+            last_written[0] = time.monotonic()
+            log.info("step %d/%d: loss %.4f", step, trainer.config.steps, loss)
+
+    return write
 
 
 def train_step(experiment: str, params: dict) -> None:
@@ -98,6 +119,7 @@ def run_training(experiment: str, params: dict, world: World) -> None:
         dataset.train_rows(),
         on_checkpoint=save_snapshot,
         on_resume_point=save_resume,
+        on_log=live_metrics_writer(experiment, trainer) if world.is_main else None,
     )
     if world.is_main:
         write_outputs(experiment, trainer, architecture, meta, snapshots)

@@ -1,0 +1,140 @@
+"""A diffusers ``save_pretrained`` folder of a UNet2DModel, read as the project's network
+(``model.kind: diffusers``) and written from one the pipeline trained
+(``latent-abstractions export-diffusers WEIGHTS FOLDER``).
+
+The folder holds what ``UNet2DModel.save_pretrained`` writes (config.json and
+diffusion_pytorch_model.safetensors) and, for a model conditioned through the project's
+per-factor condition embedding, condition_embedding.safetensors (its weights; the
+factors and frequencies in its header). Every fault is one line naming the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import InputError
+from .factors import Factor
+from .nets.diffusers_unet import DiffusersScoreNet, build_unet
+
+CONFIG = "config.json"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+EMBEDDING = "condition_embedding.safetensors"
+
+
+class FolderError(InputError):
+    """A diffusers folder that is missing, unreadable or does not fit the data set."""
+
+
+def read_config(folder: Path) -> dict:
+    """The UNet2DModel config of ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FolderError(f"model.path {folder}: no such folder (a UNet2DModel's save_pretrained folder)")
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError) as exc:
+        raise FolderError(f"model.path {folder}: {CONFIG} unreadable ({type(exc).__name__}: {exc})") from None
+    if config.get("_class_name") != "UNet2DModel":
+        raise FolderError(f"model.path {folder}: {CONFIG} describes a {config.get('_class_name')!r}, not a UNet2DModel")
+    if not (folder / WEIGHTS).is_file():
+        raise FolderError(
+            f"model.path {folder}: no {WEIGHTS} (save it with save_pretrained(..., safe_serialization=True))"
+        )
+    return config
+
+
+def canonical_config(config: dict) -> dict:
+    """Every init key of the UNet2DModel ``config`` builds, defaults included (JSON types),
+    so that a config written by hand and one written by save_pretrained compare equal."""
+    built = build_unet({key: value for key, value in config.items() if not key.startswith("_")}).config
+    return json.loads(json.dumps({key: value for key, value in built.items() if not key.startswith("_")}))
+
+
+def conditioning_of(folder: Path, config: dict) -> str:
+    if (Path(folder) / EMBEDDING).is_file():
+        return "embedding"
+    return "class" if config.get("num_class_embeds") else "none"
+
+
+def check_fits(folder: Path, config: dict, image_shape: tuple[int, int, int], factors: list[Factor]) -> None:
+    """The folder's sample size, channels and classes against the data set's."""
+    channels, height, width = image_shape
+    size = config.get("sample_size")
+    sizes = [size, size] if isinstance(size, int) else list(size or [])
+    mismatches = []
+    if sizes != [height, width]:
+        mismatches.append(f"sample_size {size} but the data set's images are {height}x{width}")
+    for key in ("in_channels", "out_channels"):
+        if config.get(key) != channels:
+            mismatches.append(f"{key} {config.get(key)} but the data set's images have {channels} channel(s)")
+    classes = config.get("num_class_embeds")
+    grid = int(torch.tensor([f.cardinality for f in factors]).prod()) if factors else 0
+    if classes and classes not in (grid, grid + 1):
+        mismatches.append(f"num_class_embeds {classes} but the factors' {grid} value combinations (+1 for none)")
+    if mismatches:
+        raise FolderError(f"model.path {folder}: {'; '.join(mismatches)}")
+
+
+def architecture(folder: Path, factors: list[Factor], image_shape: tuple[int, int, int]) -> dict:
+    """The checkpoint header's architecture of the folder's network, for this data set."""
+    config = read_config(folder)
+    check_fits(folder, config, image_shape, factors)
+    conditioning = conditioning_of(folder, config)
+    return {
+        "network": "diffusers_unet2d",
+        "image_channels": image_shape[0],
+        "image_size": list(image_shape[1:]),
+        "factors": [f.to_dict() for f in factors],
+        "conditioning": conditioning,
+        "cond_frequencies": embedding_frequencies(folder) if conditioning == "embedding" else None,
+        "unet": canonical_config(config),
+    }
+
+
+def embedding_frequencies(folder: Path) -> int:
+    header = _embedding_header(Path(folder) / EMBEDDING)
+    return int(header["cond_frequencies"])
+
+
+def _embedding_header(path: Path) -> dict:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (OSError, SafetensorError) as exc:
+        raise FolderError(f"{path}: unreadable ({exc})") from None
+
+
+def load_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The network's weights as the project's wrapper names them."""
+    folder = Path(folder)
+    state = {f"unet.{key}": value for key, value in _read_tensors(folder / WEIGHTS).items()}
+    if (folder / EMBEDDING).is_file():
+        state |= {f"conditioner.{key}": value for key, value in _read_tensors(folder / EMBEDDING).items()}
+    return state
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise FolderError(f"{path}: unreadable weights ({exc})") from None
+
+
+def export(model: DiffusersScoreNet, folder: Path) -> None:
+    """``model`` as a save_pretrained folder (and its condition embedding beside it)."""
+    folder = Path(folder)
+    model.unet.save_pretrained(str(folder), safe_serialization=True)
+    if model.conditioning == "embedding":
+        header = {
+            "factors": json.dumps([f.to_dict() for f in model.factors]),
+            "cond_frequencies": str(model.cond_frequencies),
+        }
+        state = {key: value.contiguous() for key, value in model.conditioner.state_dict().items()}
+        save_file(state, str(folder / EMBEDDING), metadata=header)

@@ -1,0 +1,71 @@
+"""Pipeline step: take an outside diffusers UNet2DModel (``model.kind: diffusers``) as the
+experiment's network, in place of training one.
+
+Reads the ``model.path`` save_pretrained folder, checks it against the data set (sample
+size, channels, classes), the SDE (the VP SDE with beta 0.1 to 20: DDPM's linear schedule
+over 1,000 steps) and the taps, before anything is written; then writes the network as the
+project's checkpoint (model/weights.safetensors, the architecture and provenance in its
+header) and as the single snapshot in model/checkpoints/, which the generation
+evaluation reads. Every later stage then runs on it as on a trained network.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from .. import checkpoints, diffusers_folder
+from ..artifacts import provenance
+from ..cli import run_step
+from ..datasets import base
+from ..errors import InputError
+from ..paths import ExperimentPaths
+
+log = logging.getLogger("import_model")
+
+DDPM_SDE = {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0}
+SNAPSHOT = "step_00000000.safetensors"  # the one snapshot: the network as given
+
+
+def check_sde(sde: dict) -> None:
+    """A DDPM-trained network's timesteps mean the VP SDE with beta from 0.1 to 20."""
+    differing = [f"{key} {sde.get(key)!r}" for key, value in DDPM_SDE.items() if sde.get(key) != value]
+    if differing:
+        raise InputError(
+            f"sde: {', '.join(differing)}; a diffusers UNet2DModel's DDPM timesteps mean the VP SDE with "
+            "beta_min 0.1 and beta_max 20 (DDPM's linear 1e-4 to 0.02 over 1,000 steps)"
+        )
+
+
+def import_model(experiment: str, params: dict) -> None:
+    files = ExperimentPaths(experiment)
+    folder = Path(params["model"]["path"])
+    check_sde(params["sde"])
+    dataset = base.load(files.dataset_dir).restricted(params["model"]["condition_on"])
+    architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
+    model = checkpoints.build_model(architecture)
+    model.check_taps(params["model"]["taps"])
+    state = diffusers_folder.load_state(folder)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise InputError(f"model.path {folder}: the weights do not fit its config.json ({first})") from None
+    inputs = [folder / name for name in sorted(p.name for p in folder.iterdir() if p.is_file())]
+    section = {key: params[key] for key in checkpoints.TRAINING_SECTIONS}
+    meta = provenance("import_model", experiment, section, [*files.dataset_files, *inputs])
+    checkpoints.save(model, architecture, files.weights, meta)
+    shutil.rmtree(files.checkpoints_dir, ignore_errors=True)
+    checkpoints.save(model, architecture, files.checkpoints_dir / SNAPSHOT, meta)
+    log.info(
+        "imported %s: a UNet2DModel, %d parameters, conditioning %s, taps %s",
+        folder,
+        sum(p.numel() for p in model.parameters()),
+        architecture["conditioning"],
+        ", ".join(params["model"]["taps"]),
+    )
+
+
+if __name__ == "__main__":
+    run_step("import_model", import_model)
