@@ -7,6 +7,7 @@ run an experiment with a changed param, and draw the plots."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from latent_abstractions import params as params_module
 from latent_abstractions import paths, stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.paths import ExperimentPaths
+from latent_abstractions.plotting import FIGURE_CAPTIONS
 from latent_abstractions.store import PROGRESS, partial_path
 from latent_abstractions.trajectories import open_store
 
@@ -318,6 +321,30 @@ def test_the_report_opens_in_a_browser_with_every_image_and_internal_link_whole(
     print(f"report screenshot: {screenshot}")
     assert result.images, "the report shows no image"
     assert result.problems() == []
+
+
+def test_snakemake_report_carries_every_figure_with_its_caption(snakemake_repo, tmp_path):
+    """`snakemake --report report.zip`, beside data/report.html: every figure PNG of the
+    run, each under its caption (the drawing function's)."""
+    run(snakemake("--cores", "1", "--report", str(tmp_path / "report.zip")), snakemake_repo)
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        names = archive.namelist()
+        page = archive.read(next(name for name in names if name.endswith("report/report.html"))).decode()
+    made = sorted(path.name for path in (snakemake_repo / "data").glob("*/figures/*.png"))
+    carried = sorted(Path(name).name for name in names if name.endswith(".png"))
+    assert carried == made and len(made) >= 9
+    for name in {Path(png).stem for png in made}:
+        assert html.escape(FIGURE_CAPTIONS[name][:60], quote=False) in page, name
+
+
+def test_every_query_of_docs_explore_runs_on_a_fresh_run(snakemake_repo, monkeypatch, capsys):
+    """docs/explore.md's pandas and DuckDB blocks, as a reader pastes them, on this run."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "explore.md").read_text(), re.S)
+    assert len(blocks) >= 8
+    monkeypatch.chdir(snakemake_repo)
+    for number, block in enumerate(blocks):
+        exec(compile(block, f"docs/explore.md block {number}", "exec"), {})
+        assert capsys.readouterr().out.strip(), f"block {number} printed nothing"
 
 
 def test_second_snakemake_run_schedules_nothing(snakemake_repo):

@@ -41,14 +41,17 @@ def stage_entry(stage: Stage, experiments: list[str], params: dict) -> dict:
     body["deps"] = stage.code() + [fill(path) for path in stage.inputs] + external
     if stage.params:
         body["params"] = [f"experiments.{name_field}.{section}" for section in stage.params]
-    body["outs"] = [fill(path) for path in stage.outputs + stage.directories]
+    # The figures' PNGs are DVC image plots (`dvc plots show`/`diff` draw them); plots are outputs too.
+    images = [path for path in stage.outputs if path.endswith(".png")]
+    body["outs"] = [fill(path) for path in stage.outputs + stage.directories if path not in images]
     if stage.metrics:
         body["metrics"] = [fill(path) for path in stage.metrics]
-    if stage.plots:
-        body["plots"] = [
-            {fill(plot.path): {"x": plot.x, "y": plot.y, **({"template": plot.template} if plot.template else {})}}
-            for plot in stage.plots
-        ]
+    charts = [
+        {fill(plot.path): {"x": plot.x, "y": plot.y, **({"template": plot.template} if plot.template else {})}}
+        for plot in stage.plots
+    ]
+    if charts or images:
+        body["plots"] = charts + [fill(path) for path in images]
     return {"foreach": loop, "do": body}
 
 

@@ -507,3 +507,18 @@ def representation_pictures(embedding: pd.DataFrame) -> plt.Figure:
         fontsize=9,
     )
     return fig
+
+
+# Each figure's caption by the name its PNG takes (data/<experiment>/figures/<name>.png):
+# Snakemake's report (workflow/rules/common.smk) prints it under the figure.
+FIGURE_CAPTIONS = {
+    "dataset_contact_sheet": contact_sheet.caption,
+    "dataset_traversals": traversals.caption,
+    "probes": probe_scores.caption,
+    "information": mutual_information.caption,
+    "samples": sample_grid.caption,
+    "loss": training_loss.caption,
+    "generation": generation_over_training.caption,
+    "representation": representation_pictures.caption,
+    "proxies": proxy_curves.caption,
+}

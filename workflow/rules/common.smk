@@ -49,3 +49,18 @@ def command_of(stage):
 def external_of(stage):
     """The stage's files outside the repository, for a job's experiment."""
     return lambda wildcards: stage.external(config["experiments"][wildcards.experiment])
+
+
+def report_output(path):
+    """A figure's PNG carried into `snakemake --report` with its caption (written here from
+    the drawing function's, under .snakemake/), under its experiment; other outputs as they are."""
+    if not path.endswith(".png"):
+        return path
+    from latent_abstractions.plotting import FIGURE_CAPTIONS
+
+    name = os.path.basename(path)[: -len(".png")]
+    caption = os.path.join(".snakemake", "report-captions", f"{name}.rst")
+    os.makedirs(os.path.dirname(caption), exist_ok=True)
+    with open(caption, "w") as handle:
+        handle.write(FIGURE_CAPTIONS[name] + "\n")
+    return report(path, caption=os.path.abspath(caption), category="{experiment}", subcategory=name)

@@ -19,7 +19,7 @@ for _stage in stage_table.STAGES:
             data=list(_stage.inputs),
             external=external_of(_stage),
         output:
-            *_stage.outputs,
+            *[report_output(path) for path in _stage.outputs],
             *[directory(path) for path in _stage.directories],
             *_stage.metrics,
             *[plot.path for plot in _stage.plots],
