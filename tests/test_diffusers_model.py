@@ -221,3 +221,51 @@ def test_the_import_stage_refuses_a_missing_folder_in_one_line_before_any_output
     )
     assert result.stderr.count("Traceback") == 0
     assert not (workdir / "data" / "imported" / "model").exists()
+
+
+def class_conditional_folder(folder: Path, classes: int) -> Path:
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=classes,
+    )
+    unet.save_pretrained(str(folder))
+    return folder
+
+
+def test_a_class_conditional_model_gives_the_exact_curves_and_says_in_one_line_why_not_the_learned(workdir, ci_params):
+    """No per-factor null condition: the information stage writes the exact curves, one
+    warning says which estimate is unavailable and why, and the stage succeeds."""
+    experiment = experiment_params(ci_params)
+    experiment["model"].update(kind="diffusers", path="unet")
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"experiments": {"imported": experiment}}))
+    steps = ("prepare_data", "import_model", "estimate_information")
+    call = lambda name: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", f"latent_abstractions.stages.{name}", "--experiment", "imported"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert call(steps[0]).returncode == 0
+    factors = pq.read_table(workdir / "data" / "imported" / "dataset" / "factors.parquet").to_pandas()
+    grid = factors["x"].nunique() * factors["y"].nunique()
+    class_conditional_folder(workdir / "unet", grid)  # no class left for "no condition"
+    refused = call(steps[1])
+    assert refused.returncode == 1 and f"num_class_embeds {grid} but the pipeline needs" in refused.stderr
+    class_conditional_folder(workdir / "unet", grid + 1)
+    assert call(steps[1]).returncode == 0
+    estimated = call(steps[2])
+    assert estimated.returncode == 0, estimated.stderr[-2000:]
+    warned = [line for line in estimated.stderr.splitlines() if "learned information unavailable" in line]
+    assert len(warned) == 1 and "class-conditional on the joint factor values" in warned[0]
+    quantities = set(
+        pq.read_table(workdir / "data" / "imported" / "information.parquet").column("quantity").to_pylist()
+    )
+    assert "exact" in quantities and "mmse_difference" not in quantities

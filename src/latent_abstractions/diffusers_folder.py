@@ -74,8 +74,11 @@ def check_fits(folder: Path, config: dict, image_shape: tuple[int, int, int], fa
             mismatches.append(f"{key} {config.get(key)} but the data set's images have {channels} channel(s)")
     classes = config.get("num_class_embeds")
     grid = int(torch.tensor([f.cardinality for f in factors]).prod()) if factors else 0
-    if classes and classes not in (grid, grid + 1):
-        mismatches.append(f"num_class_embeds {classes} but the factors' {grid} value combinations (+1 for none)")
+    if classes and classes != grid + 1:
+        mismatches.append(
+            f"num_class_embeds {classes} but the pipeline needs one class per combination of the factors' values "
+            f"and a last one for no condition: {grid + 1}"
+        )
     if mismatches:
         raise FolderError(f"model.path {folder}: {'; '.join(mismatches)}")
 

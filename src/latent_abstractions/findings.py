@@ -213,6 +213,8 @@ def against_entropy(excess: float) -> str:
 
 def information_sentences(experiment: str, metrics: dict) -> list[str]:
     """The learned MMSE-form estimate's gap per factor, with its verdict."""
+    if "mmse_difference" not in metrics:
+        return [f"{experiment}: no learned information estimate (the network cannot drop one factor's condition)."]
     return [
         f"{experiment}, learned I({factor}; X_t) (MMSE form): mean gap {entry['mean_abs_gap_nats']:.3f} nats to "
         f"the exact curve, {against_entropy(entry['max_excess_over_entropy_nats'])}: "

@@ -231,6 +231,8 @@ def mutual_information(info: pd.DataFrame, bound: pd.DataFrame | None = None) ->
         limits = _headroom(entropy[factor], _note_lines(notes) + 1)
         if peak > limits[1]:  # the axis stops short of the learned curve: say how far it goes
             notes = information_notes(gaps[gaps["factor"] == factor], peak)
+        if learned.empty:  # a network that cannot drop one factor's condition (estimate_information)
+            notes.append((INFORMATION_STYLES["mmse_difference"]["color"], "no learned estimate for this network"))
         for ax in axes[:, column]:
             handles[ENTROPY_STYLE["label"]] = ax.axhline(entropy[factor], **ENTROPY_STYLE)
             ax.set_ylim(*limits)

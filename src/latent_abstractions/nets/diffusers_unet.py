@@ -52,6 +52,19 @@ class DiffusersScoreNet(nn.Module):
             self.conditioner = FactorConditioner(self.factors, embedding_width(unet), cond_frequencies)
 
     @property
+    def unavailable_estimates(self) -> str | None:
+        """Why the learned information estimate (each factor's condition alone against none)
+        cannot be made with this network, or None when it can."""
+        if self.conditioning == "none":
+            return "the learned information needs a condition for each factor; this diffusers model is unconditional"
+        if self.conditioning == "class" and len(self.factors) > 1:
+            return (
+                "the learned information needs each factor's condition alone; this diffusers model is "
+                "class-conditional on the joint factor values (no per-factor null condition)"
+            )
+        return None
+
+    @property
     def tap_names(self) -> list[str]:
         """The blocks, encoder first: what `deepest_encoder` and whole-network recording read."""
         ups = len(self.unet.up_blocks)

@@ -166,6 +166,9 @@ class ScoreUNet(nn.Module):
             GroupNorm(groups, previous), nn.SiLU(), nn.Conv2d(previous, image_channels, 3, padding=1)
         )
 
+    # Each factor's condition can be dropped on its own (the information estimate needs it).
+    unavailable_estimates = None
+
     @property
     def tap_names(self) -> list[str]:
         return [f"down.{i}" for i in range(self.levels)] + ["mid"] + [f"up.{i}" for i in range(self.levels)]

@@ -54,7 +54,10 @@ def agreement(frame: pd.DataFrame) -> dict:
     """Per learned form and factor, on the train rows: the mean absolute gap to the exact
     curve and the largest excess over H(factor) (convergence.py: the figure's and the
     findings' numbers)."""
-    gaps = convergence.information_gaps(frame, forms=("orthogonal", "mmse_difference"))
+    forms = [form for form in ("orthogonal", "mmse_difference") if (frame["quantity"] == form).any()]
+    if not forms:  # no learned estimate (the network cannot give one)
+        return {}
+    gaps = convergence.information_gaps(frame, forms=tuple(forms))
     return {
         form: {
             row.factor: {
@@ -63,7 +66,7 @@ def agreement(frame: pd.DataFrame) -> dict:
             }
             for row in gaps[gaps["estimate"] == form].itertuples()
         }
-        for form in ("orthogonal", "mmse_difference")
+        for form in forms
     }
 
 
@@ -80,6 +83,10 @@ def information_step(experiment: str, params: dict) -> None:
         log.warning("information.precision: bf16 needs a CUDA device; %s estimates in fp32", device)
     # The model was trained on the train rows: its curves are compared with the exact
     # curves of that distribution. Held-out rows, where there are any, are a separate curve.
+    unavailable = model.unavailable_estimates
+    if unavailable:  # the exact curves still come, and every other stage runs
+        log.warning("learned information unavailable: %s; writing the exact curves only", unavailable)
+        model = None
     train = dataset.train_rows()
     held_out = np.setdiff1d(np.arange(len(dataset.factors)), train)
     frames = [information_table(model, sde, dataset, train, settings, device, "train")]
