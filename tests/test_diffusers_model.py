@@ -169,7 +169,8 @@ def stage(repo: Path, name: str, experiment: str) -> None:
 
 
 def tables(repo: Path, experiment: str, name: str):
-    return pq.read_table(repo / "data" / experiment / name).drop_columns(["experiment"]).replace_schema_metadata(None)
+    table = pq.read_table(repo / "data" / experiment / name).replace_schema_metadata(None)
+    return table.drop_columns(["experiment"]) if "experiment" in table.column_names else table
 
 
 @pytest.mark.slow

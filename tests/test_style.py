@@ -1,6 +1,6 @@
 """The ecosystem's habits, checked in `make test`: ruff (lint and format) over the Python,
 snakefmt over the Snakefile and rules, and `snakemake --lint`, which may only ask for a
-conda environment or container per rule (README, "Software environment")."""
+conda environment or container per rule (docs/install.md, "Software environment and style")."""
 
 from __future__ import annotations
 

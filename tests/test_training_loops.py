@@ -143,8 +143,8 @@ def test_a_failed_capture_falls_back_to_the_eager_step_with_one_warning(caplog):
     """Here the capture fails for want of CUDA; any op a graph cannot hold takes the same path."""
     images, values = data()
     eager, graphed = trainer(), trainer(cuda_graph=True)
-    update = GraphedUpdate(graphed)
-    eager.ema.graph_formula = True  # a graphed run averages by its graph's formula on every step, captured or not
+    update = GraphedUpdate(graphed)  # as Trainer.step_function makes it, with the EMA's graph formula:
+    graphed.ema.graph_formula = eager.ema.graph_formula = True  # a graphed run averages so on every step
     source = ImageRows(images)
     with caplog.at_level("WARNING", logger="train"):
         for _ in range(WARMUP_STEPS + 3):
@@ -238,9 +238,9 @@ def test_one_capture_per_trainer_across_train_calls(monkeypatch):
 
     monkeypatch.setattr(graphed_step, "refusal", lambda device, world: None)  # as on a CUDA device
     chosen = trainer(cuda_graph=True)
-    first = graphed_step.step_function(chosen)
-    assert isinstance(first, graphed_step.GraphedUpdate) and graphed_step.step_function(chosen) is first
-    assert graphed_step.step_function(trainer(cuda_graph=True)) is not first  # a new trainer captures anew
+    first = chosen.step_function()
+    assert isinstance(first, graphed_step.GraphedUpdate) and chosen.step_function() is first
+    assert trainer(cuda_graph=True).step_function() is not first  # a new trainer captures anew
 
 
 def test_deterministic_mode_trains_with_deterministic_kernels_only(monkeypatch):

@@ -14,19 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 
-if TYPE_CHECKING:  # train.py imports this module
-    from .distributed import World
-    from .train import Batch, StepInputs, Trainer
+from .distributed import World
 
 log = logging.getLogger("train")
 
 WARMUP_STEPS = 3  # the PyTorch CUDA-graph recipe's eager iterations before capture
-Update = Callable[[torch.Tensor, torch.Tensor, "Batch"], torch.Tensor]
+Update = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]  # (x0, values, batch) -> loss
+
+
+class GraphableTrainer(Protocol):
+    """What the graph needs of train.Trainer, which owns every piece of the state."""
+
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    ema: Any
+
+    def update(self, x0: torch.Tensor, values: torch.Tensor, batch: Any) -> torch.Tensor: ...
+    def step_inputs(self, x0: torch.Tensor, values: torch.Tensor, batch: Any) -> Sequence[torch.Tensor]: ...
+    def set_learning_rate(self) -> None: ...
+    def compute(self, inputs: Sequence[torch.Tensor], ema_weight: torch.Tensor) -> torch.Tensor: ...
+    def advance_step(self) -> None: ...
 
 
 def refusal(device: torch.device, world: World) -> str | None:
@@ -38,36 +50,19 @@ def refusal(device: torch.device, world: World) -> str | None:
     return None
 
 
-def step_function(trainer: Trainer) -> Update:
-    """``trainer.update``, or its graphed replay when ``train.cuda_graph`` asks for it and can have it."""
-    if not trainer.config.cuda_graph:
-        return trainer.update
-    reason = refusal(trainer.device, trainer.world)
-    if reason is not None:
-        log.warning(reason)
-        return trainer.update
-    # one capture per trainer: a second train() call on it (a benchmark's next timed window)
-    # replays the graph it has, with no new warm-up steps
-    graphed = getattr(trainer, "graphed_update", None)
-    if graphed is None:
-        graphed = trainer.graphed_update = GraphedUpdate(trainer)
-    return graphed
-
-
 class GraphedUpdate:
     """``trainer.update`` with the same arguments and result, replayed from a CUDA graph."""
 
-    def __init__(self, trainer: Trainer):
+    def __init__(self, trainer: GraphableTrainer):
         self.trainer = trainer
-        trainer.ema.graph_formula = True  # the eager warm-up steps average as the graph does
         self.warmed = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager = False  # after a failed capture
-        self.inputs: StepInputs | None = None
+        self.inputs: Sequence[torch.Tensor] | None = None
         self.ema_weight: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None
 
-    def __call__(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def __call__(self, x0: torch.Tensor, values: torch.Tensor, batch: Any) -> torch.Tensor:
         if self.eager:
             return self.trainer.update(x0, values, batch)
         if self.warmed < WARMUP_STEPS:
@@ -92,7 +87,7 @@ class GraphedUpdate:
         stream.wait_stream(torch.cuda.current_stream(self.trainer.device))
         return _joined(stream, self.trainer.device)
 
-    def _capture(self, inputs: StepInputs) -> None:
+    def _capture(self, inputs: Sequence[torch.Tensor]) -> None:
         """Record one step into a graph: nothing runs, the weights stay as they are. The
         trainer built AdamW capturable, its rate a device tensor (resume.load keeps both)."""
         trainer = self.trainer
@@ -104,14 +99,14 @@ class GraphedUpdate:
             self.loss = trainer.compute(self.inputs, self.ema_weight)
         self.graph = graph
 
-    def _replay(self, inputs: StepInputs) -> torch.Tensor:
+    def _replay(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         trainer = self.trainer
         for buffer, value in zip(self.inputs, inputs):
             buffer.copy_(value, non_blocking=True)
         trainer.set_learning_rate()
         self.ema_weight.fill_(trainer.ema.next_weight())
         self.graph.replay()
-        trainer.step_index += 1
+        trainer.advance_step()
         return self.loss.detach().clone()  # the buffer is overwritten by the next replay
 
 

@@ -17,6 +17,7 @@ losses are read every ``log_every`` steps, so the loop never waits for the devic
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -28,10 +29,12 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from . import graphed_step
+from .artifacts import canonical_json
 from .conditioning import subset_keep_mask
 from .distributed import World
 from .errors import InputError, TrainingDiverged
-from .graphed_step import refusal, step_function
+from .graphed_step import GraphedUpdate, Update
 from .image_rows import ROWS_PER_READ, ImageRows, half_free_memory
 from .nets.unet import ScoreUNet
 from .progress import Progress
@@ -164,7 +167,7 @@ class Trainer:
         # No weight-cast cache: a CUDA graph cannot hold one, and each weight is used once a pass.
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16, cache_enabled=False)
         # A graphed step reads the learning rate from the device (graphed_step.step_function).
-        graphed = config.cuda_graph and refusal(device, self.world) is None
+        graphed = config.cuda_graph and graphed_step.refusal(device, self.world) is None
         rate = torch.tensor(config.learning_rate, device=device) if graphed else config.learning_rate
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=rate, weight_decay=0.0, fused=cuda, capturable=graphed
@@ -174,6 +177,26 @@ class Trainer:
         self.generator = torch.Generator(device=device if cuda else "cpu").manual_seed(config.seed)
         self.step_index = 0
         self.history: list[tuple[int, float, float]] = []
+        self.graphed_update: GraphedUpdate | None = None  # one capture per trainer
+
+    def step_function(self) -> Update:
+        """``update``, or its replay from a CUDA graph when ``train.cuda_graph`` asks for it and
+        can have it. A second train() call (a benchmark's next timed window) replays the
+        graph this trainer has, with no new warm-up steps."""
+        if not self.config.cuda_graph:
+            return self.update
+        reason = graphed_step.refusal(self.device, self.world)
+        if reason is not None:
+            log.warning(reason)
+            return self.update
+        if self.graphed_update is None:
+            self.ema.graph_formula = True  # the eager warm-up steps average as the graph does
+            self.graphed_update = GraphedUpdate(self)
+        return self.graphed_update
+
+    def advance_step(self) -> None:
+        """One update done (eagerly or by a graph replay)."""
+        self.step_index += 1
 
     def draw(self, n_data: int, image_shape: tuple[int, ...], n_factors: int) -> Batch:
         """The global batch: identical on every rank (same generator, same draws)."""
@@ -193,7 +216,7 @@ class Trainer:
         inputs = self.step_inputs(x0, values, batch)
         self.set_learning_rate()
         loss = self.compute(inputs, self.ema.next_weight())
-        self.step_index += 1
+        self.advance_step()
         return self.world.mean(loss.detach())
 
     def step_inputs(self, x0: torch.Tensor, values: torch.Tensor, batch: Batch) -> StepInputs:
@@ -227,6 +250,60 @@ class Trainer:
         self.optimizer.step()
         self.ema.apply(ema_weight)
         return torch.stack([loss.detach().float(), norm.float()])
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """Everything a resumed run needs (weights, EMA, optimizer, random states, step, loss
+        history), as CPU tensors and string metadata: resume.py writes them to one file."""
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.shadow.items()}
+        optimizer = self.optimizer.state_dict()
+        for index, state in optimizer["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        tensors["rng.batch"] = self.generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        tensors["history"] = torch.tensor(self.history, dtype=torch.float64).reshape(-1, 3)
+        metadata = {
+            "step": str(self.step_index),
+            "ema_updates": str(self.ema.updates),
+            "param_groups": canonical_json([_plain(group) for group in optimizer["param_groups"]]),
+        }
+        return tensors, metadata
+
+    def restore(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        """Back to the step that :meth:`state` saw."""
+        self.model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        for key in self.ema.shadow:
+            self.ema.shadow[key].copy_(tensors[f"ema.{key}"])
+        self.ema.updates = int(metadata["ema_updates"])
+        self._restore_optimizer(tensors, json.loads(metadata["param_groups"]))
+        self.generator.set_state(tensors["rng.batch"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        self.history = [(int(step), float(loss), float(rate)) for step, loss, rate in tensors["history"].tolist()]
+        self.step_index = int(metadata["step"])
+
+    def _restore_optimizer(self, tensors: dict[str, torch.Tensor], param_groups: list[dict]) -> None:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+        built = self.optimizer.defaults  # as this trainer was built, not as the saved run was
+        for group in self.optimizer.param_groups:
+            group["capturable"] = built["capturable"]
+            if isinstance(built["lr"], torch.Tensor):  # the graphed step reads its rate on the device
+                group["lr"] = torch.tensor(float(group["lr"]), device=built["lr"].device)
+
+
+def _plain(group: dict) -> dict:
+    """An optimizer param group as JSON can hold it: a device-tensor setting (the CUDA-graph
+    step's learning rate) as its float; ``restore`` makes it a tensor again."""
+    return {key: float(value) if isinstance(value, torch.Tensor) else value for key, value in group.items()}
 
 
 class PendingLosses:
@@ -303,7 +380,7 @@ def train(
     values = values.to(trainer.generator.device)
     snapshots = set(checkpoint_steps(config.steps, config.checkpoints, config.warmup_steps))
     losses = PendingLosses(trainer)
-    update = step_function(trainer)
+    update = trainer.step_function()
     trainer.model.train()
     with Progress(
         config.steps, "train", unit="step", initial=trainer.step_index, disable=not trainer.world.is_main
