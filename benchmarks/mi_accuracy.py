@@ -5,7 +5,7 @@ Run from the repository root, no arguments (a few minutes on a 2-core CPU):
 
     .venv/bin/python benchmarks/mi_accuracy.py
 
-1. Gaussian tasks (ground_truth.gaussian_suite): jointly Gaussian factors Y in R^K and
+1. Gaussian tasks (oracles.gaussian_suite): jointly Gaussian factors Y in R^K and
    X_0 = A Y + noise, so every conditional score and I(Y_k; X_t) are closed-form. The
    estimators run with those exact scores on a VP and a VE SDE; the table gives, per
    factor, the closed-form I(Y_k; X_{t_end}), each form's estimate +- its standard error,
@@ -40,7 +40,8 @@ import torch
 
 from latent_abstractions import information
 from latent_abstractions.datasets import base, bumps
-from latent_abstractions.ground_truth import ExactEpsilon, FiniteMixture, GaussianEpsilon, gaussian_suite
+from latent_abstractions.ground_truth import FiniteMixture
+from latent_abstractions.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
 from latent_abstractions.sde import SDE, VESDE, VPSDE
 
 T_END = 1e-3

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.ground_truth import FiniteMixture, GaussianEpsilon, GaussianTask, entropy_terms, gaussian_suite
+from latent_abstractions.ground_truth import FiniteMixture, entropy_terms
+from latent_abstractions.oracles import GaussianEpsilon, GaussianTask, gaussian_suite
 from latent_abstractions.sde import VPSDE
 
 

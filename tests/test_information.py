@@ -10,7 +10,8 @@ import torch
 from latent_abstractions import information
 from latent_abstractions.conditioning import subset_keep_mask
 from latent_abstractions.datasets import bumps
-from latent_abstractions.ground_truth import ExactEpsilon, FiniteMixture, GaussianEpsilon, gaussian_suite
+from latent_abstractions.ground_truth import FiniteMixture
+from latent_abstractions.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
 from latent_abstractions.schedule import training_times
 from latent_abstractions.sde import T_MIN, VESDE, VPSDE
 

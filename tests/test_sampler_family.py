@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latent_abstractions.datasets import bumps
-from latent_abstractions.ground_truth import ExactEpsilon
+from latent_abstractions.oracles import ExactEpsilon
 from latent_abstractions.samplers import AUXILIARY, SAMPLERS, gaussian_noise
 from latent_abstractions.sde import VESDE, VPSDE, expand_like, time_grid
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from latent_abstractions.datasets import bumps
-from latent_abstractions.ground_truth import ExactEpsilon
+from latent_abstractions.oracles import ExactEpsilon
 from latent_abstractions.samplers import gaussian_noise, reverse_sde_euler_maruyama
 from latent_abstractions.sde import VPSDE, time_grid
 

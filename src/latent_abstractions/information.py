@@ -21,7 +21,7 @@ SCORE_FORMS = ("orthogonal", "mmse_difference")
 
 
 class Source(Protocol):
-    """What the estimator draws from (``ground_truth.FiniteMixture``, ``ground_truth.GaussianTask``)."""
+    """What the estimator draws from (``ground_truth.FiniteMixture``, ``oracles.GaussianTask``)."""
 
     n_factors: int
     entropy: np.ndarray

@@ -166,7 +166,7 @@ class Trainer:
             log.warning("train.precision: bf16 needs a CUDA device that has it; %s trains in fp32", device)
         # No weight-cast cache: a CUDA graph cannot hold one, and each weight is used once a pass.
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16, cache_enabled=False)
-        # A graphed step reads the learning rate from the device (graphed_step.step_function).
+        # A graphed step reads the learning rate from the device (Trainer.step_function).
         graphed = config.cuda_graph and graphed_step.refusal(device, self.world) is None
         rate = torch.tensor(config.learning_rate, device=device) if graphed else config.learning_rate
         self.optimizer = torch.optim.AdamW(
