@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -136,3 +137,14 @@ def test_every_artifact_records_the_locks_and_the_versions_that_made_it():
     assert made["versions"]["torch"] == torch.__version__
     assert set(made["versions"]) == {"torch", "numpy", "pyarrow", "matplotlib", "snakemake", "dvc"}
     assert all(made["versions"].values())
+
+
+def test_a_torch_release_the_index_lacks_is_one_line_naming_the_python_and_platform(monkeypatch, capsys):
+    install_torch = lock_script("install_torch.py")
+    monkeypatch.setattr(install_torch, "installed_torch", lambda: None)  # as in a new .venv
+    monkeypatch.setattr(install_torch, "pinned_torch", lambda: "0.0.0")  # no such release anywhere
+    monkeypatch.setattr(install_torch, "reachable", lambda url, timeout=5.0: False)
+    assert install_torch.main() == 1
+    said = capsys.readouterr()
+    assert said.out == "" and said.err.count("\n") == 1
+    assert said.err.startswith(f"error: no torch 0.0.0 for Python {platform.python_version()} on {platform.system()}")
