@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..factors import SHAPES3D_FACTORS, Factor
+from ..progress import Progress
 from .base import Dataset
 
 FACTOR_NAMES = SHAPES3D_FACTORS
@@ -334,8 +335,11 @@ def make(size: int = 64, subset: dict[str, list[int]] | None = None) -> Dataset:
     chosen = _chosen(subset)
     indices = all_indices(subset)
     images = np.empty((len(indices), 3, size, size), dtype=np.uint8)
-    for start in range(0, len(indices), _MAKE_CHUNK):
-        images[start : start + _MAKE_CHUNK] = render(indices[start : start + _MAKE_CHUNK], size).transpose(0, 3, 1, 2)
+    with Progress(len(indices), "render scenes", "image") as progress:
+        for start in range(0, len(indices), _MAKE_CHUNK):
+            chunk = indices[start : start + _MAKE_CHUNK]
+            images[start : start + _MAKE_CHUNK] = render(chunk, size).transpose(0, 3, 1, 2)
+            progress.update(len(chunk))
     factor_table = [
         Factor(name, "categorical", tuple(FACTOR_VALUES[name][i] for i in present))
         for name, present in zip(FACTOR_NAMES, chosen)

@@ -18,6 +18,7 @@ from ..cli import run_step
 from ..datasets import base
 from ..entropy import plug_in_entropy
 from ..paths import ExperimentPaths
+from ..progress import Progress
 
 log = logging.getLogger("analyze_forks")
 
@@ -40,9 +41,14 @@ def analyze_step(experiment: str, params: dict) -> None:
     train = dataset.train_rows()
     cardinalities = {f.name: f.cardinality for f in dataset.factor_table}
     entropies = {name: plug_in_entropy(bins[train, k], cardinalities[name]) for k, name in enumerate(names)}
+    with Progress(3, f"label forks {experiment}", "image set") as progress:
+        labelled = []
+        for images in (forks.images, forks.parent_images, regenerations.images):
+            labelled.append(labels_of(model, images))
+            progress.update(1)
     fork_rows = fork_analysis.fork_table(
-        labels_of(model, forks.images),
-        labels_of(model, forks.parent_images),
+        labelled[0],
+        labelled[1],
         cardinalities,
         entropies,
         forks.t,
@@ -50,7 +56,7 @@ def analyze_step(experiment: str, params: dict) -> None:
     )
     source_labels = {name: bins[regenerations.sources, k] for k, name in enumerate(names)}
     backward_rows = fork_analysis.forward_backward_table(
-        labels_of(model, regenerations.images),
+        labelled[2],
         source_labels,
         regenerations.split,
         regenerations.t,

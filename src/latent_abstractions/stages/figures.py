@@ -18,6 +18,7 @@ from ..cli import run_step
 from ..datasets import base
 from ..figure_style import save_figure
 from ..paths import ExperimentPaths
+from ..progress import Progress
 
 log = logging.getLogger("figures")
 
@@ -88,9 +89,11 @@ GROUPS = {
 def figures_step(experiment: str, params: dict, figures: str) -> None:
     files = ExperimentPaths(experiment)
     drawn = GROUPS[figures](files)
-    for name, (figure, inputs, draw) in drawn.items():
-        meta = provenance("figures", experiment, {}, inputs)
-        save_figure(figure, files.figure(name), meta, caption=draw.caption)
+    with Progress(len(drawn), f"figures {experiment}", "figure") as progress:
+        for name, (figure, inputs, draw) in drawn.items():
+            meta = provenance("figures", experiment, {}, inputs)
+            save_figure(figure, files.figure(name), meta, caption=draw.caption)
+            progress.update(1)
     log.info("wrote %s", ", ".join(str(files.figure(name)) for name in drawn))
 
 
