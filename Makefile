@@ -4,7 +4,7 @@
 # The install: torch first (workflow/scripts/install_torch.py: a torch already in .venv is
 # kept, so a GPU user installs their CUDA build first; otherwise PyTorch's CPU wheel index
 # on Linux when reachable, else PyPI), then the lock's exact versions, each checked by hash:
-# requirements.lock for `make run`, requirements-dev.lock (plus the dev and cluster extras)
+# requirements.lock for `make run`, requirements-dev.lock (plus the dev, cluster and diffusers extras)
 # for `make test`. Both are universal locks for Python 3.11-3.13 on Linux and macOS.
 # `make lock` rewrites them after a dependency change (workflow/scripts/lock.py).
 PYTHON ?= python3

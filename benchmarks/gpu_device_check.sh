@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the README's GPU section, in one run on a lent device's bare
+# Every GPU measurement of docs/gpu.md, in one run on a lent device's bare
 # image: its own python3 (torch with CUDA and most of the project's packages), the project
 # on PYTHONPATH, and the packages the image lacks installed from benchmarks/device_wheels/
 # into a temporary folder (no network there). From the repository root:

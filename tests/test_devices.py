@@ -3,6 +3,8 @@ $LATENT_ABSTRACTIONS_DEVICE names; a device this machine lacks is one clear erro
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -30,7 +32,18 @@ def test_the_environment_names_the_device_and_a_missing_one_is_refused(monkeypat
         devices.select_device()
 
 
-def test_ops_mps_lacks_fall_back_to_the_cpu():
-    import os
+def test_the_stage_launcher_turns_on_the_mps_cpu_fallback_before_torch_loads():
+    """torch reads PYTORCH_ENABLE_MPS_FALLBACK when it loads: the launcher sets it for the stage."""
+    import subprocess
+    import sys
 
-    assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+    from conftest import ROOT
+
+    environment = {key: value for key, value in os.environ.items() if key != "PYTORCH_ENABLE_MPS_FALLBACK"}
+    script = (
+        "import os, sys, runpy; sys.argv = ['run_stage.py', 'x']; "
+        "os.execv = lambda path, argv: print(os.environ.get('PYTORCH_ENABLE_MPS_FALLBACK')) or sys.exit(0); "
+        f"runpy.run_path({str(ROOT / 'workflow' / 'scripts' / 'run_stage.py')!r}, run_name='__main__')"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment)
+    assert found.stdout.strip() == "1", found.stderr[-500:]

@@ -130,6 +130,8 @@ def test_an_exported_folder_reads_back_as_the_same_network(tmp_path):
             "in_channels 3 but the data set's images have 1",
         ),
         (lambda folder: edit_config(folder, _class_name="UNet2DConditionModel"), "not a UNet2DModel"),
+        (lambda folder: edit_config(folder, time_embedding_type="fourier"), "time_embedding_type 'fourier'"),
+        (lambda folder: edit_config(folder, class_embed_type=None), "needs class_embed_type 'identity'"),
     ],
 )
 def test_a_bad_folder_is_one_line_naming_it(tmp_path, damage, message):
@@ -270,3 +272,18 @@ def test_a_class_conditional_model_gives_the_exact_curves_and_says_in_one_line_w
         pq.read_table(workdir / "data" / "imported" / "information.parquet").column("quantity").to_pylist()
     )
     assert "exact" in quantities and "mmse_difference" not in quantities
+
+
+def test_a_condition_embedding_made_for_other_factor_values_is_refused(tmp_path):
+    diffusers_folder.export(network(), tmp_path / "unet")
+    other = [Factor("x", "continuous", (0.0, 2.0, 4.0)), FACTORS[1]]  # same shapes, other lattice
+    with pytest.raises(diffusers_folder.FolderError, match="condition_embedding.safetensors was made for the factors"):
+        diffusers_folder.architecture(tmp_path / "unet", other, (1, 8, 8))
+
+
+def test_export_writes_a_new_folder_whole_or_not_at_all(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(diffusers_folder.FolderError, match="exists: export writes a new folder"):
+        diffusers_folder.export(network(), tmp_path / "taken")
+    diffusers_folder.export(network(), tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "taken"]  # no partial folder left

@@ -73,3 +73,13 @@ def test_python_dash_m_is_the_same_command(tmp_path):
         [sys.executable, "-m", "latent_abstractions", "--version"], capture_output=True, text=True, cwd=tmp_path
     )
     assert answered.stdout.strip() == f"latent-abstractions {__version__}"
+
+
+def test_run_passes_snakemakes_own_options_on(tmp_path):
+    root = project(tmp_path / "project", None)
+    (root / "workflow" / "profiles" / "default").mkdir(parents=True)
+    (root / "workflow" / "profiles" / "default" / "config.yaml").write_text("printshellcmds: true\n")
+    answered = call("run", "--version", cwd=root)  # not the command's own --version: Snakemake's
+    assert answered.returncode == 0 and answered.stdout.strip()[0].isdigit(), answered.stderr
+    refused = call("findings", "-n", cwd=root)
+    assert refused.returncode == 2 and "unrecognized arguments: -n" in refused.stderr

@@ -3,8 +3,8 @@ that no longer matches pyproject.toml's dependencies fails here (run `make lock`
 
 The locks are universal (markers split them by Python and platform). What this machine
 can prove about other platforms: the resolver, reading the package index's metadata for a
-given (Python, platform), finds a wheel or source for every pin the lock holds there,
-torch's pinned release included, and picks exactly the lock's versions. What it cannot
+given (Python, platform), resolves the lock's pins there (a wheel or source for each, a
+torch wheel for the pinned release) and needs no package the lock lacks. What it cannot
 prove: that those wheels install and import there (no Mac or aarch64 machine ran them)."""
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def resolve(lock: Path, python: str, platform: str) -> subprocess.CompletedProce
 @pytest.mark.parametrize("python", PYTHONS)
 def test_the_dev_lock_resolves_to_its_own_pins_for_every_supported_python_and_platform(python, platform):
     resolved = resolve(ROOT / "requirements-dev.lock", python, platform)
-    if resolved.returncode != 0 and "network" in resolved.stderr.lower():
+    unreachable = ("Failed to fetch", "dns error", "Could not connect", "tcp connect error")
+    if resolved.returncode != 0 and any(sign in resolved.stderr for sign in unreachable):
         pytest.skip(f"the package index cannot be reached: {resolved.stderr.strip()[-200:]}")
     assert resolved.returncode == 0, resolved.stderr[-2000:]
     lines = [line for line in resolved.stdout.splitlines() if "==" in line]

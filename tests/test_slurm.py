@@ -45,7 +45,9 @@ SCRIPT = ROOT / "workflow" / "scripts" / "local_slurm.py"
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 SWITCH = "LATENT_ABSTRACTIONS_SLURM_GPU"
 # The stages that run a network (they read the `model` params) get a GPU under the switch.
-NETWORK_STAGES = {entry.name for entry in stage_table.STAGES if "model" in entry.params}
+# The stages that run the score network (import_model reads the model section but only
+# converts a folder into a checkpoint: no GPU).
+NETWORK_STAGES = {entry.name for entry in stage_table.STAGES if "model" in entry.params} - {"import_model"}
 EXPERIMENT = "bumps"
 TRAIN_STEPS = 200
 

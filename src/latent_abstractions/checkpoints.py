@@ -18,6 +18,12 @@ from .nets.diffusers_unet import DiffusersScoreNet, build_unet, unet_config
 from .nets.unet import ScoreUNet
 
 TRAINING_SECTIONS = ("sde", "model", "train")  # what train_score_model records in a checkpoint
+IMPORT_SECTIONS = ("sde", "model")  # what import_model records (an outside network has no training params)
+
+
+def identity_sections(params: dict) -> tuple[str, ...]:
+    """The params sections a checkpoint of this experiment is made from."""
+    return IMPORT_SECTIONS if params.get("model", {}).get("kind") == "diffusers" else TRAINING_SECTIONS
 
 
 class CheckpointError(InputError):
@@ -113,12 +119,13 @@ def check_identity(path: Path | str, made_by: dict, params: dict, experiment: st
     and the data set files as they are now."""
     if made_by.get("experiment") != experiment:
         raise CheckpointError(f"{path}: trained for experiment {made_by.get('experiment')!r}, not {experiment!r}")
-    sections = {key: params[key] for key in TRAINING_SECTIONS if key in params}
+    sections = {key: params[key] for key in identity_sections(params) if key in params}
+    again = "import it again" if sections.keys() == set(IMPORT_SECTIONS) else "train it again"
     if made_by.get("params_sha256") != params_sha256(sections):
         differing = [key for key in sections if made_by.get("params", {}).get(key) != sections[key]]
         raise CheckpointError(
-            f"{path}: trained with other {', '.join(differing) or 'training'} params than params.yaml "
-            f"gives {experiment}; train it again"
+            f"{path}: made with other {', '.join(differing) or 'training'} params than params.yaml "
+            f"gives {experiment}; {again}"
         )
     for source, digest in made_by.get("inputs", {}).items():
         if Path(source).is_file() and input_sha256(source) != digest:

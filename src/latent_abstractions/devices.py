@@ -2,19 +2,18 @@
 offers it, else the CPU ($LATENT_ABSTRACTIONS_DEVICE overrides); and what the GPU can do
 at most (its dense bf16 peak, the denominator of a model FLOP utilisation).
 
-On MPS an op that backend lacks runs on the CPU (PYTORCH_ENABLE_MPS_FALLBACK, set here
-before torch loads where this module is imported first). The float64 exact computations
-stay on the CPU there. Untested: no Mac has run the pipeline."""
+On MPS an op that backend lacks runs on the CPU: the stage launcher
+(workflow/scripts/run_stage.py) sets PYTORCH_ENABLE_MPS_FALLBACK before torch loads. The
+float64 computations (the exact curves, the information estimate) run on the CPU there.
+Untested: no Mac has run the pipeline."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+import torch
 
-import torch  # noqa: E402  (after the fallback is set)
-
-from .errors import InputError  # noqa: E402
+from .errors import InputError
 
 DEVICE_ENV = "LATENT_ABSTRACTIONS_DEVICE"
 

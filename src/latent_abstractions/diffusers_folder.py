@@ -11,6 +11,7 @@ factors and frequencies in its header). Every fault is one line naming the folde
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -28,6 +29,24 @@ EMBEDDING = "condition_embedding.safetensors"
 
 class FolderError(InputError):
     """A diffusers folder that is missing, unreadable or does not fit the data set."""
+
+
+DDPM_SDE = {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0}
+
+
+def check_ddpm_sde(sde: dict) -> None:
+    """A DDPM-trained network's timesteps mean the VP SDE with beta from 0.1 to 20."""
+    differing = [f"{key} {sde.get(key)!r}" for key, value in DDPM_SDE.items() if sde.get(key) != value]
+    if differing:
+        raise InputError(
+            f"sde: {', '.join(differing)}; a diffusers UNet2DModel's DDPM timesteps mean the VP SDE with "
+            "beta_min 0.1 and beta_max 20 (DDPM's linear 1e-4 to 0.02 over 1,000 steps)"
+        )
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files that make the network (config, weights, condition embedding): what is hashed."""
+    return [Path(folder) / name for name in (CONFIG, WEIGHTS, EMBEDDING) if (Path(folder) / name).is_file()]
 
 
 def read_config(folder: Path) -> dict:
@@ -72,6 +91,11 @@ def check_fits(folder: Path, config: dict, image_shape: tuple[int, int, int], fa
     for key in ("in_channels", "out_channels"):
         if config.get(key) != channels:
             mismatches.append(f"{key} {config.get(key)} but the data set's images have {channels} channel(s)")
+    if config.get("time_embedding_type", "positional") != "positional":
+        mismatches.append(
+            f"time_embedding_type {config.get('time_embedding_type')!r}; the pipeline gives DDPM timesteps, "
+            "which a 'positional' embedding reads (an epsilon-predicting DDPM UNet)"
+        )
     classes = config.get("num_class_embeds")
     grid = int(torch.tensor([f.cardinality for f in factors]).prod()) if factors else 0
     if classes and classes != grid + 1:
@@ -88,6 +112,8 @@ def architecture(folder: Path, factors: list[Factor], image_shape: tuple[int, in
     config = read_config(folder)
     check_fits(folder, config, image_shape, factors)
     conditioning = conditioning_of(folder, config)
+    if conditioning == "embedding":
+        check_embedding(Path(folder), config, factors)
     return {
         "network": "diffusers_unet2d",
         "image_channels": image_shape[0],
@@ -99,9 +125,29 @@ def architecture(folder: Path, factors: list[Factor], image_shape: tuple[int, in
     }
 
 
+def check_embedding(folder: Path, config: dict, factors: list[Factor]) -> None:
+    """A condition embedding made for this data set's factors, which the UNet adds to its
+    time embedding (``class_embed_type`` identity)."""
+    if config.get("class_embed_type") != "identity":
+        raise FolderError(
+            f"model.path {folder}: {EMBEDDING} needs class_embed_type 'identity' in {CONFIG}, "
+            f"not {config.get('class_embed_type')!r} (the UNet would ignore the condition)"
+        )
+    stored = json.loads(_embedding_header(folder / EMBEDDING).get("factors") or "null")
+    if stored != [f.to_dict() for f in factors]:
+        names = [entry.get("name") for entry in stored] if isinstance(stored, list) else stored
+        raise FolderError(
+            f"model.path {folder}: {EMBEDDING} was made for the factors {names} or their values, "
+            f"not this data set's {[f.name for f in factors]}"
+        )
+
+
 def embedding_frequencies(folder: Path) -> int:
     header = _embedding_header(Path(folder) / EMBEDDING)
-    return int(header["cond_frequencies"])
+    try:
+        return int(header["cond_frequencies"])
+    except (KeyError, ValueError):
+        raise FolderError(f"{Path(folder) / EMBEDDING}: no cond_frequencies in its header") from None
 
 
 def _embedding_header(path: Path) -> dict:
@@ -131,13 +177,17 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def export(model: DiffusersScoreNet, folder: Path) -> None:
-    """``model`` as a save_pretrained folder (and its condition embedding beside it)."""
+    """``model`` as a save_pretrained folder (and its condition embedding beside it),
+    written beside ``folder`` first and renamed into place: never half-written."""
     folder = Path(folder)
-    model.unet.save_pretrained(str(folder), safe_serialization=True)
+    if folder.exists():
+        raise FolderError(f"{folder} exists: export writes a new folder")
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.unet.save_pretrained(str(partial), safe_serialization=True)
     if model.conditioning == "embedding":
-        header = {
-            "factors": json.dumps([f.to_dict() for f in model.factors]),
-            "cond_frequencies": str(model.cond_frequencies),
-        }
+        factors = json.dumps([f.to_dict() for f in model.factors])
+        header = {"factors": factors, "cond_frequencies": str(model.cond_frequencies)}
         state = {key: value.contiguous() for key, value in model.conditioner.state_dict().items()}
-        save_file(state, str(folder / EMBEDDING), metadata=header)
+        save_file(state, str(partial / EMBEDDING), metadata=header)
+    partial.rename(folder)

@@ -94,11 +94,12 @@ def export_diffusers(root: Path, args: argparse.Namespace) -> int:
     from .nets.diffusers_unet import DiffusersScoreNet
 
     try:
-        model, _ = checkpoints.load(args.weights)
+        model, metadata = checkpoints.load(args.weights)
         if not isinstance(model, DiffusersScoreNet):
             raise InputError(f"{args.weights}: a score_unet network; only model.architecture diffusers_unet2d exports")
+        diffusers_folder.check_ddpm_sde(metadata.get("provenance", {}).get("params", {}).get("sde", {}))
         diffusers_folder.export(model, Path(args.folder))
-    except InputError as exc:
+    except (InputError, OSError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(
         f"wrote {args.folder}: a UNet2DModel save_pretrained folder (model.kind: diffusers, model.path: {args.folder})"
@@ -114,7 +115,9 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the whole pipeline with Snakemake (the default profile)")
     run.add_argument("--profile", default="default", help="a folder under workflow/profiles (default, slurm)")
     run.add_argument("--cores", default="all", help="cores Snakemake may use (default: all)")
-    run.add_argument("snakemake", nargs=argparse.REMAINDER, help="further Snakemake arguments, passed on")
+    run.add_argument(
+        "snakemake", nargs="*", help="further Snakemake arguments and targets, passed on (-n, --report R.zip, ...)"
+    )
     run.set_defaults(handler=run_pipeline)
     stage = commands.add_parser("stage", help="run one stage for one experiment, as the engines do")
     stage.add_argument("name", help="a stage of the stage table (train, sample, ..., report)")
@@ -134,7 +137,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    command = parser()
+    args, unknown = command.parse_known_args(argv)
+    if unknown and args.command != "run":  # only `run` passes options on (to Snakemake)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:
+        args.snakemake = [*args.snakemake, *unknown]
     return args.handler(find_root(args.root), args)
 
 

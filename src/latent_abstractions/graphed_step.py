@@ -89,7 +89,7 @@ class GraphedUpdate:
 
     def _capture(self, inputs: Sequence[torch.Tensor]) -> None:
         """Record one step into a graph: nothing runs, the weights stay as they are. The
-        trainer built AdamW capturable, its rate a device tensor (resume.load keeps both)."""
+        trainer built AdamW capturable, its rate a device tensor (Trainer.restore keeps both)."""
         trainer = self.trainer
         graph = torch.cuda.CUDAGraph()
         self.inputs = type(inputs)(*(value.clone() for value in inputs))

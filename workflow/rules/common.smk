@@ -59,6 +59,8 @@ def report_output(path):
     from latent_abstractions.plotting import FIGURE_CAPTIONS
 
     name = os.path.basename(path)[: -len(".png")]
+    if name not in FIGURE_CAPTIONS:  # a figure without a caption yet: still an output, not in the report
+        return path
     caption = os.path.join(".snakemake", "report-captions", f"{name}.rst")
     os.makedirs(os.path.dirname(caption), exist_ok=True)
     with open(caption, "w") as handle:

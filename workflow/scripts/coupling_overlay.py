@@ -128,7 +128,7 @@ TARGETS = {
         CPU_BASE,
         CPU_GROUPS,
         {"imbalanced": {"vanilla": 3, "control_x": 3, "control_y": 3, "masked": 1}, "balanced": {"vanilla": 1}},
-        '16x16 on a 2-core CPU (README, "Coupling study", has the measured time).',
+        '16x16 on a 2-core CPU (docs/results.md, "Coupling study", has the measured time).',
     ),
     "workflow/configs/paper-coupling.yaml": (
         PAPER_BASE,

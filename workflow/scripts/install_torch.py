@@ -63,11 +63,14 @@ def main() -> int:
         return 0
     version = pinned_torch()
     index = torch_index(platform.system(), platform.system() == "Linux" and reachable(CPU_INDEX))
-    command = [sys.executable, "-m", "pip", "install", "--quiet", f"torch=={version}"]
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"torch=={version}"]
     command += ["--index-url", index] if index else []
     installed = subprocess.run(command, capture_output=True, text=True)
     if installed.returncode != 0:
-        reason = (installed.stderr.strip().splitlines() or ["pip failed"])[-1]
+        said = installed.stderr.strip().splitlines()
+        reason = next(
+            (line for line in reversed(said) if line.startswith("ERROR:")), said[-1] if said else "pip failed"
+        )
         print(f"error: no torch {version} for {where()} from {index or 'PyPI'}: {reason}", file=sys.stderr)
         return 1
     source = "PyTorch's CPU wheel index" if index else "PyPI"

@@ -79,6 +79,8 @@ def main(argv: list[str]) -> None:
     threads = os.environ.get("LATENT_ABSTRACTIONS_CPU_THREADS", "1")
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[variable] = threads
+    # On Apple's MPS an op that backend lacks runs on the CPU; torch reads this when it loads.
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     for python in candidates():
         if can_import_package(python):
             os.execv(python, [python, "-m", f"{PACKAGE}.stages.{argv[0]}", *argv[1:]])

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
 
 from .. import checkpoints, convergence, information
 from ..artifacts import provenance, write_json, write_parquet, write_series_csv
@@ -76,6 +77,9 @@ def information_step(experiment: str, params: dict) -> None:
     model, metadata = checkpoints.load_for_params(weights, params, experiment)
     dataset = base.load(files.dataset_dir).restricted([f["name"] for f in metadata["architecture"]["factors"]])
     device = select_device()
+    if device.type == "mps":  # the exact terms are float64, which MPS lacks
+        log.info("the information estimate runs on the CPU (float64); MPS has no float64")
+        device = torch.device("cpu")
     model.to(device)
     sde = make_sde(params["sde"])
     settings = params["information"]

@@ -24,24 +24,13 @@ from ..paths import ExperimentPaths
 
 log = logging.getLogger("import_model")
 
-DDPM_SDE = {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0}
 SNAPSHOT = "step_00000000.safetensors"  # the one snapshot: the network as given
-
-
-def check_sde(sde: dict) -> None:
-    """A DDPM-trained network's timesteps mean the VP SDE with beta from 0.1 to 20."""
-    differing = [f"{key} {sde.get(key)!r}" for key, value in DDPM_SDE.items() if sde.get(key) != value]
-    if differing:
-        raise InputError(
-            f"sde: {', '.join(differing)}; a diffusers UNet2DModel's DDPM timesteps mean the VP SDE with "
-            "beta_min 0.1 and beta_max 20 (DDPM's linear 1e-4 to 0.02 over 1,000 steps)"
-        )
 
 
 def import_model(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
     folder = Path(params["model"]["path"])
-    check_sde(params["sde"])
+    diffusers_folder.check_ddpm_sde(params["sde"])
     dataset = base.load(files.dataset_dir).restricted(params["model"]["condition_on"])
     architecture = checkpoints.architecture_from_params(params["model"], dataset.factor_table, dataset.images.shape[1:])
     model = checkpoints.build_model(architecture)
@@ -50,10 +39,11 @@ def import_model(experiment: str, params: dict) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        lines = str(exc).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(exc)
         raise InputError(f"model.path {folder}: the weights do not fit its config.json ({first})") from None
-    inputs = [folder / name for name in sorted(p.name for p in folder.iterdir() if p.is_file())]
-    section = {key: params[key] for key in checkpoints.TRAINING_SECTIONS}
+    inputs = diffusers_folder.weight_files(folder)
+    section = {key: params[key] for key in checkpoints.IMPORT_SECTIONS}
     meta = provenance("import_model", experiment, section, [*files.dataset_files, *inputs])
     checkpoints.save(model, architecture, files.weights, meta)
     shutil.rmtree(files.checkpoints_dir, ignore_errors=True)
