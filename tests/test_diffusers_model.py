@@ -82,17 +82,7 @@ def test_each_factor_can_be_dropped_through_the_condition_embedding():
 
 
 def test_a_class_conditional_model_keeps_all_factors_or_none():
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=7,
-    )
-    model = DiffusersScoreNet(unet, FACTORS, "class")
+    model = DiffusersScoreNet(class_conditional_unet(8, classes=7), FACTORS, "class")
     values = torch.tensor([[0.0, 0.0], [0.0, 1.0], [2.0, 1.0], [1.0, 0.0]])
     keep = torch.tensor([[True, True]] * 3 + [[False, False]])
     assert model.joint_class(values, keep).tolist() == [0, 1, 5, 6]  # x slowest; the last class: none
@@ -226,10 +216,11 @@ def test_the_import_stage_refuses_a_missing_folder_in_one_line_before_any_output
     assert not (workdir / "data" / "imported" / "model").exists()
 
 
-def class_conditional_folder(folder: Path, classes: int) -> Path:
+def class_conditional_unet(size: int, classes: int) -> UNet2DModel:
+    """A small UNet2DModel conditioned on ``classes`` labels (num_class_embeds), seeded."""
     torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16,
+    return UNet2DModel(
+        sample_size=size,
         in_channels=1,
         out_channels=1,
         block_out_channels=(8, 16),
@@ -239,7 +230,10 @@ def class_conditional_folder(folder: Path, classes: int) -> Path:
         up_block_types=("UpBlock2D", "UpBlock2D"),
         num_class_embeds=classes,
     )
-    unet.save_pretrained(str(folder))
+
+
+def class_conditional_folder(folder: Path, classes: int) -> Path:
+    class_conditional_unet(16, classes).save_pretrained(str(folder))
     return folder
 
 
