@@ -120,11 +120,13 @@ def check_identity(path: Path | str, made_by: dict, params: dict, experiment: st
     if made_by.get("experiment") != experiment:
         raise CheckpointError(f"{path}: trained for experiment {made_by.get('experiment')!r}, not {experiment!r}")
     sections = {key: params[key] for key in identity_sections(params) if key in params}
-    again = "import it again" if sections.keys() == set(IMPORT_SECTIONS) else "train it again"
+    made, again = (
+        ("imported", "import it again") if sections.keys() == set(IMPORT_SECTIONS) else ("trained", "train it again")
+    )
     if made_by.get("params_sha256") != params_sha256(sections):
         differing = [key for key in sections if made_by.get("params", {}).get(key) != sections[key]]
         raise CheckpointError(
-            f"{path}: made with other {', '.join(differing) or 'training'} params than params.yaml "
+            f"{path}: {made} with other {', '.join(differing) or 'training'} params than params.yaml "
             f"gives {experiment}; {again}"
         )
     for source, digest in made_by.get("inputs", {}).items():
