@@ -10,12 +10,13 @@ factors and frequencies in its header). Every fault is one line naming the folde
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import InputError
@@ -70,8 +71,15 @@ def read_config(folder: Path) -> dict:
 def canonical_config(config: dict) -> dict:
     """Every init key of the UNet2DModel ``config`` builds, defaults included (JSON types),
     so that a config written by hand and one written by save_pretrained compare equal."""
-    built = build_unet({key: value for key, value in config.items() if not key.startswith("_")}).config
-    return json.loads(json.dumps({key: value for key, value in built.items() if not key.startswith("_")}))
+    public = {key: value for key, value in config.items() if not key.startswith("_")}
+    return json.loads(_canonical_json(json.dumps(public, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=8)
+def _canonical_json(config_json: str) -> str:
+    """Built once per config: every checkpoint load asks again, and building a UNet is not free."""
+    built = build_unet(json.loads(config_json)).config
+    return json.dumps({key: value for key, value in built.items() if not key.startswith("_")})
 
 
 def conditioning_of(folder: Path, config: dict) -> str:
@@ -152,8 +160,6 @@ def embedding_frequencies(folder: Path) -> int:
 
 def _embedding_header(path: Path) -> dict:
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             return handle.metadata() or {}
     except (OSError, SafetensorError) as exc:

@@ -21,6 +21,7 @@ same pass; a block that returns a tuple gives its first element.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import nn
@@ -125,7 +126,7 @@ class DiffusersScoreNet(nn.Module):
 
     @property
     def null_class(self) -> int:
-        return int(torch.tensor([f.cardinality for f in self.factors]).prod())
+        return math.prod(f.cardinality for f in self.factors)
 
 
 def _record(recorded: dict, name: str, module: nn.Module, inputs: object, output: object) -> None:
