@@ -13,7 +13,7 @@ import yaml
 
 from latent_abstractions import params
 from latent_abstractions.datasets import bumps
-from latent_abstractions.stages.prepare_data import BUMPS_KEYS
+from latent_abstractions.datasets.bumps import MAKE_KEYS as BUMPS_KEYS
 from latent_abstractions.train import TrainConfig
 
 from conftest import CI_PARAMS, ROOT, tiny_experiment

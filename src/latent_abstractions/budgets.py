@@ -10,17 +10,15 @@ where set (a cluster job's allocation, say); the disk budget the free space unde
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 from pathlib import Path
 
-from .datasets.bumps import lattice
+from .datasets.registry import kind_of
 from .errors import InputError
 
 GIB = 1 << 30
 MEMORY_VARIABLE = "LATENT_ABSTRACTIONS_MEMORY_GB"
-SHAPES_CARDINALITIES = {"floor_hue": 10, "wall_hue": 10, "object_hue": 10, "scale": 8, "shape": 4, "orientation": 15}
 BYTES_PER_PARAMETER = 20  # weights, gradient, EMA and Adam's two moments, float32
 
 
@@ -34,19 +32,7 @@ class Need:
 
 def images_of(dataset: dict) -> tuple[int, int]:
     """(images, values per image) of a data set's params; (0, 0) where only its file can say."""
-    if dataset["kind"] == "bumps":
-        width = len(lattice(dataset["width"], dataset["spacing_x"], dataset["margin"]))
-        height = len(lattice(dataset["height"], dataset["spacing_y"], dataset["margin"]))
-        if dataset.get("centres") == "continuous":
-            count = dataset["count"]
-        else:
-            count = width if dataset.get("profile") == "stripe" else width * height
-        return count, dataset["height"] * dataset["width"]
-    if dataset["kind"] == "shapes":
-        subset = dataset.get("subset") or {}
-        count = math.prod(len(set(subset.get(name, range(size)))) for name, size in SHAPES_CARDINALITIES.items())
-        return count, 3 * dataset["size"] ** 2
-    return 0, 0
+    return kind_of(dataset).images(dataset)
 
 
 def _pixels(dataset: dict) -> int:
@@ -58,7 +44,7 @@ def needs(step: str, params: dict) -> list[Need]:
     found = []
     count, pixels = images_of(params["dataset"])
     if step == "prepare_data" and count:
-        itemsize = 4 if params["dataset"]["kind"] == "bumps" else 1
+        itemsize = kind_of(params["dataset"]).itemsize
         found.append(
             Need("the data set's images", "dataset (sizes, spacings, subset)", count * pixels * itemsize, "memory")
         )
@@ -94,7 +80,7 @@ def needs(step: str, params: dict) -> list[Need]:
     if step == "exact_order" and "exact_order" in params:
         settings = params["exact_order"]
         pairs, points = settings["samples"], settings["points"]
-        values = sum(SHAPES_CARDINALITIES.values())
+        values = sum(kind_of(params["dataset"]).cardinalities(params["dataset"]).values())
         found.append(
             Need(
                 "the draws and their posteriors",

@@ -39,12 +39,32 @@ def _is_module(module: str) -> bool:
     return True
 
 
+def _discovers_package(tree: ast.Module) -> bool:
+    """Whether a module sets ``DISCOVERS_PACKAGE = True``: it imports every module of its
+    package at run time (a registry), which no import statement names."""
+    return any(
+        isinstance(node, ast.Assign)
+        and any(isinstance(target, ast.Name) and target.id == "DISCOVERS_PACKAGE" for target in node.targets)
+        and isinstance(node.value, ast.Constant)
+        and node.value.value is True
+        for node in tree.body
+    )
+
+
+def _package_modules(module: str) -> set[str]:
+    """The modules of the package that ``module`` belongs to."""
+    package = module.rpartition(".")[0]
+    folder = module_file(module).parent
+    return {f"{package}.{path.stem}" for path in folder.glob("*.py") if path.stem != "__init__"}
+
+
 def _imports(module: str) -> set[str]:
     """Package modules named by the import statements of ``module``."""
     path = module_file(module)
     is_package = path.name == "__init__.py"
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = _package_modules(module) - {module} if _discovers_package(tree) else set()
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom):

@@ -37,15 +37,3 @@ class Factor:
     @property
     def high(self) -> float:
         return float(self.values[-1])
-
-
-# The factors each data set family has, known before any data is made (params are
-# checked against them before compute).
-SHAPES3D_FACTORS: tuple[str, ...] = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-
-
-def factor_names(dataset: dict) -> tuple[str, ...]:
-    """The factor names of the data set a params.yaml ``dataset`` section describes."""
-    if dataset["kind"] == "bumps":
-        return ("x",) if dataset.get("profile") == "stripe" else ("x", "y")
-    return SHAPES3D_FACTORS

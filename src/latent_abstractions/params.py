@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .factors import factor_names
+from .datasets.registry import PHASES, factor_names, image_size, kind_of, schema_definitions, serves
 from .snapshot_schedule import checkpoint_steps, snapshot_ratio
 
 # Found from the package (a checkout or an editable install), not the working directory.
@@ -72,7 +72,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
-    """The schema (read once per file version: every validation uses it, and it is never changed)."""
+    """The schema, with the registered data set kinds' definitions (read once per file
+    version: every validation uses it, and it is never changed)."""
     status = Path(schema_path).stat()
     return _read_schema(str(Path(schema_path).resolve()), status.st_mtime_ns, status.st_size)
 
@@ -80,7 +81,12 @@ def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
 @functools.lru_cache(maxsize=8)
 def _read_schema(path: str, mtime_ns: int, size: int) -> dict:
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    clashes = sorted(set(schema["$defs"]) & set(schema_definitions()))
+    if clashes:
+        raise ParamsError(f"data set kind {clashes[0]!r}: its name is taken by a params schema definition")
+    schema["$defs"].update(schema_definitions())
+    return schema
 
 
 def _filling_defaults(validator_class):
@@ -144,7 +150,7 @@ def _check_phase_schedules(params: dict) -> None:
     """A phase study whose snapshots are too few or too far apart to bracket a transition."""
     for name, experiment in params["experiments"].items():
         generation = experiment.get("generation") or {}
-        if experiment["scope"] == "exact" or experiment["dataset"]["kind"] != "bumps":
+        if experiment["scope"] == "exact" or not serves(experiment["dataset"], PHASES):
             continue
         if not generation.get("phase_study", False):
             continue
@@ -228,10 +234,9 @@ def _check_consistency(params: dict) -> None:
     for name, experiment in params["experiments"].items():
         dataset = experiment["dataset"]
         height, width = image_size(dataset)
-        if dataset["kind"] == "bumps" and 2 * dataset["margin"] >= min(height, width) - 1:
-            raise ParamsError(
-                f"params.yaml: experiments.{name}.dataset.margin = {dataset['margin']}: leaves no room for centres"
-            )
+        problem = kind_of(dataset).problem(dataset)
+        if problem:
+            raise ParamsError(f"params.yaml: experiments.{name}.{problem}")
         if experiment["scope"] == "exact":  # no model: its sections are not read
             continue
         train = experiment["train"]
@@ -297,15 +302,6 @@ def _check_architecture(name: str, model: dict, height: int, width: int) -> None
             f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
             f"must be divisible by {downsample} for {levels} model levels"
         )
-
-
-def image_size(dataset: dict) -> tuple[int, int]:
-    """(height, width) of the images a dataset section describes."""
-    if dataset["kind"] == "bumps":
-        return dataset["height"], dataset["width"]
-    if dataset["kind"] == "shapes":
-        return dataset["size"], dataset["size"]
-    return 64, 64  # the real Shapes3D file
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

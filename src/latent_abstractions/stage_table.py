@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from . import paths
 from .code_closure import closure_files
+from .datasets.registry import EXACT_ORDER, PHASES, kind_of, serves
 
 STAGE_PACKAGE = "latent_abstractions.stages"
 LAUNCHER = "workflow/scripts/run_stage.py"  # finds the environment's interpreter (see its docstring)
@@ -45,7 +46,8 @@ class Stage:
     metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics
     plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
-    external_input: tuple[str, str] | None = None  # (section, key) naming a path outside the repository
+    # the experiment's path outside the repository that the stage reads (hashed by DVC), or None
+    external_input: Callable[[dict], str] | None = None
     priority: int = 0  # Snakemake starts higher first: the long jobs, so that short ones fill the gaps
 
     @property
@@ -68,14 +70,12 @@ class Stage:
 
     def external(self, experiment_params: dict) -> list[str]:
         """Files outside the repository that this experiment's run reads (hashed by DVC)."""
-        if self.external_input is None:
-            return []
-        section, key = self.external_input
-        return [experiment_params[section][key]]
+        return [] if self.external_input is None else [self.external_input(experiment_params)]
 
 
 def _is_file_import(experiment: dict) -> bool:
-    return experiment["dataset"]["kind"] == "shapes3d_file"
+    """Whether the data set is imported from a file outside the repository."""
+    return kind_of(experiment["dataset"]).external_file is not None
 
 
 def _is_full(experiment: dict) -> bool:
@@ -101,11 +101,12 @@ def _imports_network(experiment: dict) -> bool:
 
 
 def _is_bumps(experiment: dict) -> bool:
-    return experiment["dataset"]["kind"] == "bumps" and experiment["dataset"]["profile"] == "bump"
+    """Whether the data set serves the phase study (2-D bumps)."""
+    return serves(experiment["dataset"], PHASES)
 
 
-def _is_shapes(experiment: dict) -> bool:
-    return experiment["dataset"]["kind"] in ("shapes", "shapes3d_file")
+def _serves_exact_order(experiment: dict) -> bool:
+    return serves(experiment["dataset"], EXACT_ORDER)
 
 
 def _full_and(condition: Callable[[dict], bool] | None = None) -> Callable[[dict], bool]:
@@ -147,7 +148,7 @@ STAGES: tuple[Stage, ...] = (
         outputs=DATASET,
         params=("dataset",),
         applies_to=_is_file_import,
-        external_input=("dataset", "path"),
+        external_input=lambda experiment: experiment["dataset"][kind_of(experiment["dataset"]).external_file],
         priority=10,
     ),
     Stage(
@@ -170,7 +171,7 @@ STAGES: tuple[Stage, ...] = (
         params=("sde", "model"),
         directories=(paths.CHECKPOINTS,),
         applies_to=_imports_network,
-        external_input=("model", "path"),
+        external_input=lambda experiment: experiment["model"]["path"],
         priority=10,
     ),
     Stage(
@@ -264,7 +265,7 @@ STAGES: tuple[Stage, ...] = (
         outputs=(paths.EXACT_INFORMATION, paths.EXACT_DECISIONS),
         params=("sde", "exact_order"),
         plots=(_series_plot("exact_information"),),
-        applies_to=_is_shapes,
+        applies_to=_serves_exact_order,
         priority=3,
     ),
     Stage(

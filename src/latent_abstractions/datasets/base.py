@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ..artifacts import PROVENANCE_KEY, atomic_path, write_parquet
 from ..errors import InputError
 from ..factors import Factor
+from .splits import split_column
 
 IMAGES_FILE = "images.npy"
 FACTORS_FILE = "factors.parquet"
@@ -109,6 +110,12 @@ def save(dataset: Dataset, folder: Path | str, provenance: dict) -> None:
     with images_writer(folder, stored.shape, stored.dtype) as array:
         array[:] = stored
     write_factors(dataset.factors, dataset.factor_table, folder, stored_meta(dataset, provenance))
+
+
+def save_with_split(dataset: Dataset, split: dict, folder: Path | str, provenance: dict) -> None:
+    """Save ``dataset`` with its ``split`` column made by the params' split policy."""
+    dataset.factors["split"] = split_column(dataset.factors, dataset.factor_table, split)
+    save(dataset, folder, provenance)
 
 
 def stored_meta(dataset: Dataset, provenance: dict) -> dict:

@@ -10,16 +10,20 @@ import colorsys
 import enum
 import functools
 import itertools
+import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..errors import InputError
-from ..factors import SHAPES3D_FACTORS, Factor
+from ..factors import Factor
 from ..progress import Progress
-from .base import Dataset
+from .base import Dataset, save_with_split
+from .registry import EXACT_ORDER, DatasetKind
 
-FACTOR_NAMES = SHAPES3D_FACTORS
+FACTOR_NAMES: tuple[str, ...] = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 _HUES = tuple(i / 10 for i in range(10))
 FACTOR_VALUES: dict[str, tuple[float, ...]] = {
     "floor_hue": _HUES,
@@ -352,3 +356,65 @@ def make(size: int = 64, subset: dict[str, list[int]] | None = None) -> Dataset:
         }
     )
     return Dataset(images=images, factors=pd.DataFrame(columns), factor_table=factor_table)
+
+
+# --- the data set kind (registry.py) ----------------------------------------------------------
+
+SCHEMA = yaml.safe_load("""
+description: Procedural Shapes3D-like scenes (floor, wall, one object; six categorical factors).
+type: object
+additionalProperties: false
+required: [kind, size, split]
+properties:
+  kind: {const: shapes, description: "Procedural scenes.", default: shapes}
+  size: {type: integer, minimum: 8, maximum: 64, description: "Image side, pixels (Shapes3D: 64).", default: 16}
+  subset: {$ref: "#/$defs/factor_subset", default: {}}
+  spacing: {$ref: "#/$defs/subset_spacing", default: any}
+  split: {$ref: "#/$defs/split"}
+""")
+DEFINITIONS = yaml.safe_load("""
+factor_subset:
+  description: "Value indices to keep per factor (a factor not listed keeps all its values), e.g. {shape: [0, 2], scale: [0, 7]}."
+  type: object
+  additionalProperties: false
+  properties:
+    floor_hue: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 9}, description: "Indices of floor hues 0.0..0.9.", default: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+    wall_hue: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 9}, description: "Indices of wall hues 0.0..0.9.", default: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+    object_hue: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 9}, description: "Indices of object hues 0.0..0.9.", default: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+    scale: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 7}, description: "Indices of scales 0.75..1.25.", default: [0, 1, 2, 3, 4, 5, 6, 7]}
+    shape: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 3}, description: "0 cube, 1 cylinder, 2 sphere, 3 capsule.", default: [0, 1, 2, 3]}
+    orientation: {type: array, minItems: 1, uniqueItems: true, items: {type: integer, minimum: 0, maximum: 14}, description: "Indices of orientations -30..30 degrees.", default: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]}
+subset_spacing:
+  enum: [any, native]
+  description: "native: every subset keeps consecutive values of its factor (the data set's own spacing), checked; an exact decision time is set by the closest values of a factor, so a subset of far-apart values decides the order by design. any: no check."
+  default: any
+""")  # noqa: E501 (shared with shapes3d_file)
+
+
+def subset_indices(spec: dict) -> dict[str, list[int]] | None:
+    """The value indices a params ``dataset`` section keeps per factor (None: all)."""
+    subset = spec.get("subset")
+    return {name: list(indices) for name, indices in subset.items()} if subset else None
+
+
+def subset_cardinalities(spec: dict) -> dict[str, int]:
+    """Values kept per factor by a params ``dataset`` section's subset."""
+    subset = spec.get("subset") or {}
+    return {name: len(set(subset.get(name, range(count)))) for name, count in zip(FACTOR_NAMES, _CARDINALITIES)}
+
+
+def _make(spec: dict, folder: Path, provenance: dict) -> None:
+    save_with_split(make(spec["size"], subset_indices(spec)), spec["split"], folder, provenance)
+
+
+KIND = DatasetKind(
+    name="shapes",
+    schema=SCHEMA,
+    factor_names=lambda spec: FACTOR_NAMES,
+    image_size=lambda spec: (spec["size"], spec["size"]),
+    images=lambda spec: (math.prod(subset_cardinalities(spec).values()), 3 * spec["size"] ** 2),
+    cardinalities=subset_cardinalities,
+    make=_make,
+    studies=lambda spec: frozenset({EXACT_ORDER}),
+    definitions=DEFINITIONS,
+)

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from ..errors import InputError
 from . import base, shapes, splits
+from .registry import EXACT_ORDER, DatasetKind
 
 CHUNK = 4096  # images per read: about 50 MB at 64 x 64 x 3
 
@@ -131,3 +133,36 @@ def _factor_frame(indices: np.ndarray) -> tuple[list[base.Factor], pd.DataFrame]
         columns[name] = values[indices[:, k]]
         columns[f"{name}_bin"] = position
     return table, pd.DataFrame(columns)
+
+
+# --- the data set kind (registry.py) ----------------------------------------------------------
+
+SCHEMA = yaml.safe_load("""
+description: The real Shapes3D file (3dshapes.h5), imported by streaming.
+type: object
+additionalProperties: false
+required: [kind, path, split]
+properties:
+  kind: {const: shapes3d_file, description: "A local 3dshapes.h5.", default: shapes3d_file}
+  path: {type: string, minLength: 1, description: "Path of 3dshapes.h5 (images uint8 N x 64 x 64 x 3, labels float N x 6).", default: 3dshapes.h5}
+  subset: {$ref: "#/$defs/factor_subset", default: {}}
+  spacing: {$ref: "#/$defs/subset_spacing", default: any}
+  split: {$ref: "#/$defs/split"}
+""")  # noqa: E501
+
+
+def _import(spec: dict, folder: Path, provenance: dict) -> None:
+    import_file(spec["path"], folder, shapes.subset_indices(spec), spec["split"], provenance)
+
+
+KIND = DatasetKind(
+    name="shapes3d_file",
+    schema=SCHEMA,
+    factor_names=lambda spec: shapes.FACTOR_NAMES,
+    image_size=lambda spec: (64, 64),
+    images=lambda spec: (0, 0),  # only the file can say
+    cardinalities=shapes.subset_cardinalities,  # at most: the file may lack values
+    make=_import,
+    studies=lambda spec: frozenset({EXACT_ORDER}),
+    external_file="path",
+)

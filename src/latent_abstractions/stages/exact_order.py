@@ -17,6 +17,7 @@ from .. import information, order
 from ..artifacts import provenance, write_parquet, write_series_csv
 from ..cli import run_step
 from ..datasets import base
+from ..datasets.registry import EXACT_ORDER, serves, serving
 from ..errors import InputError
 from ..exact_stream import exact_information, resample_pairs
 from ..ground_truth import FiniteMixture
@@ -26,7 +27,6 @@ from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_publ
 from ..sde import make_sde
 
 log = logging.getLogger("exact_order")
-SHAPES_KINDS = ("shapes", "shapes3d_file")
 PROXY = "mi_exact"
 TIME_COLUMNS = ("tau_50", "tau_90", "log_snr_50", "log_snr_90", "log_snr_peak", "log_snr_nats")
 # Each definition of decision time and its rank column (rank 1: decided first).
@@ -34,12 +34,12 @@ RANKS = {"rank_50": "log_snr_50", "rank_peak": "log_snr_peak", "rank_nats": "log
 
 
 def load_shapes(experiment: str, params: dict) -> base.Dataset:
-    """The experiment's data set, memory-mapped; one clear line if it is not a shapes set or is missing."""
-    kind = params["dataset"]["kind"]
-    if kind not in SHAPES_KINDS:
+    """The experiment's data set, memory-mapped; one clear line if its kind does not serve
+    the exact order or it is missing."""
+    if not serves(params["dataset"], EXACT_ORDER):
         raise InputError(
-            f"exact_order: experiment {experiment} has a {kind} data set; the exact order is made "
-            f"for shapes experiments (dataset kind {' or '.join(SHAPES_KINDS)})"
+            f"exact_order: experiment {experiment} has a {params['dataset']['kind']} data set; the exact order "
+            f"is made for data set kinds {', '.join(serving(EXACT_ORDER))}"
         )
     try:
         dataset = base.load(ExperimentPaths(experiment).dataset_dir)
