@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from latent_abstractions import params as params_module
-from latent_abstractions import paths, stage_table
+from latent_abstractions import paths, read_audit, stage_table
 from latent_abstractions.artifacts import PROVENANCE_KEY
 from latent_abstractions.paths import ExperimentPaths
 from latent_abstractions.plotting import FIGURE_CAPTIONS
@@ -63,11 +63,11 @@ def environment() -> dict:
 
 
 def run(
-    command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S, dates: bool = False
+    command: list[str], cwd: Path, timeout: int = PIPELINE_TIMEOUT_S, dates: bool = False, extra_env: dict | None = None
 ) -> subprocess.CompletedProcess:
     # The copy's own code, not the checkout's that the editable install points at; fixed
     # commit dates only for the first commit (DVC's own experiment commits reject them).
-    env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src"), **(GIT_DATES if dates else {})}
+    env = {**environment(), "PYTHONPATH": str(Path(cwd) / "src"), **(GIT_DATES if dates else {}), **(extra_env or {})}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -264,10 +264,52 @@ def test_probe_jobs_are_exactly_those_that_read_the_probe_section():
 
 
 @pytest.fixture(scope="module")
-def snakemake_repo(tmp_path_factory, snapshot):
+def read_records(tmp_path_factory) -> Path:
+    """Where the Snakemake run's stages record the files under data/ they read."""
+    return tmp_path_factory.mktemp("reads")
+
+
+@pytest.fixture(scope="module")
+def snakemake_repo(tmp_path_factory, snapshot, read_records):
     repo = clone(snapshot, tmp_path_factory.mktemp("snakemake"))
-    run(snakemake("--cores", "2", "--workflow-profile", "workflow/profiles/default"), repo)
+    audit = {read_audit.AUDIT_VARIABLE: str(read_records)}
+    run(snakemake("--cores", "2", "--workflow-profile", "workflow/profiles/default"), repo, extra_env=audit)
     return repo
+
+
+def declared_files(job: str, params: dict) -> list[str]:
+    """What a job's stage-table entry lets it read: its inputs, and its own outputs (a
+    resumed run reads its checkpoints back)."""
+    if job == stage_table.REPORT.name:
+        return stage_table.REPORT.inputs(params) + list(stage_table.REPORT.outputs)
+    name, experiment = job.split("@")
+    entry = stage_table.stage(name)
+    templates = entry.inputs + entry.all_outputs()
+    return [t.format(experiment=experiment) for t in templates] + entry.external(params["experiments"][experiment])
+
+
+def undeclared_reads(records: Path, params: dict) -> list[str]:
+    """'<stage>@<experiment>: <file>' for each file under data/ a job read that its entry does not declare."""
+    found = []
+    for record in sorted(records.glob("*.reads")):
+        allowed = [path.rstrip("/") for path in declared_files(record.stem, params)]
+        for path in record.read_text().split():
+            if not any(path == a or path.startswith(f"{a}/") for a in allowed):
+                found.append(f"{record.stem}: {path}")
+    return found
+
+
+def test_every_stage_reads_only_what_its_table_entry_declares(snakemake_repo, read_records):
+    params = default_params()
+    jobs = {f"{s.name}@{name}" for s in stage_table.STAGES for name in stage_table.experiments_of(s, params)}
+    assert {record.stem for record in read_records.glob("*.reads")} == jobs | {stage_table.REPORT.name}
+    assert undeclared_reads(read_records, params) == []
+
+
+def test_an_undeclared_read_is_named_with_its_stage(tmp_path):
+    (tmp_path / "fit_probes@bumps.reads").write_text("data/bumps/probes.parquet\ndata/bumps/order.parquet\n")
+    (tmp_path / "fit_probes@shapes.reads").write_text("data/shapes/trajectories/step_0000/part_00000.parquet\n")
+    assert undeclared_reads(tmp_path, default_params()) == ["fit_probes@bumps: data/bumps/order.parquet"]
 
 
 def test_snakemake_runs_the_whole_pipeline(snakemake_repo):

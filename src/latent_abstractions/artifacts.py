@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from . import __version__
 from .code_closure import code_sha256
 from .errors import InputError
+from .read_audit import announce
 
 PROVENANCE_KEY = b"latent_abstractions.provenance"
 
@@ -213,6 +214,7 @@ def read_input_table(path: Path | str) -> pa.Table:
     if not Path(path).is_file():
         raise InputError(f"input table missing: {path} (run the stage that writes it first)")
     try:
+        announce(path)
         return pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise InputError(f"{path}: not a readable Parquet table ({exc})") from None

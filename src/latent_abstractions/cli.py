@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import budgets, locks, progress
+from . import budgets, locks, progress, read_audit
 from . import params as params_module
 from .artifacts import BEFORE_COMMIT, DiskFullError, is_disk_full
 from .errors import InputError, TrainingDiverged
@@ -50,6 +50,7 @@ def run_step(
     except params_module.ParamsError as exc:
         sys.exit(f"error: {exc}")
     log_path = Path(args.log or f"logs/{step}/{args.experiment}.log")
+    read_audit.start(f"{log_path.parent.name}@{args.experiment}")  # the stage's name is its log folder's
     what = f"{step} for experiment {args.experiment}"
     with one_line_errors(what, log_path):
         check_environment(args.experiment)
@@ -67,6 +68,7 @@ def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | 
     parser.add_argument("--log", default=f"logs/{step}.log", help=f"log file (default: logs/{step}.log)")
     args = parser.parse_args(argv)
     params = params_module.load_or_exit(args.params)
+    read_audit.start(step)
     with one_line_errors(step, Path(args.log)):
         locks.hold_step(step)
         _setup_logging(Path(args.log))

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import jsonschema
 import yaml
 
 from .datasets.registry import PHASES, factor_names, image_size, kind_of, schema_definitions, serves
+from .nets import taps
 from .snapshot_schedule import checkpoint_steps, snapshot_ratio
 
 # Found from the package (a checkout or an editable install), not the working directory.
@@ -86,6 +86,7 @@ def _read_schema(path: str, mtime_ns: int, size: int) -> dict:
     if clashes:
         raise ParamsError(f"data set kind {clashes[0]!r}: its name is taken by a params schema definition")
     schema["$defs"].update(schema_definitions())
+    schema["$defs"]["model"]["properties"]["taps"]["items"]["pattern"] = taps.SCHEMA_PATTERN
     return schema
 
 
@@ -257,18 +258,14 @@ def _check_consistency(params: dict) -> None:
             _check_architecture(name, model, height, width)
 
 
-SCORE_UNET_TAP = re.compile(r"^(down\.[0-9]+|mid|up\.[0-9]+)$")
-
-
 def _check_architecture(name: str, model: dict, height: int, width: int) -> None:
     """The network the pipeline trains: widths, groups, heads, levels and taps that fit."""
+    levels = len(model["channel_mults"])
     if model["architecture"] == "score_unet":
         for tap in model["taps"]:
-            if not SCORE_UNET_TAP.match(tap):
-                raise ParamsError(
-                    f"params.yaml: experiments.{name}.model.taps contains {tap!r}: "
-                    "the project's U-Net has the blocks down.<level>, mid, up.<level>"
-                )
+            problem = taps.score_unet_problem(tap, levels)
+            if problem:
+                raise ParamsError(f"params.yaml: experiments.{name}.model.taps contains {tap!r}: {problem}")
     for level, mult in enumerate(model["channel_mults"]):
         channels = model["base_channels"] * mult
         if channels % model["groups"]:
@@ -276,7 +273,6 @@ def _check_architecture(name: str, model: dict, height: int, width: int) -> None
                 f"params.yaml: experiments.{name}.model.groups = {model['groups']}: "
                 f"must divide the {channels} channels of level {level}"
             )
-    levels = len(model["channel_mults"])
     for level in model["attention_levels"]:
         if level >= levels:
             raise ParamsError(
@@ -289,12 +285,6 @@ def _check_architecture(name: str, model: dict, height: int, width: int) -> None
             raise ParamsError(
                 f"params.yaml: experiments.{name}.model.heads = {model['heads']}: "
                 f"must divide the {channels} channels of attended level {level}"
-            )
-    for tap in model["taps"]:
-        kind, _, index = tap.partition(".")
-        if kind in ("down", "up") and int(index) >= levels:
-            raise ParamsError(
-                f"params.yaml: experiments.{name}.model.taps contains {tap!r}: the model has levels 0..{levels - 1}"
             )
     downsample = 2 ** (levels - 1)
     if height % downsample or width % downsample:

@@ -37,6 +37,12 @@ def decided_order(decisions: pd.DataFrame, level: int = 50) -> list[str]:
     return ranked["factor"].tolist()
 
 
+def comparable(order: Sequence[str]) -> bool:
+    """Whether ``order`` names an early and a late factor of the claim (Shapes3D's factors):
+    another data set's order is not compared with it."""
+    return bool(set(order) & PUBLISHED_EARLY) and bool(set(order) & PUBLISHED_LATE)
+
+
 def _published_part(order: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """The order's published factors and their group (0 early, 1 late)."""
     if len(set(order)) != len(order):

@@ -13,6 +13,7 @@ from pathlib import Path
 from safetensors.torch import load_file, safe_open
 
 from . import safetensors_file
+from .read_audit import announce
 from .train import Trainer
 
 
@@ -23,6 +24,7 @@ def save(trainer: Trainer, path: Path | str, fingerprint: str) -> None:
 
 def fingerprint_of(path: Path | str) -> str | None:
     """The fingerprint a resume file was written for, or None if there is no readable one."""
+    announce(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             return (handle.metadata() or {}).get("fingerprint")
@@ -32,6 +34,7 @@ def fingerprint_of(path: Path | str) -> str | None:
 
 def load(trainer: Trainer, path: Path | str) -> None:
     """Restore ``trainer`` to the saved step."""
+    announce(path)
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
     trainer.restore(load_file(str(path)), metadata)

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
 from .artifacts import atomic_path, canonical_json
+from .read_audit import announce
 
 HEADER_ALIGNMENT = 8
 
@@ -43,6 +44,7 @@ def read_checkpoint_header(path: Path | str, error: type[Exception], what: str =
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} not found: {path}")
+    announce(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -55,6 +57,7 @@ def read_checkpoint_header(path: Path | str, error: type[Exception], what: str =
 
 def load_weights(model: torch.nn.Module, path: Path | str, error: type[Exception]) -> None:
     """Load the checkpoint's weights into ``model`` strictly, or ``error`` with one line."""
+    announce(path)
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except (SafetensorError, RuntimeError, OSError) as exc:

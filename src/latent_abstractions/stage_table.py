@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from . import paths
+from . import paths, proxies
 from .code_closure import closure_files
 from .datasets.registry import EXACT_ORDER, PHASES, kind_of, serves
 
@@ -253,7 +253,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "decision_order",
         "decision_order",
-        inputs=(paths.PROBES, paths.INFORMATION, paths.CLASSIFIER_EVALUATION, paths.FORK_ANALYSIS),
+        inputs=proxies.sources(),
         outputs=(paths.ORDER, paths.PROXIES),
         params=(),
         applies_to=_full_and(),

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .artifacts import PROVENANCE_KEY
 from .errors import StoreError
+from .read_audit import announce
 from .store_layout import (
     KEYS,
     LAYOUT_KEY,
@@ -180,6 +181,7 @@ class Store:
             )
 
     def _read_file(self, path: Path, columns: list[str], where, check_finite: Sequence[str]) -> pa.Table:
+        announce(path)
         try:
             if where is None:
                 table = pq.ParquetFile(path, page_checksum_verification=True).read(columns=columns, use_threads=True)
@@ -407,6 +409,7 @@ def _signature(schema: pa.Schema) -> list[tuple]:
 
 
 def _metadata(path: Path) -> tuple[dict, pq.ParquetSchema, int]:
+    announce(path)
     try:
         metadata = pq.read_metadata(path)
         return metadata.metadata or {}, metadata.schema, metadata.num_rows

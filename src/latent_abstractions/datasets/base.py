@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ..artifacts import PROVENANCE_KEY, atomic_path, write_parquet
 from ..errors import InputError
 from ..factors import Factor
+from ..read_audit import announce
 from .splits import split_column
 
 IMAGES_FILE = "images.npy"
@@ -141,6 +142,7 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{images_path}: not a readable image array ({exc}); make the data set again") from None
     try:
+        announce(factors_path)
         table = pq.read_table(factors_path)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{factors_path}: not a readable table ({exc}); make the data set again") from None

@@ -18,6 +18,7 @@ from torch import nn
 from ..conditioning import FactorConditioner
 from ..errors import InputError
 from ..factors import Factor
+from .taps import score_unet_names
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -171,7 +172,7 @@ class ScoreUNet(nn.Module):
 
     @property
     def tap_names(self) -> list[str]:
-        return [f"down.{i}" for i in range(self.levels)] + ["mid"] + [f"up.{i}" for i in range(self.levels)]
+        return score_unet_names(self.levels)
 
     def check_taps(self, taps: list[str]) -> None:
         unknown = [tap for tap in taps if tap not in self.tap_names]

@@ -12,59 +12,25 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import order
+from .. import order, proxies
 from ..artifacts import provenance, read_input_table, write_parquet
 from ..cli import run_step
 from ..errors import InputError
 from ..paths import ExperimentPaths
-from ..published_order import agrees_with_published, decided_order
+from ..published_order import agrees_with_published, comparable, decided_order
 
 log = logging.getLogger("decision_order")
-PROBE_FEATURE = "state"
-REFERENCE = "mi_exact"
+REFERENCE = proxies.proxy("mi_exact").name
 BOOTSTRAP = 200  # replicates of the proxies' curves, each point redrawn within its standard error
 SEED = 0
 
 
-def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list]:
-    files = ExperimentPaths(experiment)
-    sources = [
-        files.probes,
-        files.information,
-        files.classifier_evaluation,
-        files.fork_analysis,
-    ]
-    probes, information, bound, forks = (read_input_table(path).to_pandas() for path in sources)
-    columns = ["proxy", "factor", "t", "log_snr", "value", "stderr"]
-    probe = probes[
-        (probes["feature"] == PROBE_FEATURE)
-        & probes["metric"].isin(["accuracy", "r2"])
-        & (probes["target"] == "requested")
-    ]
-    train = information[information["distribution"] == "train"]
-    curves = [
-        probe.assign(proxy="probe", value=probe["score"], stderr=np.nan),  # one fit per point: no error
-        *(
-            train[train["quantity"] == quantity].assign(proxy=proxy, value=lambda f: f["mean"])
-            for quantity, proxy in (
-                ("mmse_difference", "mi_learned"),
-                ("exact", "mi_exact"),
-                ("bayes_accuracy", "bayes_accuracy"),
-            )
-        ),
-        bound.assign(proxy="classifier_bound", value=bound["bound"], stderr=bound["bound_se"]),
-        *(
-            forks[(forks["quantity"] == quantity) & (forks["split"] == split)].assign(
-                proxy=proxy, value=lambda f: f["mean"]
-            )
-            for quantity, split, proxy in (
-                ("fork_information", "all", "fork_information"),
-                ("fork_agreement", "all", "fork_agreement"),
-                ("forward_backward", "train", "forward_backward"),
-            )
-        ),
-    ]
-    return pd.concat([curve[columns] for curve in curves], ignore_index=True), sources
+def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list[str]]:
+    """Every registered proxy's curve, read from the tables this stage's entry declares."""
+    sources = proxies.sources()
+    files = [template.format(experiment=experiment) for template in sources]
+    tables = {template: read_input_table(path).to_pandas() for template, path in zip(sources, files)}
+    return proxies.curves(tables), files
 
 
 def _claim_agreement_share(replicates: list[pd.DataFrame]) -> dict[str, float]:
@@ -91,7 +57,9 @@ def order_step(experiment: str, params: dict) -> None:
     table["rank_agreement_with_exact"] = table["proxy"].map(agreement).astype(float)
     replicates = order.bootstrap_decisions(curves, BOOTSTRAP, SEED)
     table = order.rank_stability(table, replicates)
-    table["claim_agreement_share"] = table["proxy"].map(_claim_agreement_share(replicates)).astype(float)
+    # NaN where the data set has none of the claim's early or late factors (not compared)
+    shares = _claim_agreement_share(replicates) if comparable(sorted(set(curves["factor"]))) else {}
+    table["claim_agreement_share"] = table["proxy"].map(shares).astype(float)
     table.insert(0, "experiment", experiment)
     meta = provenance("decision_order", experiment, {}, sources)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), files.order, meta)

@@ -20,11 +20,10 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 from PIL import Image
 
 from .. import coupling, findings, paths, representation, stage_table
-from ..artifacts import atomic_path
+from ..artifacts import atomic_path, read_input_table
 from ..cli import run_project_step
 from ..errors import InputError
 from ..paths import ExperimentPaths
@@ -100,7 +99,7 @@ def declaring(inputs: list[str], files: list[ExperimentPaths], field: str) -> li
 def order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
     for experiment in declaring(inputs, files, "order"):
-        table = pq.read_table(experiment.order).to_pandas()
+        table = read_input_table(experiment.order).to_pandas()
         wide = table.pivot(index="factor", columns="proxy", values="tau_50").sort_values("mi_exact", ascending=False)
         agreement = table.groupby("proxy")["rank_agreement_with_exact"].first().to_frame().T
         parts.append(
@@ -136,10 +135,10 @@ def classifier_table(inputs: list[str], files: list[ExperimentPaths]) -> str:
 def accuracy_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
     for experiment in declaring(inputs, files, "generation_accuracy"):
-        table = pq.read_table(experiment.generation_accuracy).to_pandas()
+        table = read_input_table(experiment.generation_accuracy).to_pandas()
         wide = table.pivot_table(index="training_step", columns=["region", "axis"], values="accuracy")
         wide.columns = [f"{region} {axis}" for region, axis in wide.columns]
-        phases = representation.checkpoint_rows(pq.read_table(experiment.generation_representation).to_pandas())
+        phases = representation.checkpoint_rows(read_input_table(experiment.generation_representation).to_pandas())
         wide = wide.join(
             phases.set_index("training_step")[
                 [
@@ -179,7 +178,7 @@ STYLE = (
 def exact_order_tables(inputs: list[str], files: list[ExperimentPaths]) -> str:
     parts = []
     for experiment in declaring(inputs, files, "exact_decisions"):
-        table = pq.read_table(experiment.exact_decisions).to_pandas()
+        table = read_input_table(experiment.exact_decisions).to_pandas()
         shown = table[
             [
                 "factor",
@@ -227,7 +226,7 @@ def read_tables(files: ExperimentPaths, inputs: list[str]) -> dict:
     for name, (field, kind) in FINDINGS_TABLES.items():
         if declaring(inputs, [files], field):
             path = getattr(files, field)
-            tables[name] = pq.read_table(path).to_pandas() if kind == "parquet" else json.loads(path.read_text())
+            tables[name] = read_input_table(path).to_pandas() if kind == "parquet" else json.loads(path.read_text())
     return tables
 
 
