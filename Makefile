@@ -23,7 +23,7 @@ define install_lock
 	$(BIN)/python workflow/scripts/install_torch.py
 	$(BIN)/python -m pip install --quiet --require-hashes --requirement $(1)
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
-	$(BIN)/python -m latent_abstractions.dvc_plots_page
+	$(BIN)/python -m latent_abstractions.pipeline.dvc_plots_page
 	touch $@
 endef
 
@@ -44,15 +44,15 @@ test: install-dev
 
 # Every artifact under data/ against its inputs, params and code as they are now.
 verify: install
-	python -m latent_abstractions.verify
+	python -m latent_abstractions.pipeline.verify
 
 # dvc.yaml is generated from the stage table and the experiments in params.yaml.
 dvc.yaml: install
-	python -m latent_abstractions.dvc_yaml
+	python -m latent_abstractions.pipeline.dvc_yaml
 
 # Share and restore artifacts through the DVC remote (default: ../latent-abstractions-dvc-remote).
 push pull: install
-	python -m latent_abstractions.remote $@
+	python -m latent_abstractions.pipeline.remote $@
 
 lock: install-dev
 	python workflow/scripts/lock.py

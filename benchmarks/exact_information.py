@@ -29,11 +29,11 @@ import time
 import numpy as np
 import torch
 
-from latent_abstractions import information
+from latent_abstractions.analysis import information
+from latent_abstractions.analysis.exact_stream import exact_information, posteriors
+from latent_abstractions.analysis.ground_truth import FiniteMixture
 from latent_abstractions.datasets import shapes
-from latent_abstractions.exact_stream import exact_information, posteriors
-from latent_abstractions.ground_truth import FiniteMixture
-from latent_abstractions.sde import VPSDE, log_snr_grid
+from latent_abstractions.diffusion.sde import VPSDE, log_snr_grid
 
 NATIVE = {name: [0, 1, 2, 3] for name in shapes.FACTOR_NAMES}
 T_END = 1e-3

@@ -39,7 +39,7 @@ if ! "$PYTHON" - > "$OUT/device.txt" 2> "$LOGS/preflight.log" <<'PY'
 import importlib, os, sys
 missing = []
 for name in ("torch", "numpy", "pandas", "pyarrow", "yaml", "tqdm", "safetensors", "scipy", "sklearn",
-             "matplotlib", "PIL", "pytest", "xdist", "jsonschema", "latent_abstractions.params"):
+             "matplotlib", "PIL", "pytest", "xdist", "jsonschema", "latent_abstractions.pipeline.params"):
     try:
         importlib.import_module(name)
     except Exception as exc:  # any failure to import is a missing package here

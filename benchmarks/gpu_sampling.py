@@ -41,14 +41,16 @@ import numpy as np
 import torch
 from gpu_train import experiment_params, saved_dataset
 
-from latent_abstractions import checkpoints, forking, information
-from latent_abstractions.counter_noise import CounterNoise
-from latent_abstractions.devices import select_device
-from latent_abstractions.ground_truth import FiniteMixture
-from latent_abstractions.recording import TrajectoryRecorder, recorded_steps, stream_seed
-from latent_abstractions.samplers import SAMPLERS
-from latent_abstractions.sampling_setup import compiled
-from latent_abstractions.sde import make_sde, time_grid
+from latent_abstractions.analysis import information
+from latent_abstractions.analysis.ground_truth import FiniteMixture
+from latent_abstractions.core.devices import select_device
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.counter_noise import CounterNoise
+from latent_abstractions.diffusion.samplers import SAMPLERS
+from latent_abstractions.diffusion.sde import make_sde, time_grid
+from latent_abstractions.sampling import forking
+from latent_abstractions.sampling.recording import TrajectoryRecorder, recorded_steps, stream_seed
+from latent_abstractions.stages.sampling_setup import compiled
 
 OLD_FRACTION = 8  # CUDA: the old paths run 1/8 of the work
 CPU_SIZE = {"trajectories": 128, "steps": 50, "parents": 4, "branches": 8, "points": 4, "samples": 128}

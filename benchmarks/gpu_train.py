@@ -34,13 +34,13 @@ from pathlib import Path
 
 import torch
 
-from latent_abstractions import checkpoints
+from latent_abstractions.core.devices import peak_flops, select_device
 from latent_abstractions.datasets import base, bumps, shapes
-from latent_abstractions.devices import peak_flops, select_device
-from latent_abstractions.params import experiment as experiment_section
-from latent_abstractions.params import load as load_params
-from latent_abstractions.sde import make_sde
-from latent_abstractions.train import TrainConfig, Trainer, denoising_loss, train
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.sde import make_sde
+from latent_abstractions.pipeline.params import experiment as experiment_section
+from latent_abstractions.pipeline.params import load as load_params
+from latent_abstractions.training.train import TrainConfig, Trainer, denoising_loss, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CUDA_MODELS = (

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latent_abstractions import information
+from latent_abstractions.analysis import information
+from latent_abstractions.analysis.ground_truth import FiniteMixture
+from latent_abstractions.analysis.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
 from latent_abstractions.datasets import base, bumps
-from latent_abstractions.ground_truth import FiniteMixture
-from latent_abstractions.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
-from latent_abstractions.sde import SDE, VESDE, VPSDE
+from latent_abstractions.diffusion.sde import SDE, VESDE, VPSDE
 
 T_END = 1e-3
 SDES = {"vp": VPSDE(), "ve": VESDE(sigma_min=0.01, sigma_max=50.0)}

@@ -42,9 +42,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from latent_abstractions.store import StoreWriter
-from latent_abstractions.store_layout import schema_for
-from latent_abstractions.trajectories import open_store
+from latent_abstractions.store.store import StoreWriter
+from latent_abstractions.store.store_layout import schema_for
+from latent_abstractions.store.trajectories import open_store
 
 TRAJECTORIES, BATCH, STEPS, REPEATS = 1024, 256, 20, 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +117,8 @@ MEMORY_SCRIPT = r"""
 import json, resource, sys, time
 from pathlib import Path
 import numpy as np, torch, yaml
-from latent_abstractions import checkpoints
-from latent_abstractions import params as params_module
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.pipeline import params as params_module
 from latent_abstractions.datasets import bumps
 from latent_abstractions.stages.sample_trajectories import sample_step
 torch.set_num_threads(1)

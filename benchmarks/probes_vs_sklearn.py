@@ -1,4 +1,4 @@
-"""Batched torch probes (latent_abstractions.probes.fit_probes) against a loop of
+"""Batched torch probes (latent_abstractions.analysis.probes.fit_probes) against a loop of
 scikit-learn fits doing the same thing, on synthetic trajectory features of a realistic size.
 
 Run from the repository root, no arguments (needs scikit-learn, a dev/bench-only dependency):
@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 import torch
 
-from latent_abstractions.probes import DEFAULT_PENALTIES, fit_probes, split_train_validation_test
+from latent_abstractions.analysis.probes import DEFAULT_PENALTIES, fit_probes, split_train_validation_test
 
 N_TRAJECTORIES = 512
 STEPS = 8

@@ -57,12 +57,12 @@ except ImportError:
         "train_throughput: diffusers is not installed; install the diffusers extra with: pip install -e '.[diffusers]'"
     )
 
-from latent_abstractions import checkpoints
-from latent_abstractions.conditioning import FactorConditioner
-from latent_abstractions.devices import peak_flops
-from latent_abstractions.factors import Factor
-from latent_abstractions.sde import VPSDE
-from latent_abstractions.train import TrainConfig, Trainer, denoising_loss
+from latent_abstractions.core.devices import peak_flops
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.conditioning import FactorConditioner
+from latent_abstractions.diffusion.sde import VPSDE
+from latent_abstractions.training.train import TrainConfig, Trainer, denoising_loss
 
 FACTORS = [Factor("x", "continuous", (0.0, 1.0)), Factor("y", "continuous", (0.0, 1.0))]
 N_DATA = 1024  # random "images" the batches are drawn from

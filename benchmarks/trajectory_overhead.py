@@ -46,20 +46,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latent_abstractions import checkpoints
-from latent_abstractions.counter_noise import CounterNoise
-from latent_abstractions.factors import Factor
-from latent_abstractions.recording import (
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.counter_noise import CounterNoise
+from latent_abstractions.diffusion.samplers import SAMPLERS, gaussian_noise
+from latent_abstractions.diffusion.sde import VPSDE, time_grid
+from latent_abstractions.sampling.recording import (
     TrajectoryRecorder,
     recorded_steps,
     stream_seed,
     tap_shapes,
     time_columns,
 )
-from latent_abstractions.samplers import SAMPLERS, gaussian_noise
-from latent_abstractions.sde import VPSDE, time_grid
-from latent_abstractions.store import StoreWriter
-from latent_abstractions.trajectories import open_store
+from latent_abstractions.store.store import StoreWriter
+from latent_abstractions.store.trajectories import open_store
 
 TRAJECTORIES, BATCH, BLOCK, STEPS, RECORDED, REPEATS = 128, 64, 64, 100, 8, 9
 THREADS = 1  # one torch thread: on a shared 2-core machine, two threads spin-wait on each other under load

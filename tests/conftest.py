@@ -63,7 +63,7 @@ def workdir(tmp_path):
 @pytest.fixture
 def default_params() -> dict:
     """params.yaml as the pipeline sees it: validated, with the schema's defaults filled in."""
-    from latent_abstractions import params
+    from latent_abstractions.pipeline import params
 
     with open(ROOT / "params.yaml") as handle:
         return params.validate(yaml.safe_load(handle))
@@ -72,7 +72,7 @@ def default_params() -> dict:
 @pytest.fixture
 def ci_params() -> dict:
     """The tests' own params (tests/params-ci.yaml), validated, defaults filled in."""
-    from latent_abstractions import params
+    from latent_abstractions.pipeline import params
 
     with open(CI_PARAMS) as handle:
         return params.validate(yaml.safe_load(handle))

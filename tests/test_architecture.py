@@ -1,5 +1,5 @@
 """The package's import graph: no cycle, counting the imports inside functions too (a lazy
-import that hides a cycle is still one)."""
+import that hides a cycle is still one), and no import of a layer above (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,54 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 50 and graph["latent_abstractions.train"]  # the graph was read
+    assert len(graph) > 50 and graph["latent_abstractions.training.train"]  # the graph was read
     assert cycles(graph) == []
 
 
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The layers, from the bottom; a module imports only its own layer and those below.
+LAYERS = (
+    "core",
+    "datasets",
+    "diffusion",
+    "training",
+    "store",
+    "sampling",
+    "analysis",
+    "classifier",
+    "report",
+    "pipeline",
+    "stages",
+)
+
+
+def layer_rank(module: str) -> int:
+    """The module's layer, as its position in LAYERS; the package's own modules (__main__) sit on top."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else len(LAYERS)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{source} imports {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if layer_rank(target) > layer_rank(source)
+    )
+
+
+def test_every_module_sits_in_a_layer():
+    outside = [name for name in import_graph() if name.count(".") > 0 and name.split(".")[1] not in LAYERS]
+    assert outside == ["latent_abstractions.__main__"]
+
+
+def test_no_layer_imports_a_layer_above_it():
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_is_named():
+    graph = {"latent_abstractions.core.errors": {"latent_abstractions.pipeline.params"}}
+    assert upward_imports(graph) == ["latent_abstractions.core.errors imports latent_abstractions.pipeline.params"]

@@ -6,8 +6,8 @@ import errno
 
 import pytest
 
-from latent_abstractions import artifacts
-from latent_abstractions.errors import InputError
+from latent_abstractions.core import artifacts
+from latent_abstractions.core.errors import InputError
 
 
 def test_a_directory_hash_ignores_the_engines_bookkeeping_but_not_content(tmp_path):

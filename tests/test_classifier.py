@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_abstractions import (
+from latent_abstractions.classifier import (
     classifier,
     classifier_checkpoint,
     classifier_evaluation,
     classifier_prediction,
     classifier_training,
 )
+from latent_abstractions.core.errors import TrainingDiverged
+from latent_abstractions.core.factors import Factor
 from latent_abstractions.datasets.base import Dataset
-from latent_abstractions.errors import TrainingDiverged
-from latent_abstractions.factors import Factor
-from latent_abstractions.sde import VESDE, VPSDE
+from latent_abstractions.diffusion.sde import VESDE, VPSDE
 
 SDE = VPSDE(beta_min=0.1, beta_max=20.0)
 COLOURS = np.array([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from latent_abstractions import code_closure, stage_table
+from latent_abstractions.core import code_closure
+from latent_abstractions.pipeline import stage_table
 
 from conftest import ROOT
 
@@ -49,21 +50,23 @@ def test_a_missing_module_is_named():
 
 def test_relative_imports_inside_functions_are_followed():
     # figures imports plotting at module level; checkpoints is imported by the sampler stage only.
-    assert "latent_abstractions.plotting" in code_closure.closure("latent_abstractions.stages.figures")
-    assert "latent_abstractions.checkpoints" in code_closure.closure("latent_abstractions.stages.sample_trajectories")
+    assert "latent_abstractions.report.plotting" in code_closure.closure("latent_abstractions.stages.figures")
+    assert "latent_abstractions.diffusion.checkpoints" in code_closure.closure(
+        "latent_abstractions.stages.sample_trajectories"
+    )
 
 
 def test_closures_are_small_by_structure():
     """A table format and the analyses of tables do not pull in the network."""
-    network = "latent_abstractions.nets.unet"
+    network = "latent_abstractions.diffusion.nets.unet"
     for module in (
-        "latent_abstractions.trajectories",
+        "latent_abstractions.store.trajectories",
         "latent_abstractions.stages.fit_probes",
         "latent_abstractions.stages.prepare_data",
         "latent_abstractions.stages.figures",
     ):
         assert network not in code_closure.closure(module), module
-    assert "latent_abstractions.datasets.base" not in code_closure.closure("latent_abstractions.nets.unet")
+    assert "latent_abstractions.datasets.base" not in code_closure.closure("latent_abstractions.diffusion.nets.unet")
 
 
 def test_code_hash_names_the_closure_content():

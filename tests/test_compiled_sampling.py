@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from latent_abstractions.counter_noise import CounterNoise
-from latent_abstractions.factors import Factor
-from latent_abstractions.nets.unet import ScoreUNet
-from latent_abstractions.recording import TrajectoryRecorder
-from latent_abstractions.samplers import SAMPLERS
-from latent_abstractions.sampling_setup import compiled
-from latent_abstractions.sde import VPSDE, time_grid
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion.counter_noise import CounterNoise
+from latent_abstractions.diffusion.nets.unet import ScoreUNet
+from latent_abstractions.diffusion.samplers import SAMPLERS
+from latent_abstractions.diffusion.sde import VPSDE, time_grid
+from latent_abstractions.sampling.recording import TrajectoryRecorder
+from latent_abstractions.stages.sampling_setup import compiled
 
 
 def test_a_compiled_network_samples_what_the_eager_one_does():

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from latent_abstractions import params as params_module
-from latent_abstractions import stage_table
-from latent_abstractions.artifacts import PROVENANCE_KEY, params_sha256
+from latent_abstractions.core.artifacts import PROVENANCE_KEY, params_sha256
+from latent_abstractions.pipeline import params as params_module
+from latent_abstractions.pipeline import stage_table
 
 from test_pipeline import dvc, environment, git_repository, snakemake
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 TARGET = "data/bumps/model/weights.safetensors"
 CHECKPOINTS = "data/bumps/model/checkpoints"
 HOLD = (
-    "import time; from latent_abstractions import locks; locks.hold_step({module!r}, {experiment!r}, {variant!r}); "
+    "import time; from latent_abstractions.pipeline import locks; locks.hold_step({module!r}, {experiment!r}, {variant!r}); "
     "print('held', flush=True); time.sleep(60)"
 )
 

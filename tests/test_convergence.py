@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_abstractions import plotting
-from latent_abstractions.convergence import (
+from latent_abstractions.analysis.convergence import (
     CONVERGING_NOTE,
     EXCESS_TARGET,
     GAP_COLUMNS,
@@ -16,6 +15,7 @@ from latent_abstractions.convergence import (
     information_gaps,
     not_converged_note,
 )
+from latent_abstractions.report import plotting
 
 T = np.geomspace(1.0, 1e-3, 12)
 ENTROPY = np.log(4.0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from latent_abstractions.counter_noise import CounterNoise, _mul32, mix32, uniform_bits
-from latent_abstractions.recording import stream_seed
+from latent_abstractions.diffusion.counter_noise import CounterNoise, _mul32, mix32, uniform_bits
+from latent_abstractions.sampling.recording import stream_seed
 
 
 def test_mul32_is_the_product_mod_2_32_without_overflow():

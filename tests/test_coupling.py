@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from latent_abstractions import coupling, params
+from latent_abstractions.analysis import coupling
+from latent_abstractions.pipeline import params
 
 from conftest import ROOT
 
@@ -179,7 +180,7 @@ def test_the_overlays_are_what_their_script_writes():
 
 
 def test_a_generation_scope_experiment_runs_training_and_the_bumps_evaluation_alone():
-    from latent_abstractions import stage_table
+    from latent_abstractions.pipeline import stage_table
 
     tree = study({"vanilla": 3, "control_x": 3, "control_y": 3})
     for experiment in tree["experiments"].values():

@@ -11,7 +11,7 @@ from dvc.repo import Repo
 from snakemake.api import SnakemakeApi
 from snakemake.settings import types as settings
 
-from latent_abstractions import dvc_yaml, stage_table
+from latent_abstractions.pipeline import dvc_yaml, stage_table
 
 from conftest import ROOT
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from latent_abstractions import pixels
+from latent_abstractions.core import pixels
 from latent_abstractions.datasets import base, bumps, shapes, shapes3d_file, splits
 
 

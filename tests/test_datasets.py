@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latent_abstractions.core.errors import InputError
 from latent_abstractions.datasets import base, bumps
-from latent_abstractions.errors import InputError
 
 
 def test_lattice_respects_margin_and_spacing():

@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from latent_abstractions import devices
-from latent_abstractions.errors import InputError
+from latent_abstractions.core import devices
+from latent_abstractions.core.errors import InputError
 
 
 def test_the_first_available_device_is_chosen(monkeypatch):

@@ -18,11 +18,11 @@ import torch
 import yaml
 from diffusers import DDPMScheduler, UNet2DModel
 
-from latent_abstractions import checkpoints, diffusers_folder
-from latent_abstractions.errors import InputError
-from latent_abstractions.factors import Factor
-from latent_abstractions.nets.diffusers_unet import DiffusersScoreNet, ddpm_timestep
-from latent_abstractions.sde import make_sde
+from latent_abstractions.core.errors import InputError
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion import checkpoints, diffusers_folder
+from latent_abstractions.diffusion.nets.diffusers_unet import DiffusersScoreNet, ddpm_timestep
+from latent_abstractions.diffusion.sde import make_sde
 
 from conftest import CI_PARAMS
 from test_pipeline import git_repository, run, snakemake

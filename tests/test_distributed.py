@@ -17,7 +17,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from latent_abstractions.distributed import World
+from latent_abstractions.training.distributed import World
 
 from conftest import tiny_experiment
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from latent_abstractions import representation
+from latent_abstractions.analysis import representation
+from latent_abstractions.core.errors import InputError
 from latent_abstractions.datasets import base, bumps
-from latent_abstractions.errors import InputError
 from latent_abstractions.stages.evaluate_generation import evaluate_step
 
 from test_store import EXPERIMENT, experiment_params, make_workdir

@@ -14,15 +14,15 @@ import pytest
 import torch
 import yaml
 
-from latent_abstractions import params, stage_table
-from latent_abstractions.datasets import base
-from latent_abstractions.paths import ExperimentPaths
-from latent_abstractions.published_order import (
+from latent_abstractions.analysis.published_order import (
     agrees_with_published,
     compare_with_published,
     decided_order,
     published_rank_agreement,
 )
+from latent_abstractions.datasets import base
+from latent_abstractions.pipeline import params, stage_table
+from latent_abstractions.pipeline.paths import ExperimentPaths
 from latent_abstractions.stages import exact_order, prepare_data
 
 from conftest import ROOT
@@ -192,7 +192,8 @@ def test_bad_input_gives_one_line(workdir, default_params):
     for name, expected in (
         (
             "bumps",
-            "error: exact_order: experiment bumps has a bumps data set; the exact order is made for shapes experiments",
+            "error: exact_order: experiment bumps has a bumps data set; the exact order is made for data set kinds "
+            "shapes, shapes3d_file",
         ),
         ("tiny", "error: exact_order: dataset file missing: data/tiny/dataset/images.npy (make the data set of tiny"),
     ):
@@ -268,7 +269,7 @@ def test_every_section_a_stage_reads_is_written_out(name):
 
 
 def test_a_native_spacing_subset_of_values_far_apart_is_refused_naming_the_factor():
-    from latent_abstractions import params
+    from latent_abstractions.pipeline import params
 
     tree = {
         "experiments": {

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions import exact_stream
+from latent_abstractions.analysis import exact_stream
+from latent_abstractions.analysis.ground_truth import FiniteMixture, entropy_terms
 from latent_abstractions.datasets import shapes
-from latent_abstractions.ground_truth import FiniteMixture, entropy_terms
-from latent_abstractions.sde import VPSDE, log_snr_grid
+from latent_abstractions.diffusion.sde import VPSDE, log_snr_grid
 
 CPU = torch.device("cpu")
 # Two values of each factor, consecutive: close images, the hardest case for rounding.

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from latent_abstractions import findings, order
+from latent_abstractions.analysis import order
+from latent_abstractions.report import findings
 
 from conftest import ROOT
 
@@ -132,7 +133,7 @@ def decision_table(tau_50, stderr=0.05, peak=None) -> pd.DataFrame:
 
 def test_exact_order_against_the_claim_with_both_definitions_and_its_source():
     decisions = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2])
-    said = " ".join(findings.exact_order_sentences("s64", {"size": 64}, decisions))
+    said = " ".join(findings.exact_order_sentences("s64", {"kind": "shapes", "size": 64}, decisions))
     assert "At 64×64 (s64, 6 factors" in said
     assert (
         "floor_hue (0.90), wall_hue (0.90), object_hue (0.90), shape (0.90), scale (0.90), orientation (0.90)" in said
@@ -140,8 +141,16 @@ def test_exact_order_against_the_claim_with_both_definitions_and_its_source():
     assert "this agrees with the order attributed to Franzese et al." in said and "no section or figure" in said
     assert "against τ₅₀ they give every factor the same place" in said
     late_shape = decision_table([0.7, 0.6, 0.5, 0.1, 0.3, 0.2], peak=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    said = " ".join(findings.exact_order_sentences("s", {"size": 16}, late_shape))
+    said = " ".join(findings.exact_order_sentences("s", {"kind": "shapes", "size": 16}, late_shape))
     assert "departs from" in said and "against τ₅₀ they order" in said
+
+
+def test_a_data_set_without_the_claims_factors_is_not_compared_with_it():
+    decisions = decision_table([0.7, 0.6, 0.5, 0.45, 0.3, 0.2])
+    decisions["factor"] = ["a", "b", "c", "d", "e", "f"]
+    said = " ".join(findings.exact_order_sentences("t", {"kind": "bumps", "height": 8, "width": 12}, decisions))
+    assert "At 8×12 (t, 6 factors" in said and "not compared" in said
+    assert "agrees with" not in said and "departs from" not in said
 
 
 def test_pairs_within_their_errors_are_not_called_different():

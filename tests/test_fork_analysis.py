@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_abstractions import fork_analysis
-from latent_abstractions.entropy import miller_madow_entropy
+from latent_abstractions.analysis import fork_analysis
+from latent_abstractions.analysis.entropy import miller_madow_entropy
 
 
 def test_entropy_of_decided_and_undecided_branches():

@@ -7,16 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_abstractions.cli import run_step
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.core.pixels import model_range
 from latent_abstractions.datasets import base
-from latent_abstractions.factors import Factor
-from latent_abstractions.forking import parent_conditions, source_rows
-from latent_abstractions.pixels import model_range
+from latent_abstractions.pipeline.cli import run_step
+from latent_abstractions.sampling.forking import parent_conditions, source_rows
 from latent_abstractions.stages.fork_trajectories import fork_step
 from latent_abstractions.stages.forward_backward import forward_backward_step
-from latent_abstractions.store import StoreWriter, partial_path
-from latent_abstractions.store_layout import PARENT_BRANCH
-from latent_abstractions.trajectories import open_store
+from latent_abstractions.store.store import StoreWriter, partial_path
+from latent_abstractions.store.store_layout import PARENT_BRANCH
+from latent_abstractions.store.trajectories import open_store
 
 from test_store import EXPERIMENT, make_workdir, run_in, store_bytes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_abstractions import generation_metrics as gm
+from latent_abstractions.analysis import generation_metrics as gm
 from latent_abstractions.datasets import bumps
 
 

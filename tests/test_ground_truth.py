@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.ground_truth import FiniteMixture, entropy_terms
-from latent_abstractions.oracles import GaussianEpsilon, GaussianTask, gaussian_suite
-from latent_abstractions.sde import VPSDE
+from latent_abstractions.analysis.ground_truth import FiniteMixture, entropy_terms
+from latent_abstractions.analysis.oracles import GaussianEpsilon, GaussianTask, gaussian_suite
+from latent_abstractions.diffusion.sde import VPSDE
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.image_rows import ImageRows
-from latent_abstractions.pixels import model_range
+from latent_abstractions.core.image_rows import ImageRows
+from latent_abstractions.core.pixels import model_range
 
 ROWS = np.array([9, 3, 14, 3, 0, 7])
 POSITIONS = np.array([5, 0, 3, 1, 1, 4, 2])

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions import information
-from latent_abstractions.conditioning import subset_keep_mask
+from latent_abstractions.analysis import information
+from latent_abstractions.analysis.ground_truth import FiniteMixture
+from latent_abstractions.analysis.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
 from latent_abstractions.datasets import bumps
-from latent_abstractions.ground_truth import FiniteMixture
-from latent_abstractions.oracles import ExactEpsilon, GaussianEpsilon, gaussian_suite
-from latent_abstractions.schedule import training_times
-from latent_abstractions.sde import T_MIN, VESDE, VPSDE
+from latent_abstractions.diffusion.conditioning import subset_keep_mask
+from latent_abstractions.diffusion.schedule import training_times
+from latent_abstractions.diffusion.sde import T_MIN, VESDE, VPSDE
 
 
 def test_cumulative_integral_of_a_known_function():

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latent_abstractions import artifacts
+from latent_abstractions.core import artifacts
 
 from conftest import ROOT
 

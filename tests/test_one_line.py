@@ -14,8 +14,9 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from latent_abstractions import artifacts, cli
-from latent_abstractions.errors import InputError
+from latent_abstractions.core import artifacts
+from latent_abstractions.core.errors import InputError
+from latent_abstractions.pipeline import cli
 
 from conftest import ROOT
 
@@ -129,7 +130,7 @@ def test_a_damaged_data_set_is_one_line_naming_the_file(saved_shapes, damage):
 
 @pytest.mark.parametrize("key", ["train", "sample", "exact_order"])
 def test_a_seed_beyond_32_bits_is_refused_in_one_line(key, default_params):
-    from latent_abstractions import params
+    from latent_abstractions.pipeline import params
 
     experiment = "shapes64" if key == "exact_order" else "bumps"
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -157,7 +158,7 @@ SIZES = [
 def test_sizes_whose_product_exhausts_the_machine_are_refused_naming_the_keys(
     step, experiment, change, keys, default_params, monkeypatch
 ):
-    from latent_abstractions import budgets
+    from latent_abstractions.pipeline import budgets
 
     monkeypatch.setenv(budgets.MEMORY_VARIABLE, "64")
     chosen = default_params["experiments"][experiment]

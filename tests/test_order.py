@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_abstractions import order
+from latent_abstractions.analysis import order
 
 
 def sigmoid_curve(t: np.ndarray, midpoint: float) -> np.ndarray:

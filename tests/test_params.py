@@ -11,10 +11,10 @@ import sys
 import pytest
 import yaml
 
-from latent_abstractions import params
 from latent_abstractions.datasets import bumps
 from latent_abstractions.datasets.bumps import MAKE_KEYS as BUMPS_KEYS
-from latent_abstractions.train import TrainConfig
+from latent_abstractions.pipeline import params
+from latent_abstractions.training.train import TrainConfig
 
 from conftest import CI_PARAMS, ROOT, tiny_experiment
 
@@ -230,7 +230,7 @@ def test_training_defaults_agree_with_the_schema():
 
 
 def test_classifier_defaults_agree_with_the_schema():
-    from latent_abstractions.classifier_training import ClassifierConfig
+    from latent_abstractions.classifier.classifier_training import ClassifierConfig
 
     expected = schema_defaults("classifier")
     for field in dataclasses.fields(ClassifierConfig):

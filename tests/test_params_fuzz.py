@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from latent_abstractions import params
+from latent_abstractions.pipeline import params
 
 SEED = 20261125
 

@@ -25,13 +25,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from latent_abstractions import params as params_module
-from latent_abstractions import paths, read_audit, stage_table
-from latent_abstractions.artifacts import PROVENANCE_KEY
-from latent_abstractions.paths import ExperimentPaths
-from latent_abstractions.plotting import FIGURE_CAPTIONS
-from latent_abstractions.store import PROGRESS, partial_path
-from latent_abstractions.trajectories import open_store
+from latent_abstractions.core import read_audit
+from latent_abstractions.core.artifacts import PROVENANCE_KEY
+from latent_abstractions.pipeline import params as params_module
+from latent_abstractions.pipeline import paths, stage_table
+from latent_abstractions.pipeline.paths import ExperimentPaths
+from latent_abstractions.report.plotting import FIGURE_CAPTIONS
+from latent_abstractions.store.store import PROGRESS, partial_path
+from latent_abstractions.store.trajectories import open_store
 
 from browser_checks import ARTIFACTS, check_page, require_chromium
 from conftest import CI_PARAMS, ROOT
@@ -101,7 +102,7 @@ def git_repository(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     shutil.copy2(CI_PARAMS, target / "params.yaml")
-    run([sys.executable, "-m", "latent_abstractions.dvc_yaml"], target)
+    run([sys.executable, "-m", "latent_abstractions.pipeline.dvc_yaml"], target)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run(command, target, dates=True)
     return target
@@ -111,7 +112,7 @@ def clone(repo: Path, target: Path) -> Path:
     """A git clone (same commit, same provenance) of ``repo`` at ``target``, with the page
     `dvc plots show` fills in written as `make install` writes it (git ignores it)."""
     subprocess.run(["git", "clone", "-q", str(repo), str(target)], env=environment(), check=True)
-    run([sys.executable, "-m", "latent_abstractions.dvc_plots_page"], target)
+    run([sys.executable, "-m", "latent_abstractions.pipeline.dvc_plots_page"], target)
     return target
 
 
@@ -233,7 +234,7 @@ class edited:
         os.utime(self.path, (self.times.st_atime, self.times.st_mtime))
 
 
-EDITED_MODULES = ["src/latent_abstractions/datasets/shapes.py", "src/latent_abstractions/probes/lbfgs.py"]
+EDITED_MODULES = ["src/latent_abstractions/datasets/shapes.py", "src/latent_abstractions/analysis/probes/lbfgs.py"]
 PROBE_PARAM = ("bumps", "probes", "seed")  # experiment, section, key
 PROBE_JOBS = {"fit_probes@bumps"}  # the jobs that read that section
 
@@ -321,9 +322,9 @@ def test_snakemake_runs_the_whole_pipeline(snakemake_repo):
 
 
 def test_verify_finds_nothing_on_a_fresh_run_and_names_each_tampered_file(snakemake_repo, tmp_path):
-    """`python -m latent_abstractions.verify` on the fresh run, then on a copy after each
+    """`python -m latent_abstractions.pipeline.verify` on the fresh run, then on a copy after each
     class of tampering: every class is found, naming the file."""
-    verify = [sys.executable, "-m", "latent_abstractions.verify"]
+    verify = [sys.executable, "-m", "latent_abstractions.pipeline.verify"]
     assert run(verify, snakemake_repo).stdout.strip().endswith(" 0 findings")
     copy = tmp_path / "copy"
     shutil.copytree(snakemake_repo, copy, symlinks=True)
@@ -490,7 +491,10 @@ def test_dvc_lock_hashes_every_input_of_every_figure(dvc_repo):
         }
         assert f"data/{experiment}/dataset/images.npy" in ancestry
         assert f"data/{experiment}/model/weights.safetensors" in ancestry
-        assert "src/latent_abstractions/train.py" in ancestry and "src/latent_abstractions/information.py" in ancestry
+        assert (
+            "src/latent_abstractions/training/train.py" in ancestry
+            and "src/latent_abstractions/analysis/information.py" in ancestry
+        )
     assert set(stages) == {name.split("@")[0] for name in lock}
 
 
@@ -548,12 +552,12 @@ def test_dvc_plots_page_draws_every_chart_in_a_browser_without_network(dvc_repo)
 def test_push_pull_round_trip_and_an_experiment_with_a_changed_param(dvc_repo):
     """Push to the default remote (a folder beside the repository), clone afresh beside it,
     pull: every artifact back, byte for byte, and nothing to rerun. Then `dvc exp run -S`."""
-    run([sys.executable, "-m", "latent_abstractions.remote", "push"], dvc_repo)
+    run([sys.executable, "-m", "latent_abstractions.pipeline.remote", "push"], dvc_repo)
     assert (dvc_repo.parent / "latent-abstractions-dvc-remote").is_dir()
     clone = dvc_repo.parent / "clone"  # beside dvc_repo, so its default remote is the same folder
     run(["git", "clone", "-q", str(dvc_repo), str(clone)], dvc_repo.parent)
     started = time.monotonic()
-    run([sys.executable, "-m", "latent_abstractions.remote", "pull"], clone)
+    run([sys.executable, "-m", "latent_abstractions.pipeline.remote", "pull"], clone)
     pulled_in = time.monotonic() - started
     assert "Data and pipelines are up to date" in run(dvc("status"), clone).stdout
     print(f"dvc pull of the smoke artifacts: {pulled_in:.1f} s")
@@ -574,7 +578,7 @@ def test_an_unreachable_remote_is_named_in_one_line(dvc_repo, tmp_path):
     run(dvc("remote", "add", "--local", "-f", "-d", "elsewhere", str(missing)), dvc_repo)
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "latent_abstractions.remote", "pull"],
+            [sys.executable, "-m", "latent_abstractions.pipeline.remote", "pull"],
             cwd=dvc_repo,
             env=environment(),
             capture_output=True,

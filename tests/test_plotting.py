@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_abstractions import plotting, store_layout
+from latent_abstractions.report import plotting
+from latent_abstractions.store import store_layout
 
 T = np.geomspace(1.0, 1e-3, 6)
 FEATURES = [

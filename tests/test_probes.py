@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions.errors import InputError
-from latent_abstractions.probes import (
+from latent_abstractions.analysis.probes import (
     DEFAULT_PENALTIES,
     fit_probes,
     probe_frame,
     split_train_validation_test,
     split_trajectories,
 )
+from latent_abstractions.core.errors import InputError
 
 
 @pytest.fixture(autouse=True)
@@ -245,8 +245,8 @@ def test_ascent_direction_falls_back_to_the_preconditioned_gradient(monkeypatch)
     taken instead; the curvature history's inner products (kept up to date from the
     direction's coefficients, not recomputed) stay those of its pairs, and the same optimum
     is reached."""
-    from latent_abstractions.probes import lbfgs
-    from latent_abstractions.probes.softmax import Softmaxes
+    from latent_abstractions.analysis.probes import lbfgs
+    from latent_abstractions.analysis.probes.softmax import Softmaxes
 
     rng = np.random.default_rng(4)
     m, q = 80, 6

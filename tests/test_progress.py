@@ -12,10 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_abstractions import classifier_training, cli, exact_stream, information, order, progress
+from latent_abstractions.analysis import exact_stream, information, order
+from latent_abstractions.analysis.ground_truth import FiniteMixture
+from latent_abstractions.classifier import classifier_training
+from latent_abstractions.core import progress
 from latent_abstractions.datasets import shapes
-from latent_abstractions.ground_truth import FiniteMixture
-from latent_abstractions.sde import VPSDE
+from latent_abstractions.diffusion.sde import VPSDE
+from latent_abstractions.pipeline import cli
 
 from test_classifier import square_dataset, tiny_architecture
 

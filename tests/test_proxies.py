@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latent_abstractions import paths, proxies, stage_table
-from latent_abstractions.errors import InputError
+from latent_abstractions.core.errors import InputError
+from latent_abstractions.pipeline import paths, proxies, stage_table
 
 
 def test_an_unregistered_proxy_is_one_line_listing_the_registered_ones():

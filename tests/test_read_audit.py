@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from latent_abstractions import read_audit
+from latent_abstractions.core import read_audit
 
 SCRIPT = """
 import numpy as np
-from latent_abstractions import read_audit
-from latent_abstractions.artifacts import read_input_table
+from latent_abstractions.core import read_audit
+from latent_abstractions.core.artifacts import read_input_table
 read_audit.start("probe@toy")
 np.load("data/toy/images.npy", mmap_mode="r")
 read_input_table("data/toy/table.parquet")
@@ -35,4 +35,3 @@ def test_python_and_native_reads_under_data_are_recorded_and_writes_are_not(tmp_
     env = {**os.environ, read_audit.AUDIT_VARIABLE: str(records)}
     subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, check=True)
     assert (records / "probe@toy.reads").read_text().split() == ["data/toy/images.npy", "data/toy/table.parquet"]
-

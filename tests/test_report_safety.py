@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from latent_abstractions.errors import InputError
+from latent_abstractions.core.errors import InputError
 from latent_abstractions.stages import report
 
 HOSTILE = "<script>alert(1)</script>"

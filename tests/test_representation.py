@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latent_abstractions import representation
+from latent_abstractions.analysis import representation
 
 
 def grid(n: int = 12) -> np.ndarray:

@@ -20,7 +20,8 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from latent_abstractions import resume, safetensors_file
+from latent_abstractions.core import safetensors_file
+from latent_abstractions.training import resume
 
 from conftest import tiny_experiment
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latent_abstractions.analysis.oracles import ExactEpsilon
 from latent_abstractions.datasets import bumps
-from latent_abstractions.oracles import ExactEpsilon
-from latent_abstractions.samplers import AUXILIARY, SAMPLERS, gaussian_noise
-from latent_abstractions.sde import VESDE, VPSDE, expand_like, time_grid
+from latent_abstractions.diffusion.samplers import AUXILIARY, SAMPLERS, gaussian_noise
+from latent_abstractions.diffusion.sde import VESDE, VPSDE, expand_like, time_grid
 
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))

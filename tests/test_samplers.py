@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
+from latent_abstractions.analysis.oracles import ExactEpsilon
 from latent_abstractions.datasets import bumps
-from latent_abstractions.oracles import ExactEpsilon
-from latent_abstractions.samplers import gaussian_noise, reverse_sde_euler_maruyama
-from latent_abstractions.sde import VPSDE, time_grid
+from latent_abstractions.diffusion.samplers import gaussian_noise, reverse_sde_euler_maruyama
+from latent_abstractions.diffusion.sde import VPSDE, time_grid
 
 
 def residual_noise(spacing: str, steps: int = 60, t_end: float = 1e-3, samples: int = 64) -> float:

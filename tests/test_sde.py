@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from latent_abstractions.sde import VESDE, VPSDE, expand_like, log_snr_grid, make_sde, time_grid
+from latent_abstractions.diffusion.sde import VESDE, VPSDE, expand_like, log_snr_grid, make_sde, time_grid
 
 
 @pytest.fixture

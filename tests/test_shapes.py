@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from latent_abstractions import pixels
+from latent_abstractions.core import pixels
 from latent_abstractions.datasets import shapes
 
 NAMES = shapes.FACTOR_NAMES

@@ -35,8 +35,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latent_abstractions import stage_table
-from latent_abstractions.paths import ExperimentPaths
+from latent_abstractions.pipeline import stage_table
+from latent_abstractions.pipeline.paths import ExperimentPaths
 
 from conftest import ROOT
 from test_pipeline import BIN, artifact_hashes, clone, environment, git_repository

@@ -14,16 +14,17 @@ import pytest
 import torch
 import yaml
 
-from latent_abstractions import checkpoints, store_layout, trajectories
-from latent_abstractions import params as params_module
-from latent_abstractions.artifacts import PROVENANCE_KEY, canonical_json, params_sha256, stage_code_sha256
-from latent_abstractions.cli import run_step
+from latent_abstractions.core.artifacts import PROVENANCE_KEY, canonical_json, params_sha256, stage_code_sha256
+from latent_abstractions.core.errors import StoreError
 from latent_abstractions.datasets import base, bumps
-from latent_abstractions.errors import StoreError
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.pipeline import params as params_module
+from latent_abstractions.pipeline.cli import run_step
 from latent_abstractions.stages.sample_trajectories import sample_step
-from latent_abstractions.store import StoreWriter, partial_path
-from latent_abstractions.store_layout import LAYOUT_KEY, SCHEMA_VERSION, StoreLayout
-from latent_abstractions.trajectories import open_store
+from latent_abstractions.store import store_layout, trajectories
+from latent_abstractions.store.store import StoreWriter, partial_path
+from latent_abstractions.store.store_layout import LAYOUT_KEY, SCHEMA_VERSION, StoreLayout
+from latent_abstractions.store.trajectories import open_store
 
 from conftest import ROOT, perturb, tiny_experiment
 
@@ -469,7 +470,7 @@ def test_a_compiled_sampler_compiles_once_per_store(tmp_path, ci_params, monkeyp
     recorded steps (taps read, cond and uncond passes) included."""
     from torch._dynamo.testing import CompileCounter
 
-    from latent_abstractions import sampling_setup
+    from latent_abstractions.stages import sampling_setup
 
     counter = CompileCounter()
     monkeypatch.setattr(sampling_setup, "compiled", lambda model: torch.compile(model, dynamic=False, backend=counter))

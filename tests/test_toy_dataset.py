@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from latent_abstractions import params
+from latent_abstractions.core.errors import InputError
 from latent_abstractions.datasets import registry
-from latent_abstractions.errors import InputError
+from latent_abstractions.pipeline import params
 
 from conftest import CI_PARAMS
 from test_pipeline import git_repository, run, snakemake

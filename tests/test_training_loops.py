@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from latent_abstractions import resume
-from latent_abstractions.errors import TrainingDiverged
-from latent_abstractions.factors import Factor
-from latent_abstractions.graphed_step import WARMUP_STEPS, GraphedUpdate
-from latent_abstractions.image_rows import ImageRows
-from latent_abstractions.nets.unet import ScoreUNet
-from latent_abstractions.sde import VPSDE
-from latent_abstractions.train import ExponentialMovingAverage, TrainConfig, Trainer, keep_on_device, train
+from latent_abstractions.core.errors import TrainingDiverged
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.core.image_rows import ImageRows
+from latent_abstractions.diffusion.nets.unet import ScoreUNet
+from latent_abstractions.diffusion.sde import VPSDE
+from latent_abstractions.training import resume
+from latent_abstractions.training.graphed_step import WARMUP_STEPS, GraphedUpdate
+from latent_abstractions.training.train import ExponentialMovingAverage, TrainConfig, Trainer, keep_on_device, train
 
 FACTORS = [Factor("x", "continuous", (0.0, 1.0, 2.0)), Factor("shape", "categorical", (0.0, 1.0))]
 
@@ -235,7 +235,7 @@ def test_a_graphed_runs_eager_steps_average_as_its_graph_does():
 def test_one_capture_per_trainer_across_train_calls(monkeypatch):
     """A second train() on the same trainer (a benchmark's next timed window) replays the
     graph it has instead of warming up and capturing again."""
-    from latent_abstractions import graphed_step
+    from latent_abstractions.training import graphed_step
 
     monkeypatch.setattr(graphed_step, "refusal", lambda device, world: None)  # as on a CUDA device
     chosen = trainer(cuda_graph=True)

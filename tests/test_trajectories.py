@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from latent_abstractions import checkpoints, store_layout
-from latent_abstractions.counter_noise import CounterNoise
-from latent_abstractions.errors import InputError
-from latent_abstractions.factors import Factor
-from latent_abstractions.recording import (
+from latent_abstractions.core.errors import InputError
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.counter_noise import CounterNoise
+from latent_abstractions.diffusion.samplers import SAMPLERS, gaussian_noise, reverse_sde_euler_maruyama
+from latent_abstractions.diffusion.sde import VESDE, VPSDE, time_grid
+from latent_abstractions.sampling.recording import (
     BlockNetwork,
     TrajectoryRecorder,
     condition_grid,
@@ -21,9 +23,8 @@ from latent_abstractions.recording import (
     resolve_condition,
     stream_seed,
 )
-from latent_abstractions.samplers import SAMPLERS, gaussian_noise, reverse_sde_euler_maruyama
-from latent_abstractions.sde import VESDE, VPSDE, time_grid
 from latent_abstractions.stages.sample_trajectories import requested_positions
+from latent_abstractions.store import store_layout
 
 from conftest import perturb
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latent_abstractions import checkpoints
-from latent_abstractions.artifacts import input_sha256, params_sha256
-from latent_abstractions.factors import Factor
-from latent_abstractions.nets.unet import SelfAttention, channels_last_group_norm
+from latent_abstractions.core.artifacts import input_sha256, params_sha256
+from latent_abstractions.core.factors import Factor
+from latent_abstractions.diffusion import checkpoints
+from latent_abstractions.diffusion.nets.unet import SelfAttention, channels_last_group_norm
 
 from conftest import perturb
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .entry_point import main
+from .pipeline.entry_point import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..factors import Factor
+from ..core.factors import Factor
 from .base import Dataset, save_with_split
 from .registry import EXACT_ORDER, DatasetKind
 

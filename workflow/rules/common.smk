@@ -3,10 +3,10 @@
 import os
 import sys
 
-from latent_abstractions import locks
-from latent_abstractions import params as params_schema
-from latent_abstractions.errors import InputError
-from latent_abstractions import stage_table
+from latent_abstractions.pipeline import locks
+from latent_abstractions.pipeline import params as params_schema
+from latent_abstractions.core.errors import InputError
+from latent_abstractions.pipeline import stage_table
 
 try:
     for _file in workflow.configfiles:  # Snakemake's loader keeps the last of a key given twice
@@ -56,7 +56,7 @@ def report_output(path):
     the drawing function's, under .snakemake/), under its experiment; other outputs as they are."""
     if not path.endswith(".png"):
         return path
-    from latent_abstractions.plotting import FIGURE_CAPTIONS
+    from latent_abstractions.report.plotting import FIGURE_CAPTIONS
 
     name = os.path.basename(path)[: -len(".png")]
     if name not in FIGURE_CAPTIONS:  # a figure without a caption yet: still an output, not in the report

@@ -1,4 +1,4 @@
-# One rule per entry of the stage table (src/latent_abstractions/stage_table.py), which
+# One rule per entry of the stage table (src/latent_abstractions/pipeline/stage_table.py), which
 # dvc.yaml is generated from too: names, commands, inputs, outputs and params agree by
 # construction. A stage's code inputs are the import closure of its module.
 # What runs late (the shell command, input functions) reads its stage through a function

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = "latent_abstractions"
-PROBE = f"{PACKAGE}.artifacts"  # imports the package's dependencies (pyarrow), not only its name
+PROBE = f"{PACKAGE}.core.artifacts"  # imports the package's dependencies (pyarrow), not only its name
 
 
 def can_import_package(python: str) -> bool:

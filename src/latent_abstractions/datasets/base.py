@@ -24,10 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..artifacts import PROVENANCE_KEY, atomic_path, write_parquet
-from ..errors import InputError
-from ..factors import Factor
-from ..read_audit import announce
+from ..core.artifacts import PROVENANCE_KEY, atomic_path, write_parquet
+from ..core.errors import InputError
+from ..core.factors import Factor
+from ..core.read_audit import announce
 from .splits import split_column
 
 IMAGES_FILE = "images.npy"

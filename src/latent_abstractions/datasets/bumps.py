@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..errors import InputError
-from ..factors import Factor
+from ..core.errors import InputError
+from ..core.factors import Factor
 from .base import Dataset, bin_index, save_with_split
 from .registry import PHASES, DatasetKind
 

@@ -17,7 +17,7 @@ import pkgutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 # code_closure.py reads this: the registry imports every module of its package at run time,
 # so each of them is in the code closure of whatever imports the registry.

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..errors import InputError
-from ..factors import Factor
-from ..progress import Progress
+from ..core.errors import InputError
+from ..core.factors import Factor
+from ..core.progress import Progress
 from .base import Dataset, save_with_split
 from .registry import EXACT_ORDER, DatasetKind
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..errors import InputError
+from ..core.errors import InputError
 from . import base, shapes, splits
 from .registry import EXACT_ORDER, DatasetKind
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..factors import Factor
+from ..core.errors import InputError
+from ..core.factors import Factor
 
 
 class SplitError(InputError):

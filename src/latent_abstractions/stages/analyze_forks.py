@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import classifier_checkpoint, classifier_prediction, fork_analysis, trajectories
-from ..artifacts import provenance, write_parquet
-from ..cli import run_step
+from ..analysis import fork_analysis
+from ..analysis.entropy import plug_in_entropy
+from ..classifier import classifier_checkpoint, classifier_prediction
+from ..core.artifacts import provenance, write_parquet
+from ..core.progress import Progress
 from ..datasets import base
-from ..entropy import plug_in_entropy
-from ..paths import ExperimentPaths
-from ..progress import Progress
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..store import trajectories
 
 log = logging.getLogger("analyze_forks")
 

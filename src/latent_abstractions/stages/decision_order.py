@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import order, proxies
-from ..artifacts import provenance, read_input_table, write_parquet
-from ..cli import run_step
-from ..errors import InputError
-from ..paths import ExperimentPaths
-from ..published_order import agrees_with_published, comparable, decided_order
+from ..analysis import order
+from ..analysis.published_order import agrees_with_published, comparable, decided_order
+from ..core.artifacts import provenance, read_input_table, write_parquet
+from ..core.errors import InputError
+from ..pipeline import proxies
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("decision_order")
 REFERENCE = proxies.proxy("mi_exact").name

@@ -13,14 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, convergence, information
-from ..artifacts import provenance, write_json, write_parquet, write_series_csv
-from ..cli import run_step
+from ..analysis import convergence, information
+from ..analysis.ground_truth import FiniteMixture
+from ..core.artifacts import provenance, write_json, write_parquet, write_series_csv
+from ..core.devices import select_device
 from ..datasets import base
-from ..devices import select_device
-from ..ground_truth import FiniteMixture
-from ..paths import ExperimentPaths
-from ..sde import make_sde
+from ..diffusion import checkpoints
+from ..diffusion.sde import make_sde
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("estimate_information")
 

@@ -23,16 +23,18 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, generation_metrics, manifold_pictures, representation
-from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import run_step
+from ..analysis import generation_metrics, representation
+from ..core.artifacts import provenance, write_parquet, write_series_csv
+from ..core.devices import select_device
+from ..core.errors import InputError
+from ..core.progress import Progress
 from ..datasets import base
-from ..devices import select_device
-from ..errors import InputError
-from ..generation import generate
-from ..paths import ExperimentPaths
-from ..progress import Progress
-from ..sde import make_sde
+from ..diffusion import checkpoints
+from ..diffusion.generation import generate
+from ..diffusion.sde import make_sde
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..report import manifold_pictures
 
 log = logging.getLogger("evaluate_generation")
 

@@ -13,18 +13,18 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import information, order
-from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import run_step
+from ..analysis import information, order
+from ..analysis.exact_stream import exact_information, resample_pairs
+from ..analysis.ground_truth import FiniteMixture
+from ..analysis.published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
+from ..core.artifacts import provenance, write_parquet, write_series_csv
+from ..core.errors import InputError
+from ..core.progress import progress
 from ..datasets import base
 from ..datasets.registry import EXACT_ORDER, serves, serving
-from ..errors import InputError
-from ..exact_stream import exact_information, resample_pairs
-from ..ground_truth import FiniteMixture
-from ..paths import ExperimentPaths
-from ..progress import progress
-from ..published_order import PUBLISHED_EARLY, PUBLISHED_LATE, compare_with_published
-from ..sde import make_sde
+from ..diffusion.sde import make_sde
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("exact_order")
 PROXY = "mi_exact"

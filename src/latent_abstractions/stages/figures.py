@@ -12,13 +12,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .. import plotting, trajectories
-from ..artifacts import provenance, read_input_table
-from ..cli import run_step
+from ..core.artifacts import provenance, read_input_table
+from ..core.progress import Progress
 from ..datasets import base
-from ..figure_style import save_figure
-from ..paths import ExperimentPaths
-from ..progress import Progress
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..report import plotting
+from ..report.figure_style import save_figure
+from ..store import trajectories
 
 log = logging.getLogger("figures")
 

@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .. import generation_metrics, store_layout, trajectories
-from ..artifacts import provenance, write_parquet, write_series_csv
-from ..cli import run_step
-from ..paths import ExperimentPaths
-from ..probes import probe_frame, split_train_validation_test
+from ..analysis import generation_metrics
+from ..analysis.probes import probe_frame, split_train_validation_test
+from ..core.artifacts import provenance, write_parquet, write_series_csv
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..store import store_layout, trajectories
 
 log = logging.getLogger("fit_probes")
 HEADLINE_METRICS = ("accuracy", "r2")

@@ -10,12 +10,12 @@ import logging
 import numpy as np
 import torch
 
-from ..cli import run_step
-from ..errors import InputError
-from ..forking import batches, parent_conditions, run
-from ..paths import ExperimentPaths
-from ..progress import Progress
-from ..recording import (
+from ..core.errors import InputError
+from ..core.progress import Progress
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..sampling.forking import batches, parent_conditions, run
+from ..sampling.recording import (
     STREAM_FORK_BRANCH,
     STREAM_FORK_PARENT,
     TrajectoryRecorder,
@@ -23,9 +23,9 @@ from ..recording import (
     keep_mask,
     stream_seed,
 )
-from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
-from ..store import StoreWriter
-from ..store_layout import PARENT_BRANCH, StoreLayout, factor_column
+from ..store.store import StoreWriter
+from ..store.store_layout import PARENT_BRANCH, StoreLayout, factor_column
+from .sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 
 log = logging.getLogger("fork_trajectories")
 

@@ -11,17 +11,17 @@ import logging
 import numpy as np
 import torch
 
-from ..cli import run_step
+from ..core.errors import InputError
+from ..core.pixels import model_range
+from ..core.progress import Progress
 from ..datasets import base
-from ..errors import InputError
-from ..forking import batches, run, source_rows
-from ..paths import ExperimentPaths
-from ..pixels import model_range
-from ..progress import Progress
-from ..recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
-from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
-from ..store import StoreWriter
-from ..store_layout import StoreLayout, factor_column
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..sampling.forking import batches, run, source_rows
+from ..sampling.recording import STREAM_FORWARD_BACKWARD, keep_mask, stream_seed
+from ..store.store import StoreWriter
+from ..store.store_layout import StoreLayout, factor_column
+from .sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 
 log = logging.getLogger("forward_backward")
 

@@ -15,12 +15,12 @@ import logging
 import shutil
 from pathlib import Path
 
-from .. import checkpoints, diffusers_folder
-from ..artifacts import provenance
-from ..cli import run_step
+from ..core.artifacts import provenance
+from ..core.errors import InputError
 from ..datasets import base
-from ..errors import InputError
-from ..paths import ExperimentPaths
+from ..diffusion import checkpoints, diffusers_folder
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("import_model")
 

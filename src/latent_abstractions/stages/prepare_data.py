@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..artifacts import provenance
-from ..cli import run_step
+from ..core.artifacts import provenance
 from ..datasets import base
 from ..datasets.registry import kind_of
-from ..paths import ExperimentPaths
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("prepare_data")
 

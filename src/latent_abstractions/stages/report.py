@@ -22,11 +22,13 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .. import coupling, findings, paths, representation, stage_table
-from ..artifacts import atomic_path, read_input_table
-from ..cli import run_project_step
-from ..errors import InputError
-from ..paths import ExperimentPaths
+from ..analysis import coupling, representation
+from ..core.artifacts import atomic_path, read_input_table
+from ..core.errors import InputError
+from ..pipeline import paths, stage_table
+from ..pipeline.cli import run_project_step
+from ..pipeline.paths import ExperimentPaths
+from ..report import findings
 
 log = logging.getLogger("report")
 

@@ -11,13 +11,14 @@ import math
 import numpy as np
 import torch
 
-from .. import checkpoints
-from ..cli import run_step
-from ..counter_noise import CounterNoise
-from ..nets.unet import ScoreUNet
-from ..paths import ExperimentPaths
-from ..progress import Progress
-from ..recording import (
+from ..core.progress import Progress
+from ..diffusion import checkpoints
+from ..diffusion.counter_noise import CounterNoise
+from ..diffusion.nets.unet import ScoreUNet
+from ..diffusion.samplers import SAMPLERS
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..sampling.recording import (
     STREAM_SAMPLE,
     TrajectoryRecorder,
     factor_grid,
@@ -26,9 +27,8 @@ from ..recording import (
     stream_seed,
     tap_shapes,
 )
-from ..samplers import SAMPLERS
-from ..sampling_setup import Sampling, network_block, prepare_sampling, step_columns
-from ..store_layout import MAP_SIZE, StoreLayout, factor_column
+from ..store.store_layout import MAP_SIZE, StoreLayout, factor_column
+from .sampling_setup import Sampling, network_block, prepare_sampling, step_columns
 
 log = logging.getLogger("sample_trajectories")
 

@@ -12,12 +12,18 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from .. import classifier, classifier_checkpoint, classifier_evaluation, classifier_prediction, classifier_training
-from ..artifacts import provenance, write_json, write_parquet
-from ..cli import run_step
+from ..classifier import (
+    classifier,
+    classifier_checkpoint,
+    classifier_evaluation,
+    classifier_prediction,
+    classifier_training,
+)
+from ..core.artifacts import provenance, write_json, write_parquet
 from ..datasets import base
-from ..paths import ExperimentPaths
-from ..sde import log_snr_grid, make_sde
+from ..diffusion.sde import log_snr_grid, make_sde
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
 
 log = logging.getLogger("train_noise_classifier")
 

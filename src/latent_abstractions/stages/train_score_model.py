@@ -20,15 +20,16 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from .. import checkpoints, resume
-from ..artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
-from ..cli import run_step
+from ..core.artifacts import atomic_path, params_sha256, provenance, write_json, write_parquet
+from ..core.errors import InputError
 from ..datasets import base
-from ..distributed import World, close_world, device_for, init_world
-from ..errors import InputError
-from ..paths import ExperimentPaths
-from ..sde import make_sde
-from ..train import TrainConfig, Trainer, train
+from ..diffusion import checkpoints
+from ..diffusion.sde import make_sde
+from ..pipeline.cli import run_step
+from ..pipeline.paths import ExperimentPaths
+from ..training import resume
+from ..training.distributed import World, close_world, device_for, init_world
+from ..training.train import TrainConfig, Trainer, train
 
 log = logging.getLogger("train_score_model")
 

@@ -1,0 +1,4 @@
+"""Figures, their style, the findings' sentences.
+
+Layers, from the bottom: core, datasets, diffusion, training, store, sampling, analysis,
+classifier, report, pipeline, stages; a layer imports only layers below it (docs/architecture.md)."""
