@@ -61,8 +61,8 @@ def test_a_missing_or_broken_input_table_is_one_line_naming_the_file(tmp_path):
 
 
 def test_a_figure_stage_without_its_table_names_the_table(tmp_path, monkeypatch):
-    from latent_abstractions.stages import figures
+    from latent_abstractions.stages import figures, plot_loss
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=r"input table missing: data/bumps/model/loss\.parquet"):
-        figures.figures_step("bumps", {}, "loss")
+        figures.draw_group("plot_loss", "bumps", plot_loss.drawn)

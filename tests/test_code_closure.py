@@ -49,8 +49,8 @@ def test_a_missing_module_is_named():
 
 
 def test_relative_imports_inside_functions_are_followed():
-    # figures imports plotting at module level; checkpoints is imported by the sampler stage only.
-    assert "latent_abstractions.report.plotting" in code_closure.closure("latent_abstractions.stages.figures")
+    # plot_probes imports its figure group at module level; checkpoints is imported by the sampler stage only.
+    assert "latent_abstractions.report.plots.probes" in code_closure.closure("latent_abstractions.stages.plot_probes")
     assert "latent_abstractions.diffusion.checkpoints" in code_closure.closure(
         "latent_abstractions.stages.sample_trajectories"
     )
@@ -63,7 +63,7 @@ def test_closures_are_small_by_structure():
         "latent_abstractions.store.trajectories",
         "latent_abstractions.stages.fit_probes",
         "latent_abstractions.stages.prepare_data",
-        "latent_abstractions.stages.figures",
+        "latent_abstractions.stages.plot_probes",
     ):
         assert network not in code_closure.closure(module), module
     assert "latent_abstractions.datasets.base" not in code_closure.closure("latent_abstractions.diffusion.nets.unet")
@@ -73,3 +73,23 @@ def test_code_hash_names_the_closure_content():
     first = code_closure.code_sha256("latent_abstractions.stages.fit_probes")
     assert len(first) == 64
     assert first != code_closure.code_sha256("latent_abstractions.stages.prepare_data")
+
+
+FIGURE_GROUPS = {
+    "dataset_sheets": "dataset",
+    "plot_probes": "probes",
+    "plot_information": "information",
+    "plot_samples": "samples",
+    "plot_generation": "generation",
+    "plot_proxies": "proxies",
+    "plot_loss": "loss",
+}
+
+
+def test_each_figure_stage_carries_its_own_group_alone():
+    """Editing one figure group's drawing code reruns that group's stage only."""
+    for stage, group in FIGURE_GROUPS.items():
+        closure = code_closure.closure(f"latent_abstractions.stages.{stage}")
+        drawn = {name.rsplit(".", 1)[1] for name in closure if name.startswith("latent_abstractions.report.plots.")}
+        assert drawn == {group, "layout"} or drawn == {group}, stage
+        assert "latent_abstractions.report.plotting" not in closure

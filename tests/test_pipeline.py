@@ -279,14 +279,24 @@ def snakemake_repo(tmp_path_factory, snapshot, read_records):
 
 
 def declared_files(job: str, params: dict) -> list[str]:
-    """What a job's stage-table entry lets it read: its inputs, and its own outputs (a
-    resumed run reads its checkpoints back)."""
+    """What a job's stage-table entry lets it read: its inputs, its own outputs (a resumed
+    run reads them back) and its scratch files."""
     if job == stage_table.REPORT.name:
         return stage_table.REPORT.inputs(params) + list(stage_table.REPORT.outputs)
     name, experiment = job.split("@")
     entry = stage_table.stage(name)
-    templates = entry.inputs + entry.all_outputs()
+    own = entry.all_outputs() + entry.scratch + tuple(f"{d}.partial" for d in entry.directories)
+    templates = entry.inputs + own
     return [t.format(experiment=experiment) for t in templates] + entry.external(params["experiments"][experiment])
+
+
+def is_declared(path: str, allowed: list[str]) -> bool:
+    """``path`` is an allowed file, inside an allowed folder, or the temporary an atomic
+    write of an allowed file goes through (``.<name>.<random>.tmp`` beside it)."""
+    folder, _, name = path.rpartition("/")
+    if name.startswith(".") and name.endswith(".tmp"):
+        path = f"{folder}/{name[1:].rsplit('.', 2)[0]}"
+    return any(path == a or path.startswith(f"{a}/") for a in allowed)
 
 
 def undeclared_reads(records: Path, params: dict) -> list[str]:
@@ -294,9 +304,7 @@ def undeclared_reads(records: Path, params: dict) -> list[str]:
     found = []
     for record in sorted(records.glob("*.reads")):
         allowed = [path.rstrip("/") for path in declared_files(record.stem, params)]
-        for path in record.read_text().split():
-            if not any(path == a or path.startswith(f"{a}/") for a in allowed):
-                found.append(f"{record.stem}: {path}")
+        found += [f"{record.stem}: {path}" for path in record.read_text().split() if not is_declared(path, allowed)]
     return found
 
 
@@ -310,7 +318,13 @@ def test_every_stage_reads_only_what_its_table_entry_declares(snakemake_repo, re
 def test_an_undeclared_read_is_named_with_its_stage(tmp_path):
     (tmp_path / "fit_probes@bumps.reads").write_text("data/bumps/probes.parquet\ndata/bumps/order.parquet\n")
     (tmp_path / "fit_probes@shapes.reads").write_text("data/shapes/trajectories/step_0000/part_00000.parquet\n")
-    assert undeclared_reads(tmp_path, default_params()) == ["fit_probes@bumps: data/bumps/order.parquet"]
+    (tmp_path / "prepare_data@shapes.reads").write_text(
+        "data/shapes/dataset/.images.npy.x1y2.tmp\ndata/shapes/.images.npy.x1y2.tmp\n"
+    )
+    assert undeclared_reads(tmp_path, default_params()) == [
+        "fit_probes@bumps: data/bumps/order.parquet",
+        "prepare_data@shapes: data/shapes/.images.npy.x1y2.tmp",
+    ]
 
 
 def test_snakemake_runs_the_whole_pipeline(snakemake_repo):

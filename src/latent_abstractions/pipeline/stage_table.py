@@ -43,6 +43,9 @@ class Stage:
     params: tuple[str, ...]  # sections of the experiment's params
     arguments: str = ""  # extra command-line arguments
     directories: tuple[str, ...] = ()  # outputs that are directories
+    # a run's own working files, read back when it resumes and never outputs (a store's
+    # in-progress ``<directory>.partial`` and an atomic write's temporary are implied)
+    scratch: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()  # outputs DVC reads as metrics
     plots: tuple[Plot, ...] = ()  # outputs DVC draws
     applies_to: Callable[[dict], bool] = lambda experiment: True
@@ -158,6 +161,7 @@ STAGES: tuple[Stage, ...] = (
         outputs=(paths.WEIGHTS, paths.LOSS),
         params=("sde", "model", "train"),
         directories=(paths.CHECKPOINTS,),
+        scratch=(paths.PARTIAL,),
         metrics=(paths.LIVE_METRICS,),
         plots=LIVE_PLOTS,
         applies_to=_trains,
@@ -177,7 +181,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "sample_trajectories",
         "sample_trajectories",
-        inputs=(paths.WEIGHTS,),
+        inputs=DATASET + (paths.WEIGHTS,),  # the data set's factors give the conditions
         outputs=(),
         params=("sde", "model", "sample"),
         directories=(paths.TRAJECTORIES,),
@@ -187,7 +191,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "fork_trajectories",
         "fork_trajectories",
-        inputs=(paths.WEIGHTS,),
+        inputs=DATASET + (paths.WEIGHTS,),  # the data set's factors give the conditions
         outputs=(),
         params=("sde", "model", "fork"),
         directories=(paths.FORKS,),
@@ -270,16 +274,14 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "dataset_sheets",
-        "figures",
-        arguments="--figures dataset",
+        "dataset_sheets",
         inputs=DATASET,
         outputs=tuple(path for n in paths.DATASET_FIGURES for path in _figure(n)),
         params=(),
     ),
     Stage(
         "plot_probes",
-        "figures",
-        arguments="--figures probes",
+        "plot_probes",
         inputs=(paths.PROBES, paths.INFORMATION),
         outputs=_figure("probes"),
         params=(),
@@ -287,8 +289,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "plot_information",
-        "figures",
-        arguments="--figures information",
+        "plot_information",
         inputs=(paths.INFORMATION, paths.CLASSIFIER_EVALUATION),
         outputs=_figure("information"),
         params=(),
@@ -296,8 +297,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "plot_samples",
-        "figures",
-        arguments="--figures samples",
+        "plot_samples",
         inputs=(paths.TRAJECTORIES,),
         outputs=_figure("samples"),
         params=(),
@@ -305,8 +305,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "plot_generation",
-        "figures",
-        arguments="--figures generation",
+        "plot_generation",
         inputs=(paths.GENERATION_ACCURACY, paths.GENERATION_REPRESENTATION, paths.GENERATION_EMBEDDING),
         outputs=_figure("generation") + _figure("representation"),
         params=(),
@@ -314,8 +313,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "plot_proxies",
-        "figures",
-        arguments="--figures proxies",
+        "plot_proxies",
         inputs=(paths.PROXIES,),
         outputs=_figure("proxies"),
         params=(),
@@ -323,8 +321,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "plot_loss",
-        "figures",
-        arguments="--figures loss",
+        "plot_loss",
         inputs=(paths.LOSS,),
         outputs=_figure("loss"),
         params=(),
@@ -373,6 +370,12 @@ def experiments_of(entry: Stage, params: dict) -> list[str]:
     return sorted(name for name, experiment in params["experiments"].items() if entry.applies_to(experiment))
 
 
+def draws_figures(entry: Stage) -> bool:
+    """Whether a stage draws figures (its outputs are under an experiment's figures/)."""
+    folder = paths.FIGURES_DIR + "/"
+    return any(output.startswith(folder) for output in entry.outputs)
+
+
 REPORT = ProjectStage(
     "report",
     "report",
@@ -388,6 +391,8 @@ REPORT = ProjectStage(
         paths.CLASSIFIER_METRICS,
         paths.ORDER,
         paths.EXACT_DECISIONS,
+        # the tables each figure was drawn from: the report lists their dvc.lock md5
+        *dict.fromkeys(t for entry in STAGES if draws_figures(entry) for t in entry.inputs),
     ),
 )
 

@@ -1,0 +1,1 @@
+"""One module per figure group, so that each group's stage carries only its own drawing code."""
