@@ -19,6 +19,7 @@ from ..core.errors import InputError
 from ..pipeline import proxies
 from ..pipeline.cli import run_step
 from ..pipeline.paths import ExperimentPaths
+from ..pipeline.stage_table import stage
 
 log = logging.getLogger("decision_order")
 REFERENCE = proxies.proxy("mi_exact").name
@@ -27,8 +28,9 @@ SEED = 0
 
 
 def proxy_curves(experiment: str) -> tuple[pd.DataFrame, list[str]]:
-    """Every registered proxy's curve, read from the tables this stage's entry declares."""
-    sources = proxies.sources()
+    """Every registered proxy's curve, read from the tables this stage's entry declares
+    (the registry's sources)."""
+    sources = stage("decision_order").inputs
     files = [template.format(experiment=experiment) for template in sources]
     tables = {template: read_input_table(path).to_pandas() for template, path in zip(sources, files)}
     return proxies.curves(tables), files
