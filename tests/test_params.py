@@ -60,11 +60,12 @@ def test_schema_documents_every_key():
         (lambda p: p["experiments"]["bumps"]["train"].pop("seed"), "experiments.bumps.train lacks seed"),
         (
             lambda p: p["experiments"]["bumps"]["model"].update(taps=["side.3"]),
-            "experiments.bumps.model.taps contains 'side.3': the project's U-Net has the blocks down.<level>, mid, up.<level>",
+            "experiments.bumps.model.taps contains 'side.3': the project's U-Net with 2 levels has the taps "
+            "down.0, down.1, mid, up.0, up.1",
         ),
         (
             lambda p: p["experiments"]["bumps"]["model"].update(taps=["up.7"]),
-            "taps contains 'up.7': the model has levels 0..1",
+            "taps contains 'up.7': the project's U-Net with 2 levels has the taps down.0, down.1, mid, up.0, up.1",
         ),
         (lambda p: p["experiments"]["bumps"]["model"].update(groups=5), "model.groups = 5: must divide"),
         (

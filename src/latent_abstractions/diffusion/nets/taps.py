@@ -21,9 +21,8 @@ def score_unet_names(levels: int) -> list[str]:
 
 
 def score_unet_problem(tap: str, levels: int) -> str | None:
-    """Why ``tap`` is not a block of a project U-Net with ``levels`` levels, or None."""
-    if not SCORE_UNET.match(tap):
-        return "the project's U-Net has the blocks down.<level>, mid, up.<level>"
-    if tap not in score_unet_names(levels):
-        return f"the model has levels 0..{levels - 1}"
-    return None
+    """Why ``tap`` is not a block of a project U-Net with ``levels`` levels (naming the taps
+    it has), or None."""
+    if tap in score_unet_names(levels):
+        return None
+    return f"the project's U-Net with {levels} levels has the taps {', '.join(score_unet_names(levels))}"
