@@ -5,7 +5,7 @@ An audit hook (``sys.addaudithook``) sees Python's ``open``; pyarrow and safeten
 files in native code, which raises no such event, so this package's readers announce those
 files with :func:`announce`. Set ``$LATENT_ABSTRACTIONS_READ_AUDIT`` to a folder and each
 stage run writes there ``<stage>@<experiment>.reads``: the files under data/ it read, one
-per line, and ``<stage>@<experiment>.modules``: the package modules it imported. Unset (always, outside that test), nothing is hooked.
+per line. Unset (always, outside that test), nothing is hooked.
 """
 
 from __future__ import annotations
@@ -53,10 +53,4 @@ def start(job: str) -> None:
 
 
 def _write(folder: Path, job: str, reads: set[str]) -> None:
-    """The job's reads, and the package modules it imported (a module imported ran its
-    lines; one of the stage's code closure never imported is code the stage carries
-    without running)."""
     (folder / f"{job}.reads").write_text("".join(f"{path}\n" for path in sorted(reads)))
-    package = __name__.split(".")[0]
-    modules = sorted(name for name in sys.modules if name.split(".")[0] == package)
-    (folder / f"{job}.modules").write_text("".join(f"{name}\n" for name in modules))
