@@ -355,7 +355,7 @@ class ProjectStage:
 
     def inputs(self, params: dict) -> list[str]:
         made = {template: experiments_of(entry, params) for entry in STAGES for template in entry.all_outputs()}
-        return sorted(template.format(experiment=name) for template in self.reads for name in made[template])
+        return sorted({template.format(experiment=name) for template in self.reads for name in made[template]})
 
 
 def stage(name: str) -> Stage:

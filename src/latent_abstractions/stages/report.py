@@ -326,7 +326,7 @@ def contents(experiments: list[str]) -> str:
 
 def report_step(params: dict) -> None:
     inputs = stage_table.REPORT.inputs(params)
-    missing = [path for path in inputs if not Path(path).is_file()]
+    missing = [path for path in inputs if not Path(path).exists()]  # a store is a folder
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"report: cannot compute the findings: {missing[0]} is missing{more}")
