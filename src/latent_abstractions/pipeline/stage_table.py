@@ -354,7 +354,10 @@ class ProjectStage:
         return closure_files(self.command_module)
 
     def inputs(self, params: dict) -> list[str]:
-        made = {template: experiments_of(entry, params) for entry in STAGES for template in entry.all_outputs()}
+        made: dict[str, set[str]] = {}  # two stages can write one template (prepare_data, import_shapes3d)
+        for entry in STAGES:
+            for template in entry.all_outputs():
+                made.setdefault(template, set()).update(experiments_of(entry, params))
         return sorted({template.format(experiment=name) for template in self.reads for name in made[template]})
 
 
