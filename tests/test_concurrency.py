@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 TARGET = "data/bumps/model/weights.safetensors"
 CHECKPOINTS = "data/bumps/model/checkpoints"
 HOLD = (
-    "import time; from latent_abstractions.pipeline import locks; locks.hold_step({module!r}, {experiment!r}, {variant!r}); "
+    "import time; from latent_abstractions.pipeline import locks; locks.hold_step({module!r}, {experiment!r}); "
     "print('held', flush=True); time.sleep(60)"
 )
 
@@ -90,12 +90,11 @@ def test_every_step_refuses_a_second_run_before_touching_anything(repo, entry):
     )
     if not project and experiment is None:
         pytest.skip(f"no experiment of the tests' params runs {entry.name}")
-    variant = getattr(entry, "arguments", "").split()  # the figures' group: --figures NAME
-    hold = HOLD.format(module=entry.module, experiment=experiment, variant=variant[-1] if variant else "")
+    hold = HOLD.format(module=entry.module, experiment=experiment)
     holder = start([sys.executable, "-c", hold], repo)
     assert holder.stdout.readline().strip() == "held"
     before = {**files_under(repo / "data"), **files_under(repo / "logs")}
-    arguments = ([] if project else ["--experiment", experiment]) + variant
+    arguments = [] if project else ["--experiment", experiment]
     code, said = finish(start([sys.executable, "-m", f"latent_abstractions.stages.{entry.module}", *arguments], repo))
     holder.kill()
     assert (
@@ -106,7 +105,7 @@ def test_every_step_refuses_a_second_run_before_touching_anything(repo, entry):
 
 def test_a_second_run_of_a_step_refuses_naming_the_first(repo):
     holder = start(
-        [sys.executable, "-c", HOLD.format(module="prepare_data", experiment="bumps", variant="")],
+        [sys.executable, "-c", HOLD.format(module="prepare_data", experiment="bumps")],
         repo,
     )
     assert holder.stdout.readline().strip() == "held"

@@ -30,10 +30,8 @@ def run_step(
     step: str,
     body: Callable[..., None],
     argv: list[str] | None = None,
-    options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
-    """Parse the command line, validate params, then call ``body(experiment, experiment_params)``
-    (plus the parsed arguments as keywords when ``options`` adds any to the parser).
+    """Parse the command line, validate params, then call ``body(experiment, experiment_params)``.
 
     Bad params or inputs end the process with one line on stderr and exit status 1,
     before the step writes anything.
@@ -42,10 +40,7 @@ def run_step(
     parser.add_argument("--experiment", required=True, help="experiment name in params.yaml")
     parser.add_argument("--params", default=default_params(), help=PARAMS_HELP)
     parser.add_argument("--log", help=f"log file (default: logs/{step}/<experiment>.log)")
-    if options:
-        options(parser)
     args = parser.parse_args(argv)
-    extra = {key: value for key, value in vars(args).items() if key not in ("experiment", "params", "log")}
     try:
         experiment_params = params_module.experiment(params_module.load_or_exit(args.params), args.experiment)
     except params_module.ParamsError as exc:
@@ -56,10 +51,10 @@ def run_step(
     with one_line_errors(what, log_path):
         check_environment(args.experiment)
         budgets.check(step, experiment_params, args.experiment)
-        locks.hold_step(step, args.experiment, variant="-".join(str(value) for value in extra.values()))
+        locks.hold_step(step, args.experiment)
         _setup_logging(log_path)  # after the lock: a refused second run leaves the first's log as it is
         with params_unchanged(Path(args.params)):
-            body(args.experiment, experiment_params, **extra)
+            body(args.experiment, experiment_params)
 
 
 def run_project_step(step: str, body: Callable[[dict], None], argv: list[str] | None = None) -> None:

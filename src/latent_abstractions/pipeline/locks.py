@@ -46,13 +46,12 @@ def hold(path: Path, what: str) -> None:
     _HELD.append(handle)
 
 
-def hold_step(step: str, experiment: str | None = None, variant: str = "") -> None:
-    """The lock of one step (and ``variant``: a module that serves several stages, the
-    figures' group) for one experiment. Under torchrun the first rank holds it for all."""
+def hold_step(step: str, experiment: str | None = None) -> None:
+    """The lock of one step for one experiment. Under torchrun the first rank holds it for all."""
     if os.environ.get("RANK", "0") != "0":
         return
-    name = "@".join(filter(None, (step + (f"-{variant}" if variant else ""), experiment)))
-    what = f"{step}{f' ({variant})' if variant else ''}{f' for experiment {experiment}' if experiment else ''}"
+    name = "@".join(filter(None, (step, experiment)))
+    what = f"{step}{f' for experiment {experiment}' if experiment else ''}"
     hold(STEP_LOCKS / f"{re.sub(r'[^A-Za-z0-9_.@-]', '_', name)}.lock", what)
 
 

@@ -41,7 +41,6 @@ class Stage:
     inputs: tuple[str, ...]  # path templates
     outputs: tuple[str, ...]  # path templates (files)
     params: tuple[str, ...]  # sections of the experiment's params
-    arguments: str = ""  # extra command-line arguments
     directories: tuple[str, ...] = ()  # outputs that are directories
     # a run's own working files, read back when it resumes and never outputs (a store's
     # in-progress ``<directory>.partial`` and an atomic write's temporary are implied)
@@ -61,8 +60,7 @@ class Stage:
         return LOG.format(stage=self.name, experiment=experiment)
 
     def command(self, experiment: str) -> str:
-        extra = f" {self.arguments}" if self.arguments else ""
-        return f"python3 {LAUNCHER} {self.module} --experiment {experiment} --log {self.log(experiment)}{extra}"
+        return f"python3 {LAUNCHER} {self.module} --experiment {experiment} --log {self.log(experiment)}"
 
     def code(self) -> list[str]:
         """The stage's code dependencies: its module's import closure inside the package."""
