@@ -93,3 +93,11 @@ def test_each_figure_stage_carries_its_own_group_alone():
         drawn = {name.rsplit(".", 1)[1] for name in closure if name.startswith("latent_abstractions.report.plots.")}
         assert drawn == {group, "layout"} or drawn == {group}, stage
         assert "latent_abstractions.report.plotting" not in closure
+
+
+def test_a_registry_carries_every_module_of_its_package():
+    """The data set registry imports its package's modules at run time, which no import
+    statement names: its closure holds them, so editing a data set reruns what checks params."""
+    closure = code_closure.closure("latent_abstractions.datasets.registry")
+    assert {"latent_abstractions.datasets.bumps", "latent_abstractions.datasets.shapes3d_file"} <= set(closure)
+    assert "latent_abstractions.stages.prepare_data" not in closure

@@ -158,7 +158,7 @@ def test_a_factor_with_one_value_is_left_out(tmp_path, monkeypatch):
     experiment["dataset"]["subset"]["shape"] = [1]
     monkeypatch.chdir(tmp_path)
     prepare_data.prepare("tiny", experiment)
-    assert [f.name for f in exact_order.load_shapes("tiny", experiment).factor_table] == [
+    assert [f.name for f in exact_order.load_dataset("tiny", experiment).factor_table] == [
         "floor_hue",
         "wall_hue",
         "object_hue",

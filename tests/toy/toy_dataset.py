@@ -51,6 +51,13 @@ def make(size: int, columns: int, levels: int) -> Dataset:
     return Dataset(images=images, factors=factors, factor_table=factor_table)
 
 
+def _room(spec: dict) -> str | None:
+    """A rule the schema cannot express: the squares need at least a pixel each."""
+    if spec["size"] < spec["columns"] + 1:
+        return f"dataset.size = {spec['size']}: too small for {spec['columns']} columns of squares"
+    return None
+
+
 def _make(spec: dict, folder: Path, provenance: dict) -> None:
     save_with_split(make(spec["size"], spec["columns"], spec["levels"]), spec["split"], folder, provenance)
 
@@ -65,4 +72,5 @@ KIND = DatasetKind(
     make=_make,
     itemsize=4,
     studies=lambda spec: frozenset({EXACT_ORDER}),
+    problem=_room,
 )

@@ -10,8 +10,10 @@ prints, per stage, the closure modules none of whose functions ran.
 
     .venv/bin/python workflow/scripts/stage_coverage.py [--commit REV]
 
-Module-level code (definitions, constants) does not count as running. Minutes: the whole
-CI-params pipeline runs once.
+A module counts as run when a function, lambda or comprehension of its own is called in
+the stage's process, at import time too (a decorator's call, a comprehension building a
+module-level table); its bare definitions and constants do not count. Minutes: the whole
+CI-params pipeline of that commit (its own tests/params-ci.yaml) runs once.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def run_pipeline(commit: str, work: Path) -> tuple[Path, Path]:
     repo, records, hook = work / "repo", work / "records", work / "hook"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
     subprocess.run(["git", "checkout", "-q", commit], cwd=repo, check=True)
-    (repo / "params.yaml").write_text((ROOT / "tests" / "params-ci.yaml").read_text())
+    (repo / "params.yaml").write_text((repo / "tests" / "params-ci.yaml").read_text())  # that commit's
     records.mkdir()
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(RECORDER)
@@ -104,7 +106,12 @@ def main() -> None:
     parser.add_argument("--commit", default="HEAD", help="the commit to measure (default: HEAD)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        idle = idle_modules(*run_pipeline(args.commit, Path(work)))
+        try:
+            idle = idle_modules(*run_pipeline(args.commit, Path(work)))
+        except subprocess.CalledProcessError as exc:  # one line: the command and its last words
+            said = (exc.stderr or exc.stdout or b"").strip().splitlines()
+            last = said[-1].decode() if said and isinstance(said[-1], bytes) else (said[-1] if said else "")
+            sys.exit(f"error: {' '.join(map(str, exc.cmd))[:200]} failed with exit status {exc.returncode}: {last}")
     for stage, modules in idle.items():
         print(f"{stage}: {', '.join(m.removeprefix('latent_abstractions.') for m in modules) or 'none'}")
     print(f"idle_modules={sum(len(m) for m in idle.values())}")

@@ -128,10 +128,11 @@ def stored_meta(dataset: Dataset, provenance: dict) -> dict:
 _CHECKED: dict[tuple[str, int, int], str] = {}  # content hash per file version (path, size, mtime)
 
 
-def load(folder: Path | str, mmap: bool = True) -> Dataset:
+def load(folder: Path | str, mmap: bool = True, check_content: bool = True) -> Dataset:
     """Read a saved dataset; the images stay memory-mapped unless ``mmap`` is False. The
     images are checked against the content hash their factor table records (streamed; the
-    result is kept per file version, so a step that loads twice hashes once)."""
+    result is kept per file version, so a step that loads twice hashes once), unless
+    ``check_content`` is False (the step that has just written them)."""
     folder = Path(folder)
     images_path, factors_path = folder / IMAGES_FILE, folder / FACTORS_FILE
     for path in (images_path, factors_path):
@@ -157,7 +158,8 @@ def load(folder: Path | str, mmap: bool = True) -> Dataset:
     if not isinstance(images, np.ndarray) or images.ndim != 4 or len(images) != len(factors):
         raise InputError(f"{folder}: images {getattr(images, 'shape', '?')} do not match {len(factors)} factor rows")
     dataset = Dataset(images=images, factors=factors, factor_table=factor_table)
-    _check_content(dataset, images_path, factors_path, metadata)
+    if check_content:
+        _check_content(dataset, images_path, factors_path, metadata)
     return dataset
 
 

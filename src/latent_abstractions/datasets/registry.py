@@ -55,7 +55,11 @@ def kinds() -> dict[str, DatasetKind]:
     """Every registered kind by name: the ``KIND`` of each module of this package."""
     found = {}
     for module_info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        module = importlib.import_module(f"{__package__}.{module_info.name}")
+        try:
+            module = importlib.import_module(f"{__package__}.{module_info.name}")
+        except Exception as exc:  # a user's data set module with a mistake in it: one line naming it
+            problem = f"{type(exc).__name__}: {exc}"
+            raise InputError(f"data set module {module_info.name}.py cannot be imported ({problem})") from None
         kind = getattr(module, "KIND", None)
         if isinstance(kind, DatasetKind):
             if kind.name in found:

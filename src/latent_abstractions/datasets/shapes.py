@@ -403,6 +403,20 @@ def subset_cardinalities(spec: dict) -> dict[str, int]:
     return {name: len(set(subset.get(name, range(count)))) for name, count in zip(FACTOR_NAMES, _CARDINALITIES)}
 
 
+def native_spacing_problem(spec: dict) -> str | None:
+    """A subset declared to keep the data set's own spacing keeps consecutive values."""
+    if spec.get("spacing") != "native":
+        return None
+    for factor, indices in (spec.get("subset") or {}).items():
+        chosen = sorted(indices)
+        if chosen != list(range(chosen[0], chosen[0] + len(chosen))):
+            return (
+                f"dataset.subset.{factor} = {indices}: spacing native needs consecutive value indices "
+                "(the data set's own spacing)"
+            )
+    return None
+
+
 def _make(spec: dict, folder: Path, provenance: dict) -> None:
     save_with_split(make(spec["size"], subset_indices(spec)), spec["split"], folder, provenance)
 
@@ -416,5 +430,6 @@ KIND = DatasetKind(
     cardinalities=subset_cardinalities,
     make=_make,
     studies=lambda spec: frozenset({EXACT_ORDER}),
+    problem=native_spacing_problem,
     definitions=DEFINITIONS,
 )

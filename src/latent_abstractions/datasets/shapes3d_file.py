@@ -164,5 +164,6 @@ KIND = DatasetKind(
     cardinalities=shapes.subset_cardinalities,  # at most: the file may lack values
     make=_import,
     studies=lambda spec: frozenset({EXACT_ORDER}),
+    problem=shapes.native_spacing_problem,
     external_file="path",
 )

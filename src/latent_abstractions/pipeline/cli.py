@@ -1,6 +1,6 @@
 """What every pipeline step shares: arguments, params, logging, one-line errors.
 
-A step is ``python -m latent_abstractions.<step> --experiment NAME``; it reads
+A step is ``python -m latent_abstractions.stages.<step> --experiment NAME``; it reads
 params.yaml from the working directory (the repository root under Snakemake
 and DVC alike), validates it, and logs to stderr and logs/<step>/<NAME>.log.
 """

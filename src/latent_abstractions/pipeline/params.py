@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ..core.errors import InputError
 from ..datasets.registry import PHASES, factor_names, image_size, kind_of, schema_definitions, serves
 from ..diffusion.nets import taps
 from ..training.snapshot_schedule import checkpoint_steps, snapshot_ratio
@@ -84,12 +85,25 @@ def load_schema(schema_path: Path = SCHEMA_PATH) -> dict:
 def _read_schema(path: str, mtime_ns: int, size: int) -> dict:
     with open(path) as handle:
         schema = yaml.safe_load(handle)
-    clashes = sorted(set(schema["$defs"]) & set(schema_definitions()))
+    try:
+        definitions = schema_definitions()
+    except InputError as exc:  # the data set registry could not be read
+        raise ParamsError(str(exc)) from None
+    clashes = sorted(set(schema["$defs"]) & set(definitions))
     if clashes:
         raise ParamsError(f"data set kind {clashes[0]!r}: its name is taken by a params schema definition")
-    schema["$defs"].update(schema_definitions())
-    schema["$defs"]["model"]["properties"]["taps"]["items"]["pattern"] = taps.SCHEMA_PATTERN
+    schema["$defs"].update(definitions)
+    _add_tap_patterns(schema["$defs"])
     return schema
+
+
+def _add_tap_patterns(definitions: dict) -> None:
+    """The tap grammar's patterns (diffusion/nets/taps.py) where the schema names taps: any
+    module path for ``model.taps`` (which grammar applies is checked per architecture) and
+    ``generation.representation_tap``; the project's U-Net's blocks for ``sample.full_maps``."""
+    definitions["model"]["properties"]["taps"]["items"]["pattern"] = taps.MODULE_PATH.pattern
+    definitions["generation"]["properties"]["representation_tap"]["pattern"] = taps.MODULE_PATH.pattern
+    definitions["sample"]["properties"]["full_maps"]["items"]["pattern"] = taps.SCORE_UNET.pattern
 
 
 def _filling_defaults(validator_class):
@@ -125,23 +139,7 @@ def validate(params: Any, schema_path: Path = SCHEMA_PATH) -> dict:
     _check_consistency(params)
     _check_phase_schedules(params)
     _check_coupling_groups(params)
-    _check_native_subsets(params)
     return params
-
-
-def _check_native_subsets(params: dict) -> None:
-    """A subset declared to keep the data set's own spacing keeps consecutive values."""
-    for name, experiment in params["experiments"].items():
-        dataset = experiment["dataset"]
-        if dataset.get("spacing") != "native":
-            continue
-        for factor, indices in dataset.get("subset", {}).items():
-            chosen = sorted(indices)
-            if chosen != list(range(chosen[0], chosen[0] + len(chosen))):
-                raise ParamsError(
-                    f"params.yaml: experiments.{name}.dataset.subset.{factor} = {indices}: spacing native needs "
-                    f"consecutive value indices (the data set's own spacing)"
-                )
 
 
 MIN_PHASE_SNAPSHOTS = 16  # snapshots after the warm-up that a phase study needs

@@ -101,7 +101,7 @@ def _imports_network(experiment: dict) -> bool:
     return _has_network(experiment) and experiment["model"].get("kind") == "diffusers"
 
 
-def _is_bumps(experiment: dict) -> bool:
+def _serves_phases(experiment: dict) -> bool:
     """Whether the data set serves the phase study (2-D bumps)."""
     return serves(experiment["dataset"], PHASES)
 
@@ -116,7 +116,7 @@ def _full_and(condition: Callable[[dict], bool] | None = None) -> Callable[[dict
 
 
 def _bumps_network(experiment: dict) -> bool:
-    return _has_network(experiment) and _is_bumps(experiment)
+    return _has_network(experiment) and _serves_phases(experiment)
 
 
 DATASET = (paths.IMAGES, paths.FACTORS)

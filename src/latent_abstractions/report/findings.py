@@ -317,13 +317,15 @@ def pairs_sentence(decisions: pd.DataFrame) -> str:
 
 def claim_clause(decisions: pd.DataFrame) -> str:
     """How the exact order stands against the claim under test, or why it is not compared."""
-    if not comparable(decided_order(decisions)):
+    if not comparable(list(decisions["factor"])):
         return (
             f"{CLAIM} concerns Shapes3D's factors (early: {', '.join(sorted(PUBLISHED_EARLY))}; late: "
-            f"{', '.join(sorted(PUBLISHED_LATE))}), and this data set's decided factors lack an early or a late "
-            "one: not compared."
+            f"{', '.join(sorted(PUBLISHED_LATE))}), and this data set lacks an early or a late one: not compared."
         )
-    found = compare_with_published(decisions)
+    try:
+        found = compare_with_published(decisions)
+    except InputError:  # an early or a late factor never decided
+        return f"an early or a late factor of {CLAIM} is never decided here: not compared."
     verdict = "agrees with" if found["agrees"] else "departs from"
     return (
         f"this {verdict} {CLAIM} ({CLAIM_CONTENT}; {CLAIM_SOURCE}), Spearman ρ with its groups "

@@ -22,7 +22,7 @@ from ..pipeline.paths import ExperimentPaths
 from ..pipeline.stage_table import stage
 
 log = logging.getLogger("decision_order")
-REFERENCE = proxies.proxy("mi_exact").name
+REFERENCE = "mi_exact"  # the proxy the others are ranked against
 BOOTSTRAP = 200  # replicates of the proxies' curves, each point redrawn within its standard error
 SEED = 0
 

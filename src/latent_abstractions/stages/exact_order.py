@@ -33,7 +33,7 @@ TIME_COLUMNS = ("tau_50", "tau_90", "log_snr_50", "log_snr_90", "log_snr_peak", 
 RANKS = {"rank_50": "log_snr_50", "rank_peak": "log_snr_peak", "rank_nats": "log_snr_nats"}
 
 
-def load_shapes(experiment: str, params: dict) -> base.Dataset:
+def load_dataset(experiment: str, params: dict) -> base.Dataset:
     """The experiment's data set, memory-mapped; one clear line if its kind does not serve
     the exact order or it is missing."""
     if not serves(params["dataset"], EXACT_ORDER):
@@ -157,7 +157,7 @@ def exact_curves(dataset: base.Dataset, sde_params: dict, settings: dict) -> tup
 
 def exact_order_step(experiment: str, params: dict) -> None:
     files = ExperimentPaths(experiment)
-    dataset = load_shapes(experiment, params)
+    dataset = load_dataset(experiment, params)
     settings = params["exact_order"]
     log.info(
         "%d images of shape %s, %s rows, %d times x %d draws",

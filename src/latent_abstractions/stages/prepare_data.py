@@ -23,7 +23,7 @@ def prepare(experiment: str, params: dict) -> None:
     external = [spec[kind.external_file]] if kind.external_file else []
     meta = provenance("prepare_data", experiment, spec, inputs=[f for f in external if Path(f).is_file()])
     kind.make(spec, folder, meta)
-    dataset = base.load(folder)
+    dataset = base.load(folder, check_content=False)  # just written: no second pass over the images
     log.info(
         "%d %s images of shape %s (%d for training), factors %s",
         len(dataset.images),

@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from ..analysis import coupling, representation
+from ..analysis.published_order import comparable
 from ..core.artifacts import atomic_path, read_input_table
 from ..core.errors import InputError
 from ..pipeline import paths, stage_table
@@ -244,7 +245,8 @@ def experiment_findings(name: str, experiment: dict, tables: dict) -> dict[str, 
         said["exact"] += findings.exact_order_sentences(name, experiment["dataset"], tables["exact_decisions"])
     if "order" in tables and tables["order"]["factor"].nunique() >= MIN_FACTORS_TO_ORDER:
         said["proxies"].append(findings.proxy_agreement_sentence(name, tables["order"]))
-        said["proxies"].append(findings.proxy_claim_sentence(name, tables["order"]))
+        if comparable(sorted(set(tables["order"]["factor"]))):  # the claim is about Shapes3D's factors
+            said["proxies"].append(findings.proxy_claim_sentence(name, tables["order"]))
     if "information_metrics" in tables:
         said["estimates"] += findings.information_sentences(name, tables["information_metrics"])
     if "classifier_metrics" in tables:
@@ -287,6 +289,7 @@ def spacing_sentences(params: dict, tables_of: dict[str, dict]) -> list[str]:
             if (
                 other != name
                 and other_dataset.get("spacing") != "native"
+                and other_dataset["kind"] == dataset["kind"]
                 and other_dataset.get("size") == dataset.get("size")
             ):
                 said.append(findings.spacing_sentence(name, table, other, other_table))

@@ -11,8 +11,6 @@ import re
 
 SCORE_UNET = re.compile(r"^(down\.[0-9]+|mid|up\.[0-9]+)$")
 MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-# The schema's item pattern: either grammar (which one applies is checked per architecture).
-SCHEMA_PATTERN = f"{SCORE_UNET.pattern}|{MODULE_PATH.pattern}"
 
 
 def score_unet_names(levels: int) -> list[str]:
