@@ -60,3 +60,8 @@ def test_a_toy_data_set_added_as_one_module_runs_through_the_pipeline(tmp_path):
     probes = pq.read_table(repo / "data" / "toy" / "probes.parquet").to_pandas()
     assert set(probes["factor"]) == {"column", "level"}
     assert "toy" in (repo / "data" / "report.html").read_text()
+    # the claim under test is about Shapes3D's factors: not compared, and no share of agreement
+    order = pq.read_table(repo / "data" / "toy" / "order.parquet").to_pandas()
+    assert order["claim_agreement_share"].isna().all()
+    said = (repo / "data" / "findings.md").read_text()
+    assert "not compared" in said and "the trained model's order by each proxy against" not in said
