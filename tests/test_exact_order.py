@@ -229,6 +229,8 @@ def test_an_exact_scope_runs_only_the_data_set_and_the_exact_order(default_param
     only = stage_table.final_outputs(tiny_exact_experiment())
     assert "data/tiny/exact_decisions.parquet" in only and not any("model" in path for path in only)
     assert stage_table.REPORT.inputs(tiny_exact_experiment()) == [
+        "data/tiny/dataset/factors.parquet",  # the dataset sheets' inputs, whose md5 the report lists
+        "data/tiny/dataset/images.npy",
         "data/tiny/exact_decisions.parquet",
         "data/tiny/figures/dataset_contact_sheet.png",
         "data/tiny/figures/dataset_traversals.png",
