@@ -285,8 +285,7 @@ def declared_files(job: str, params: dict) -> list[str]:
         return stage_table.REPORT.inputs(params) + list(stage_table.REPORT.outputs)
     name, experiment = job.split("@")
     entry = stage_table.stage(name)
-    own = entry.all_outputs() + entry.scratch + tuple(f"{d}.partial" for d in entry.directories)
-    templates = entry.inputs + own
+    templates = entry.inputs + entry.own_files()
     return [t.format(experiment=experiment) for t in templates] + entry.external(params["experiments"][experiment])
 
 

@@ -69,6 +69,11 @@ class Stage:
     def all_outputs(self) -> tuple[str, ...]:
         return self.outputs + self.directories + self.metrics + tuple(p.path for p in self.plots)
 
+    def own_files(self) -> tuple[str, ...]:
+        """What a run may read back of its own: its outputs, a store's in-progress
+        ``<directory>.partial`` and its scratch files."""
+        return self.all_outputs() + self.scratch + tuple(f"{d}.partial" for d in self.directories)
+
     def external(self, experiment_params: dict) -> list[str]:
         """Files outside the repository that this experiment's run reads (hashed by DVC)."""
         return [] if self.external_input is None else [self.external_input(experiment_params)]
