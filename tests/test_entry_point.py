@@ -68,6 +68,13 @@ def test_the_installed_repository_is_the_root_when_none_is_above(tmp_path):
     assert (ROOT / "Snakefile").is_file()
 
 
+def test_stage_runs_the_engines_command_through_the_launcher():
+    # The stage itself answers: the launcher and the stage's module were found and started.
+    answered = call("stage", "prepare_data", "--experiment", "no_such_experiment", cwd=ROOT)
+    assert answered.returncode != 0 and "Traceback" not in answered.stderr, answered.stderr
+    assert "unknown experiment 'no_such_experiment'" in answered.stderr
+
+
 def test_python_dash_m_is_the_same_command(tmp_path):
     answered = subprocess.run(
         [sys.executable, "-m", "latent_abstractions", "--version"], capture_output=True, text=True, cwd=tmp_path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -64,16 +65,15 @@ def run_stage(root: Path, args: argparse.Namespace) -> int:
     if args.name not in names:
         raise SystemExit(f"error: no stage {args.name!r}; the stages are: {', '.join(names)}")
     if args.name in project_stages:
-        entry = project_stages[args.name]
-        arguments = [entry.module, "--log", entry.log()]
+        command = project_stages[args.name].command()
     else:
         if not args.experiment:
             raise SystemExit(f"error: stage {args.name} needs --experiment NAME (an experiment in params.yaml)")
-        entry = stage_table.stage(args.name)
-        arguments = [entry.module, "--experiment", args.experiment, "--log", entry.log(args.experiment)]
-        arguments += entry.arguments.split()
+        command = stage_table.stage(args.name).command(args.experiment)
+    # The engines' own command line, run with this interpreter instead of "python3".
+    launcher_and_arguments = shlex.split(command)[1:]
     environment = {**os.environ, "LATENT_ABSTRACTIONS_PYTHON": sys.executable}
-    return subprocess.call([sys.executable, stage_table.LAUNCHER, *arguments], cwd=root, env=environment)
+    return subprocess.call([sys.executable, *launcher_and_arguments], cwd=root, env=environment)
 
 
 def run_verify(root: Path, args: argparse.Namespace) -> int:
