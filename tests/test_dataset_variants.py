@@ -3,12 +3,19 @@ written here in that format)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from latent_abstractions.core import pixels
 from latent_abstractions.datasets import base, bumps, shapes, shapes3d_file, splits
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_imbalanced_lattice_spacings():
@@ -182,3 +189,21 @@ def test_restricted_factor_table():
     assert dataset.restricted([]) is dataset
     with pytest.raises(ValueError, match="unknown factor colour; the dataset has: x, y"):
         dataset.restricted(["colour"])
+
+
+def test_a_file_whose_side_the_network_cannot_halve_is_refused_before_training(tmp_path):
+    # A 63x63 file's failure, at 15x15: the decoder's skips would not join, deep in training.
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())["experiments"]["shapes"]
+    real = {**default, "dataset": {"kind": "shapes3d_file", "path": "3dshapes.h5", "split": {"kind": "none"}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"experiments": {"real": real}}))
+    indices = shapes.all_indices({"floor_hue": [1, 4], "shape": [0, 3], **{n: [0] for n in shapes.FACTOR_NAMES[1:4]}})
+    write_shapes3d_file(tmp_path / "3dshapes.h5", indices, size=15)
+    dataset = tmp_path / "data" / "real" / "dataset"
+    shapes3d_file.import_file(tmp_path / "3dshapes.h5", dataset, None, {"kind": "none"}, {"step": "test"})
+    command = [sys.executable, "-m", "latent_abstractions.stages.train_score_model", "--experiment", "real"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: images are 15x15: must be divisible by 2 for 2 model levels (model.channel_mults)"
+    )
+    assert not (tmp_path / "data" / "real" / "model").exists()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from latent_abstractions.core.artifacts import input_sha256, params_sha256
+from latent_abstractions.core.errors import InputError
 from latent_abstractions.core.factors import Factor
 from latent_abstractions.diffusion import checkpoints
 from latent_abstractions.diffusion.nets.unet import SelfAttention, channels_last_group_norm
@@ -212,3 +213,12 @@ def test_the_channels_last_group_norm_is_group_norm_and_keeps_the_layout(dtype):
     expected = torch.nn.functional.group_norm(x.float(), 4, weight, bias, 1e-5)
     assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(got.float(), expected, atol=1e-5 if dtype == torch.float32 else 0.05)
+
+
+def test_a_side_that_does_not_halve_evenly_is_refused():
+    three_levels = {**MODEL, "channel_mults": [1, 2, 2]}
+    assert checkpoints.architecture_from_params(three_levels, FACTORS, (3, 64, 64))["image_size"] == [64, 64]
+    with pytest.raises(
+        InputError, match=r"images are 63x63: must be divisible by 4 for 3 model levels \(model.channel_mults\)"
+    ):
+        checkpoints.architecture_from_params(three_levels, FACTORS, (3, 63, 63))

@@ -16,6 +16,7 @@ from ..core.errors import InputError
 from ..core.factors import Factor
 from . import diffusers_folder
 from .nets.diffusers_unet import DiffusersScoreNet, build_unet, unet_config
+from .nets.levels import halving_problem
 from .nets.unet import ScoreUNet
 
 TRAINING_SECTIONS = ("sde", "model", "train")  # what train_score_model records in a checkpoint
@@ -53,6 +54,7 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
     """Everything needed to rebuild the network; ``image_shape`` is (C, H, W)."""
     if model_params.get("kind") == "diffusers":  # an outside network: its folder says
         return diffusers_folder.architecture(Path(model_params["path"]), factors, image_shape)
+    check_halvings(image_shape, len(model_params["channel_mults"]))
     if model_params.get("architecture") == "diffusers_unet2d":
         return {
             "network": "diffusers_unet2d",
@@ -75,6 +77,14 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
         "attention_levels": list(model_params["attention_levels"]),
         "heads": model_params["heads"],
     }
+
+
+def check_halvings(image_shape: tuple[int, int, int], levels: int) -> None:
+    """Sides known only from the data (a Shapes3D file's), refused before training."""
+    height, width = image_shape[1:]
+    problem = halving_problem(height, width, levels)
+    if problem:
+        raise InputError(f"images are {height}x{width}: {problem} (model.channel_mults)")
 
 
 def save(model: ScoreUNet, architecture: dict, path: Path | str, provenance: dict) -> None:

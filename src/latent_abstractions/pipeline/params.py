@@ -23,6 +23,7 @@ import yaml
 from ..core.errors import InputError
 from ..datasets.registry import PHASES, factor_names, image_size, kind_of, schema_definitions, serves
 from ..diffusion.nets import taps
+from ..diffusion.nets.levels import halving_problem
 from ..training.snapshot_schedule import checkpoint_steps, snapshot_ratio
 
 # Found from the package (a checkout or an editable install), not the working directory.
@@ -286,12 +287,9 @@ def _check_architecture(name: str, model: dict, height: int, width: int) -> None
                 f"params.yaml: experiments.{name}.model.heads = {model['heads']}: "
                 f"must divide the {channels} channels of attended level {level}"
             )
-    downsample = 2 ** (levels - 1)
-    if height % downsample or width % downsample:
-        raise ParamsError(
-            f"params.yaml: experiments.{name}.dataset image size {height}x{width}: "
-            f"must be divisible by {downsample} for {levels} model levels"
-        )
+    problem = halving_problem(height, width, levels)
+    if problem:
+        raise ParamsError(f"params.yaml: experiments.{name}.dataset image size {height}x{width}: {problem}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
