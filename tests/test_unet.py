@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latent_abstractions.core import safetensors_file
 from latent_abstractions.core.artifacts import input_sha256, params_sha256
 from latent_abstractions.core.errors import InputError
 from latent_abstractions.core.factors import Factor
@@ -222,3 +223,24 @@ def test_a_side_that_does_not_halve_evenly_is_refused():
         InputError, match=r"images are 63x63: must be divisible by 4 for 3 model levels \(model.channel_mults\)"
     ):
         checkpoints.architecture_from_params(three_levels, FACTORS, (3, 63, 63))
+
+
+@pytest.mark.parametrize("change", ["drop factors", "drop groups", "not a mapping", "unknown network"])
+def test_a_header_whose_architecture_lacks_a_key_is_named(tmp_path, model, architecture, change):
+    header = dict(architecture)
+    if change.startswith("drop"):
+        del header[change.split()[1]]
+    elif change == "not a mapping":
+        header = ["score_unet"]
+    else:
+        header["network"] = "mystery"
+    path = tmp_path / "weights.safetensors"
+    safetensors_file.write_checkpoint(model.state_dict(), header, trained_for("e", MODEL), path)
+    expected = (
+        f"architecture lacks {change.split()[1]}"
+        if change.startswith("drop")
+        else "architecture is not one this project builds"
+    )
+    for load in (checkpoints.load, lambda p: checkpoints.load_for_params(p, {**TRAINING, "model": MODEL}, "e")):
+        with pytest.raises(checkpoints.CheckpointError, match=rf"weights.safetensors: the header's {expected}"):
+            load(path)

@@ -96,8 +96,35 @@ def save_state(state: dict[str, torch.Tensor], architecture: dict, path: Path | 
     safetensors_file.write_checkpoint(state, architecture, provenance, path)
 
 
+# The header's architecture keys each network is rebuilt from (build_model).
+ARCHITECTURE_KEYS = {
+    "score_unet": (
+        "image_channels",
+        "image_size",
+        "factors",
+        "base_channels",
+        "channel_mults",
+        "groups",
+        "cond_frequencies",
+        "blocks_per_level",
+        "attention_levels",
+        "heads",
+    ),
+    "diffusers_unet2d": ("image_channels", "image_size", "factors", "conditioning", "cond_frequencies", "unet"),
+}
+
+
 def read_metadata(path: Path | str) -> dict:
-    return safetensors_file.read_checkpoint_header(path, CheckpointError)
+    """The checkpoint's header, refused in one line if its architecture lacks a key."""
+    metadata = safetensors_file.read_checkpoint_header(path, CheckpointError)
+    architecture = metadata["architecture"]
+    network = architecture.get("network", "score_unet") if isinstance(architecture, dict) else None
+    if network not in ARCHITECTURE_KEYS:
+        raise CheckpointError(f"{path}: the header's architecture is not one this project builds")
+    missing = [key for key in ARCHITECTURE_KEYS[network] if key not in architecture]
+    if missing:
+        raise CheckpointError(f"{path}: the header's architecture lacks {', '.join(missing)}")
+    return metadata
 
 
 def load(path: Path | str, expected_architecture: dict | None = None) -> tuple[ScoreUNet, dict]:

@@ -35,12 +35,9 @@ from ..diffusion.sde import make_sde
 from ..pipeline.cli import run_step
 from ..pipeline.paths import ExperimentPaths
 from ..report import manifold_pictures
+from ..training.snapshot_schedule import snapshot_step, snapshots_in
 
 log = logging.getLogger("evaluate_generation")
-
-
-def snapshot_step(path: Path) -> int:
-    return int(path.stem.removeprefix("step_"))
 
 
 @torch.no_grad()
@@ -272,9 +269,7 @@ def control_rows(final_activations: dict, final_step: int, params: dict, dataset
 def checked_inputs(experiment: str, params: dict) -> tuple[list[Path], object]:
     """The snapshots in training order and the data set, or one line saying what is wrong."""
     files = ExperimentPaths(experiment)
-    snapshots = sorted(files.checkpoints_dir.glob("step_*.safetensors"), key=snapshot_step)
-    if not snapshots:
-        raise InputError(f"no checkpoints in {files.checkpoints_dir}")
+    snapshots = snapshots_in(files.checkpoints_dir)
     dataset = base.load(files.dataset_dir)
     if {f.name for f in dataset.factor_table} - {"x", "y"}:
         raise InputError(f"{experiment}: generation accuracy needs a bumps data set (factors x, y)")

@@ -29,13 +29,10 @@ from ..pipeline.cli import run_step
 from ..pipeline.paths import ExperimentPaths
 from ..training import resume
 from ..training.distributed import World, close_world, device_for, init_world
+from ..training.snapshot_schedule import snapshot_name
 from ..training.train import TrainConfig, Trainer, train
 
 log = logging.getLogger("train_score_model")
-
-
-def snapshot_name(step: int) -> str:
-    return f"step_{step:08d}.safetensors"
 
 
 def write_metrics(experiment: str, history: list[tuple[int, float, float]], every: int) -> None:

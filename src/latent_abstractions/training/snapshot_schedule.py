@@ -5,7 +5,14 @@ Torch-free, so that params validation can check a phase study's schedule cheaply
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
+
+from ..core.errors import InputError
+
+SNAPSHOT_NAME = re.compile(r"step_(\d+)\.safetensors")
 
 
 def checkpoint_steps(steps: int, count: int, start: int = 1) -> list[int]:
@@ -22,3 +29,29 @@ def checkpoint_steps(steps: int, count: int, start: int = 1) -> list[int]:
 def snapshot_ratio(snapshot_steps: list[int]) -> float:
     """The largest ratio between consecutive snapshot steps (1 for fewer than two)."""
     return max((b / a for a, b in zip(snapshot_steps, snapshot_steps[1:])), default=1.0)
+
+
+def snapshot_name(step: int) -> str:
+    return f"step_{step:08d}.safetensors"
+
+
+def snapshot_step(path: Path) -> int:
+    """The training step a snapshot was taken at, from its name."""
+    return int(SNAPSHOT_NAME.fullmatch(path.name).group(1))
+
+
+def snapshots_in(folder: Path) -> list[Path]:
+    """The snapshots training wrote to ``folder``, in training order. Any other file there
+    (a copy, a download) is refused by name rather than read as a snapshot or skipped."""
+    if not folder.is_dir():
+        raise InputError(f"no checkpoints in {folder}")
+    files = sorted(path for path in folder.iterdir())
+    strays = [path.name for path in files if not SNAPSHOT_NAME.fullmatch(path.name)]
+    if strays:
+        raise InputError(
+            f"{folder} holds {strays[0]!r}, which is not a training snapshot (step_<step>.safetensors): "
+            "remove it, or train again"
+        )
+    if not files:
+        raise InputError(f"no checkpoints in {folder}")
+    return sorted(files, key=snapshot_step)
