@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt  # noqa: F401 (tests close figures through it)
 
 from .plots.dataset import contact_sheet, traversals
 from .plots.generation import generation_over_training, representation_pictures
+from .plots.images import show_image
 from .plots.information import information_curves, information_notes, mutual_information
-from .plots.layout import legend_columns, show_image
+from .plots.layout import legend_columns
 from .plots.loss import training_loss
 from .plots.probes import FEATURE_FAMILIES, best_features, feature_family, probe_scores
 from .plots.proxies import proxy_curves

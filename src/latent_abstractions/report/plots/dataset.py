@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..figure_style import captioned  # also sets the backend and the style
-from .layout import show_image
+from .images import show_image
 
 
 @captioned(

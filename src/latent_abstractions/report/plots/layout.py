@@ -1,23 +1,9 @@
-"""Layout helpers the figures share: an image drawn from its stored form, legend columns."""
+"""Layout the figures share: legend columns. (Images: images.py, so that the figures
+without images do not carry the pixel conversion.)"""
 
 from __future__ import annotations
-
-import numpy as np
-
-from ...core.pixels import model_range
 
 
 def legend_columns(panels: int) -> int:
     """Columns of a figure legend below ``panels`` panels side by side."""
     return min(6, panels + 1)
-
-
-def show_image(ax, image: np.ndarray) -> None:
-    """Draw a stored (C, H, W) image (float32 in [-1, 1] or uint8), grey or RGB."""
-    image = model_range(image)
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=-1, vmax=1)
-    else:
-        ax.imshow(np.clip((np.moveaxis(image, 0, -1) + 1) / 2, 0, 1))
-    ax.set_xticks([])
-    ax.set_yticks([])

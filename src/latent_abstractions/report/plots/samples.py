@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..figure_style import captioned  # also sets the backend and the style
-from .layout import show_image
+from .images import show_image
 
 
 @captioned(
