@@ -19,6 +19,7 @@ from latent_abstractions.classifier import (
     classifier_prediction,
     classifier_training,
 )
+from latent_abstractions.core import safetensors_file
 from latent_abstractions.core.errors import TrainingDiverged
 from latent_abstractions.core.factors import Factor
 from latent_abstractions.datasets.base import Dataset
@@ -185,6 +186,14 @@ def test_checkpoint_round_trip_and_refusals(trained, tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable safetensors checkpoint"):
         classifier_checkpoint.load(tmp_path / "broken.safetensors")
+    for header, message in (
+        (["noise_classifier"], "not a noise_classifier checkpoint"),
+        ({k: v for k, v in model.architecture.items() if k != "t_max"}, "the header's architecture lacks t_max"),
+    ):
+        partial = tmp_path / "partial.safetensors"
+        safetensors_file.write_checkpoint(model.state_dict(), header, {"seed": 0}, partial)
+        with pytest.raises(ValueError, match=f"partial.safetensors: {message}"):
+            classifier_checkpoint.load(partial)
 
 
 def test_one_class_factor_is_refused_by_name():

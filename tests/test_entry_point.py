@@ -90,3 +90,10 @@ def test_run_passes_snakemakes_own_options_on(tmp_path):
     assert answered.returncode == 0 and answered.stdout.strip()[0].isdigit(), answered.stderr
     refused = call("findings", "-n", cwd=root)
     assert refused.returncode == 2 and "unrecognized arguments: -n" in refused.stderr
+
+
+def test_a_name_that_is_no_experiment_name_is_one_line(tmp_path):
+    empty = project(tmp_path / "empty", None)
+    answered = call("stage", "train_score_model", "--experiment", "it's", cwd=empty)
+    assert answered.returncode != 0 and answered.stderr.count("\n") == 1
+    assert '"it\'s" is not an experiment name' in answered.stderr

@@ -44,3 +44,18 @@ def test_no_snapshots_is_one_line(tmp_path):
         snapshots_in(tmp_path / "absent")
     with pytest.raises(InputError, match="no checkpoints in"):
         snapshots_in(tmp_path)
+
+
+def test_the_engines_and_writers_hidden_files_are_not_snapshots_nor_strays(tmp_path):
+    # Snakemake touches a timestamp in every directory output; a killed write leaves its temporary.
+    (tmp_path / snapshot_name(100)).write_bytes(b"")
+    (tmp_path / ".snakemake_timestamp").write_bytes(b"")
+    (tmp_path / ".step_00000200.safetensors.x1y2.tmp").write_bytes(b"")
+    assert [path.name for path in snapshots_in(tmp_path)] == ["step_00000100.safetensors"]
+
+
+def test_two_snapshots_of_one_step_are_refused(tmp_path):
+    (tmp_path / snapshot_name(100)).write_bytes(b"")
+    (tmp_path / "step_100.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match="holds two snapshots of step 100"):
+        snapshots_in(tmp_path)

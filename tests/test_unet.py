@@ -225,8 +225,16 @@ def test_a_side_that_does_not_halve_evenly_is_refused():
         checkpoints.architecture_from_params(three_levels, FACTORS, (3, 63, 63))
 
 
-@pytest.mark.parametrize("change", ["drop factors", "drop groups", "not a mapping", "unknown network"])
-def test_a_header_whose_architecture_lacks_a_key_is_named(tmp_path, model, architecture, change):
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ("drop factors", "architecture lacks factors; train or import it again"),
+        ("drop groups", "architecture lacks groups; train or import it again"),
+        ("not a mapping", "architecture is not a mapping"),
+        ("unknown network", "architecture names network 'mystery'; this project builds score_unet, diffusers_unet2d"),
+    ],
+)
+def test_a_header_whose_architecture_lacks_a_key_is_named(tmp_path, model, architecture, change, expected):
     header = dict(architecture)
     if change.startswith("drop"):
         del header[change.split()[1]]
@@ -236,11 +244,13 @@ def test_a_header_whose_architecture_lacks_a_key_is_named(tmp_path, model, archi
         header["network"] = "mystery"
     path = tmp_path / "weights.safetensors"
     safetensors_file.write_checkpoint(model.state_dict(), header, trained_for("e", MODEL), path)
-    expected = (
-        f"architecture lacks {change.split()[1]}"
-        if change.startswith("drop")
-        else "architecture is not one this project builds"
-    )
     for load in (checkpoints.load, lambda p: checkpoints.load_for_params(p, {**TRAINING, "model": MODEL}, "e")):
         with pytest.raises(checkpoints.CheckpointError, match=rf"weights.safetensors: the header's {expected}"):
             load(path)
+
+
+def test_a_header_field_that_is_not_json_is_named(tmp_path, model):
+    path = tmp_path / "weights.safetensors"
+    safetensors_file.write(model.state_dict(), path, {"architecture": "{", "provenance": "{}"})
+    with pytest.raises(checkpoints.CheckpointError, match=r"weights.safetensors: the header's architecture is not JSON"):
+        checkpoints.load(path)

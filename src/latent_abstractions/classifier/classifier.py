@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from ..datasets.base import Dataset
 
 ARCHITECTURE_KIND = "noise_classifier"
+# The header's architecture keys the classifier is rebuilt from (architecture_for writes them).
+ARCHITECTURE_KEYS = (
+    "image_channels",
+    "image_size",
+    "factors",
+    "channels",
+    "groups",
+    "frequencies",
+    "embedding_dim",
+    "sde",
+    "t_min",
+    "t_max",
+)
 CACHE_BYTES = 1 << 30  # off CUDA, training rows up to this size (uint8, or floats as float32) are kept in memory
 
 

@@ -12,7 +12,15 @@ import torch
 
 from ..core import safetensors_file
 from ..diffusion.sde import SDE
-from .classifier import ARCHITECTURE_KIND, ClassifierError, NoiseClassifier, build_model, check_matches, sde_params
+from .classifier import (
+    ARCHITECTURE_KEYS,
+    ARCHITECTURE_KIND,
+    ClassifierError,
+    NoiseClassifier,
+    build_model,
+    check_matches,
+    sde_params,
+)
 
 if TYPE_CHECKING:
     from ..datasets.base import Dataset
@@ -25,8 +33,12 @@ def save(model: NoiseClassifier, path: Path | str, provenance: dict) -> None:
 
 def read_metadata(path: Path | str) -> dict:
     decoded = safetensors_file.read_checkpoint_header(path, ClassifierError, "classifier checkpoint")
-    if decoded["architecture"].get("kind") != ARCHITECTURE_KIND:
+    architecture = decoded["architecture"]
+    if not isinstance(architecture, dict) or architecture.get("kind") != ARCHITECTURE_KIND:
         raise ClassifierError(f"{path}: not a {ARCHITECTURE_KIND} checkpoint")
+    missing = [key for key in ARCHITECTURE_KEYS if key not in architecture]
+    if missing:
+        raise ClassifierError(f"{path}: the header's architecture lacks {', '.join(missing)}; train it again")
     return decoded
 
 

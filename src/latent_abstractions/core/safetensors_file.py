@@ -52,7 +52,13 @@ def read_checkpoint_header(path: Path | str, error: type[Exception], what: str =
         raise error(f"{path}: not a readable safetensors checkpoint ({exc})") from None
     if "architecture" not in metadata:
         raise error(f"{path}: no architecture in the checkpoint header")
-    return {key: json.loads(value) for key, value in metadata.items()}
+    decoded = {}
+    for key, value in metadata.items():
+        try:
+            decoded[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise error(f"{path}: the header's {key} is not JSON") from None
+    return decoded
 
 
 def load_weights(model: torch.nn.Module, path: Path | str, error: type[Exception]) -> None:

@@ -18,6 +18,7 @@ from . import base, shapes, splits
 from .registry import EXACT_ORDER, DatasetKind
 
 CHUNK = 4096  # images per read: about 50 MB at 64 x 64 x 3
+IMAGE_SHAPE = (64, 64, 3)  # every Shapes3D image; anything else is another file
 
 
 class Shapes3DFileError(InputError):
@@ -40,8 +41,10 @@ def _open(path: Path):
             raise Shapes3DFileError(f"{path}: no dataset {name!r} (found: {found})")
     images, labels = handle["images"], handle["labels"]
     problems = []
-    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
-        problems.append(f"images is {images.dtype} {images.shape}, expected uint8 (N, H, H, 3)")
+    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
+        problems.append(
+            f"images is {images.dtype} {images.shape}, expected uint8 (N, {', '.join(map(str, IMAGE_SHAPE))})"
+        )
     if labels.ndim != 2 or labels.shape[1] != len(shapes.FACTOR_NAMES) or labels.shape[0] != images.shape[0]:
         problems.append(f"labels is {labels.shape}, expected ({images.shape[0]}, {len(shapes.FACTOR_NAMES)})")
     if labels.dtype.kind not in "fiu":
@@ -105,8 +108,8 @@ def import_file(
             raise Shapes3DFileError(f"{path}: no image matches the requested subset")
         factor_table, factors = _factor_frame(indices[keep])
         factors["split"] = splits.split_column(factors, factor_table, split)
-        size = handle["images"].shape[1]
-        with base.images_writer(folder, (len(keep), 3, size, size), np.uint8) as out:
+        height, width, channels = IMAGE_SHAPE
+        with base.images_writer(folder, (len(keep), channels, height, width), np.uint8) as out:
             for start in range(0, len(keep), CHUNK):
                 rows = keep[start : start + CHUNK]
                 out[start : start + len(rows)] = np.moveaxis(handle["images"][rows], -1, 1)
@@ -159,7 +162,7 @@ KIND = DatasetKind(
     name="shapes3d_file",
     schema=SCHEMA,
     factor_names=lambda spec: shapes.FACTOR_NAMES,
-    image_size=lambda spec: (64, 64),
+    image_size=lambda spec: IMAGE_SHAPE[:2],
     images=lambda spec: (0, 0),  # only the file can say
     cardinalities=shapes.subset_cardinalities,  # at most: the file may lack values
     make=_import,

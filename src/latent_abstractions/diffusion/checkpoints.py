@@ -80,7 +80,8 @@ def architecture_from_params(model_params: dict, factors: list[Factor], image_sh
 
 
 def check_halvings(image_shape: tuple[int, int, int], levels: int) -> None:
-    """Sides known only from the data (a Shapes3D file's), refused before training."""
+    """The data on disk against the rule the params check applies to the params' sizes: a
+    backstop for data whose size no params key states, refused before training."""
     height, width = image_shape[1:]
     problem = halving_problem(height, width, levels)
     if problem:
@@ -96,7 +97,8 @@ def save_state(state: dict[str, torch.Tensor], architecture: dict, path: Path | 
     safetensors_file.write_checkpoint(state, architecture, provenance, path)
 
 
-# The header's architecture keys each network is rebuilt from (build_model).
+# The header's architecture keys each network is rebuilt from (build_model); a new network
+# adds its entry here (docs/extending.md).
 ARCHITECTURE_KEYS = {
     "score_unet": (
         "image_channels",
@@ -118,12 +120,17 @@ def read_metadata(path: Path | str) -> dict:
     """The checkpoint's header, refused in one line if its architecture lacks a key."""
     metadata = safetensors_file.read_checkpoint_header(path, CheckpointError)
     architecture = metadata["architecture"]
-    network = architecture.get("network", "score_unet") if isinstance(architecture, dict) else None
+    if not isinstance(architecture, dict):
+        raise CheckpointError(f"{path}: the header's architecture is not a mapping; train or import it again")
+    network = architecture.get("network", "score_unet")
     if network not in ARCHITECTURE_KEYS:
-        raise CheckpointError(f"{path}: the header's architecture is not one this project builds")
+        raise CheckpointError(
+            f"{path}: the header's architecture names network {network!r}; this project builds "
+            f"{', '.join(ARCHITECTURE_KEYS)}"
+        )
     missing = [key for key in ARCHITECTURE_KEYS[network] if key not in architecture]
     if missing:
-        raise CheckpointError(f"{path}: the header's architecture lacks {', '.join(missing)}")
+        raise CheckpointError(f"{path}: the header's architecture lacks {', '.join(missing)}; train or import it again")
     return metadata
 
 

@@ -69,6 +69,8 @@ def run_stage(root: Path, args: argparse.Namespace) -> int:
     else:
         if not args.experiment:
             raise SystemExit(f"error: stage {args.name} needs --experiment NAME (an experiment in params.yaml)")
+        if shlex.quote(args.experiment) != args.experiment:  # the command line below is split by shlex
+            raise SystemExit(f"error: {args.experiment!r} is not an experiment name (letters, digits and _)")
         command = stage_table.stage(args.name).command(args.experiment)
     # The engines' own command line, run with this interpreter instead of "python3".
     launcher_and_arguments = shlex.split(command)[1:]

@@ -21,10 +21,11 @@ from ..datasets import base
 from ..diffusion import checkpoints, diffusers_folder
 from ..pipeline.cli import run_step
 from ..pipeline.paths import ExperimentPaths
+from ..training.snapshot_schedule import snapshot_name
 
 log = logging.getLogger("import_model")
 
-SNAPSHOT = "step_00000000.safetensors"  # the one snapshot: the network as given
+SNAPSHOT = snapshot_name(0)  # the one snapshot: the network as given
 
 
 def import_model(experiment: str, params: dict) -> None:

@@ -37,15 +37,19 @@ def snapshot_name(step: int) -> str:
 
 def snapshot_step(path: Path) -> int:
     """The training step a snapshot was taken at, from its name."""
-    return int(SNAPSHOT_NAME.fullmatch(path.name).group(1))
+    matched = SNAPSHOT_NAME.fullmatch(path.name)
+    if matched is None:
+        raise ValueError(f"{path.name} is not a snapshot's name (step_<step>.safetensors)")
+    return int(matched.group(1))
 
 
 def snapshots_in(folder: Path) -> list[Path]:
-    """The snapshots training wrote to ``folder``, in training order. Any other file there
-    (a copy, a download) is refused by name rather than read as a snapshot or skipped."""
+    """The snapshots training wrote to ``folder``, in training order. Hidden files are the
+    engines' and the writers' own (Snakemake's .snakemake_timestamp, an interrupted write's
+    temporary); any other file (a copy, a download) is refused by name, not skipped."""
     if not folder.is_dir():
         raise InputError(f"no checkpoints in {folder}")
-    files = sorted(path for path in folder.iterdir())
+    files = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
     strays = [path.name for path in files if not SNAPSHOT_NAME.fullmatch(path.name)]
     if strays:
         raise InputError(
@@ -54,4 +58,8 @@ def snapshots_in(folder: Path) -> list[Path]:
         )
     if not files:
         raise InputError(f"no checkpoints in {folder}")
+    steps = [snapshot_step(path) for path in files]
+    if len(set(steps)) < len(steps):
+        twice = next(step for step in steps if steps.count(step) > 1)
+        raise InputError(f"{folder} holds two snapshots of step {twice}: remove one, or train again")
     return sorted(files, key=snapshot_step)

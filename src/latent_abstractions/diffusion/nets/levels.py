@@ -1,7 +1,7 @@
 """The one shape rule of the U-Nets' levels: each level but the last halves the image, and
 the decoder joins its skips at the encoder's sizes, so each side must halve evenly. Read by
-the params check (sizes known from params) and by the network's architecture (sizes known
-only from the data, as a Shapes3D file's)."""
+the params check (the sizes params give) and by the network's architecture (the size of the
+data on disk, a backstop for data whose size no params key states)."""
 
 from __future__ import annotations
 
