@@ -252,5 +252,7 @@ def test_a_header_whose_architecture_lacks_a_key_is_named(tmp_path, model, archi
 def test_a_header_field_that_is_not_json_is_named(tmp_path, model):
     path = tmp_path / "weights.safetensors"
     safetensors_file.write(model.state_dict(), path, {"architecture": "{", "provenance": "{}"})
-    with pytest.raises(checkpoints.CheckpointError, match=r"weights.safetensors: the header's architecture is not JSON"):
+    with pytest.raises(
+        checkpoints.CheckpointError, match=r"weights.safetensors: the header's architecture is not JSON"
+    ):
         checkpoints.load(path)
