@@ -36,9 +36,7 @@ def read_metadata(path: Path | str) -> dict:
     architecture = decoded["architecture"]
     if not isinstance(architecture, dict) or architecture.get("kind") != ARCHITECTURE_KIND:
         raise ClassifierError(f"{path}: not a {ARCHITECTURE_KIND} checkpoint")
-    missing = [key for key in ARCHITECTURE_KEYS if key not in architecture]
-    if missing:
-        raise ClassifierError(f"{path}: the header's architecture lacks {', '.join(missing)}; train it again")
+    safetensors_file.check_architecture_keys(path, architecture, ARCHITECTURE_KEYS, ClassifierError, "train it again")
     return decoded
 
 

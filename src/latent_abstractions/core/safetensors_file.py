@@ -61,6 +61,15 @@ def read_checkpoint_header(path: Path | str, error: type[Exception], what: str =
     return decoded
 
 
+def check_architecture_keys(
+    path: Path | str, architecture: dict, keys: tuple, error: type[Exception], remedy: str
+) -> None:
+    """``error`` with one line naming the keys a builder reads that the header's architecture lacks."""
+    missing = [key for key in keys if key not in architecture]
+    if missing:
+        raise error(f"{path}: the header's architecture lacks {', '.join(missing)}; {remedy}")
+
+
 def load_weights(model: torch.nn.Module, path: Path | str, error: type[Exception]) -> None:
     """Load the checkpoint's weights into ``model`` strictly, or ``error`` with one line."""
     announce(path)

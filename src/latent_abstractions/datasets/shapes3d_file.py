@@ -41,7 +41,7 @@ def _open(path: Path):
             raise Shapes3DFileError(f"{path}: no dataset {name!r} (found: {found})")
     images, labels = handle["images"], handle["labels"]
     problems = []
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
+    if images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:  # also any other number of axes
         problems.append(
             f"images is {images.dtype} {images.shape}, expected uint8 (N, {', '.join(map(str, IMAGE_SHAPE))})"
         )

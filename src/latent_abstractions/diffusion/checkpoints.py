@@ -128,9 +128,9 @@ def read_metadata(path: Path | str) -> dict:
             f"{path}: the header's architecture names network {network!r}; this project builds "
             f"{', '.join(ARCHITECTURE_KEYS)}"
         )
-    missing = [key for key in ARCHITECTURE_KEYS[network] if key not in architecture]
-    if missing:
-        raise CheckpointError(f"{path}: the header's architecture lacks {', '.join(missing)}; train or import it again")
+    safetensors_file.check_architecture_keys(
+        path, architecture, ARCHITECTURE_KEYS[network], CheckpointError, "train or import it again"
+    )
     return metadata
 
 

@@ -58,8 +58,8 @@ def snapshots_in(folder: Path) -> list[Path]:
         )
     if not files:
         raise InputError(f"no checkpoints in {folder}")
-    steps = [snapshot_step(path) for path in files]
-    if len(set(steps)) < len(steps):
-        twice = next(step for step in steps if steps.count(step) > 1)
-        raise InputError(f"{folder} holds two snapshots of step {twice}: remove one, or train again")
-    return sorted(files, key=snapshot_step)
+    by_step = sorted((snapshot_step(path), path) for path in files)
+    twice = [step for (step, _), (following, _) in zip(by_step, by_step[1:]) if step == following]
+    if twice:
+        raise InputError(f"{folder} holds two snapshots of step {twice[0]}: remove one, or train again")
+    return [path for _, path in by_step]
